@@ -1,0 +1,1 @@
+"""Fixed-point compiler: ONNX import, IR, passes, quantisation, lowering, golden executor."""

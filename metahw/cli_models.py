@@ -1,0 +1,123 @@
+"""`metahw train` and `metahw eval`: meta-train a learner, evaluate a checkpoint."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import torch
+import typer
+
+from metahw.cli import app
+from metahw.errors import UserError
+from metahw.models.checkpoint import load_checkpoint, save_checkpoint
+from metahw.models.data import load_omniglot
+from metahw.models.evaluate import evaluate
+from metahw.models.learners import ALGORITHMS
+from metahw.models.learners.base import MODES
+from metahw.models.runs import read_runs, run_error
+from metahw.models.train import TrainConfig, train
+
+DataOption = Annotated[
+    Path | None, typer.Option("--data", help="Omniglot zips or extracted folder (default: $METAHW_DATA or ../shared/data/omniglot).")
+]
+
+
+def _parse_hparams(items: list[str]) -> dict:
+    hparams = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UserError(f"--hparam {item!r} is not KEY=VALUE (e.g. --hparam inner_lr=0.4).")
+        try:
+            hparams[key] = json.loads(value)
+        except json.JSONDecodeError:
+            raise UserError(f"--hparam {key}: value {value!r} is not a number, true/false or a JSON value.") from None
+    return hparams
+
+
+@app.command("train")
+def train_command(
+    algo: Annotated[str, typer.Option("--algo", help=f"One of: {', '.join(sorted(ALGORITHMS))}.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Checkpoint file to write (.pt).")],
+    ways: int = 5,
+    shots: int = 1,
+    queries: Annotated[int, typer.Option(help="Query examples per class in training episodes.")] = 5,
+    episodes: Annotated[int, typer.Option(help="Training episodes (tasks) in total.")] = 2000,
+    width: Annotated[int, typer.Option(help="Conv-4 channel width.")] = 32,
+    depth: Annotated[int, typer.Option(help="Number of conv blocks.")] = 4,
+    no_bn: Annotated[bool, typer.Option("--no-bn", help="Conv-4 without BatchNorm (conv bias instead).")] = False,
+    meta_batch: Annotated[int | None, typer.Option(help="Tasks per outer step (default 1 metric, 4 gradient-based).")] = None,
+    lr: Annotated[float, typer.Option(help="Outer (Adam) learning rate, cosine-annealed.")] = 1e-3,
+    hparam: Annotated[list[str], typer.Option("--hparam", help="Algorithm hyper-parameter KEY=VALUE (repeatable).")] = [],  # noqa: B006
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    seed: int = 0,
+    data: DataOption = None,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Meta-train a few-shot learner on the meta-train alphabets and write a checkpoint."""
+    if algo not in ALGORITHMS:
+        raise UserError(f"unknown algorithm {algo!r}: accepted are {', '.join(sorted(ALGORITHMS))}.")
+    cfg = TrainConfig(algo, ways, shots, queries, episodes, meta_batch, lr, width, depth, not no_bn, seed, device,
+                      _parse_hparams(hparam))
+    try:
+        ckpt = train(cfg, load_omniglot(data), progress=progress)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    save_checkpoint(ckpt, out)
+    m = ckpt.metrics
+    typer.echo(f"wrote {out}: {algo}, {m['train_episodes_per_second']:.1f} episodes/s, "
+               f"val {m['val']['ways']}-way {shots}-shot {100 * m['val']['accuracy']:.2f}%")
+
+
+@app.command("eval")
+def eval_command(
+    ckpt: Annotated[Path, typer.Argument(help="Checkpoint written by `metahw train`.")],
+    ways: int = 5,
+    shots: int = 1,
+    queries: Annotated[int, typer.Option(help="Query examples per class.")] = 15,
+    episodes: int = 1000,
+    within_alphabet: Annotated[bool, typer.Option("--within-alphabet", help="All N classes from one alphabet.")] = False,
+    mode: Annotated[str, typer.Option(help="full (the algorithm's own adaptation), head (frozen backbone, "
+                                      "SGD on a linear head, as in hardware) or both.")] = "full",
+    split: Annotated[str, typer.Option(help="train, val or test alphabets.")] = "test",
+    runs: Annotated[Path | None, typer.Option(help="Score the official one-shot runs under DIR instead.")] = None,
+    seed: int = 0,
+    data: DataOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Evaluate a checkpoint: mean accuracy and 95% CI over seeded episodes, or the one-shot runs."""
+    modes = MODES if mode == "both" else (mode,)
+    if any(m not in MODES for m in modes):
+        raise UserError(f"unknown --mode {mode!r}: accepted are full, head, both.")
+    checkpoint = load_checkpoint(ckpt)
+    learner = checkpoint.learner
+    torch.manual_seed(seed)
+    if runs is not None:
+        one_shot = read_runs(runs)
+        result = {"checkpoint": str(ckpt), "algorithm": learner.algorithm, "runs": {}}
+        for m in modes:
+            errors = {r.name: run_error(learner, r, m) for r in one_shot}
+            result["runs"][m] = {"mean_error": sum(errors.values()) / len(errors), "per_run_error": errors}
+        if as_json:
+            typer.echo(json.dumps(result, indent=2))
+            return
+        for m, r in result["runs"].items():
+            typer.echo(f"{learner.algorithm} ({m}): mean error {r['mean_error']:.2f}% over {len(one_shot)} runs")
+            for name, err in r["per_run_error"].items():
+                typer.echo(f"  {name}: {err:.2f}%")
+        return
+    images = load_omniglot(data).split(split)
+    results = {}
+    for m in modes:
+        summary = evaluate(learner, images, ways, shots, queries, episodes, seed, within_alphabet, m, progress and not as_json)
+        results[m] = summary.to_dict()
+        if not as_json:
+            typer.echo(f"{learner.algorithm} {ways}-way {shots}-shot ({m}, {split}{', within alphabet' if within_alphabet else ''}): "
+                       f"{summary} over {summary.episodes} episodes")
+    if as_json:
+        typer.echo(json.dumps({"checkpoint": str(ckpt), "algorithm": learner.algorithm, "ways": ways, "shots": shots,
+                               "queries": queries, "split": split, "within_alphabet": within_alphabet, "seed": seed,
+                               "modes": results}, indent=2))

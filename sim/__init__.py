@@ -1,0 +1,1 @@
+"""Python cycle simulator of the metahw accelerator."""
