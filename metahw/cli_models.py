@@ -20,7 +20,10 @@ from metahw.models.runs import read_runs, run_error
 from metahw.models.train import TrainConfig, train
 
 DataOption = Annotated[
-    Path | None, typer.Option("--data", help="Omniglot zips or extracted folder (default: $METAHW_DATA or ../shared/data/omniglot).")
+    Path | None,
+    typer.Option(
+        "--data", help="Omniglot zips or extracted folder (default: $METAHW_DATA or ../shared/data/omniglot)."
+    ),
 ]
 
 
@@ -48,9 +51,13 @@ def train_command(
     width: Annotated[int, typer.Option(help="Conv-4 channel width.")] = 32,
     depth: Annotated[int, typer.Option(help="Number of conv blocks.")] = 4,
     no_bn: Annotated[bool, typer.Option("--no-bn", help="Conv-4 without BatchNorm (conv bias instead).")] = False,
-    meta_batch: Annotated[int | None, typer.Option(help="Tasks per outer step (default 1 metric, 4 gradient-based).")] = None,
+    meta_batch: Annotated[
+        int | None, typer.Option(help="Tasks per outer step (default 1 metric, 4 gradient-based).")
+    ] = None,
     lr: Annotated[float, typer.Option(help="Outer (Adam) learning rate, cosine-annealed.")] = 1e-3,
-    hparam: Annotated[list[str], typer.Option("--hparam", help="Algorithm hyper-parameter KEY=VALUE (repeatable).")] = [],  # noqa: B006
+    hparam: Annotated[
+        list[str], typer.Option("--hparam", help="Algorithm hyper-parameter KEY=VALUE (repeatable).")
+    ] = [],  # noqa: B006
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     seed: int = 0,
     data: DataOption = None,
@@ -59,16 +66,31 @@ def train_command(
     """Meta-train a few-shot learner on the meta-train alphabets and write a checkpoint."""
     if algo not in ALGORITHMS:
         raise UserError(f"unknown algorithm {algo!r}: accepted are {', '.join(sorted(ALGORITHMS))}.")
-    cfg = TrainConfig(algo, ways, shots, queries, episodes, meta_batch, lr, width, depth, not no_bn, seed, device,
-                      _parse_hparams(hparam))
+    cfg = TrainConfig(
+        algo,
+        ways,
+        shots,
+        queries,
+        episodes,
+        meta_batch,
+        lr,
+        width,
+        depth,
+        not no_bn,
+        seed,
+        device,
+        _parse_hparams(hparam),
+    )
     try:
         ckpt = train(cfg, load_omniglot(data), progress=progress)
     except ValueError as exc:
         raise UserError(str(exc)) from None
     save_checkpoint(ckpt, out)
     m = ckpt.metrics
-    typer.echo(f"wrote {out}: {algo}, {m['train_episodes_per_second']:.1f} episodes/s, "
-               f"val {m['val']['ways']}-way {shots}-shot {100 * m['val']['accuracy']:.2f}%")
+    typer.echo(
+        f"wrote {out}: {algo}, {m['train_episodes_per_second']:.1f} episodes/s, "
+        f"val {m['val']['ways']}-way {shots}-shot {100 * m['val']['accuracy']:.2f}%"
+    )
 
 
 @app.command("eval")
@@ -78,9 +100,16 @@ def eval_command(
     shots: int = 1,
     queries: Annotated[int, typer.Option(help="Query examples per class.")] = 15,
     episodes: int = 1000,
-    within_alphabet: Annotated[bool, typer.Option("--within-alphabet", help="All N classes from one alphabet.")] = False,
-    mode: Annotated[str, typer.Option(help="full (the algorithm's own adaptation), head (frozen backbone, "
-                                      "SGD on a linear head, as in hardware) or both.")] = "full",
+    within_alphabet: Annotated[
+        bool, typer.Option("--within-alphabet", help="All N classes from one alphabet.")
+    ] = False,
+    mode: Annotated[
+        str,
+        typer.Option(
+            help="full (the algorithm's own adaptation), head (frozen backbone, "
+            "SGD on a linear head, as in hardware) or both."
+        ),
+    ] = "full",
     split: Annotated[str, typer.Option(help="train, val or test alphabets.")] = "test",
     runs: Annotated[Path | None, typer.Option(help="Score the official one-shot runs under DIR instead.")] = None,
     seed: int = 0,
@@ -112,12 +141,28 @@ def eval_command(
     images = load_omniglot(data).split(split)
     results = {}
     for m in modes:
-        summary = evaluate(learner, images, ways, shots, queries, episodes, seed, within_alphabet, m, progress and not as_json)
+        summary = evaluate(
+            learner, images, ways, shots, queries, episodes, seed, within_alphabet, m, progress and not as_json
+        )
         results[m] = summary.to_dict()
         if not as_json:
-            typer.echo(f"{learner.algorithm} {ways}-way {shots}-shot ({m}, {split}{', within alphabet' if within_alphabet else ''}): "
-                       f"{summary} over {summary.episodes} episodes")
+            where = f"{split}, within alphabet" if within_alphabet else split
+            shape = f"{ways}-way {shots}-shot"
+            typer.echo(f"{learner.algorithm} {shape} ({m}, {where}): {summary} over {summary.episodes} episodes")
     if as_json:
-        typer.echo(json.dumps({"checkpoint": str(ckpt), "algorithm": learner.algorithm, "ways": ways, "shots": shots,
-                               "queries": queries, "split": split, "within_alphabet": within_alphabet, "seed": seed,
-                               "modes": results}, indent=2))
+        typer.echo(
+            json.dumps(
+                {
+                    "checkpoint": str(ckpt),
+                    "algorithm": learner.algorithm,
+                    "ways": ways,
+                    "shots": shots,
+                    "queries": queries,
+                    "split": split,
+                    "within_alphabet": within_alphabet,
+                    "seed": seed,
+                    "modes": results,
+                },
+                indent=2,
+            )
+        )

@@ -13,8 +13,14 @@ stderr_console = Console(stderr=True)
 
 
 def _columns() -> tuple:
-    return (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            TimeRemainingColumn(), TextColumn("{task.fields[status]}"))
+    return (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[status]}"),
+    )
 
 
 def track(items: Iterable[T], total: int, description: str, enabled: bool = True) -> Iterator[T]:

@@ -21,6 +21,7 @@ from metahw.errors import UserError
 from metahw.models.backbone import BackboneConfig
 from metahw.models.data import ALPHABET_SPLIT
 from metahw.models.learners import ALGORITHMS, MetaLearner, build_learner
+from metahw.models.zoo import PREFIX, zoo_names, zoo_path
 
 FORMAT = "metahw-checkpoint"
 FORMAT_VERSION = 1
@@ -50,8 +51,10 @@ def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike) -> None:
         "algorithm": ckpt.algorithm,
         "backbone": ckpt.learner.backbone_config.to_dict(),
         "hparams": dict(ckpt.learner.hparams),
-        "state_dict": {k: v.detach().to("cpu", torch.float32) if v.is_floating_point() else v.detach().cpu()
-                       for k, v in ckpt.learner.state_dict().items()},
+        "state_dict": {
+            k: v.detach().to("cpu", torch.float32) if v.is_floating_point() else v.detach().cpu()
+            for k, v in ckpt.learner.state_dict().items()
+        },
         "train_args": ckpt.train_args,
         "split": ckpt.split,
         "metrics": ckpt.metrics,
@@ -62,14 +65,24 @@ def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike) -> None:
 
 
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
-    """Read a checkpoint written by `save_checkpoint`; a clear UserError for anything else."""
+    """Read a checkpoint written by `save_checkpoint` (or `zoo:NAME` for a shipped one).
+
+    Anything that is not a metahw checkpoint is a UserError with one clear sentence.
+    """
+    if str(path).startswith(PREFIX):
+        name = str(path).removeprefix(PREFIX)
+        if name not in zoo_names():
+            raise UserError(f"no shipped checkpoint {path}: the zoo has {', '.join(PREFIX + n for n in zoo_names())}.")
+        path = zoo_path(name)
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist (give a .pt file written by `metahw train`).")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
-        raise UserError(f"{path} is not a metahw checkpoint (not a readable torch.save file: {type(exc).__name__}).") from None
+        raise UserError(
+            f"{path} is not a metahw checkpoint (not a readable torch.save file: {type(exc).__name__})."
+        ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise UserError(f"{path} is not a metahw checkpoint (no '{FORMAT}' format tag).")
     if payload["algorithm"] not in ALGORITHMS:

@@ -171,7 +171,7 @@ def load_omniglot(path: str | os.PathLike | None = None, use_cache: bool = True)
     cache_file = cache_dir() / f"omniglot-{_cache_key(files)}.npz"
     if use_cache and cache_file.exists():
         with np.load(cache_file) as z:
-            return OmniglotImages(z["images"], tuple(z["alphabet_of"]), tuple(z["character_of"]))
+            return OmniglotImages(z["images"], tuple(map(str, z["alphabet_of"])), tuple(map(str, z["character_of"])))
 
     drawings: dict[tuple[str, str], dict[str, np.ndarray]] = {}
     for alphabet, character, drawing, data in _iter_pngs(files):
@@ -188,5 +188,7 @@ def load_omniglot(path: str | os.PathLike | None = None, use_cache: bool = True)
     result = OmniglotImages(images, tuple(k[0] for k in keys), tuple(k[1] for k in keys))
     if use_cache:
         with atomic_path(cache_file) as tmp, open(tmp, "wb") as fh:
-            np.savez(fh, images=images, alphabet_of=np.array(result.alphabet_of), character_of=np.array(result.character_of))
+            np.savez(
+                fh, images=images, alphabet_of=np.array(result.alphabet_of), character_of=np.array(result.character_of)
+            )
     return result

@@ -57,9 +57,7 @@ class EpisodeSampler:
         if ways < 2 or shots < 1 or queries < 1:
             raise UserError(f"an episode needs ways >= 2, shots >= 1, queries >= 1 (got {ways}, {shots}, {queries}).")
         if shots + queries > split.drawings:
-            raise UserError(
-                f"shots + queries = {shots + queries} exceeds the {split.drawings} drawings per character."
-            )
+            raise UserError(f"shots + queries = {shots + queries} exceeds the {split.drawings} drawings per character.")
         self.split, self.ways, self.shots, self.queries = split, ways, shots, queries
         self.within_alphabet = within_alphabet
         self.rng = np.random.default_rng(seed)
@@ -72,7 +70,9 @@ class EpisodeSampler:
                     f"the largest {split.name} alphabet has {sizes.max()}."
                 )
         elif ways > split.num_classes:
-            raise UserError(f"{ways}-way episodes need >= {ways} classes; the {split.name} split has {split.num_classes}.")
+            raise UserError(
+                f"{ways}-way episodes need >= {ways} classes; the {split.name} split has {split.num_classes}."
+            )
 
     def _classes(self) -> np.ndarray:
         if not self.within_alphabet:

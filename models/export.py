@@ -95,8 +95,9 @@ def _const(name: str, value: float | list[int], dtype: int = TensorProto.FLOAT) 
 
 
 def _function(name: str, inputs: list[str], outputs: list[str], nodes: list[onnx.NodeProto]) -> onnx.FunctionProto:
-    return helper.make_function(DOMAIN, name, inputs, outputs, nodes,
-                                [helper.make_opsetid("", OPSET), helper.make_opsetid(DOMAIN, 1)])
+    return helper.make_function(
+        DOMAIN, name, inputs, outputs, nodes, [helper.make_opsetid("", OPSET), helper.make_opsetid(DOMAIN, 1)]
+    )
 
 
 def _call(name: str, inputs: list[str], outputs: list[str], node_name: str) -> onnx.NodeProto:
@@ -106,78 +107,108 @@ def _call(name: str, inputs: list[str], outputs: list[str], node_name: str) -> o
 def function_library() -> list[onnx.FunctionProto]:
     """The `metahw`-domain functions; their bodies are the float reference semantics."""
     n = helper.make_node
-    prototypes = _function("Prototypes", ["fs", "y"], ["c"], [
-        _const("axis0", [0], TensorProto.INT64),
-        n("Transpose", ["y"], ["yt"], perm=[1, 0]),
-        n("MatMul", ["yt", "fs"], ["sums"]),
-        n("ReduceSum", ["y", "axis0"], ["counts_row"], keepdims=1),
-        n("Transpose", ["counts_row"], ["counts"], perm=[1, 0]),
-        n("Div", ["sums", "counts"], ["c"]),
-    ])
-    proto_head = _function("ProtoHead", ["fs", "y", "fq"], ["logits"], [
-        _call("Prototypes", ["fs", "y"], ["c"], "prototypes"),
-        _const("axis1", [1], TensorProto.INT64),
-        _const("axis0", [0], TensorProto.INT64),
-        _const("axis2", [2], TensorProto.INT64),
-        n("Unsqueeze", ["fq", "axis1"], ["q3"]),
-        n("Unsqueeze", ["c", "axis0"], ["c3"]),
-        n("Sub", ["q3", "c3"], ["diff"]),
-        n("Mul", ["diff", "diff"], ["sq"]),
-        n("ReduceSum", ["sq", "axis2"], ["dist"], keepdims=0),
-        n("Neg", ["dist"], ["logits"]),
-    ])
-    proto_init = _function("ProtoHeadInit", ["fs", "y"], ["w", "b"], [
-        _call("Prototypes", ["fs", "y"], ["c"], "prototypes"),
-        _const("two", 2.0),
-        _const("axis1", [1], TensorProto.INT64),
-        n("Mul", ["c", "two"], ["w"]),
-        n("Mul", ["c", "c"], ["csq"]),
-        n("ReduceSum", ["csq", "axis1"], ["norm2"], keepdims=0),
-        n("Neg", ["norm2"], ["b"]),
-    ])
-    linear = _function("LinearHead", ["fq", "w", "b"], ["logits"], [
-        n("Transpose", ["w"], ["wt"], perm=[1, 0]),
-        n("MatMul", ["fq", "wt"], ["prod"]),
-        n("Add", ["prod", "b"], ["logits"]),
-    ])
-    sgd_step = _function("SGDHeadStep", ["w", "b", "fs", "y", "lr_w", "lr_b"], ["w_next", "b_next"], [
-        _call("LinearHead", ["fs", "w", "b"], ["logits"], "support_logits"),
-        n("Softmax", ["logits"], ["p"], axis=1),
-        n("Sub", ["p", "y"], ["residual"]),
-        n("Shape", ["y"], ["shape"], start=0, end=1),
-        n("Cast", ["shape"], ["m"], to=TensorProto.FLOAT),
-        n("Div", ["residual", "m"], ["err"]),
-        n("Transpose", ["err"], ["err_t"], perm=[1, 0]),
-        n("MatMul", ["err_t", "fs"], ["grad_w"]),
-        _const("axis0", [0], TensorProto.INT64),
-        n("ReduceSum", ["err", "axis0"], ["grad_b"], keepdims=0),
-        n("Mul", ["lr_w", "grad_w"], ["step_w"]),
-        n("Mul", ["lr_b", "grad_b"], ["step_b"]),
-        n("Sub", ["w", "step_w"], ["w_next"]),
-        n("Sub", ["b", "step_b"], ["b_next"]),
-    ])
-    cosine = _function("CosineAttentionHead", ["fs", "y", "fq", "scale"], ["logits"], [
-        _const("axis1", [1], TensorProto.INT64),
-        _const("eps", 1e-8),
-        _const("tiny", 1e-12),
-        n("Mul", ["fq", "fq"], ["q2"]),
-        n("ReduceSum", ["q2", "axis1"], ["qn2"], keepdims=1),
-        n("Sqrt", ["qn2"], ["qn_raw"]),
-        n("Max", ["qn_raw", "eps"], ["qn"]),
-        n("Div", ["fq", "qn"], ["q_unit"]),
-        n("Mul", ["fs", "fs"], ["s2"]),
-        n("ReduceSum", ["s2", "axis1"], ["sn2"], keepdims=1),
-        n("Sqrt", ["sn2"], ["sn_raw"]),
-        n("Max", ["sn_raw", "eps"], ["sn"]),
-        n("Div", ["fs", "sn"], ["s_unit"]),
-        n("Transpose", ["s_unit"], ["s_unit_t"], perm=[1, 0]),
-        n("MatMul", ["q_unit", "s_unit_t"], ["cos"]),
-        n("Mul", ["cos", "scale"], ["scaled"]),
-        n("Softmax", ["scaled"], ["attention"], axis=1),
-        n("MatMul", ["attention", "y"], ["probs"]),
-        n("Add", ["probs", "tiny"], ["probs_safe"]),
-        n("Log", ["probs_safe"], ["logits"]),
-    ])
+    prototypes = _function(
+        "Prototypes",
+        ["fs", "y"],
+        ["c"],
+        [
+            _const("axis0", [0], TensorProto.INT64),
+            n("Transpose", ["y"], ["yt"], perm=[1, 0]),
+            n("MatMul", ["yt", "fs"], ["sums"]),
+            n("ReduceSum", ["y", "axis0"], ["counts_row"], keepdims=1),
+            n("Transpose", ["counts_row"], ["counts"], perm=[1, 0]),
+            n("Div", ["sums", "counts"], ["c"]),
+        ],
+    )
+    proto_head = _function(
+        "ProtoHead",
+        ["fs", "y", "fq"],
+        ["logits"],
+        [
+            _call("Prototypes", ["fs", "y"], ["c"], "prototypes"),
+            _const("axis1", [1], TensorProto.INT64),
+            _const("axis0", [0], TensorProto.INT64),
+            _const("axis2", [2], TensorProto.INT64),
+            n("Unsqueeze", ["fq", "axis1"], ["q3"]),
+            n("Unsqueeze", ["c", "axis0"], ["c3"]),
+            n("Sub", ["q3", "c3"], ["diff"]),
+            n("Mul", ["diff", "diff"], ["sq"]),
+            n("ReduceSum", ["sq", "axis2"], ["dist"], keepdims=0),
+            n("Neg", ["dist"], ["logits"]),
+        ],
+    )
+    proto_init = _function(
+        "ProtoHeadInit",
+        ["fs", "y"],
+        ["w", "b"],
+        [
+            _call("Prototypes", ["fs", "y"], ["c"], "prototypes"),
+            _const("two", 2.0),
+            _const("axis1", [1], TensorProto.INT64),
+            n("Mul", ["c", "two"], ["w"]),
+            n("Mul", ["c", "c"], ["csq"]),
+            n("ReduceSum", ["csq", "axis1"], ["norm2"], keepdims=0),
+            n("Neg", ["norm2"], ["b"]),
+        ],
+    )
+    linear = _function(
+        "LinearHead",
+        ["fq", "w", "b"],
+        ["logits"],
+        [
+            n("Transpose", ["w"], ["wt"], perm=[1, 0]),
+            n("MatMul", ["fq", "wt"], ["prod"]),
+            n("Add", ["prod", "b"], ["logits"]),
+        ],
+    )
+    sgd_step = _function(
+        "SGDHeadStep",
+        ["w", "b", "fs", "y", "lr_w", "lr_b"],
+        ["w_next", "b_next"],
+        [
+            _call("LinearHead", ["fs", "w", "b"], ["logits"], "support_logits"),
+            n("Softmax", ["logits"], ["p"], axis=1),
+            n("Sub", ["p", "y"], ["residual"]),
+            n("Shape", ["y"], ["shape"], start=0, end=1),
+            n("Cast", ["shape"], ["m"], to=TensorProto.FLOAT),
+            n("Div", ["residual", "m"], ["err"]),
+            n("Transpose", ["err"], ["err_t"], perm=[1, 0]),
+            n("MatMul", ["err_t", "fs"], ["grad_w"]),
+            _const("axis0", [0], TensorProto.INT64),
+            n("ReduceSum", ["err", "axis0"], ["grad_b"], keepdims=0),
+            n("Mul", ["lr_w", "grad_w"], ["step_w"]),
+            n("Mul", ["lr_b", "grad_b"], ["step_b"]),
+            n("Sub", ["w", "step_w"], ["w_next"]),
+            n("Sub", ["b", "step_b"], ["b_next"]),
+        ],
+    )
+    cosine = _function(
+        "CosineAttentionHead",
+        ["fs", "y", "fq", "scale"],
+        ["logits"],
+        [
+            _const("axis1", [1], TensorProto.INT64),
+            _const("eps", 1e-8),
+            _const("tiny", 1e-12),
+            n("Mul", ["fq", "fq"], ["q2"]),
+            n("ReduceSum", ["q2", "axis1"], ["qn2"], keepdims=1),
+            n("Sqrt", ["qn2"], ["qn_raw"]),
+            n("Max", ["qn_raw", "eps"], ["qn"]),
+            n("Div", ["fq", "qn"], ["q_unit"]),
+            n("Mul", ["fs", "fs"], ["s2"]),
+            n("ReduceSum", ["s2", "axis1"], ["sn2"], keepdims=1),
+            n("Sqrt", ["sn2"], ["sn_raw"]),
+            n("Max", ["sn_raw", "eps"], ["sn"]),
+            n("Div", ["fs", "sn"], ["s_unit"]),
+            n("Transpose", ["s_unit"], ["s_unit_t"], perm=[1, 0]),
+            n("MatMul", ["q_unit", "s_unit_t"], ["cos"]),
+            n("Mul", ["cos", "scale"], ["scaled"]),
+            n("Softmax", ["scaled"], ["attention"], axis=1),
+            n("MatMul", ["attention", "y"], ["probs"]),
+            n("Add", ["probs", "tiny"], ["probs_safe"]),
+            n("Log", ["probs_safe"], ["logits"]),
+        ],
+    )
     return [prototypes, proto_head, proto_init, linear, sgd_step, cosine]
 
 
@@ -199,19 +230,41 @@ def _backbone_nodes(learner: MetaLearner, x: str, out: str) -> tuple[list[onnx.N
         if conv.bias is not None:
             inputs.append(f"{prefix}.conv.bias")
             inits.append(_tensor(inputs[2], conv.bias))
-        nodes.append(helper.make_node("Conv", inputs, [f"{prefix}.conv"], name=f"{prefix}.conv",
-                                      kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[1, 1]))
+        nodes.append(
+            helper.make_node(
+                "Conv",
+                inputs,
+                [f"{prefix}.conv"],
+                name=f"{prefix}.conv",
+                kernel_shape=[3, 3],
+                pads=[1, 1, 1, 1],
+                strides=[1, 1],
+            )
+        )
         x = f"{prefix}.conv"
         if isinstance(rest[0], torch.nn.BatchNorm2d):
             bn = rest[0]
             names = [f"{prefix}.bn.{p}" for p in ("weight", "bias", "running_mean", "running_var")]
-            inits += [_tensor(nm, getattr(bn, p)) for nm, p in zip(names, ("weight", "bias", "running_mean", "running_var"))]
-            nodes.append(helper.make_node("BatchNormalization", [x, *names], [f"{prefix}.bn"], name=f"{prefix}.bn",
-                                          epsilon=bn.eps))
+            inits += [
+                _tensor(nm, getattr(bn, p)) for nm, p in zip(names, ("weight", "bias", "running_mean", "running_var"))
+            ]
+            nodes.append(
+                helper.make_node(
+                    "BatchNormalization", [x, *names], [f"{prefix}.bn"], name=f"{prefix}.bn", epsilon=bn.eps
+                )
+            )
             x = f"{prefix}.bn"
         nodes.append(helper.make_node("Relu", [x], [f"{prefix}.relu"], name=f"{prefix}.relu"))
-        nodes.append(helper.make_node("MaxPool", [f"{prefix}.relu"], [f"{prefix}.pool"], name=f"{prefix}.pool",
-                                      kernel_shape=[2, 2], strides=[2, 2]))
+        nodes.append(
+            helper.make_node(
+                "MaxPool",
+                [f"{prefix}.relu"],
+                [f"{prefix}.pool"],
+                name=f"{prefix}.pool",
+                kernel_shape=[2, 2],
+                strides=[2, 2],
+            )
+        )
         x = f"{prefix}.pool"
     nodes.append(helper.make_node("Flatten", [x], [out], name="flatten", axis=1))
     return nodes, inits
@@ -222,23 +275,39 @@ def _head_nodes(learner: MetaLearner, spec: EpisodeHead) -> tuple[list[onnx.Node
         return [_call("ProtoHead", ["support_features", "support_y", "query_features"], ["logits"], "proto_head")], []
     if spec.kind == "cosine":
         scale = _tensor("attention_scale", learner.log_scale.exp())
-        return [_call("CosineAttentionHead", ["support_features", "support_y", "query_features", "attention_scale"],
-                      ["logits"], "cosine_attention_head")], [scale]
+        return [
+            _call(
+                "CosineAttentionHead",
+                ["support_features", "support_y", "query_features", "attention_scale"],
+                ["logits"],
+                "cosine_attention_head",
+            )
+        ], [scale]
     nodes, inits = [], []
     if spec.init == "prototypes":
         nodes.append(_call("ProtoHeadInit", ["support_features", "support_y"], ["head_w_0", "head_b_0"], "head_init"))
     else:
-        inits += [_tensor("head_w0", learner.head_w0[None]), _tensor("head_b0", learner.head_b0[None]),
-                  numpy_helper.from_array(np.array([spec.ways, learner.head_w0.numel()], np.int64), "head_w_shape"),
-                  numpy_helper.from_array(np.array([spec.ways], np.int64), "head_b_shape")]
-        nodes += [helper.make_node("Expand", ["head_w0", "head_w_shape"], ["head_w_0"], name="head_init_w"),
-                  helper.make_node("Expand", ["head_b0", "head_b_shape"], ["head_b_0"], name="head_init_b")]
+        inits += [
+            _tensor("head_w0", learner.head_w0[None]),
+            _tensor("head_b0", learner.head_b0[None]),
+            numpy_helper.from_array(np.array([spec.ways, learner.head_w0.numel()], np.int64), "head_w_shape"),
+            numpy_helper.from_array(np.array([spec.ways], np.int64), "head_b_shape"),
+        ]
+        nodes += [
+            helper.make_node("Expand", ["head_w0", "head_w_shape"], ["head_w_0"], name="head_init_w"),
+            helper.make_node("Expand", ["head_b0", "head_b_shape"], ["head_b_0"], name="head_init_b"),
+        ]
     lr_w, lr_b = learner.head_lrs()
     inits += [_tensor("head_lr_w", lr_w), _tensor("head_lr_b", lr_b)]
     for s in range(spec.inner_steps):
-        nodes.append(_call("SGDHeadStep", [f"head_w_{s}", f"head_b_{s}", "support_features", "support_y",
-                                           "head_lr_w", "head_lr_b"], [f"head_w_{s + 1}", f"head_b_{s + 1}"],
-                           f"sgd_head_step_{s}"))
+        nodes.append(
+            _call(
+                "SGDHeadStep",
+                [f"head_w_{s}", f"head_b_{s}", "support_features", "support_y", "head_lr_w", "head_lr_b"],
+                [f"head_w_{s + 1}", f"head_b_{s + 1}"],
+                f"sgd_head_step_{s}",
+            )
+        )
     last = spec.inner_steps
     nodes.append(_call("LinearHead", ["query_features", f"head_w_{last}", f"head_b_{last}"], ["logits"], "linear_head"))
     return nodes, inits
@@ -268,17 +337,31 @@ def export_episode(learner: MetaLearner, spec: EpisodeHead) -> onnx.ModelProto:
     nodes = [
         helper.make_node("Concat", ["support_x", "query_x"], ["images"], name="concat_images", axis=0),
         *backbone,
-        helper.make_node("Slice", ["features", "slice_begin", "slice_split"], ["support_features"], name="support_slice"),
+        helper.make_node(
+            "Slice", ["features", "slice_begin", "slice_split"], ["support_features"], name="support_slice"
+        ),
         helper.make_node("Slice", ["features", "slice_split", "slice_end"], ["query_features"], name="query_slice"),
         *head_nodes,
         helper.make_node("ArgMax", ["logits"], ["prediction"], name="prediction", axis=1, keepdims=0),
     ]
     graph = helper.make_graph(nodes, f"{learner.algorithm}_episode", inputs, outputs, inits)
-    model = helper.make_model(graph, functions=function_library(), producer_name="metahw", producer_version=__version__,
-                              opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid(DOMAIN, 1)])
+    model = helper.make_model(
+        graph,
+        functions=function_library(),
+        producer_name="metahw",
+        producer_version=__version__,
+        opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid(DOMAIN, 1)],
+    )
     model.ir_version = IR_VERSION
-    meta = {"algorithm": learner.algorithm, "head": spec.kind, "ways": spec.ways, "shots": spec.shots,
-            "inner_steps": spec.inner_steps, "head_init": spec.init, "backbone": learner.backbone_config.to_dict()}
+    meta = {
+        "algorithm": learner.algorithm,
+        "head": spec.kind,
+        "ways": spec.ways,
+        "shots": spec.shots,
+        "inner_steps": spec.inner_steps,
+        "head_init": spec.init,
+        "backbone": learner.backbone_config.to_dict(),
+    }
     helper.set_model_props(model, {k: str(v) for k, v in meta.items()})
     onnx.checker.check_model(model, full_check=True)
     return model

@@ -63,8 +63,12 @@ def check_export(
     for _ in track(range(episodes), episodes, "onnxruntime vs torch", progress):
         ep = sampler.sample()
         y = head.one_hot(torch.from_numpy(ep.support_y), spec.ways)
-        expected = reference_logits(learner, spec, torch.from_numpy(ep.support_x), y, torch.from_numpy(ep.query_x)).numpy()
-        logits, prediction = session.run(None, {"support_x": ep.support_x, "support_y": y.numpy(), "query_x": ep.query_x})
+        expected = reference_logits(
+            learner, spec, torch.from_numpy(ep.support_x), y, torch.from_numpy(ep.query_x)
+        ).numpy()
+        logits, prediction = session.run(
+            None, {"support_x": ep.support_x, "support_y": y.numpy(), "query_x": ep.query_x}
+        )
         worst = max(worst, float(np.abs(logits - expected).max() / max(np.abs(expected).max(), 1e-30)))
         mismatched += int((prediction != expected.argmax(-1)).sum())
     return ExportCheck(episodes, worst, mismatched == 0, mismatched)

@@ -61,7 +61,9 @@ class TrainConfig:
 
 
 def _to_device(episode, device: str) -> tuple[torch.Tensor, ...]:  # noqa: ANN001 - Episode
-    return tuple(torch.from_numpy(a).to(device) for a in (episode.support_x, episode.support_y, episode.query_x, episode.query_y))
+    return tuple(
+        torch.from_numpy(a).to(device) for a in (episode.support_x, episode.support_y, episode.query_x, episode.query_y)
+    )
 
 
 def train(cfg: TrainConfig, data: OmniglotImages, progress: bool = True) -> Checkpoint:
@@ -104,8 +106,16 @@ def train(cfg: TrainConfig, data: OmniglotImages, progress: bool = True) -> Chec
 
     calibrate_batchnorm(learner.backbone, batch, cfg.calibration_batches)
     learner.eval()
-    val = evaluate(learner, data.split("val"), min(cfg.ways, 20), cfg.shots, 15, cfg.val_episodes, seed=cfg.seed + 1,
-                   progress=progress)
+    val = evaluate(
+        learner,
+        data.split("val"),
+        min(cfg.ways, 20),
+        cfg.shots,
+        15,
+        cfg.val_episodes,
+        seed=cfg.seed + 1,
+        progress=progress,
+    )
     metrics = {
         "train_seconds": seconds,
         "train_episodes_per_second": steps * cfg.tasks_per_step / seconds,

@@ -53,7 +53,9 @@ class MetaLearner(nn.Module):
         logits = self.logits(sx, sy, qx, ways, "full")
         return F.cross_entropy(logits, qy), logits
 
-    def meta_step(self, tasks: list[tuple[torch.Tensor, ...]], ways: int, optimizer: torch.optim.Optimizer) -> tuple[float, float]:
+    def meta_step(
+        self, tasks: list[tuple[torch.Tensor, ...]], ways: int, optimizer: torch.optim.Optimizer
+    ) -> tuple[float, float]:
         """One outer update on a batch of tasks (sx, sy, qx, qy); returns (loss, query accuracy)."""
         optimizer.zero_grad(set_to_none=True)
         losses, accs = [], []
@@ -66,12 +68,16 @@ class MetaLearner(nn.Module):
         return sum(losses) / len(losses), sum(accs) / len(accs)
 
     # ---- inference ------------------------------------------------------------------
-    def logits(self, sx: torch.Tensor, sy: torch.Tensor, qx: torch.Tensor, ways: int, mode: str = "full") -> torch.Tensor:
+    def logits(
+        self, sx: torch.Tensor, sy: torch.Tensor, qx: torch.Tensor, ways: int, mode: str = "full"
+    ) -> torch.Tensor:
         """Query logits [B, N] after adapting to the support set (images in, labels 0..N-1)."""
         feats = self.backbone(torch.cat([sx, qx]))
         return self.logits_from_features(feats[: len(sx)], sy, feats[len(sx) :], ways, mode)
 
-    def logits_from_features(self, fs: torch.Tensor, sy: torch.Tensor, fq: torch.Tensor, ways: int, mode: str) -> torch.Tensor:
+    def logits_from_features(
+        self, fs: torch.Tensor, sy: torch.Tensor, fq: torch.Tensor, ways: int, mode: str
+    ) -> torch.Tensor:
         """Query logits from support/query embeddings with the backbone frozen."""
         y = head.one_hot(sy, ways)
         if mode == "head":

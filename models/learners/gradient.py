@@ -57,7 +57,9 @@ class _HeadOnlyInnerLoop(MetaLearner):
         """The inner learning rate, shared by weights and bias."""
         return self.hparams["inner_lr"], self.hparams["inner_lr"]
 
-    def logits_from_features(self, fs: torch.Tensor, sy: torch.Tensor, fq: torch.Tensor, ways: int, mode: str) -> torch.Tensor:
+    def logits_from_features(
+        self, fs: torch.Tensor, sy: torch.Tensor, fq: torch.Tensor, ways: int, mode: str
+    ) -> torch.Tensor:
         """Both modes are the head-only inner loop."""
         return self.metric_logits(fs, head.one_hot(sy, ways), fq)
 
