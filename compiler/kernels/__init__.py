@@ -1,0 +1,40 @@
+"""Kernel ops of a Program: each owns its integer semantics, shape/format inference and MAC count.
+
+Importing this package registers every op in `KERNELS` (op name -> class).
+"""
+
+from metahw.compiler.kernels.argreduce import ArgMax, ArgMin
+from metahw.compiler.kernels.attention import CosineAttention
+from metahw.compiler.kernels.base import KERNELS, Env, Kernel, OutputSpec, kernel_from_json
+from metahw.compiler.kernels.conv import Conv2d
+from metahw.compiler.kernels.dense import Dense
+from metahw.compiler.kernels.distance import Distance
+from metahw.compiler.kernels.flatten import Flatten
+from metahw.compiler.kernels.pool import MaxPool2d
+from metahw.compiler.kernels.proto_head import ProtoHeadInit
+from metahw.compiler.kernels.prototype import PrototypeAccumulate
+from metahw.compiler.kernels.requant import Requant
+from metahw.compiler.kernels.sgd_head import SGDHeadStep
+from metahw.compiler.kernels.softmax import Softmax, SoftmaxSpec
+
+__all__ = [
+    "KERNELS",
+    "ArgMax",
+    "ArgMin",
+    "Conv2d",
+    "CosineAttention",
+    "Dense",
+    "Distance",
+    "Env",
+    "Flatten",
+    "Kernel",
+    "MaxPool2d",
+    "OutputSpec",
+    "ProtoHeadInit",
+    "PrototypeAccumulate",
+    "Requant",
+    "SGDHeadStep",
+    "Softmax",
+    "SoftmaxSpec",
+    "kernel_from_json",
+]

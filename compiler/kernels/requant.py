@@ -1,0 +1,48 @@
+"""Requant: change a tensor's format by an arithmetic shift (program rounding and overflow), optional ReLU.
+
+out = requantise(max(x, 0) if relu else x, from the input's frac to the output format).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from metahw.compiler.kernels.base import Env, Kernel, OutputSpec
+
+if TYPE_CHECKING:
+    from metahw.compiler.program import Buffer
+
+
+@dataclass(frozen=True, kw_only=True)
+class Requant(Kernel):
+    """Elementwise requantisation (and ReLU), same shape."""
+
+    op = "Requant"
+    reads_fields = ("input",)
+    writes_fields = ("output",)
+
+    input: str
+    output: str
+    relu: bool = False
+
+    def infer(self, buffers: Mapping[str, Buffer]) -> dict[str, OutputSpec]:
+        """Same shape as the input; the output format is the program's choice."""
+        x = buffers[self.input]
+        if x.channel_fracs is not None:
+            raise self.error("the input needs a per-tensor format")
+        return {self.output: OutputSpec(x.shape)}
+
+    def macs(self, buffers: Mapping[str, Buffer]) -> int:
+        """No multiplies: 0."""
+        return 0
+
+    def execute(self, env: Env) -> None:
+        """ReLU (optional) then shift and saturate/wrap."""
+        x = env.read(self.input)
+        if self.relu:
+            x = np.maximum(x, 0)
+        env.write(self.output, env.requant(x, env.fmt(self.input).frac, env.fmt(self.output), self.output))
