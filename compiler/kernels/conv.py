@@ -93,4 +93,3 @@ class Conv2d(Kernel):
             acc = maxpool2x2(acc)
         out = env.requant(acc, acc_frac[None, :, None, None], env.fmt(self.output), self.output)
         env.write(self.output, out)
-

@@ -15,7 +15,7 @@ import numpy as np
 
 #: rsqrt normalises its argument to a 32-bit mantissa m in [2^30, 2^32) ...
 RSQRT_MANTISSA_BITS = 32
-#: ... and returns r = isqrt(floor(2^62 / m)) in (2^15, 2^16], scaled by 2^-(31 + s).
+#: ... and returns r = isqrt(floor(2^62 / m)) in [2^15, 2^16], scaled by 2^-(31 + s).
 RSQRT_NUMERATOR_BITS = 62
 
 
@@ -104,7 +104,7 @@ def rsqrt(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """1/sqrt(n) for integers 0 <= n < 2^62 as (r, e) with 1/sqrt(n) ~= r * 2^-e; rsqrt(0) = (0, 0).
 
     L = bit_length(n); s = ceil((L - 32) / 2); m = n >> 2s (or n << -2s) in [2^30, 2^32);
-    r = isqrt(floor(2^62 / m)) in (2^15, 2^16]; e = 31 + s. Relative error below 2^-14.
+    r = isqrt(floor(2^62 / m)) in [2^15, 2^16]; e = 31 + s. Relative error below 2^-14.
     """
     n = np.asarray(values, dtype=np.int64)
     if np.any(n < 0):
