@@ -42,8 +42,8 @@ def _parse_hparams(items: list[str]) -> dict:
 
 @app.command("train")
 def train_command(
-    algo: Annotated[str, typer.Option("--algo", help=f"One of: {', '.join(sorted(ALGORITHMS))}.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Checkpoint file to write (.pt).")],
+    algo: Annotated[str | None, typer.Option("--algo", help=f"One of: {', '.join(sorted(ALGORITHMS))}.")] = None,
     ways: int = 5,
     shots: int = 1,
     queries: Annotated[int, typer.Option(help="Query examples per class in training episodes.")] = 5,
@@ -60,27 +60,28 @@ def train_command(
     ] = [],  # noqa: B006
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     seed: int = 0,
+    qat_bits: Annotated[
+        int | None,
+        typer.Option(
+            help="After float training, fold BN and fine-tune with fake quantisation at this many bits (2..16)."
+        ),
+    ] = None,
+    qat_episodes: Annotated[int | None, typer.Option(help="QAT fine-tuning episodes (default: --episodes).")] = None,
+    init: Annotated[
+        str | None, typer.Option(help="Start QAT from this checkpoint (or zoo:NAME) instead of training float first.")
+    ] = None,
     data: DataOption = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Meta-train a few-shot learner on the meta-train alphabets and write a checkpoint."""
+    if init is not None:
+        algo = load_checkpoint(init).algorithm
     if algo not in ALGORITHMS:
-        raise UserError(f"unknown algorithm {algo!r}: accepted are {', '.join(sorted(ALGORITHMS))}.")
+        raise UserError(f"unknown or missing --algo {algo!r}: accepted are {', '.join(sorted(ALGORITHMS))}.")
     cfg = TrainConfig(
-        algo,
-        ways,
-        shots,
-        queries,
-        episodes,
-        meta_batch,
-        lr,
-        width,
-        depth,
-        not no_bn,
-        seed,
-        device,
-        _parse_hparams(hparam),
-    )
+        algo, ways, shots, queries, episodes, meta_batch, lr, width, depth, not no_bn, seed, device,
+        _parse_hparams(hparam), qat_bits=qat_bits, qat_episodes=qat_episodes, init=init,
+    )  # fmt: skip
     try:
         ckpt = train(cfg, load_omniglot(data), progress=progress)
     except ValueError as exc:

@@ -19,12 +19,16 @@ from torch import nn
 
 @dataclass(frozen=True)
 class BackboneConfig:
-    """Conv-4 shape: channel width, number of blocks, BatchNorm or not, input channels."""
+    """Conv-4 shape: channel width, number of blocks, BatchNorm or not, input channels.
+
+    `qat_bits` set means a BN-free network trained with fake quantisation (`models/qat.py`).
+    """
 
     width: int = 64
     depth: int = 4
     batchnorm: bool = True
     in_channels: int = 1
+    qat_bits: int | None = None
 
     def to_dict(self) -> dict:
         """Plain dict for checkpoints."""

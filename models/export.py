@@ -18,6 +18,7 @@ so it is exactly the math of `metahw.models.head`; `check_export` proves it nume
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -69,13 +70,19 @@ def episode_head(learner: MetaLearner, ways: int, shots: int, inner_steps: int |
     return EpisodeHead("sgd", ways, shots, steps, init)
 
 
+def exported_backbone(learner: MetaLearner) -> torch.nn.Module:
+    """The float network the graph holds: the backbone, or a QAT backbone's quantised-weight twin."""
+    twin = getattr(learner.backbone, "float_twin", None)
+    return twin() if twin is not None else learner.backbone
+
+
 @torch.no_grad()
 def reference_logits(
     learner: MetaLearner, spec: EpisodeHead, sx: torch.Tensor, y: torch.Tensor, qx: torch.Tensor
 ) -> torch.Tensor:
     """What the exported graph computes, in PyTorch float: the ground truth of the export check."""
     learner.eval()
-    feats = learner.backbone(torch.cat([sx, qx]))
+    feats = exported_backbone(learner)(torch.cat([sx, qx]))
     fs, fq = feats[: len(sx)], feats[len(sx) :]
     if spec.kind == "proto":
         return head.squared_l2_logits(fq, head.prototypes(fs, y))
@@ -220,9 +227,9 @@ def _tensor(name: str, value: torch.Tensor | np.ndarray | float) -> onnx.TensorP
     return numpy_helper.from_array(array.astype(np.float32), name)
 
 
-def _backbone_nodes(learner: MetaLearner, x: str, out: str) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+def _backbone_nodes(backbone: torch.nn.Module, x: str, out: str) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
     nodes, inits = [], []
-    for i, block in enumerate(learner.backbone.blocks):
+    for i, block in enumerate(backbone.blocks):
         conv, rest = block[0], list(block)[1:]
         prefix = f"block{i}"
         inputs = [x, f"{prefix}.conv.weight"]
@@ -327,7 +334,7 @@ def export_episode(learner: MetaLearner, spec: EpisodeHead) -> onnx.ModelProto:
         helper.make_tensor_value_info("logits", TensorProto.FLOAT, [QUERY_DIM, spec.ways]),
         helper.make_tensor_value_info("prediction", TensorProto.INT64, [QUERY_DIM]),
     ]
-    backbone, inits = _backbone_nodes(learner, "images", "features")
+    backbone, inits = _backbone_nodes(exported_backbone(learner), "images", "features")
     head_nodes, head_inits = _head_nodes(learner, spec)
     inits += head_inits + [
         numpy_helper.from_array(np.array([0], np.int64), "slice_begin"),
@@ -362,6 +369,10 @@ def export_episode(learner: MetaLearner, spec: EpisodeHead) -> onnx.ModelProto:
         "head_init": spec.init,
         "backbone": learner.backbone_config.to_dict(),
     }
+    if hasattr(learner.backbone, "activation_ranges"):
+        meta["qat"] = json.dumps(
+            {"bits": learner.backbone_config.qat_bits, "activation_max": learner.backbone.activation_ranges()}
+        )
     helper.set_model_props(model, {k: str(v) for k, v in meta.items()})
     onnx.checker.check_model(model, full_check=True)
     return model

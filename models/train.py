@@ -11,16 +11,19 @@ import torch
 
 from metahw.errors import UserError
 from metahw.models.backbone import BackboneConfig, batch_statistics, calibrate_batchnorm
-from metahw.models.checkpoint import Checkpoint
+from metahw.models.checkpoint import Checkpoint, load_checkpoint
 from metahw.models.data import OmniglotImages
 from metahw.models.episodes import EpisodeSampler
 from metahw.models.evaluate import evaluate
-from metahw.models.learners import ALGORITHMS, build_learner
+from metahw.models.learners import ALGORITHMS, MetaLearner, build_learner
+from metahw.models.qat import quantized_learner
 from metahw.progress import StatusTracker
 
 #: Tasks per outer step when the user does not choose: one for metric learners (their
 #: episodes are already large), four for the gradient-based ones (as in MAML).
 DEFAULT_META_BATCH = {"protonet": 1, "matchingnet": 1}
+#: Algorithms whose inner loop changes the backbone: their activation ranges vary per task.
+QAT_UNSUPPORTED = ("maml", "fomaml", "metasgd", "reptile")
 
 
 @dataclass
@@ -42,6 +45,9 @@ class TrainConfig:
     hparams: dict = field(default_factory=dict)
     calibration_batches: int = 20
     val_episodes: int = 300
+    qat_bits: int | None = None
+    qat_episodes: int | None = None
+    init: str | None = None
 
     def validate(self) -> None:
         """Raise UserError on arguments no training run could use."""
@@ -51,6 +57,15 @@ class TrainConfig:
             raise UserError("--episodes, --width and --depth must be positive.")
         if 28 >> self.depth == 0:
             raise UserError(f"depth {self.depth} pools a 28x28 image below 1x1; accepted depths are 1..4.")
+        if self.qat_bits is not None and not 2 <= self.qat_bits <= 16:
+            raise UserError(f"--qat-bits must be in 2..16 (got {self.qat_bits}).")
+        if self.qat_bits and self.algorithm in QAT_UNSUPPORTED:
+            raise UserError(
+                f"QAT supports protonet, matchingnet, anil and protomaml; {self.algorithm} adapts the backbone per "
+                "task, so its quantisation formats would change with every task (use --mode head hardware instead)."
+            )
+        if self.init is not None and not self.qat_bits:
+            raise UserError("--init starts QAT from a trained checkpoint, so it needs --qat-bits.")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise UserError("--device cuda was given but no CUDA device is available; use --device cpu.")
 
@@ -66,59 +81,87 @@ def _to_device(episode, device: str) -> tuple[torch.Tensor, ...]:  # noqa: ANN00
     )
 
 
-def train(cfg: TrainConfig, data: OmniglotImages, progress: bool = True) -> Checkpoint:
-    """Meta-train a learner on the meta-train alphabets (x4 rotations) and return its checkpoint.
-
-    After the last step the BatchNorm running statistics are calibrated on training images
-    and the learner is validated on the meta-val alphabets; both numbers and the training
-    throughput go into the checkpoint's metrics.
-    """
-    cfg.validate()
-    torch.manual_seed(cfg.seed)
-    train_split = data.split("train", rotations=True)
-    sampler = EpisodeSampler(train_split, cfg.ways, cfg.shots, cfg.queries, seed=cfg.seed)
-    backbone = BackboneConfig(width=cfg.width, depth=cfg.depth, batchnorm=cfg.batchnorm)
-    learner = build_learner(cfg.algorithm, backbone, cfg.hparams).to(cfg.device)
-    optimizer = torch.optim.Adam(learner.parameters(), lr=cfg.lr)
-    steps = math.ceil(cfg.episodes / cfg.tasks_per_step)
+def _meta_train(
+    learner: MetaLearner,
+    sampler: EpisodeSampler,
+    cfg: TrainConfig,
+    episodes: int,
+    lr: float,
+    label: str,
+    progress: bool,
+) -> tuple[float, int]:
+    """Outer loop: Adam with a cosine-annealed rate over `episodes` tasks; returns (seconds, tasks)."""
+    optimizer = torch.optim.Adam(learner.parameters(), lr=lr)
+    steps = math.ceil(episodes / cfg.tasks_per_step)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps)))
-
+    observe = getattr(learner.backbone, "observe", None)
     learner.train()
     start = time.perf_counter()
     recent: list[tuple[float, float]] = []
-    with StatusTracker(steps, f"train {cfg.algorithm} {cfg.ways}w{cfg.shots}s", progress) as bar:
+    with StatusTracker(steps, label, progress) as bar:
         for _ in range(steps):
             tasks = [_to_device(sampler.sample(), cfg.device) for _ in range(cfg.tasks_per_step)]
+            if observe is not None:
+                observe(torch.cat([t for task in tasks for t in (task[0], task[2])]))
             with batch_statistics(learner):
                 recent.append(learner.meta_step(tasks, cfg.ways, optimizer))
             schedule.step()
             recent = recent[-50:]
             loss, acc = np.mean(recent, axis=0)
             bar.advance(status=f"loss {loss:.3f} acc {100 * acc:.1f}%")
-    seconds = time.perf_counter() - start
+    return time.perf_counter() - start, steps * cfg.tasks_per_step
 
-    rng = np.random.default_rng(cfg.seed)
-    flat = train_split.images.reshape(-1, 1, 28, 28)
 
-    def batch() -> torch.Tensor:
-        idx = rng.choice(len(flat), 256, replace=False)
-        return torch.from_numpy(flat[idx]).to(cfg.device, torch.float32) / 255.0
+def train(cfg: TrainConfig, data: OmniglotImages, progress: bool = True) -> Checkpoint:
+    """Meta-train a learner on the meta-train alphabets (x4 rotations) and return its checkpoint.
 
-    calibrate_batchnorm(learner.backbone, batch, cfg.calibration_batches)
+    After the float phase the BatchNorm running statistics are calibrated on training images.
+    With `qat_bits`, BatchNorm is then folded into the convolutions and the learner is
+    fine-tuned for `qat_episodes` with fake quantisation (`models/qat.py`). Finally it is
+    validated on the meta-val alphabets; validation accuracy and training throughput go into
+    the checkpoint's metrics.
+    """
+    cfg.validate()
+    torch.manual_seed(cfg.seed)
+    train_split = data.split("train", rotations=True)
+    sampler = EpisodeSampler(train_split, cfg.ways, cfg.shots, cfg.queries, seed=cfg.seed)
+    seconds, tasks = 0.0, 0
+    if cfg.init is not None:
+        learner = load_checkpoint(cfg.init).learner.to(cfg.device)
+    else:
+        backbone = BackboneConfig(width=cfg.width, depth=cfg.depth, batchnorm=cfg.batchnorm)
+        learner = build_learner(cfg.algorithm, backbone, cfg.hparams).to(cfg.device)
+        seconds, tasks = _meta_train(
+            learner, sampler, cfg, cfg.episodes, cfg.lr, f"train {cfg.algorithm} {cfg.ways}w{cfg.shots}s", progress
+        )
+        rng = np.random.default_rng(cfg.seed)
+        flat = train_split.images.reshape(-1, 1, 28, 28)
+
+        def batch() -> torch.Tensor:
+            idx = rng.choice(len(flat), 256, replace=False)
+            return torch.from_numpy(flat[idx]).to(cfg.device, torch.float32) / 255.0
+
+        calibrate_batchnorm(learner.backbone, batch, cfg.calibration_batches)
+    if cfg.qat_bits:
+        learner = quantized_learner(learner.cpu(), cfg.qat_bits).to(cfg.device)
+        qat_seconds, qat_tasks = _meta_train(
+            learner,
+            sampler,
+            cfg,
+            cfg.qat_episodes or cfg.episodes,
+            cfg.lr * 0.1,
+            f"QAT {cfg.qat_bits}-bit {cfg.algorithm}",
+            progress,
+        )
+        seconds, tasks = seconds + qat_seconds, tasks + qat_tasks
     learner.eval()
+    val_ways = min(cfg.ways, 20)
     val = evaluate(
-        learner,
-        data.split("val"),
-        min(cfg.ways, 20),
-        cfg.shots,
-        15,
-        cfg.val_episodes,
-        seed=cfg.seed + 1,
-        progress=progress,
+        learner, data.split("val"), val_ways, cfg.shots, 15, cfg.val_episodes, seed=cfg.seed + 1, progress=progress
     )
     metrics = {
         "train_seconds": seconds,
-        "train_episodes_per_second": steps * cfg.tasks_per_step / seconds,
-        "val": {"ways": min(cfg.ways, 20), "shots": cfg.shots, **val.to_dict()},
+        "train_episodes_per_second": tasks / seconds if seconds else None,
+        "val": {"ways": val_ways, "shots": cfg.shots, **val.to_dict()},
     }
     return Checkpoint(learner.cpu(), train_args=asdict(cfg), metrics=metrics)

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from metahw.models import head
-from metahw.models.backbone import BackboneConfig, Conv4
+from metahw.models.backbone import BackboneConfig, Conv4, batch_statistics
 
 MODES = ("full", "head")
 ALGORITHMS: dict[str, type[MetaLearner]] = {}
@@ -38,7 +38,7 @@ class MetaLearner(nn.Module):
     def __init__(self, backbone: BackboneConfig, hparams: dict | None = None) -> None:
         super().__init__()
         self.backbone_config = backbone
-        self.backbone = Conv4(backbone)
+        self.backbone = _make_backbone(backbone)
         merged = {**MetaLearner.defaults, **type(self).defaults, **(hparams or {})}
         unknown = set(merged) - set(MetaLearner.defaults) - set(type(self).defaults)
         if unknown:
@@ -56,14 +56,18 @@ class MetaLearner(nn.Module):
     def meta_step(
         self, tasks: list[tuple[torch.Tensor, ...]], ways: int, optimizer: torch.optim.Optimizer
     ) -> tuple[float, float]:
-        """One outer update on a batch of tasks (sx, sy, qx, qy); returns (loss, query accuracy)."""
+        """One outer update on a batch of tasks (sx, sy, qx, qy); returns (loss, query accuracy).
+
+        BatchNorm normalises with batch statistics and its running buffers are left untouched.
+        """
         optimizer.zero_grad(set_to_none=True)
         losses, accs = [], []
-        for sx, sy, qx, qy in tasks:
-            loss, logits = self.episode_loss(sx, sy, qx, qy, ways)
-            (loss / len(tasks)).backward()
-            losses.append(loss.item())
-            accs.append((logits.argmax(-1) == qy).float().mean().item())
+        with batch_statistics(self):
+            for sx, sy, qx, qy in tasks:
+                loss, logits = self.episode_loss(sx, sy, qx, qy, ways)
+                (loss / len(tasks)).backward()
+                losses.append(loss.item())
+                accs.append((logits.argmax(-1) == qy).float().mean().item())
         optimizer.step()
         return sum(losses) / len(losses), sum(accs) / len(accs)
 
@@ -102,6 +106,14 @@ class MetaLearner(nn.Module):
     def adapts_backbone(self) -> bool:
         """Whether 'full' evaluation changes the backbone per episode (no embedding cache possible)."""
         return False
+
+
+def _make_backbone(config: BackboneConfig) -> Conv4:
+    if config.qat_bits:
+        from metahw.models.qat import QuantConv4  # qat builds learners: import at use to avoid a cycle
+
+        return QuantConv4(config)
+    return Conv4(config)
 
 
 def build_learner(algorithm: str, backbone: BackboneConfig, hparams: dict | None = None) -> MetaLearner:
