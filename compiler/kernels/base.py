@@ -9,6 +9,7 @@ The cycle cost `cycles(hw)` is the simulator's to define (see `Kernel.cycles`).
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import types
 import typing
@@ -39,7 +40,7 @@ class OutputSpec:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Kernel:
+class Kernel(abc.ABC):
     """Base of every kernel op; subclasses set `op`, `reads_fields`, `writes_fields`."""
 
     op: ClassVar[str]
@@ -66,17 +67,17 @@ class Kernel:
         """A UserError naming this op: '<op> '<name>': <message>'."""
         return UserError(f"{self.op} '{self.name}': {message}")
 
+    @abc.abstractmethod
     def infer(self, buffers: Mapping[str, Buffer]) -> dict[str, OutputSpec]:
         """Check the inputs' shapes and formats; give the shape (and fixed format) of each output."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def macs(self, buffers: Mapping[str, Buffer]) -> int:
         """Multiply-accumulate operations of one execution (the MAC array's work)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def execute(self, env: Env) -> None:
         """Golden integer semantics: read buffers from `env`, write every output buffer."""
-        raise NotImplementedError
 
     def cycles(self, buffers: Mapping[str, Buffer], hw: Any) -> int:
         """Cycle count on the accelerator for a HardwareConfig `hw`.
