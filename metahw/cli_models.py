@@ -78,6 +78,8 @@ def train_command(
         algo = load_checkpoint(init).algorithm
     if algo not in ALGORITHMS:
         raise UserError(f"unknown or missing --algo {algo!r}: accepted are {', '.join(sorted(ALGORITHMS))}.")
+    if out.is_dir():  # found now, not after training, when saving would fail with a traceback
+        raise UserError(f"--out {out} is a folder: give the checkpoint's file name, e.g. {out / (algo + '.pt')}.")
     cfg = TrainConfig(
         algo, ways, shots, queries, episodes, meta_batch, lr, width, depth, not no_bn, seed, device,
         _parse_hparams(hparam), qat_bits=qat_bits, qat_episodes=qat_episodes, init=init,

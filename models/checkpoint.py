@@ -8,8 +8,6 @@ arguments, data split, metrics and package version. Written atomically.
 from __future__ import annotations
 
 import os
-import pickle
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -79,15 +77,20 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
         raise UserError(f"checkpoint {path} does not exist (give a .pt file written by `metahw train`).")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+    except Exception as exc:  # unpickling arbitrary bytes fails in many ways (KeyError, IndexError, ...)
         raise UserError(
             f"{path} is not a metahw checkpoint (not a readable torch.save file: {type(exc).__name__})."
         ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise UserError(f"{path} is not a metahw checkpoint (no '{FORMAT}' format tag).")
-    if payload["algorithm"] not in ALGORITHMS:
-        raise UserError(f"{path} holds unknown algorithm {payload['algorithm']!r}.")
-    learner = build_learner(payload["algorithm"], BackboneConfig(**payload["backbone"]), payload["hparams"])
-    learner.load_state_dict(payload["state_dict"])
+    if payload.get("algorithm") not in ALGORITHMS:
+        raise UserError(f"{path} holds unknown algorithm {payload.get('algorithm')!r}.")
+    try:
+        learner = build_learner(payload["algorithm"], BackboneConfig(**payload["backbone"]), payload["hparams"])
+        learner.load_state_dict(payload["state_dict"])
+        meta = (payload["train_args"], payload["metrics"], payload["split"], payload["metahw_version"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{path} is a damaged or incompatible metahw checkpoint ({first_line}).") from None
     learner.eval()
-    return Checkpoint(learner, payload["train_args"], payload["metrics"], payload["split"], payload["metahw_version"])
+    return Checkpoint(learner, *meta)

@@ -171,7 +171,8 @@ def load_omniglot(path: str | os.PathLike | None = None, use_cache: bool = True)
     cache_file = cache_dir() / f"omniglot-{_cache_key(files)}.npz"
     if use_cache and cache_file.exists():
         with np.load(cache_file) as z:
-            return OmniglotImages(z["images"], tuple(map(str, z["alphabet_of"])), tuple(map(str, z["character_of"])))
+            names = (tuple(map(str, z["alphabet_of"])), tuple(map(str, z["character_of"])))  # str, not np.str_
+            return OmniglotImages(z["images"], *names)
 
     drawings: dict[tuple[str, str], dict[str, np.ndarray]] = {}
     for alphabet, character, drawing, data in _iter_pngs(files):

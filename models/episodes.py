@@ -98,11 +98,11 @@ class EpisodeSampler:
     def gather(self, index: EpisodeIndex) -> Episode:
         """Turn episode indices into float32 images in [0, 1]."""
         flat = self.split.images.reshape(-1, 1, *self.split.images.shape[2:])
-        scale = np.float32(1.0 / 255.0)
+        scale = np.float32(255.0)  # divide, as embed_images and the runs reader do: identical float32 pixels
         return Episode(
-            support_x=flat[index.support].astype(np.float32) * scale,
+            support_x=flat[index.support].astype(np.float32) / scale,
             support_y=index.support_y,
-            query_x=flat[index.query].astype(np.float32) * scale,
+            query_x=flat[index.query].astype(np.float32) / scale,
             query_y=index.query_y,
         )
 

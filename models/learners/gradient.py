@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call, grad, vmap
+from torch.func import functional_call, grad
 
 from metahw.models import head
 from metahw.models.backbone import BackboneConfig, batch_statistics
@@ -81,8 +81,11 @@ class ProtoMAML(_HeadOnlyInnerLoop):
 class MAML(_LearnedHeadInit):
     """Model-Agnostic Meta-Learning (Finn et al. 2017), second order, on torch.func.
 
-    Tasks of a meta-batch are processed together with `vmap`; inner gradients come from
-    `torch.func.grad`, so the outer `backward()` differentiates through them.
+    Inner gradients come from `torch.func.grad`, so the outer `backward()` differentiates
+    through them. The tasks of a meta-batch go one by one (MetaLearner.meta_step), not
+    through `vmap`: under vmap, BatchNorm's double backward (batch statistics) gives
+    second-order meta-gradients off by ~1e-3 relative even in float64 (tests/models/test_learners.py
+    checks against plain autograd), and the loop is no slower on CPU.
     """
 
     algorithm = "maml"
@@ -127,16 +130,6 @@ class MAML(_LearnedHeadInit):
         logits = self.forward_with(params, qx)
         return F.cross_entropy(logits, qy), logits
 
-    def meta_step(self, tasks, ways, optimizer):  # noqa: ANN001, ANN201 - see MetaLearner
-        """Outer step on a meta-batch, the tasks vectorised with vmap."""
-        sx, sy, qx, qy = (torch.stack(t) for t in zip(*tasks))
-        optimizer.zero_grad(set_to_none=True)
-        with batch_statistics(self):
-            losses, logits = vmap(lambda *t: self.episode_loss(*t, ways))(sx, sy, qx, qy)
-        losses.mean().backward()
-        optimizer.step()
-        return losses.mean().item(), (logits.argmax(-1) == qy).float().mean().item()
-
     def logits(self, sx, sy, qx, ways, mode="full"):  # noqa: ANN001, ANN201 - see MetaLearner
         """'full': adapt every parameter for `eval_steps`; 'head': frozen backbone."""
         if mode == "head":
@@ -162,7 +155,7 @@ class MetaSGD(MAML):
 
     def __init__(self, backbone: BackboneConfig, hparams: dict | None = None) -> None:
         super().__init__(backbone, hparams)
-        lr = self.hparams["inner_lr"]
+        lr = float(self.hparams["inner_lr"])  # an integer rate (--hparam inner_lr=1) must not make int tensors
         shapes = {k: p.shape for k, p in self.backbone.named_parameters()}
         self.lrs = nn.ParameterDict({_key(f"backbone.{k}"): nn.Parameter(torch.full(s, lr)) for k, s in shapes.items()})
         self.lrs[_key(HEAD_W)] = nn.Parameter(torch.full_like(self.head_w0, lr))

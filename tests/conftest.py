@@ -1,0 +1,85 @@
+"""Fixtures shared by the whole suite: the Omniglot data, a private decode cache, a tiny trained checkpoint.
+
+Everything here is sized for CI on two cores: the data is decoded once per session into a
+temporary cache, torch runs single-threaded (tiny tensors are faster that way and do not fight
+other jobs for the cores), and the shared checkpoint is a width-4 ProtoNet trained for a few
+dozen episodes.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from metahw.models.data import OmniglotImages, default_data_dir, load_omniglot
+
+#: Environment for subprocesses started by tests (also applied to this process in pytest_configure).
+SINGLE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+OMNIGLOT_ZIPS = ("images_background_small1.zip", "images_background_small2.zip")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    torch.set_num_threads(1)
+    for key, value in SINGLE_THREAD_ENV.items():
+        os.environ.setdefault(key, value)
+
+
+def _find_data_dir() -> Path | None:
+    candidates = [default_data_dir(), Path(__file__).resolve().parents[2] / "shared" / "data" / "omniglot"]
+    for candidate in candidates:
+        if all((candidate / name).is_file() for name in OMNIGLOT_ZIPS):
+            return candidate
+    return None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Decode caches go to a session folder, never to the user's ~/.cache."""
+    folder = tmp_path_factory.mktemp("metahw-cache")
+    saved = os.environ.get("METAHW_CACHE")
+    os.environ["METAHW_CACHE"] = str(folder)
+    yield folder
+    if saved is None:
+        os.environ.pop("METAHW_CACHE", None)
+    else:
+        os.environ["METAHW_CACHE"] = saved
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """Folder holding the two official Omniglot background zips ($METAHW_DATA or ../shared/data/omniglot)."""
+    found = _find_data_dir()
+    if found is None:
+        pytest.skip("Omniglot zips not found: set METAHW_DATA to the folder holding images_background_small{1,2}.zip")
+    return found
+
+
+@pytest.fixture(scope="session")
+def omniglot(data_dir: Path, _private_cache: Path) -> OmniglotImages:
+    """All 242 background characters, decoded once per session."""
+    return load_omniglot(data_dir)
+
+
+@pytest.fixture(scope="session")
+def cli_env(_private_cache: Path, data_dir: Path) -> dict[str, str]:
+    """Environment for `metahw` subprocesses: the session cache, the data, one thread."""
+    return {**os.environ, **SINGLE_THREAD_ENV, "METAHW_CACHE": str(_private_cache), "METAHW_DATA": str(data_dir)}
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(omniglot: OmniglotImages, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A width-4 Conv-4 ProtoNet meta-trained for 40 episodes, saved once per session (read-only by convention)."""
+    from metahw.models.checkpoint import save_checkpoint
+    from metahw.models.train import TrainConfig, train
+
+    cfg = TrainConfig(
+        "protonet", ways=5, shots=1, queries=5, episodes=40, width=4, lr=3e-3, calibration_batches=3, val_episodes=20
+    )
+    ckpt = train(cfg, omniglot, progress=False)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny-protonet.pt"
+    save_checkpoint(ckpt, path)
+    return path
