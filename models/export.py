@@ -45,14 +45,14 @@ class EpisodeHead:
     ways: int
     shots: int
     inner_steps: int = 0
-    init: str = ""  # for kind 'sgd': 'prototypes' or 'learned'
+    init: str = ""  # for kind 'sgd': 'prototypes' or 'zeros'
 
 
 def episode_head(learner: MetaLearner, ways: int, shots: int, inner_steps: int | None) -> EpisodeHead:
     """The head the hardware runs for this learner: its own metric head, or head-only SGD steps.
 
     ProtoNet with 0 steps and Matching Networks keep their metric heads; every other case is
-    a linear head initialised like the algorithm does (prototypes or learned vector) and
+    a linear head initialised like the algorithm does (from prototypes, or zero) and
     adapted by `inner_steps` SGD steps (default: the learner's head-mode step count).
     """
     if ways < 2 or shots < 1:
@@ -66,7 +66,7 @@ def episode_head(learner: MetaLearner, ways: int, shots: int, inner_steps: int |
     steps = learner.hparams["head_steps"] if inner_steps is None else inner_steps
     if learner.algorithm == "protonet" and steps == 0:
         return EpisodeHead("proto", ways, shots)
-    init = "learned" if hasattr(learner, "head_w0") else "prototypes"
+    init = "prototypes" if learner.algorithm in ("protonet", "protomaml") else "zeros"
     return EpisodeHead("sgd", ways, shots, steps, init)
 
 
@@ -294,16 +294,8 @@ def _head_nodes(learner: MetaLearner, spec: EpisodeHead) -> tuple[list[onnx.Node
     if spec.init == "prototypes":
         nodes.append(_call("ProtoHeadInit", ["support_features", "support_y"], ["head_w_0", "head_b_0"], "head_init"))
     else:
-        inits += [
-            _tensor("head_w0", learner.head_w0[None]),
-            _tensor("head_b0", learner.head_b0[None]),
-            numpy_helper.from_array(np.array([spec.ways, learner.head_w0.numel()], np.int64), "head_w_shape"),
-            numpy_helper.from_array(np.array([spec.ways], np.int64), "head_b_shape"),
-        ]
-        nodes += [
-            helper.make_node("Expand", ["head_w0", "head_w_shape"], ["head_w_0"], name="head_init_w"),
-            helper.make_node("Expand", ["head_b0", "head_b_shape"], ["head_b_0"], name="head_init_b"),
-        ]
+        dim = learner.backbone_config.embedding_dim()
+        inits += [_tensor("head_w_0", np.zeros((spec.ways, dim))), _tensor("head_b_0", np.zeros(spec.ways))]
     lr_w, lr_b = learner.head_lrs()
     inits += [_tensor("head_lr_w", lr_w), _tensor("head_lr_b", lr_b)]
     for s in range(spec.inner_steps):

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from metahw.errors import UserError
+from metahw.models.augment import random_affine
 from metahw.models.backbone import BackboneConfig, batch_statistics, calibrate_batchnorm
 from metahw.models.checkpoint import Checkpoint, load_checkpoint
 from metahw.models.data import OmniglotImages
@@ -48,6 +49,7 @@ class TrainConfig:
     qat_bits: int | None = None
     qat_episodes: int | None = None
     init: str | None = None
+    augment: bool = True
 
     def validate(self) -> None:
         """Raise UserError on arguments no training run could use."""
@@ -95,12 +97,20 @@ def _meta_train(
     steps = math.ceil(episodes / cfg.tasks_per_step)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps)))
     observe = getattr(learner.backbone, "observe", None)
+    generator = torch.Generator().manual_seed(cfg.seed)
+
+    def task() -> tuple[torch.Tensor, ...]:
+        sx, sy, qx, qy = _to_device(sampler.sample(), cfg.device)
+        if cfg.augment:
+            sx, qx = (random_affine(x, generator) for x in (sx, qx))
+        return sx, sy, qx, qy
+
     learner.train()
     start = time.perf_counter()
     recent: list[tuple[float, float]] = []
     with StatusTracker(steps, label, progress) as bar:
         for _ in range(steps):
-            tasks = [_to_device(sampler.sample(), cfg.device) for _ in range(cfg.tasks_per_step)]
+            tasks = [task() for _ in range(cfg.tasks_per_step)]
             if observe is not None:
                 observe(torch.cat([t for task in tasks for t in (task[0], task[2])]))
             with batch_statistics(learner):

@@ -2,9 +2,12 @@
 parameter, built on torch.func) and ANIL, Proto-MAML (inner loop on the linear head only,
 in closed form, differentiated by autograd for the second-order meta-gradient).
 
-The classifier head of the MAML family is a single learned row w0 (and bias b0) repeated
-for every class ("unicorn" initialisation, Ye & Chao 2022): the same meta-parameters then
-serve any number of ways N, and the hardware stores one vector, not N.
+The classifier head of the MAML family and ANIL starts at zero for every episode. Any
+initial head whose rows are all equal is equivalent: a shared row w0, b0 adds the same
+f.w0 + b0 to every class's logit, which cancels in the softmax, so the inner updates (and
+the predictions) never depend on it, and a learned shared row gets no meta-gradient.
+Zero is the one such initialisation that is permutation-invariant, serves any number of
+ways N, and costs the hardware nothing to store.
 """
 
 from __future__ import annotations
@@ -22,20 +25,16 @@ Params = dict[str, torch.Tensor]
 HEAD_W, HEAD_B = "head.weight", "head.bias"
 
 
-class _LearnedHeadInit(MetaLearner):
-    """Learners whose head starts from a meta-learned vector w0, b0 shared by all classes."""
-
-    def __init__(self, backbone: BackboneConfig, hparams: dict | None = None) -> None:
-        super().__init__(backbone, hparams)
-        self.head_w0 = nn.Parameter(torch.zeros(backbone.embedding_dim()))
-        self.head_b0 = nn.Parameter(torch.zeros(()))
+class _ZeroHeadInit(MetaLearner):
+    """Learners whose linear head starts at zero in every episode (see the module docstring)."""
 
     def head_rows(self, ways: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """w0 and b0 repeated for each of the N classes."""
-        return self.head_w0.expand(ways, -1), self.head_b0.expand(ways)
+        """A zero head W [N, D], b [N] on the backbone's device."""
+        ref = next(self.backbone.parameters())
+        return ref.new_zeros(ways, self.backbone_config.embedding_dim()), ref.new_zeros(ways)
 
     def head_init(self, fs: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The learned initial head, whatever the support set."""
+        """The zero head, whatever the support set."""
         return self.head_rows(y.shape[-1])
 
     def head_lrs(self) -> tuple[torch.Tensor | float, torch.Tensor | float]:
@@ -64,7 +63,7 @@ class _HeadOnlyInnerLoop(MetaLearner):
         return self.metric_logits(fs, head.one_hot(sy, ways), fq)
 
 
-class ANIL(_HeadOnlyInnerLoop, _LearnedHeadInit):
+class ANIL(_HeadOnlyInnerLoop, _ZeroHeadInit):
     """Almost No Inner Loop (Raghu et al. 2020): MAML with the inner loop on the head only."""
 
     algorithm = "anil"
@@ -78,7 +77,7 @@ class ProtoMAML(_HeadOnlyInnerLoop):
     defaults = {"inner_steps": 3, "inner_lr": 0.1, "head_steps": 5}
 
 
-class MAML(_LearnedHeadInit):
+class MAML(_ZeroHeadInit):
     """Model-Agnostic Meta-Learning (Finn et al. 2017), second order, on torch.func.
 
     Inner gradients come from `torch.func.grad`, so the outer `backward()` differentiates
@@ -151,14 +150,16 @@ class MetaSGD(MAML):
     """Meta-SGD (Li et al. 2017): a learned learning rate for every parameter element."""
 
     algorithm = "metasgd"
-    defaults = {**MAML.defaults, "inner_steps": 1, "eval_steps": 1, "head_steps": 1}
+    #: two inner steps: at the first one the zero head's rows are equal, so the backbone's inner
+    #: gradient is exactly zero and its learned rates would get no meta-gradient
+    defaults = {**MAML.defaults, "inner_steps": 2, "eval_steps": 2, "head_steps": 2}
 
     def __init__(self, backbone: BackboneConfig, hparams: dict | None = None) -> None:
         super().__init__(backbone, hparams)
         lr = float(self.hparams["inner_lr"])  # an integer rate (--hparam inner_lr=1) must not make int tensors
         shapes = {k: p.shape for k, p in self.backbone.named_parameters()}
         self.lrs = nn.ParameterDict({_key(f"backbone.{k}"): nn.Parameter(torch.full(s, lr)) for k, s in shapes.items()})
-        self.lrs[_key(HEAD_W)] = nn.Parameter(torch.full_like(self.head_w0, lr))
+        self.lrs[_key(HEAD_W)] = nn.Parameter(torch.full((backbone.embedding_dim(),), lr))
         self.lrs[_key(HEAD_B)] = nn.Parameter(torch.tensor(lr))
 
     def inner_lr(self, name: str) -> torch.Tensor:
@@ -201,7 +202,5 @@ class Reptile(MAML):
         optimizer.zero_grad(set_to_none=True)
         for name, p in self.backbone.named_parameters():
             p.grad = base[f"backbone.{name}"] - mean[f"backbone.{name}"]
-        self.head_w0.grad = (base[HEAD_W] - mean[HEAD_W]).mean(0)
-        self.head_b0.grad = (base[HEAD_B] - mean[HEAD_B]).mean(0)
         optimizer.step()
         return sum(losses) / len(losses), sum(accs) / len(accs)

@@ -49,13 +49,19 @@ def test_fuse_conv_blocks_records_relu_and_pool():
     assert blocks[-1].outputs == ("block3.pool",)
 
 
-def test_fold_constants_evaluates_learned_head_expand():
-    graph = import_model(tiny_episode_model("anil", ways=3, shots=1, inner_steps=1)[0])
-    assert "Expand" in graph.ops()
-    folded = fold_constants(graph)
-    assert "Expand" not in folded.ops()
-    w0 = graph.constants["head_w0"]
-    np.testing.assert_array_equal(folded.constants["head_w_0"], np.broadcast_to(w0, (3, w0.shape[1])))
+def test_fold_constants_evaluates_expand_and_identity():
+    graph = import_model(tiny_episode_model()[0])
+    w0 = np.arange(4, dtype=np.float32)[None]
+    extra = [
+        Node("Expand", "expand", ("w0", "shape"), ("w_rows",)),
+        Node("Identity", "copy", ("w_rows",), ("w_copy",)),
+        Node("Identity", "not_constant", ("support_x",), ("x_copy",)),
+    ]
+    constants = {**graph.constants, "w0": w0, "shape": np.array([3, 4], np.int64)}
+    folded = fold_constants(graph.with_nodes([*graph.nodes, *extra], constants))
+    assert [n.name for n in folded.nodes][-1] == "not_constant"
+    np.testing.assert_array_equal(folded.constants["w_copy"], np.broadcast_to(w0, (3, 4)))
+    assert folded.shapes["w_rows"] == (3, 4)
 
 
 def test_dead_code_is_removed():
