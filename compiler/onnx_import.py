@@ -90,4 +90,3 @@ def _check_episode_shapes(shapes: dict) -> None:
 def import_onnx(path: str | os.PathLike) -> Graph:
     """Load an ONNX file and import it (`load_onnx` then `import_model`)."""
     return import_model(load_onnx(path))
-

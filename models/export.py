@@ -83,7 +83,14 @@ def reference_logits(
     """What the exported graph computes, in PyTorch float: the ground truth of the export check."""
     learner.eval()
     feats = exported_backbone(learner)(torch.cat([sx, qx]))
-    fs, fq = feats[: len(sx)], feats[len(sx) :]
+    return reference_head(learner, spec, feats[: len(sx)], y, feats[len(sx) :])
+
+
+@torch.no_grad()
+def reference_head(
+    learner: MetaLearner, spec: EpisodeHead, fs: torch.Tensor, y: torch.Tensor, fq: torch.Tensor
+) -> torch.Tensor:
+    """The exported head on float embeddings (support fs, one-hot y, queries fq)."""
     if spec.kind == "proto":
         return head.squared_l2_logits(fq, head.prototypes(fs, y))
     if spec.kind == "cosine":

@@ -1,0 +1,162 @@
+"""Float vs fixed point on the same episodes: accuracy, agreement, saturation, per-layer SQNR.
+
+For each bit width the episode is compiled (calibrated on meta-val episodes) and run by the
+golden executor on meta-test episodes: the embedding program once over every test image
+(`stages.embedding_program`), then the head program per episode, which gives exactly the
+integers of running the whole program per episode (see compiler/stages.py). PyTorch float
+and onnxruntime run the same episodes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+import torch
+
+from metahw.compiler.compile import compile_episode
+from metahw.compiler.episode_io import program_logits
+from metahw.compiler.golden import execute
+from metahw.compiler.program import Program
+from metahw.compiler.quant_config import QuantConfig
+from metahw.compiler.stages import embedding_program, head_program
+from metahw.models import head
+from metahw.models.data import OmniglotSplit
+from metahw.models.episodes import EpisodeIndex, EpisodeSampler
+from metahw.models.export import EpisodeHead, exported_backbone, reference_head
+from metahw.models.export_check import ort_session
+from metahw.models.learners import MetaLearner
+from metahw.models.stats import AccuracySummary
+from metahw.progress import track
+
+EMBED_BATCH = 128
+
+
+@dataclass(frozen=True)
+class FloatRun:
+    """PyTorch and onnxruntime results on the comparison episodes, and float activations per image."""
+
+    torch_predictions: np.ndarray  # [E, Q]
+    torch_logits: np.ndarray  # [E, Q, N]
+    ort_predictions: np.ndarray
+    activations: list[np.ndarray]  # per conv block: [images, C, H, W] float
+
+
+def _images(split: OmniglotSplit) -> np.ndarray:
+    return split.images.reshape(-1, 1, *split.images.shape[2:]).astype(np.float32) / 255.0
+
+
+def run_float(
+    learner: MetaLearner, spec: EpisodeHead, model: onnx.ModelProto, split: OmniglotSplit,
+    episodes: list[EpisodeIndex], progress: bool,
+) -> FloatRun:  # fmt: skip
+    """Float predictions (PyTorch, onnxruntime) on the episodes and every block's float output per image."""
+    images = torch.from_numpy(_images(split))
+    backbone = exported_backbone(learner)
+    activations: list[list[np.ndarray]] = [[] for _ in backbone.blocks]
+    with torch.no_grad():
+        for start in range(0, len(images), EMBED_BATCH):
+            x = images[start : start + EMBED_BATCH]
+            for i, block in enumerate(backbone.blocks):
+                x = block(x)
+                activations[i].append(x.numpy())
+    features = torch.from_numpy(np.concatenate(activations[-1])).flatten(1)
+    session = ort_session(model)
+    t_pred, t_logits, o_pred = [], [], []
+    for index in track(episodes, len(episodes), "float (torch, onnxruntime)", progress):
+        sx, qx = images[index.support], images[index.query]
+        y = head.one_hot(torch.from_numpy(index.support_y), spec.ways)
+        logits = reference_head(learner, spec, features[index.support], y, features[index.query]).numpy()
+        t_logits.append(logits)
+        t_pred.append(logits.argmax(-1))
+        feed = {"support_x": sx.numpy(), "support_y": y.numpy(), "query_x": qx.numpy()}
+        o_pred.append(session.run(["prediction"], feed)[0])
+    return FloatRun(np.array(t_pred), np.array(t_logits), np.array(o_pred), [np.concatenate(a) for a in activations])
+
+
+def embed_all(program: Program, images: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    """Golden integers of every embedding buffer for all images, and the saturation counts."""
+    embed = embedding_program(program, EMBED_BATCH)
+    pixel = program.buffer_map["query_x"].qformat
+    outputs: dict[str, list[np.ndarray]] = {}
+    saturation: dict[str, int] = {}
+    for start in range(0, len(images), EMBED_BATCH):
+        x = pixel.quantize(images[start : start + EMBED_BATCH], program.meta.rounding)
+        real = len(x)
+        x = np.concatenate([x, np.zeros((EMBED_BATCH - real, *x.shape[1:]), np.int64)])
+        run = execute(embed, {"query_x": x})
+        for buf in embed.buffers:
+            if buf.kind in ("activation", "output"):
+                outputs.setdefault(buf.name, []).append(run.values[buf.name][:real])
+        for name, count in run.saturation.items():  # padding images are zeros: they never saturate
+            saturation[name] = saturation.get(name, 0) + count
+    return {k: np.concatenate(v) for k, v in outputs.items()}, saturation
+
+
+def sqnr_db(reference: np.ndarray, approximation: np.ndarray) -> float:
+    """Signal-to-quantisation-noise ratio 10 log10(sum x^2 / sum (x - x_q)^2) in dB (inf if exact)."""
+    noise = float(np.sum((reference - approximation) ** 2))
+    signal = float(np.sum(reference**2))
+    return float("inf") if noise == 0 else 10 * np.log10(signal / noise)
+
+
+def run_fixed(
+    program: Program, split: OmniglotSplit, episodes: list[EpisodeIndex], floats: FloatRun, progress: bool, label: str
+) -> dict:
+    """Golden predictions on the episodes and their statistics against the labels and the float run."""
+    embedded, saturation = embed_all(program, _images(split))
+    features = embedded["query.features"]
+    head_prog = head_program(program)
+    predictions, logits = [], []
+    for index in track(episodes, len(episodes), label, progress):
+        inputs = {"support.features": features[index.support], "query.features": features[index.query]}
+        run = execute(head_prog, {**inputs, "support_labels": index.support_y})
+        predictions.append(run.values["prediction"])
+        logits.append(program_logits(program, run.values["scores"]))
+        for name, count in run.saturation.items():
+            saturation[name] = saturation.get(name, 0) + count
+    predictions = np.array(predictions)
+    labels = np.array([e.query_y for e in episodes])
+    buffers = program.buffer_map
+    sqnr = {}
+    for i, reference in enumerate(floats.activations):
+        name = next(n for n in embedded if n.startswith(f"query.block{i}.") and n != "query.features")
+        sqnr[name.removeprefix("query.")] = sqnr_db(reference, buffers[name].qformat.dequantize(embedded[name]))
+    if program.meta.algorithm != "matchingnet":  # Matching Networks' scores are probabilities
+        sqnr["logits"] = sqnr_db(floats.torch_logits, np.array(logits))
+    return {
+        "accuracy": AccuracySummary.of((predictions == labels).mean(axis=1)).to_dict(),
+        "agreement_with_float": float((predictions == floats.torch_predictions).mean()),
+        "saturation": {k: v for k, v in sorted(saturation.items())},
+        "sqnr_db": sqnr,
+        "weight_bytes": sum(int(np.prod(b.shape)) * b.qformat.bits for b in program.buffers_of("weight")) // 8,
+    }
+
+
+def compare(
+    learner: MetaLearner, spec: EpisodeHead, model: onnx.ModelProto, bits: list[int], test: OmniglotSplit,
+    calibration: OmniglotSplit, episodes: int, queries: int = 15, seed: int = 0, progress: bool = True,
+    base_config: QuantConfig | None = None,
+) -> dict:  # fmt: skip
+    """The comparison table as a dict: float rows and one row per bit width."""
+    sampler = EpisodeSampler(test, spec.ways, spec.shots, queries, seed=seed)
+    indices = [sampler.sample_index() for _ in range(episodes)]
+    floats = run_float(learner, spec, model, test, indices, progress)
+    labels = np.array([e.query_y for e in indices])
+    result = {
+        "algorithm": learner.algorithm, "ways": spec.ways, "shots": spec.shots, "queries_per_class": queries,
+        "inner_steps": spec.inner_steps, "episodes": episodes, "seed": seed,
+        "float": {
+            "torch": AccuracySummary.of((floats.torch_predictions == labels).mean(axis=1)).to_dict(),
+            "onnxruntime": AccuracySummary.of((floats.ort_predictions == labels).mean(axis=1)).to_dict(),
+            "onnxruntime_agreement": float((floats.ort_predictions == floats.torch_predictions).mean()),
+        },
+        "fixed": {},
+    }  # fmt: skip
+    base = base_config or QuantConfig()
+    for b in bits:
+        config = QuantConfig(**{**base.to_dict(), "bits": b})
+        compiled = compile_episode(model, config, calibration, queries=spec.ways * queries, seed=seed)
+        result["fixed"][str(b)] = run_fixed(compiled.program, test, indices, floats, progress, f"golden {b}-bit")
+    return result

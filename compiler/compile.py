@@ -1,0 +1,115 @@
+"""ONNX episode -> Program: import, passes, calibration, quantisation, lowering, report.
+
+`compile_episode` is the whole compiler as one function; `save_build` writes its result
+(program.json, weights.npz, quantisation.json) into a folder atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from metahw.compiler.calibrate import Range, calibrate
+from metahw.compiler.ir import Graph
+from metahw.compiler.lower import lower
+from metahw.compiler.onnx_import import import_model
+from metahw.compiler.passes import standard_pipeline
+from metahw.compiler.program import Program
+from metahw.compiler.quant_config import QuantConfig
+from metahw.models.data import OmniglotSplit
+from metahw.models.episodes import EpisodeSampler
+
+REPORT_FILE = "quantisation.json"
+
+
+@dataclass(frozen=True)
+class CompileResult:
+    """The program and what produced it: the passed float graph and the calibration ranges."""
+
+    program: Program
+    graph: Graph
+    ranges: dict[str, Range]
+    config: QuantConfig
+
+    def report(self) -> dict:
+        """Per-buffer format, float range covered, calibrated range, and the program's size."""
+        buffers = []
+        for buf in self.program.buffers:
+            fmt = buf.qformat
+            key = buf.name.split(".", 1)[1] if buf.name.split(".", 1)[0] in ("support", "query") else buf.name
+            buffers.append({
+                "name": buf.name, "kind": buf.kind, "shape": list(buf.shape), "format": str(fmt),
+                "bits": fmt.bits, "frac": fmt.frac, "signed": fmt.signed,
+                "representable": [fmt.dequantize(fmt.min_int).item(), fmt.dequantize(fmt.max_int).item()],
+                "calibrated": list(self.ranges[key]) if key in self.ranges else None,
+                "channel_fracs": None if buf.channel_fracs is None else list(buf.channel_fracs),
+            })  # fmt: skip
+        weight_bits = sum(int(np.prod(b.shape)) * b.qformat.bits for b in self.program.buffers_of("weight"))
+        return {
+            "config": self.config.to_dict(),
+            "meta": self.program.meta.to_json(),
+            "ops": [op.op for op in self.program.ops],
+            "weight_bytes": weight_bits // 8,
+            "macs": sum(op.macs(self.program.buffer_map) for op in self.program.ops),
+            "buffers": buffers,
+        }
+
+
+def episode_feeds(split: OmniglotSplit, ways: int, shots: int, queries: int, episodes: int, seed: int) -> list[dict]:
+    """Float onnxruntime feeds of seeded episodes (support_y one-hot)."""
+    sampler = EpisodeSampler(split, ways, shots, queries, seed=seed)
+    eye = np.eye(ways, dtype=np.float32)
+    return [
+        {"support_x": e.support_x, "support_y": eye[e.support_y], "query_x": e.query_x}
+        for e in (sampler.sample() for _ in range(episodes))
+    ]
+
+
+def episode_shape(model: onnx.ModelProto) -> tuple[int, int]:
+    """(ways, shots) of an exported episode, read from its support_y input."""
+    dims = [d.dim_value for d in model.graph.input[1].type.tensor_type.shape.dim]
+    return dims[1], dims[0] // dims[1]
+
+
+def compile_episode(
+    model: onnx.ModelProto,
+    config: QuantConfig,
+    calibration: OmniglotSplit,
+    queries: int,
+    calibration_episodes: int = 32,
+    seed: int = 0,
+) -> CompileResult:
+    """Compile an exported episode to a Program, calibrating on seeded episodes of `calibration`."""
+    graph = standard_pipeline(import_model(model))
+    ways, shots = episode_shape(model)
+    feeds = episode_feeds(calibration, ways, shots, max(1, min(queries // ways, 5)), calibration_episodes, seed)
+    ranges = calibrate(model, feeds)
+    return CompileResult(lower(graph, ranges, config, queries), graph, ranges, config)
+
+
+def save_build(result: CompileResult, out: str | os.PathLike) -> Path:
+    """Write program.json, weights.npz and quantisation.json into `out`, replacing it atomically."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        result.program.save(tmp)
+        (tmp / REPORT_FILE).write_text(json.dumps(result.report(), indent=2) + "\n")
+        if out.exists():
+            old = out.with_name(f".{out.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(out, old)
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
