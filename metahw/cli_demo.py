@@ -1,4 +1,9 @@
-"""`metahw demo`: the end-to-end job on the shipped ProtoNet, with a short summary at the end."""
+"""`metahw demo`: the end-to-end job on a shipped model, with a short summary at the end.
+
+Steps: float evaluation on the meta-test alphabets -> whole-episode ONNX export checked in
+onnxruntime -> 8-bit compilation (program + quantisation report) -> float vs fixed-point
+comparison on the same episodes (golden executor) -> summary.json.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,10 @@ import typer
 
 from metahw.atomic import atomic_path, write_text_atomic
 from metahw.cli import app
+from metahw.compiler.compare import compare
+from metahw.compiler.compare_plot import plot_accuracy_vs_bits
+from metahw.compiler.compile import compile_episode, save_build
+from metahw.compiler.quant_config import QuantConfig
 from metahw.models.checkpoint import load_checkpoint
 from metahw.models.data import load_omniglot
 from metahw.models.evaluate import evaluate
@@ -25,16 +34,18 @@ def demo_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the demo's outputs.")] = Path("out/demo"),
     ways: int = 5,
     shots: int = 1,
-    episodes: Annotated[int, typer.Option(help="Meta-test episodes for the float evaluation.")] = 1000,
+    bits: Annotated[int, typer.Option(help="Bits of the compiled program.")] = 8,
+    episodes: Annotated[int, typer.Option(help="Meta-test episodes for float and fixed-point accuracy.")] = 1000,
     data: Annotated[Path | None, typer.Option(help="Omniglot data.")] = None,
     progress: bool = True,
 ) -> None:
-    """Run the pipeline on a shipped model: evaluate in float, export the episode, check ONNX."""
+    """Run the pipeline on a shipped model: float accuracy, ONNX export, compile, float vs fixed point."""
     started = time.perf_counter()
     ckpt = load_checkpoint(model)
     learner = ckpt.learner
-    test = load_omniglot(data).split("test")
-    summary: dict = {"model": model, "algorithm": learner.algorithm, "ways": ways, "shots": shots}
+    omniglot = load_omniglot(data)
+    test, val = omniglot.split("test"), omniglot.split("val")
+    summary: dict = {"model": model, "algorithm": learner.algorithm, "ways": ways, "shots": shots, "bits": bits}
 
     accuracy = evaluate(learner, test, ways, shots, 15, episodes, seed=0, progress=progress)
     summary["float_accuracy"] = accuracy.to_dict()
@@ -46,12 +57,24 @@ def demo_command(
         onnx.save_model(onnx_model, tmp)
     summary["onnx_check"] = check.to_dict()
 
+    config = QuantConfig(bits=bits)
+    build = save_build(compile_episode(onnx_model, config, val, queries=ways), out / "build")
+    comparison = compare(learner, spec, onnx_model, [bits], test, val, episodes, progress=progress, base_config=config)
+    write_text_atomic(out / "compare.json", json.dumps(comparison, indent=2) + "\n")
+    plot_accuracy_vs_bits(comparison, out / "accuracy_vs_bits.png")
+    fixed = comparison["fixed"][str(bits)]
+    summary["fixed_point"] = fixed
+
     summary["seconds"] = time.perf_counter() - started
     write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    acc = fixed["accuracy"]
     typer.echo(f"metahw demo: {learner.algorithm} ({model}), {ways}-way {shots}-shot on the meta-test alphabets")
-    typer.echo(f"  float accuracy     {accuracy} over {accuracy.episodes} episodes")
-    typer.echo(
-        f"  ONNX episode       {out / 'episode.onnx'}: onnxruntime == PyTorch on {check.episodes} episodes "
-        f"(max rel. error {check.max_relative_error:.1e}, predictions identical: {check.predictions_equal})"
-    )
-    typer.echo(f"  summary            {out / 'summary.json'} ({summary['seconds']:.0f} s)")
+    typer.echo(f"  float accuracy       {accuracy} over {accuracy.episodes} episodes")
+    typer.echo(f"  ONNX episode         {out / 'episode.onnx'}: onnxruntime == PyTorch on {check.episodes} episodes "
+               f"(max rel. error {check.max_relative_error:.1e}, same predictions: {check.predictions_equal})")  # fmt: skip
+    label = f"{bits}-bit"
+    typer.echo(f"  {label + ' program':<20} {build} ({fixed['weight_bytes']} weight bytes)")
+    typer.echo(f"  {label + ' accuracy':<20} {100 * acc['accuracy']:.2f} +- {100 * acc['ci95']:.2f} % "
+               f"(golden executor, same episodes; {100 * fixed['agreement_with_float']:.2f}% predictions as float, "
+               f"{sum(fixed['saturation'].values())} saturations)")  # fmt: skip
+    typer.echo(f"  summary              {out / 'summary.json'} ({summary['seconds']:.0f} s)")
