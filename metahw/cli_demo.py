@@ -70,8 +70,10 @@ def demo_command(
     acc = fixed["accuracy"]
     typer.echo(f"metahw demo: {learner.algorithm} ({model}), {ways}-way {shots}-shot on the meta-test alphabets")
     typer.echo(f"  float accuracy       {accuracy} over {accuracy.episodes} episodes")
-    typer.echo(f"  ONNX episode         {out / 'episode.onnx'}: onnxruntime == PyTorch on {check.episodes} episodes "
-               f"(max rel. error {check.max_relative_error:.1e}, same predictions: {check.predictions_equal})")  # fmt: skip
+    typer.echo(
+        f"  ONNX episode         {out / 'episode.onnx'}: onnxruntime == PyTorch, {check.episodes} episodes "
+        f"(max rel. error {check.max_relative_error:.1e}, same predictions: {check.predictions_equal})"
+    )
     label = f"{bits}-bit"
     typer.echo(f"  {label + ' program':<20} {build} ({fixed['weight_bytes']} weight bytes)")
     typer.echo(f"  {label + ' accuracy':<20} {100 * acc['accuracy']:.2f} +- {100 * acc['ci95']:.2f} % "
