@@ -1,7 +1,7 @@
 """Train the model zoo: every algorithm at the hardware width, written to models/zoo/.
 
-    .venv/bin/python benchmarks/train_zoo.py                 # all eight, width 32
-    .venv/bin/python benchmarks/train_zoo.py --only protonet --width 64 --out-dir benchmarks/results/zoo-w64
+    .venv/bin/python benchmarks/train_zoo.py                 # all eight, width 64
+    .venv/bin/python benchmarks/train_zoo.py --only protonet --width 32 --out-dir benchmarks/results/zoo-w32
 
 Prints a table (algorithm, training episodes/s, seconds, val accuracy) and writes it as
 JSON beside the checkpoints. The recipes below are the ones the shipped checkpoints were
@@ -15,6 +15,8 @@ import json
 import time
 from pathlib import Path
 
+import torch
+
 from metahw.atomic import write_text_atomic
 from metahw.models.checkpoint import save_checkpoint
 from metahw.models.data import load_omniglot
@@ -22,14 +24,14 @@ from metahw.models.train import TrainConfig, train
 
 #: Training recipe per algorithm: episode shape and number of training episodes (tasks).
 RECIPES: dict[str, dict] = {
-    "protonet": {"ways": 20, "shots": 1, "queries": 5, "episodes": 6000},
-    "matchingnet": {"ways": 20, "shots": 1, "queries": 5, "episodes": 4000},
-    "protomaml": {"ways": 20, "shots": 1, "queries": 5, "episodes": 4000},
-    "anil": {"ways": 5, "shots": 1, "queries": 5, "episodes": 8000},
-    "maml": {"ways": 5, "shots": 1, "queries": 5, "episodes": 4000},
-    "fomaml": {"ways": 5, "shots": 1, "queries": 5, "episodes": 6000},
-    "metasgd": {"ways": 5, "shots": 1, "queries": 5, "episodes": 6000},
-    "reptile": {"ways": 5, "shots": 1, "queries": 5, "episodes": 4000},
+    "protonet": {"ways": 20, "shots": 1, "queries": 5, "episodes": 4000},
+    "matchingnet": {"ways": 5, "shots": 1, "queries": 5, "episodes": 4000},
+    "protomaml": {"ways": 5, "shots": 1, "queries": 5, "episodes": 4000},
+    "anil": {"ways": 5, "shots": 1, "queries": 5, "episodes": 5000},
+    "maml": {"ways": 5, "shots": 1, "queries": 5, "episodes": 2000},
+    "fomaml": {"ways": 5, "shots": 1, "queries": 5, "episodes": 3000},
+    "metasgd": {"ways": 5, "shots": 1, "queries": 5, "episodes": 3000},
+    "reptile": {"ways": 5, "shots": 1, "queries": 5, "episodes": 2000},
 }
 
 
@@ -37,12 +39,15 @@ def main() -> None:
     """Train the selected recipes and write checkpoints plus a summary JSON."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", nargs="*", default=list(RECIPES), choices=list(RECIPES))
-    parser.add_argument("--width", type=int, default=32)
+    parser.add_argument("--width", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--out-dir", type=Path, default=Path(__file__).resolve().parents[1] / "models" / "zoo")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--data", type=Path, default=None)
     args = parser.parse_args()
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     data = load_omniglot(args.data)
     summary_file = args.out_dir / "training.json"
     summary = json.loads(summary_file.read_text()) if summary_file.exists() else {}
