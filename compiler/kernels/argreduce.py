@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from metahw.compiler.kernels import timing
 from metahw.compiler.kernels.base import Env, Kernel, OutputSpec
 from metahw.compiler.qformat import QFormat
 
@@ -44,6 +45,12 @@ class _ArgReduce(Kernel):
     def macs(self, buffers: Mapping[str, Buffer]) -> int:
         """Comparisons only: 0."""
         return 0
+
+    def cycles(self, buffers: Mapping[str, Buffer], hw: Any) -> int:
+        """ROWRED: ⌈N/P⌉ beats per row through the PPU's compare tree."""
+        shape = buffers[self.input].shape
+        beats = timing.rows_of(shape) * timing.ceil_div(shape[-1], hw.lanes)
+        return timing.instruction(timing.ROWRED, beats, hw)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from metahw.compiler.kernels import timing
 from metahw.compiler.kernels.base import Env, Kernel, OutputSpec
 from metahw.compiler.kernels.distance import check_normalize, normalize, unit_format
 from metahw.compiler.kernels.labels import check_labels_buffer, one_hot
@@ -69,6 +70,18 @@ class CosineAttention(Kernel):
         """B*M*D (cosines) + 2*(B+M)*D (normalisation) + B*M (scale) + B*M (softmax) + B*M (class sums)."""
         (b, d), m = buffers[self.queries].shape, buffers[self.supports].shape[0]
         return b * m * d + 2 * (b + m) * d + 3 * b * m
+
+    def cycles(self, buffers: Mapping[str, Buffer], hw: Any) -> int:
+        """Normalise queries and supports, cosine x scale (REDUCE), softmax, class sums (OUTER)."""
+        (b, d), m = buffers[self.queries].shape, buffers[self.supports].shape[0]
+        class_sums = timing.ceil_div(b, hw.groups) * timing.ceil_div(self.ways, timing.group_lanes(hw)) * m
+        return (
+            timing.norm_cycles(b, d, hw)
+            + timing.norm_cycles(m, d, hw)
+            + timing.reduce_cycles(b * m, d, hw)
+            + timing.softmax_cycles(b, m, self.softmax.recip_bits, hw)
+            + timing.instruction(timing.OUTER, class_sums, hw)
+        )
 
     def execute(self, env: Env) -> None:
         """See the module docstring."""

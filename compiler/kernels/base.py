@@ -3,8 +3,8 @@
 A kernel op is a frozen dataclass: its fields name the buffers it reads and writes and
 carry its attributes (flags, internal formats, table parameters). The class owns, in one
 place, everything about the op: shape/format inference (`infer`), MAC count (`macs`),
-the exact integer semantics (`execute`, plain numpy int64), and JSON (de)serialisation.
-The cycle cost `cycles(hw)` is the simulator's to define (see `Kernel.cycles`).
+the exact integer semantics (`execute`, plain numpy int64), its closed-form cycle cost on
+the accelerator (`cycles`, docs/microarchitecture.md), and JSON (de)serialisation.
 """
 
 from __future__ import annotations
@@ -79,13 +79,13 @@ class Kernel(abc.ABC):
     def execute(self, env: Env) -> None:
         """Golden integer semantics: read buffers from `env`, write every output buffer."""
 
+    @abc.abstractmethod
     def cycles(self, buffers: Mapping[str, Buffer], hw: Any) -> int:
-        """Cycle count on the accelerator for a HardwareConfig `hw`.
+        """Closed-form cycle count of one execution on the accelerator with HardwareConfig `hw`.
 
-        Not defined in the compiler: the closed-form cost of each op belongs to the
-        microarchitecture and is added together with the cycle simulator (sim/).
+        The sum of the op's instructions (docs/microarchitecture.md §7-§8, costs from
+        `timing.py`); the cycle simulator counts exactly this many cycles for the op.
         """
-        raise NotImplementedError(f"{self.op}: the cycle model is defined with the simulator (sim/), not yet")
 
     # ---- JSON ---------------------------------------------------------------------------
     def to_json(self) -> dict:

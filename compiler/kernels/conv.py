@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from metahw.compiler.kernels import timing
 from metahw.compiler.kernels.base import Env, Kernel, OutputSpec
 from metahw.compiler.kernels.mac import channel_accumulators
 from metahw.compiler.kernels.pool import maxpool2x2, pooled_shape
@@ -72,6 +73,18 @@ class Conv2d(Kernel):
         """B * O * H * W * C * K * K (before pooling)."""
         b, _, h, wd = buffers[self.input].shape
         return b * h * wd * int(np.prod(buffers[self.weight].shape))
+
+    def cycles(self, buffers: Mapping[str, Buffer], hw: Any) -> int:
+        """Per group of G images, OUTER over ⌈O/L⌉ channel tiles x S positions x C*K*K beats.
+
+        S = 4 * (H//2) * (W//2) with the fused pool (the rows/columns it drops are skipped),
+        else H * W.
+        """
+        b, c, h, wd = buffers[self.input].shape
+        o, _, k, _ = buffers[self.weight].shape
+        positions = 4 * (h // 2) * (wd // 2) if self.pool else h * wd
+        beats = timing.ceil_div(o, timing.group_lanes(hw)) * positions * c * k * k
+        return timing.segment_groups(b, hw) * timing.instruction(timing.OUTER, beats, hw)
 
     def execute(self, env: Env) -> None:
         """acc (exact) -> ReLU -> 2x2 max-pool -> requantise to the output format."""

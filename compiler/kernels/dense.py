@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from metahw.compiler.kernels import timing
 from metahw.compiler.kernels.base import Env, Kernel, OutputSpec
 from metahw.compiler.kernels.mac import channel_accumulators
 from metahw.compiler.qformat import QFormat
@@ -64,6 +65,11 @@ class Dense(Kernel):
     def macs(self, buffers: Mapping[str, Buffer]) -> int:
         """B * N * D."""
         return buffers[self.input].shape[0] * int(np.prod(buffers[self.weight].shape))
+
+    def cycles(self, buffers: Mapping[str, Buffer], hw: Any) -> int:
+        """REDUCE: B*N dot products of D terms."""
+        (b, d), n = buffers[self.input].shape, buffers[self.weight].shape[0]
+        return timing.reduce_cycles(b * n, d, hw)
 
     def execute(self, env: Env) -> None:
         """acc (exact) -> ReLU -> requantise."""

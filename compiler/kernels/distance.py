@@ -15,10 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from metahw.compiler.kernels import timing
 from metahw.compiler.kernels.base import Env, Kernel, OutputSpec
 from metahw.compiler.kernels.mac import checked_accumulator
 from metahw.compiler.kernels.sfu import rsqrt
@@ -104,6 +105,12 @@ class Distance(Kernel):
         """Q*N*D, plus (Q+N)*D squares and (Q+N)*D scalings for cosine."""
         (nq, dim), nr = buffers[self.queries].shape, buffers[self.refs].shape[0]
         return nq * nr * dim + (2 * (nq + nr) * dim if self.metric == "cosine" else 0)
+
+    def cycles(self, buffers: Mapping[str, Buffer], hw: Any) -> int:
+        """REDUCE: Q*N distances of D terms; cosine first normalises the Q and the N rows."""
+        (nq, dim), nr = buffers[self.queries].shape, buffers[self.refs].shape[0]
+        norms = timing.norm_cycles(nq, dim, hw) + timing.norm_cycles(nr, dim, hw) if self.metric == "cosine" else 0
+        return norms + timing.reduce_cycles(nq * nr, dim, hw)
 
     def execute(self, env: Env) -> None:
         """Exact distance, then requantise to the output format."""

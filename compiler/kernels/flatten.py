@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from metahw.compiler.kernels import timing
 from metahw.compiler.kernels.base import Env, Kernel, OutputSpec
 
 if TYPE_CHECKING:
@@ -35,6 +36,10 @@ class Flatten(Kernel):
     def macs(self, buffers: Mapping[str, Buffer]) -> int:
         """No arithmetic: 0."""
         return 0
+
+    def cycles(self, buffers: Mapping[str, Buffer], hw: Any) -> int:
+        """Per group of G images, a VECTOR copy from AMEM into the support memory or query buffer."""
+        return timing.segment_vector(buffers[self.input].shape, hw)
 
     def execute(self, env: Env) -> None:
         """Row-major reshape."""

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from metahw.compiler.kernels import timing
 from metahw.compiler.kernels.base import Env, Kernel, OutputSpec
 
 if TYPE_CHECKING:
@@ -52,6 +53,12 @@ class MaxPool2d(Kernel):
     def macs(self, buffers: Mapping[str, Buffer]) -> int:
         """No multiplies: 0."""
         return 0
+
+    def cycles(self, buffers: Mapping[str, Buffer], hw: Any) -> int:
+        """Per group of G images, VECTOR: 4 beats per (channel block of L, output pixel)."""
+        b, c, h, w = buffers[self.input].shape
+        beats = 4 * timing.ceil_div(c, timing.group_lanes(hw)) * (h // 2) * (w // 2)
+        return timing.segment_groups(b, hw) * timing.instruction(timing.VECTOR, beats, hw)
 
     def execute(self, env: Env) -> None:
         """Window maximum."""

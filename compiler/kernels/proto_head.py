@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from metahw.compiler.kernels import timing
 from metahw.compiler.kernels.base import Env, Kernel, OutputSpec
 from metahw.compiler.kernels.mac import checked_accumulator
 
@@ -43,6 +44,12 @@ class ProtoHeadInit(Kernel):
         """N*D squares."""
         n, d = buffers[self.prototypes].shape
         return n * d
+
+    def cycles(self, buffers: Mapping[str, Buffer], hw: Any) -> int:
+        """VECTOR pass for W, then REDUCE: N sums of D squares for b."""
+        n, d = buffers[self.prototypes].shape
+        w_pass = timing.instruction(timing.VECTOR, timing.ceil_div(n * d, hw.lanes), hw)
+        return w_pass + timing.reduce_cycles(n, d, hw)
 
     def execute(self, env: Env) -> None:
         """See the module docstring."""

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from metahw.compiler.kernels import timing
 from metahw.compiler.kernels.base import Env, Kernel, OutputSpec
 from metahw.compiler.kernels.labels import check_labels_buffer, one_hot
 from metahw.compiler.kernels.sfu import constant_reciprocal, divide_by_count
@@ -68,6 +69,12 @@ class PrototypeAccumulate(Kernel):
         """M*D accumulations, plus N*D reciprocal multiplies when K is not a power of two."""
         m, d = buffers[self.features].shape
         return m * d + (0 if self.shots & (self.shots - 1) == 0 else self.ways * d)
+
+    def cycles(self, buffers: Mapping[str, Buffer], hw: Any) -> int:
+        """Label scan (M beats), then WIDE: per class and block of P columns, one beat per shot."""
+        m, d = buffers[self.features].shape
+        beats = self.ways * timing.ceil_div(d, hw.lanes) * self.shots
+        return timing.instruction(timing.SCAN, m, hw) + timing.instruction(timing.WIDE, beats, hw)
 
     def execute(self, env: Env) -> None:
         """Class sums (exact), divide by K, requantise."""

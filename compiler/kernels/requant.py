@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from metahw.compiler.kernels import timing
 from metahw.compiler.kernels.base import Env, Kernel, OutputSpec
 
 if TYPE_CHECKING:
@@ -39,6 +40,10 @@ class Requant(Kernel):
     def macs(self, buffers: Mapping[str, Buffer]) -> int:
         """No multiplies: 0."""
         return 0
+
+    def cycles(self, buffers: Mapping[str, Buffer], hw: Any) -> int:
+        """Per group of G rows (axis 0), a VECTOR pass through the PPU."""
+        return timing.segment_vector(buffers[self.input].shape, hw)
 
     def execute(self, env: Env) -> None:
         """ReLU (optional) then shift and saturate/wrap."""

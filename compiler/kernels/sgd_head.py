@@ -19,10 +19,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from metahw.compiler.kernels import timing
 from metahw.compiler.kernels.base import Env, Kernel, OutputSpec
 from metahw.compiler.kernels.dense import linear
 from metahw.compiler.kernels.labels import check_labels_buffer, one_hot
@@ -112,6 +113,18 @@ class SGDHeadStep(Kernel):
         """2*M*N*D (logits, weight gradient) + N*D (weight update) + M*N (softmax scaling) + N (bias update)."""
         (m, d), n = buffers[self.features].shape, buffers[self.weight].shape[0]
         return 2 * m * n * d + n * d + m * n + n
+
+    def cycles(self, buffers: Mapping[str, Buffer], hw: Any) -> int:
+        """Logits (REDUCE), softmax, gradient pass (VECTOR), gW + W update (OUTER), gb + b update (WIDE)."""
+        (m, d), n = buffers[self.features].shape, buffers[self.weight].shape[0]
+        lanes = timing.group_lanes(hw)
+        return (
+            timing.reduce_cycles(m * n, d, hw)
+            + timing.softmax_cycles(m, n, self.softmax.recip_bits, hw)
+            + timing.instruction(timing.VECTOR, timing.ceil_div(m * n, hw.lanes), hw)
+            + timing.instruction(timing.OUTER, timing.ceil_div(n, hw.groups) * timing.ceil_div(d, lanes) * m, hw)
+            + timing.instruction(timing.WIDE, timing.ceil_div(n, hw.lanes) * m, hw)
+        )
 
     def execute(self, env: Env) -> None:
         """See the module docstring."""

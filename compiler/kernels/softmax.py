@@ -15,10 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from metahw.compiler.kernels import timing
 from metahw.compiler.kernels.base import Env, Kernel, OutputSpec
 from metahw.compiler.kernels.sfu import exp_table, reciprocal
 from metahw.compiler.qformat import MAX_BITS, QFormat
@@ -101,6 +102,11 @@ class Softmax(Kernel):
     def macs(self, buffers: Mapping[str, Buffer]) -> int:
         """One multiply e*r per element (the special-function unit does the table and divider)."""
         return int(np.prod(buffers[self.input].shape))
+
+    def cycles(self, buffers: Mapping[str, Buffer], hw: Any) -> int:
+        """Row max, exp, reciprocal and scaling over the rows of the last axis."""
+        shape = buffers[self.input].shape
+        return timing.softmax_cycles(timing.rows_of(shape), shape[-1], self.spec.recip_bits, hw)
 
     def execute(self, env: Env) -> None:
         """See the module docstring."""

@@ -1,0 +1,128 @@
+"""Cycle costs of the accelerator's instructions (docs/microarchitecture.md §6).
+
+Every kernel op runs as a fixed sequence of instructions; an instruction issues `beats`
+beats, one per cycle, then drains its pipeline: cycles = T_ISSUE + beats + depth(kind).
+Each op's `cycles(buffers, hw)` adds up its instructions with these functions; the cycle
+simulator (sim/) counts the same instructions' beats from the tiles it executes and uses
+the same depths. `hw` is a `metahw.sim.HardwareConfig`; only `lanes` (P) and `groups` (G)
+are read here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: controller decodes an instruction and loads its address generators
+T_ISSUE = 1
+#: OUTER/WIDE pipeline after the issue: operand registers, pre-adder, multiply, accumulate,
+#: PPU scale and round, saturate + write (REDUCE adds lg L adder-tree stages)
+D_MAC = 6
+#: vector pass after the read: operate, scale, round, saturate + write (ROWRED adds lg P)
+D_VEC = 4
+#: SFU exp pipeline: subtract max, index shift, table read, accumulate + write
+D_EXP = 4
+#: stream beat to memory write
+D_IO = 1
+#: rsqrt per value: 1 normalise + 33 division steps + 17 square-root steps + 1 write
+T_RSQRT = 52
+#: episode start (fetch the first step) and done cycles
+T_START = 1
+T_DONE = 1
+
+OUTER, WIDE, REDUCE = "outer", "wide", "reduce"
+VECTOR, SCAN, ROWRED = "vector", "scan", "rowred"
+EXP, RECIP, RSQRT, IO = "exp", "recip", "rsqrt", "io"
+#: instruction kinds that keep MAC lanes busy (the others use the PPU, SFU or streams)
+MAC_KINDS = (OUTER, WIDE, REDUCE)
+
+
+def ceil_div(a: int, b: int) -> int:
+    """⌈a/b⌉ for positive b."""
+    return -(-a // b)
+
+
+def log2(n: int) -> int:
+    """Exact log2 of a power of two."""
+    return n.bit_length() - 1
+
+
+def group_lanes(hw: Any) -> int:
+    """L = P / G: lanes per group."""
+    return hw.lanes // hw.groups
+
+
+def t_recip(recip_bits: int) -> int:
+    """Divider cycles per softmax row: 1 load + (recip_bits + 1) quotient bits + 1 write."""
+    return recip_bits + 2
+
+
+def depth(kind: str, hw: Any) -> int:
+    """Pipeline cycles after an instruction's last beat."""
+    if kind in (OUTER, WIDE):
+        return D_MAC
+    if kind == REDUCE:
+        return D_MAC + log2(group_lanes(hw))
+    if kind in (VECTOR, SCAN):
+        return D_VEC
+    if kind == ROWRED:
+        return D_VEC + log2(hw.lanes)
+    if kind == EXP:
+        return D_EXP
+    if kind == IO:
+        return D_IO
+    if kind in (RECIP, RSQRT):
+        return 0
+    raise ValueError(f"unknown instruction kind {kind!r}")
+
+
+def instruction(kind: str, beats: int, hw: Any) -> int:
+    """Cycles of one instruction: T_ISSUE + beats + depth(kind)."""
+    return T_ISSUE + beats + depth(kind, hw)
+
+
+def segment_groups(batch: int, hw: Any) -> int:
+    """Image groups a segment op runs for: ⌈B/G⌉."""
+    return ceil_div(batch, hw.groups)
+
+
+def segment_vector(shape: tuple[int, ...], hw: Any) -> int:
+    """A per-group VECTOR pass over a segment tensor [A0, A1, ...]: ⌈A0/G⌉ x T(VECTOR, ⌈A1/L⌉ * A2 * ...)."""
+    if len(shape) < 2:
+        return segment_groups(shape[0] if shape else 1, hw) * instruction(VECTOR, 1, hw)
+    rest = 1
+    for extent in shape[2:]:
+        rest *= extent
+    beats = ceil_div(shape[1], group_lanes(hw)) * rest
+    return segment_groups(shape[0], hw) * instruction(VECTOR, beats, hw)
+
+
+def reduce_cycles(outputs: int, fan_in: int, hw: Any) -> int:
+    """REDUCE: `outputs` dot products of `fan_in` terms, G at a time, ⌈fan_in/L⌉ beats each."""
+    return instruction(REDUCE, ceil_div(outputs, hw.groups) * ceil_div(fan_in, group_lanes(hw)), hw)
+
+
+def norm_cycles(rows: int, dim: int, hw: Any) -> int:
+    """Norm(R, D): sum of squares (REDUCE), rsqrt per row (SFU), scaling pass (VECTOR)."""
+    return (
+        reduce_cycles(rows, dim, hw)
+        + instruction(RSQRT, rows * T_RSQRT, hw)
+        + instruction(VECTOR, ceil_div(rows * dim, hw.lanes), hw)
+    )
+
+
+def softmax_cycles(rows: int, n: int, recip_bits: int, hw: Any) -> int:
+    """Softmax(R, N): row max (ROWRED), exp (SFU), reciprocal per row (SFU), scaling pass (VECTOR)."""
+    return (
+        instruction(ROWRED, rows * ceil_div(n, hw.lanes), hw)
+        + instruction(EXP, rows * n, hw)
+        + instruction(RECIP, rows * t_recip(recip_bits), hw)
+        + instruction(VECTOR, ceil_div(rows * n, hw.lanes), hw)
+    )
+
+
+def rows_of(shape: tuple[int, ...]) -> int:
+    """Rows of a tensor reduced over its last axis: the product of the other axes (1 for 1-d)."""
+    rows = 1
+    for extent in shape[:-1]:
+        rows *= extent
+    return rows
