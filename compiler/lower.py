@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -43,7 +43,7 @@ from metahw.compiler.kernels.argreduce import index_format
 from metahw.compiler.kernels.base import Kernel
 from metahw.compiler.program import Buffer, Program, ProgramMeta
 from metahw.compiler.qformat import QFormat, format_for_range
-from metahw.compiler.quant_config import QuantConfig
+from metahw.compiler.quant_config import QuantConfig, bias_format
 from metahw.errors import UserError
 
 SUPPORT, QUERY = "support", "query"
@@ -58,6 +58,12 @@ class _Builder:
     buffers: dict[str, Buffer] = field(default_factory=dict)
     ops: list[Kernel] = field(default_factory=list)
     weights: dict[str, np.ndarray] = field(default_factory=dict)
+    chosen: set[str] = field(default_factory=set)
+
+    def choose(self, tensor: str, lo: float, hi: float, bits: int, signed: bool | None = None) -> QFormat:
+        """`QuantConfig.choose`, remembering which override keys this program has."""
+        self.chosen.add(tensor)
+        return self.config.choose(tensor, lo, hi, bits, signed)
 
     def buffer(self, name: str, shape: tuple[int, ...], fmt: QFormat, kind: str, fracs: tuple | None = None) -> str:
         self.buffers[name] = Buffer(name, tuple(int(d) for d in shape), fmt, kind, fracs)
@@ -94,7 +100,7 @@ def lower(graph: Graph, ranges: Mapping[str, Range], config: QuantConfig, querie
     nodes = iter(graph.nodes)
     _expect(next(nodes, None), "Concat", "support and query images")
 
-    pixel = config.choose("images", *b.range_of("support_x", "query_x"), config.bits, signed=False)
+    pixel = b.choose("images", *b.range_of("support_x", "query_x"), config.bits, signed=False)
     b.buffer("support_x", support_shape, pixel, "input")
     b.buffer("query_x", (queries, *support_shape[1:]), pixel, "input")
     b.buffer("support_labels", (n_support,), index_format(ways), "input")
@@ -120,6 +126,10 @@ def lower(graph: Graph, ranges: Mapping[str, Range], config: QuantConfig, querie
         b, graph, head[:-1], support_features, ways, shots, lambda: _embed(b, QUERY, layers, queries)
     )
     b.ops.append(classify(b))
+    ignored = sorted(set(config.overrides) - b.chosen)
+    if ignored:
+        raise UserError(f"override(s) for {', '.join(ignored)} name no tensor of this program; "
+                        f"overridable are {', '.join(sorted(b.chosen))}.")  # fmt: skip
     meta = ProgramMeta(
         graph.metadata.get("algorithm", "unknown"), ways, shots, queries, config.rounding, config.overflow
     )
@@ -155,6 +165,7 @@ def _conv_layer(b: _Builder, graph: Graph, block: Node, in_fmt: QFormat) -> _Con
     weight = np.asarray(graph.constants[block.inputs[1]], np.float64)
     bias = np.asarray(graph.constants[block.inputs[2]], np.float64)
     w_name, b_name = f"{block.name}.weight", f"{block.name}.bias"
+    b.chosen.update((w_name, b_name))
     if cfg.per_channel and w_name not in cfg.overrides:
         tops = np.abs(weight).reshape(len(weight), -1).max(axis=1)
         fracs = tuple(format_for_range(-t, t, cfg.weight_width, True, cfg.rounding).frac for t in tops)
@@ -165,17 +176,22 @@ def _conv_layer(b: _Builder, graph: Graph, block: Node, in_fmt: QFormat) -> _Con
         b.buffer(w_name, weight.shape, w_fmt, "weight", fracs)
     else:
         top = float(np.abs(weight).max())
-        w_fmt = cfg.choose(w_name, -top, top, cfg.weight_width, signed=True)
+        w_fmt = b.choose(w_name, -top, top, cfg.weight_width, signed=True)
         fracs = (w_fmt.frac,) * len(weight)
         b.constant(w_name, weight, w_fmt)
-    acc_fracs = tuple(in_fmt.frac + f for f in fracs)
+    tops = np.abs(bias) if cfg.per_channel else np.full(len(bias), np.abs(bias).max())
+    b_fmt = QFormat(cfg.bias_bits, 0)
+    b_fracs = tuple(bias_format(t, in_fmt.frac + f, cfg.bias_bits, cfg.rounding).frac for f, t in zip(fracs, tops))
+    if b_name in cfg.overrides:
+        b_fmt = b.choose(b_name, -float(tops.max()), float(tops.max()), cfg.bias_bits, signed=True)
+        b_fracs = (b_fmt.frac,) * len(bias)
     b.weights[b_name] = np.array(
-        [QFormat(cfg.bias_bits, f).quantize(v, cfg.rounding, "saturate") for f, v in zip(acc_fracs, bias)]
+        [replace(b_fmt, frac=f).quantize(v, cfg.rounding, "saturate") for f, v in zip(b_fracs, bias)]
     )
-    b.buffer(b_name, bias.shape, QFormat(cfg.bias_bits, min(acc_fracs)), "weight",
-             acc_fracs if len(set(acc_fracs)) > 1 else None)  # fmt: skip
+    b.buffer(b_name, bias.shape, replace(b_fmt, frac=min(b_fracs)), "weight",
+             b_fracs if len(set(b_fracs)) > 1 else None)  # fmt: skip
     out_key = block.outputs[0]
-    out_fmt = cfg.choose(out_key, *b.range_of(out_key), cfg.bits, signed=False if attrs["relu"] else None)
+    out_fmt = b.choose(out_key, *b.range_of(out_key), cfg.bits, signed=False if attrs["relu"] else None)
     return _ConvLayer(block, w_name, b_name, out_key, out_fmt)
 
 
@@ -221,14 +237,12 @@ def _lower_head(b: _Builder, graph: Graph, head: list[Node], support: str, ways:
     if ops == ["metahw.CosineAttentionHead"]:
         queries = embed_queries()
         scale = float(np.asarray(graph.constants[head[0].inputs[3]]))
-        b.constant(
-            "attention.scale", np.asarray(scale), cfg.choose("attention.scale", 0.0, scale, cfg.head_bits, False)
-        )
-        probs = cfg.choose("attention.probs", 0.0, 1.0, cfg.head_bits, signed=False)
+        b.constant("attention.scale", np.asarray(scale), b.choose("attention.scale", 0.0, scale, cfg.head_bits, False))
+        probs = b.choose("attention.probs", 0.0, 1.0, cfg.head_bits, signed=False)
         b.buffer("scores", (b.buffers[queries].shape[0], ways), probs, "output")
         b.ops.append(CosineAttention(
             name="attention", queries=queries, supports=support, labels="support_labels", scale="attention.scale",
-            output="scores", ways=ways, logits_format=cfg.choose("attention.logits", -scale, scale, cfg.head_bits),
+            output="scores", ways=ways, logits_format=b.choose("attention.logits", -scale, scale, cfg.head_bits),
             attention_format=probs))  # fmt: skip
         return lambda b: _argreduce(b, ArgMax)
     body = ops[1:] if ops[:1] == ["metahw.ProtoHeadInit"] else ops
@@ -250,8 +264,11 @@ def _lower_sgd_head(b: _Builder, graph: Graph, head: list[Node], support: str, w
             value = np.asarray(graph.constants[name], np.float64)
             ranges[name] = (float(value.min()), float(value.max()))
     b.ranges = ranges
-    w_fmt = cfg.choose("head.weight", *b.range_of(*w_values), cfg.head_bits, signed=True)
-    b_fmt = cfg.choose("head.bias", *b.range_of(*b_values), cfg.head_bits, signed=True)
+    w_fmt = b.choose("head.weight", *b.range_of(*w_values), cfg.head_bits, signed=True)
+    b_fmt = b.choose("head.bias", *b.range_of(*b_values), cfg.head_bits, signed=True)
+    acc_frac = b.buffers[support].qformat.frac + w_fmt.frac
+    if "head.bias" not in cfg.overrides and b_fmt.frac > acc_frac:  # a bias is aligned by a left shift only
+        b_fmt = replace(b_fmt, frac=acc_frac)
     dim = b.buffers[support].shape[1]
     if head[0].op == "metahw.ProtoHeadInit":
         protos = _prototypes(b, support, ways, shots)
@@ -265,18 +282,18 @@ def _lower_sgd_head(b: _Builder, graph: Graph, head: list[Node], support: str, w
     if steps:
         for key, name in (("head.lr_w", steps[0].inputs[4]), ("head.lr_b", steps[0].inputs[5])):
             value = np.asarray(graph.constants[name], np.float64)
-            b.constant(key, value, cfg.choose(key, float(value.min()), float(value.max()), cfg.head_bits))
+            b.constant(key, value, b.choose(key, float(value.min()), float(value.max()), cfg.head_bits))
         lo, hi = b.range_of("logits")
-        logits = cfg.choose("head.logits", 2 * lo, 2 * hi, cfg.head_bits, signed=True)
-        probs = cfg.choose("head.probs", 0.0, 1.0, cfg.head_bits, signed=False)
+        logits = b.choose("head.logits", 2 * lo, 2 * hi, cfg.head_bits, signed=True)
+        probs = b.choose("head.probs", 0.0, 1.0, cfg.head_bits, signed=False)
         m = b.buffers[support].shape[0]
-        grad = cfg.choose("head.grad", -1.0 / m, 1.0 / m, cfg.head_bits, signed=True)
+        grad = b.choose("head.grad", -1.0 / m, 1.0 / m, cfg.head_bits, signed=True)
         formats = {"logits_format": logits, "prob_format": probs, "grad_format": grad}
         for i, _ in enumerate(steps):
             b.ops.append(SGDHeadStep(name=f"sgd{i}", features=support, labels="support_labels", weight="head.weight",
                                      bias="head.bias", lr_w="head.lr_w", lr_b="head.lr_b", **formats))  # fmt: skip
     queries = embed_queries()
-    scores = cfg.choose("scores", *b.range_of("logits"), cfg.head_bits, signed=True)
+    scores = b.choose("scores", *b.range_of("logits"), cfg.head_bits, signed=True)
     b.buffer("scores", (b.buffers[queries].shape[0], ways), scores, "output")
     b.ops.append(Dense(name="linear_head", input=queries, weight="head.weight", bias="head.bias", output="scores"))
     return lambda b: _argreduce(b, ArgMax)

@@ -71,6 +71,15 @@ class QuantConfig:
         return format_for_range(min(lo, 0.0) if signed else max(lo, 0.0), max(hi, 0.0), bits, signed, self.rounding)
 
 
+def bias_format(top: float, acc_frac: int, bits: int = 32, rounding: str = "half_up") -> QFormat:
+    """Format of a bias whose largest magnitude is `top`, added to an accumulator at frac `acc_frac`.
+
+    The accumulator's own frac (exact alignment, no accuracy lost) unless `bits` cannot hold
+    `top` there; then the finest frac that holds it (aligned by an exact left shift).
+    """
+    return QFormat(bits, min(acc_frac, format_for_range(-top, top, bits, True, rounding).frac), True)
+
+
 def load_overrides(path: str | os.PathLike) -> dict:
     """Read a per-tensor override file (JSON or YAML) into {tensor: {bits?, frac?, signed?}}."""
     path = Path(path)

@@ -3,9 +3,10 @@
 The embedding chain of a lowered program (ops named ``support.*`` / ``query.*``, see
 `lower.py`) works image by image: an image's features do not depend on the rest of the
 episode. So for many episodes over one image set, the embedding runs once per image and
-only the head (adaptation + classification) runs per episode. `split_program` gives both
-parts as ordinary Programs (executed by the same golden executor, so the integers are the
-same ones; `tests/compiler/test_stages.py` proves the split run equals the whole run).
+only the head (adaptation + classification) runs per episode. `embedding_program` and
+`head_program` give the two parts as ordinary Programs (executed by the same golden executor,
+so the integers are the same ones; `tests/compiler/test_compile.py` proves the split run
+equals the whole run).
 """
 
 from __future__ import annotations

@@ -57,7 +57,9 @@ def compile_command(
     ways = model.graph.input[1].type.tensor_type.shape.dim[1].dim_value
     if calibration_episodes < 1:
         raise UserError(f"--calibration-episodes must be >= 1 (got {calibration_episodes}).")
-    result = compile_episode(model, config, load_omniglot(data).split("val"), queries or ways, calibration_episodes)
+    result = compile_episode(
+        model, config, load_omniglot(data).split("val"), ways if queries is None else queries, calibration_episodes
+    )
     save_build(result, out)
     report = result.report()
     typer.echo(f"wrote {out}: {len(report['ops'])} ops ({', '.join(dict.fromkeys(report['ops']))}), "

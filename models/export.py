@@ -67,6 +67,9 @@ def episode_head(learner: MetaLearner, ways: int, shots: int, inner_steps: int |
     if learner.algorithm == "protonet" and steps == 0:
         return EpisodeHead("proto", ways, shots)
     init = "prototypes" if learner.algorithm in ("protonet", "protomaml") else "zeros"
+    if init == "zeros" and steps == 0:
+        raise UserError(f"{learner.algorithm} starts its head at zero, so it needs --inner-steps >= 1 "
+                        "(with 0 steps every query would get class 0).")  # fmt: skip
     return EpisodeHead("sgd", ways, shots, steps, init)
 
 

@@ -7,7 +7,8 @@ program rounds, with the compiler's own rules (`metahw.compiler.qformat`):
 - input pixels in [0, 1] and every block output (after ReLU, so >= 0) in unsigned `bits`-bit
   formats; conv weights in signed `bits`-bit formats; all chosen by `format_for_range`
   (the finest power-of-two scale that holds the range), rounding half up, saturating;
-- biases at the accumulator's scale (input frac + weight frac), where they cost no accuracy.
+- biases at the accumulator's scale (input frac + weight frac), where they cost no accuracy, or
+  coarser where 32 bits cannot hold them there (`compiler.quant_config.bias_format`).
 
 Activation ranges are running maxima (buffer `act_max`, momentum 0.99) updated by `observe`
 outside the forward pass (so the forward is pure and safe under torch.func transforms);
@@ -24,16 +25,20 @@ import torch
 from torch import nn
 
 from metahw.compiler.qformat import QFormat, format_for_range
+from metahw.compiler.quant_config import bias_format
 from metahw.models.backbone import BackboneConfig, Conv4
 from metahw.models.learners.base import MetaLearner, build_learner
 
 ACT_MOMENTUM = 0.99
+BIAS_BITS = 32  # the compiler's default QuantConfig.bias_bits
 
 
 def fake_quantize(x: torch.Tensor, fmt: QFormat) -> torch.Tensor:
     """Round half up to `fmt`'s grid and saturate, with a straight-through gradient inside the range."""
     scale = 2.0**fmt.frac
-    q = torch.clamp(torch.floor(x * scale + 0.5), fmt.min_int, fmt.max_int) / scale
+    scaled = x * scale  # exact: a power-of-two scale
+    low = torch.floor(scaled)  # floor(scaled + 0.5) would round e.g. 0.49999997 up in float32
+    q = torch.clamp(low + (scaled - low >= 0.5).to(x.dtype), fmt.min_int, fmt.max_int) / scale
     inside = (x >= fmt.min_int / scale) & (x <= fmt.max_int / scale)
     return torch.where(inside, x + (q - x).detach(), q.detach())
 
@@ -47,6 +52,11 @@ def weight_format(w: torch.Tensor, bits: int) -> QFormat:
 def activation_format(top: float, bits: int) -> QFormat:
     """Unsigned format of a non-negative activation whose largest value is `top`."""
     return format_for_range(0.0, max(top, 0.0), bits, signed=False)
+
+
+def _bias_format(bias: torch.Tensor, acc_frac: int) -> QFormat:
+    """32-bit bias format at the accumulator's frac, coarser only where that cannot hold it (as the compiler)."""
+    return bias_format(float(bias.detach().abs().max()), acc_frac, BIAS_BITS)
 
 
 class QuantConv4(Conv4):
@@ -69,9 +79,8 @@ class QuantConv4(Conv4):
         for i, block in enumerate(self.blocks):
             conv = block[0]
             w_fmt = weight_format(conv.weight, bits)
-            acc = QFormat(32, in_fmt.frac + w_fmt.frac, signed=True)
             w = fake_quantize(conv.weight, w_fmt)
-            b = fake_quantize(conv.bias, acc)
+            b = fake_quantize(conv.bias, _bias_format(conv.bias, in_fmt.frac + w_fmt.frac))
             x = nn.functional.max_pool2d(torch.relu(nn.functional.conv2d(x, w, b, padding=1)), 2)
             if observe:
                 old, top = float(self.act_max[i]), float(x.max())
@@ -92,7 +101,9 @@ class QuantConv4(Conv4):
         for i, (block, twin_block) in enumerate(zip(self.blocks, twin.blocks)):
             w_fmt = weight_format(block[0].weight, bits)
             twin_block[0].weight.copy_(fake_quantize(block[0].weight, w_fmt))
-            twin_block[0].bias.copy_(fake_quantize(block[0].bias, QFormat(32, in_fmt.frac + w_fmt.frac)))
+            twin_block[0].bias.copy_(
+                fake_quantize(block[0].bias, _bias_format(block[0].bias, in_fmt.frac + w_fmt.frac))
+            )
             in_fmt = activation_format(float(self.act_max[i]), bits)
         return twin.eval()
 
@@ -114,7 +125,8 @@ def quantized_learner(learner: MetaLearner, bits: int) -> MetaLearner:
     """
     config = replace(learner.backbone_config, batchnorm=False, qat_bits=bits)
     quant = build_learner(learner.algorithm, config, learner.hparams)
-    state = {k: v for k, v in learner.state_dict().items() if not k.startswith("backbone.")}
+    state = quant.state_dict()  # meta-parameters of BatchNorm (Meta-SGD's rates) have no BN-free twin
+    state.update((k, v) for k, v in learner.state_dict().items() if not k.startswith("backbone.") and k in state)
     state.update({f"backbone.{k}": v for k, v in fold_batchnorm_into_convs(learner.backbone).items()})
     state["backbone.act_max"] = torch.zeros(config.depth)
     quant.load_state_dict(state)
