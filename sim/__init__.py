@@ -1,1 +1,21 @@
-"""Python cycle simulator of the metahw accelerator."""
+"""Python cycle simulator of the metahw accelerator (docs/microarchitecture.md).
+
+`Simulator(program, hw).run(inputs)` executes one episode of a `Program` on a
+`HardwareConfig` with its own datapath model, bit-identical to the golden executor and
+cycle-exact against the closed form `episode_cycles`.
+"""
+
+from metahw.sim.config import HardwareConfig, default_groups
+from metahw.sim.cost import CycleBudget, episode_cycles
+from metahw.sim.simulator import Event, SimRun, Simulator, simulate
+
+__all__ = [
+    "CycleBudget",
+    "Event",
+    "HardwareConfig",
+    "SimRun",
+    "Simulator",
+    "default_groups",
+    "episode_cycles",
+    "simulate",
+]

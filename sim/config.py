@@ -1,0 +1,161 @@
+"""`HardwareConfig`: the accelerator's design parameters, shared by the simulator and the backends.
+
+Lanes and groups fix the MAC array's geometry (P lanes as G groups of L = P/G), the widths
+fix its multipliers and accumulators, the byte sizes its memories (docs/microarchitecture.md
+§2-§3). `validate(program)` says, naming the tensor and the sizes, when a program does not
+fit. Saved as JSON so every stage can start from a file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from metahw.errors import UserError
+
+if TYPE_CHECKING:
+    from metahw.compiler.program import Program
+
+FORMAT_TAG = "metahw.hardware"
+FORMAT_VERSION = 1
+MAX_LANES = 1024
+#: operand and accumulator widths the datapath supports (the golden model holds 62-bit values)
+MAX_WIDTH = 64
+
+
+def _power_of_two(n: int) -> bool:
+    return n >= 1 and n & (n - 1) == 0
+
+
+@dataclass(frozen=True)
+class HardwareConfig:
+    """Design parameters of one accelerator instance (validated on construction)."""
+
+    lanes: int = 16
+    groups: int = 1
+    operand_bits: int = 18
+    acc_bits: int = 64
+    weight_bytes: int = 256 * 1024
+    act_bytes: int = 64 * 1024
+    support_bytes: int = 64 * 1024
+    query_bytes: int = 64 * 1024
+    stream_elements: int = 8
+    clock_mhz: float = 200.0
+    device: str = "generic"
+
+    def __post_init__(self) -> None:
+        ints = [f.name for f in dataclasses.fields(self) if f.type == "int"]
+        for name in ints:
+            if type(getattr(self, name)) is not int or getattr(self, name) < 1:
+                raise UserError(f"hardware '{name}' must be a positive integer, got {getattr(self, name)!r}")
+        if not _power_of_two(self.lanes) or self.lanes > MAX_LANES:
+            raise UserError(f"hardware lanes must be a power of two in 1..{MAX_LANES}, got {self.lanes}")
+        if not _power_of_two(self.groups) or self.groups > self.lanes:
+            raise UserError(f"hardware groups must be a power of two dividing lanes={self.lanes}, got {self.groups}")
+        for name in ("operand_bits", "acc_bits"):
+            if not 2 <= getattr(self, name) <= MAX_WIDTH:
+                raise UserError(f"hardware '{name}' must be in 2..{MAX_WIDTH}, got {getattr(self, name)}")
+        if not isinstance(self.clock_mhz, int | float) or isinstance(self.clock_mhz, bool) or self.clock_mhz <= 0:
+            raise UserError(f"hardware clock_mhz must be a positive number, got {self.clock_mhz!r}")
+        if not isinstance(self.device, str) or not self.device:
+            raise UserError(f"hardware device must be a non-empty string, got {self.device!r}")
+
+    @property
+    def group_lanes(self) -> int:
+        """L = P / G, the lanes of one group."""
+        return self.lanes // self.groups
+
+    def memory_bytes(self) -> dict[str, int]:
+        """Capacity of each memory by its name in the plan (AMEM0 and AMEM1 each have `act_bytes`)."""
+        return {
+            "WMEM": self.weight_bytes,
+            "AMEM0": self.act_bytes,
+            "AMEM1": self.act_bytes,
+            "SMEM": self.support_bytes,
+            "QBUF": self.query_bytes,
+        }
+
+    def seconds(self, cycles: int) -> float:
+        """Wall time of `cycles` at the clock target."""
+        return cycles / (self.clock_mhz * 1e6)
+
+    def validate(self, program: Program) -> None:
+        """Raise UserError when `program` needs more memory or a wider datapath than this config has."""
+        from metahw.sim.plan import build_plan
+        from metahw.sim.widths import width_needs
+
+        plan = build_plan(program, self)
+        capacity = self.memory_bytes()
+        for memory, used in plan.memory_use().items():
+            if used.end > capacity[memory]:
+                raise UserError(
+                    f"{used.name} needs {used.nbytes:,} bytes of {memory} at offset {used.offset:,}, "
+                    f"but {memory} has {capacity[memory]:,} bytes ({_field_of(memory)})"
+                )
+        limits = {"operand": self.operand_bits, "accumulator": self.acc_bits}
+        for need in width_needs(program):
+            if need.bits > limits[need.kind]:
+                field = "operand_bits" if need.kind == "operand" else "acc_bits"
+                raise UserError(
+                    f"{need.where}: {need.what} needs {need.bits}-bit {need.kind}s, but the config has {field}="
+                    f"{limits[need.kind]}"
+                )
+
+    # ---- files ------------------------------------------------------------------------------
+    def to_json(self) -> dict:
+        """Plain dict (tagged and versioned)."""
+        return {"format": FORMAT_TAG, "version": FORMAT_VERSION, **dataclasses.asdict(self)}
+
+    @classmethod
+    def from_json(cls, data: object) -> HardwareConfig:
+        """Inverse of `to_json`; unknown or missing fields raise UserError."""
+        if not isinstance(data, dict) or data.get("format") != FORMAT_TAG:
+            raise UserError(f"not a metahw hardware config (its 'format' field is not '{FORMAT_TAG}')")
+        if data.get("version") != FORMAT_VERSION:
+            raise UserError(f"hardware config version {data.get('version')!r}; this metahw reads {FORMAT_VERSION}")
+        fields = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k not in ("format", "version")}
+        unknown = sorted(set(values) - fields)
+        if unknown:
+            raise UserError(f"hardware config has unknown field(s) {', '.join(unknown)}; accepted are {sorted(fields)}")
+        return cls(**values)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the JSON file."""
+        path = Path(path)
+        path.write_text(json.dumps(self.to_json(), indent=1) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> HardwareConfig:
+        """Read a file written by `save`."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise UserError(f"cannot read hardware config {path} ({exc})") from None
+        return cls.from_json(data)
+
+
+def _field_of(memory: str) -> str:
+    return {
+        "WMEM": "weight_bytes",
+        "AMEM0": "act_bytes",
+        "AMEM1": "act_bytes",
+        "SMEM": "support_bytes",
+        "QBUF": "query_bytes",
+    }[memory]
+
+
+def default_groups(program: Program, lanes: int) -> int:
+    """The largest G with L = lanes/G >= min(lanes, next_pow2(O)) for every Conv2d's O (1 without convs)."""
+    from metahw.compiler.kernels import Conv2d
+
+    buffers = program.buffer_map
+    needs = [
+        min(lanes, 1 << (buffers[op.weight].shape[0] - 1).bit_length()) for op in program.ops if isinstance(op, Conv2d)
+    ]
+    return lanes // max(needs) if needs else 1

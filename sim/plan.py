@@ -1,0 +1,271 @@
+"""The controller's plan for a Program: ordered steps, embedding segments, memory placement, phases.
+
+docs/microarchitecture.md §3 and §5. The plan is a pure function of the Program and the
+HardwareConfig's group count; the simulator executes it, the cost model sums it, and the
+hardware generator turns it into the controller's step list and memory map.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from metahw.compiler.kernels import (
+    Conv2d,
+    CosineAttention,
+    Distance,
+    Flatten,
+    Kernel,
+    MaxPool2d,
+    PrototypeAccumulate,
+    Requant,
+    SGDHeadStep,
+    Softmax,
+)
+from metahw.compiler.kernels.distance import unit_format
+from metahw.compiler.kernels.softmax import SoftmaxSpec
+from metahw.compiler.program import Buffer, Program
+from metahw.sim.config import HardwareConfig
+
+#: ops that run per group of G images inside an embedding segment
+SEGMENT_OPS = (Conv2d, MaxPool2d, Flatten, Requant)
+MEMORIES = ("WMEM", "AMEM0", "AMEM1", "SMEM", "QBUF")
+INIT, STREAM_IN, SEGMENT, OP, STREAM_OUT = "init", "stream_in", "segment", "op", "stream_out"
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Consecutive segment ops forming a chain, run for each group of G images of batch `batch`."""
+
+    ops: tuple[Kernel, ...]
+    batch: int
+    #: the input buffer streamed in group by group (None: the source is read from SMEM/QBUF)
+    streamed: str | None
+
+    @property
+    def source(self) -> str:
+        """The buffer the first op reads."""
+        return self.ops[0].input
+
+    @property
+    def output(self) -> str:
+        """The whole buffer the last op writes."""
+        return self.ops[-1].output
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of the plan: state init, a whole-input stream-in, a segment, a head op, or a stream-out."""
+
+    kind: str
+    query: bool
+    buffer: str | None = None
+    op: Kernel | None = None
+    segment: Segment | None = None
+
+    @property
+    def label(self) -> str:
+        """Short name for reports and traces."""
+        if self.kind == SEGMENT:
+            return f"segment {self.segment.ops[0].name}..{self.segment.ops[-1].name}"
+        if self.kind == OP:
+            return self.op.name
+        return f"{self.kind} {self.buffer}"
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where something lives: a buffer (or a table, a state's initial value, op scratch) in a memory."""
+
+    name: str
+    memory: str
+    offset: int
+    nbytes: int
+
+    @property
+    def end(self) -> int:
+        """First byte after it."""
+        return self.offset + self.nbytes
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Steps in execution order, memory placements, and the query-dependent buffers."""
+
+    steps: tuple[Step, ...]
+    placements: tuple[Placement, ...]
+    query_buffers: frozenset[str]
+
+    def memory_use(self) -> dict[str, Placement]:
+        """Per memory, the placement that ends last (the memory's required size is its `end`)."""
+        last: dict[str, Placement] = {}
+        for p in self.placements:
+            if p.memory not in last or p.end > last[p.memory].end:
+                last[p.memory] = p
+        return last
+
+    def memory_of(self, name: str) -> str:
+        """Memory holding buffer `name` (its first placement)."""
+        return next(p.memory for p in self.placements if p.name == name)
+
+
+def nbytes(elements: int, bits: int) -> int:
+    """Bytes of `elements` values of `bits` bits, packed."""
+    return -(-elements * bits // 8)
+
+
+def _size(buf: Buffer) -> int:
+    return int(np.prod(buf.shape))
+
+
+def query_dependent(program: Program) -> frozenset[str]:
+    """Inputs named 'query*' and every buffer an op writes after reading a query-dependent buffer."""
+    query = {b.name for b in program.buffers_of("input") if b.name.startswith("query")}
+    for op in program.ops:
+        if any(name in query for name in op.reads()):
+            query.update(op.writes())
+    return frozenset(query)
+
+
+def _segments(program: Program) -> list[Kernel | Segment]:
+    """Program ops grouped into segments (maximal chains of segment ops) and single head ops."""
+    buffers = program.buffer_map
+    readers: dict[str, list[int]] = {}
+    for i, op in enumerate(program.ops):
+        for name in op.reads():
+            readers.setdefault(name, []).append(i)
+    ops = program.ops
+    units: list[Kernel | Segment] = []
+    i = 0
+    while i < len(ops):
+        if not isinstance(ops[i], SEGMENT_OPS):
+            units.append(ops[i])
+            i += 1
+            continue
+        batch = _batch(buffers[ops[i].input])
+        j = i
+        while (
+            j + 1 < len(ops)
+            and isinstance(ops[j + 1], SEGMENT_OPS)
+            and ops[j + 1].input == ops[j].output
+            and readers.get(ops[j].output) == [j + 1]
+            and buffers[ops[j].output].kind == "activation"
+            and _batch(buffers[ops[j + 1].input]) == batch
+        ):
+            j += 1
+        source = buffers[ops[i].input]
+        streamed = source.name if source.kind == "input" and readers[source.name] == [i] else None
+        units.append(Segment(tuple(ops[i : j + 1]), batch, streamed))
+        i = j + 1
+    return units
+
+
+def _batch(buf: Buffer) -> int:
+    return buf.shape[0] if buf.shape else 1
+
+
+def build_plan(program: Program, hw: HardwareConfig) -> Plan:
+    """The plan of `program` on `hw` (docs/microarchitecture.md §5)."""
+    query = query_dependent(program)
+    units = _segments(program)
+    streamed = {u.streamed for u in units if isinstance(u, Segment) and u.streamed}
+    whole_inputs = [b.name for b in program.buffers_of("input") if b.name not in streamed]
+    inits = [b.name for b in program.buffers_of("state") if b.name in program.weights]
+
+    steps = [Step(INIT, False, buffer=name) for name in inits]
+    pending = list(whole_inputs)
+    read_anywhere = {name for op in program.ops for name in op.reads()}
+    for name in [n for n in pending if n not in read_anywhere]:
+        steps.append(Step(STREAM_IN, name in query, buffer=name))
+        pending.remove(name)
+    for unit in units:
+        ops = unit.ops if isinstance(unit, Segment) else (unit,)
+        reads = {name for op in ops for name in op.reads()}
+        for name in [n for n in pending if n in reads]:
+            steps.append(Step(STREAM_IN, name in query, buffer=name))
+            pending.remove(name)
+        if isinstance(unit, Segment):
+            steps.append(Step(SEGMENT, unit.output in query, segment=unit))
+        else:
+            steps.append(Step(OP, any(name in query for name in unit.writes()), op=unit))
+    steps += [Step(STREAM_OUT, b.name in query, buffer=b.name) for b in program.buffers_of("output")]
+    return Plan(tuple(steps), tuple(_place(program, hw, units, query, inits)), query)
+
+
+def _place(
+    program: Program, hw: HardwareConfig, units: list[Kernel | Segment], query: frozenset[str], inits: list[str]
+) -> list[Placement]:
+    """Static placements in WMEM, SMEM and QBUF; per-group placements at offset 0 of AMEM0/AMEM1."""
+    buffers = program.buffer_map
+    offsets = dict.fromkeys(MEMORIES, 0)
+    out: list[Placement] = []
+
+    def static(name: str, memory: str, size: int) -> None:
+        out.append(Placement(name, memory, offsets[memory], size))
+        offsets[memory] += size
+
+    def whole(buf: Buffer) -> int:
+        return nbytes(_size(buf), buf.qformat.bits)
+
+    for buf in program.buffers_of("weight"):
+        static(buf.name, "WMEM", whole(buf))
+    for name in inits:
+        static(f"{name} (initial value)", "WMEM", whole(buffers[name]))
+    for spec in _softmax_specs(program.ops):
+        static(f"exp table {spec}", "WMEM", nbytes(spec.table_size, spec.exp_frac + 1))
+
+    placed: set[str] = set()
+    for unit in units:
+        if not isinstance(unit, Segment):
+            continue
+        chain = ([unit.streamed] if unit.streamed else []) + [op.output for op in unit.ops[:-1]]
+        for k, name in enumerate(chain):
+            buf = buffers[name]
+            per_group = hw.groups * int(np.prod(buf.shape[1:])) if buf.shape else 1
+            out.append(Placement(name, f"AMEM{k % 2}", 0, nbytes(per_group, buf.qformat.bits)))
+            placed.add(name)
+        last = buffers[unit.output]
+        if last.kind == "activation" and last.name in query:
+            static(last.name, "QBUF", whole(last))
+            placed.add(last.name)
+    for buf in program.buffers:
+        if buf.kind != "weight" and buf.name not in placed:
+            static(buf.name, "SMEM", whole(buf))
+    scratch = max((_scratch_bytes(op, buffers) for op in program.ops), default=0)
+    if scratch:
+        static("head scratch", "SMEM", scratch)
+    return out
+
+
+def _softmax_specs(ops: tuple[Kernel, ...]) -> list[SoftmaxSpec]:
+    specs: list[SoftmaxSpec] = []
+    for op in ops:
+        spec = op.spec if isinstance(op, Softmax) else getattr(op, "softmax", None)
+        if isinstance(spec, SoftmaxSpec) and spec not in specs:
+            specs.append(spec)
+    return specs
+
+
+def _scratch_bytes(op: Kernel, buffers: Mapping[str, Buffer]) -> int:
+    """SMEM the op's intermediates need while it runs (docs/microarchitecture.md §8)."""
+    if isinstance(op, Distance) and op.metric == "cosine":
+        rows = buffers[op.queries].shape[0] + buffers[op.refs].shape[0]
+        return nbytes(rows * buffers[op.queries].shape[1], unit_format(op.unit_frac).bits)
+    if isinstance(op, Softmax):
+        x = buffers[op.input]
+        return nbytes(_size(x), op.spec.exp_frac + 1)
+    if isinstance(op, PrototypeAccumulate):
+        m = buffers[op.features].shape[0]
+        return nbytes(m, max(1, (m - 1).bit_length()))
+    if isinstance(op, SGDHeadStep):
+        m, n = buffers[op.features].shape[0], buffers[op.weight].shape[0]
+        bits = op.logits_format.bits + op.softmax.exp_frac + 1 + op.prob_format.bits + op.grad_format.bits
+        return nbytes(m * n, bits)
+    if isinstance(op, CosineAttention):
+        (b, d), m = buffers[op.queries].shape, buffers[op.supports].shape[0]
+        units = (b + m) * d * unit_format(op.unit_frac).bits
+        per_pair = op.logits_format.bits + op.softmax.exp_frac + 1 + op.attention_format.bits
+        return nbytes(units + b * m * per_pair, 1)
+    return 0
