@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from metahw.atomic import write_text_atomic
 from metahw.errors import UserError
 
 if TYPE_CHECKING:
@@ -126,7 +127,7 @@ class HardwareConfig:
     def save(self, path: str | Path) -> Path:
         """Write the JSON file."""
         path = Path(path)
-        path.write_text(json.dumps(self.to_json(), indent=1) + "\n")
+        write_text_atomic(path, json.dumps(self.to_json(), indent=1) + "\n")
         return path
 
     @classmethod

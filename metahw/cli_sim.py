@@ -1,0 +1,93 @@
+"""`metahw simulate`: meta-test episodes of a compiled program on the cycle simulator, checked against golden."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from metahw.cli import app
+from metahw.compiler.program import Program
+from metahw.models.data import load_omniglot
+from metahw.sim.config import HardwareConfig, default_groups
+from metahw.sim.episodes import run_episodes
+from metahw.sim.report import run_report
+from metahw.sim.trace import write_vcd
+
+
+def _hardware(program: Program, lanes: int, groups: int | None, config: Path | None) -> HardwareConfig:
+    base = HardwareConfig.load(config) if config is not None else HardwareConfig()
+    hw = dataclasses.replace(base, lanes=lanes, groups=1)
+    return dataclasses.replace(hw, groups=groups if groups is not None else default_groups(program, lanes))
+
+
+@app.command("simulate")
+def simulate_command(
+    build: Annotated[Path, typer.Argument(help="Build folder written by `metahw compile`.")],
+    lanes: Annotated[int, typer.Option(help="MAC lanes P (a power of two).")],
+    groups: Annotated[
+        int | None, typer.Option(help="Lane groups G (default: the largest that keeps every conv's lanes busy).")
+    ] = None,
+    episodes: Annotated[int, typer.Option(help="Meta-test episodes.")] = 10,
+    config: Annotated[Path | None, typer.Option(help="Hardware config JSON for the other parameters.")] = None,
+    vcd: Annotated[Path | None, typer.Option(help="Write the first episode's instruction trace as VCD.")] = None,
+    seed: int = 0,
+    data: Annotated[Path | None, typer.Option(help="Omniglot data (episodes from the meta-test alphabets).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
+    progress: bool = True,
+) -> None:
+    """Run episodes on the cycle simulator: accuracy, cycles, utilisation, latency, golden agreement."""
+    program = Program.load(build)
+    hw = _hardware(program, lanes, groups, config)
+    split = load_omniglot(data).split("test")
+    on_first = (lambda run: write_vcd(run, hw.clock_mhz, vcd)) if vcd is not None else None
+    runs = run_episodes(program, hw, split, episodes, seed, True, progress and not as_json, on_first)
+    report = run_report(program, hw, runs.first)
+    meta = program.meta
+    report |= {
+        "build": str(build),
+        "algorithm": meta.algorithm,
+        "ways": meta.ways,
+        "shots": meta.shots,
+        "queries": meta.queries,
+        "episodes": episodes,
+        "accuracy": runs.accuracy.to_dict(),
+        "golden_matched": runs.matched,
+        "golden_mismatches": runs.mismatches,
+        "sim_seconds_per_episode": runs.sim_seconds / episodes,
+        "sim_cycles_per_second": episodes * runs.first.total_cycles / runs.sim_seconds,
+    }
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        _print(report, hw)
+    if runs.matched != episodes:
+        typer.echo(f"metahw: simulator and golden executor disagree in {episodes - runs.matched} episode(s): "
+                   f"{runs.mismatches[0]}", err=True)  # fmt: skip
+        raise typer.Exit(1)
+
+
+def _print(r: dict, hw: HardwareConfig) -> None:
+    typer.echo(f"{r['algorithm']} {r['ways']}-way {r['shots']}-shot, {r['queries']} queries per episode, "
+               f"{r['episodes']} meta-test episodes")  # fmt: skip
+    typer.echo(f"hardware: P={hw.lanes} lanes ({hw.groups} group(s) of {hw.group_lanes}), {hw.operand_bits}-bit "
+               f"operands, {hw.acc_bits}-bit accumulators, {hw.clock_mhz:g} MHz, {hw.device}")  # fmt: skip
+    typer.echo(f"{'step':<28} {'op':<20} {'cycles':>12} {'MAC util':>9}")
+    for s in r["steps"]:
+        util = f"{100 * s['utilisation']:.1f}%" if s["lane_macs"] else ""
+        typer.echo(f"{s['name']:<28} {s['op']:<20} {s['cycles']:>12,} {util:>9}")
+    acc = r["accuracy"]
+    typer.echo(f"accuracy          {100 * acc['accuracy']:.2f} +- {100 * acc['ci95']:.2f} %")
+    typer.echo(f"cycles/episode    {r['cycles']:,} (adaptation {r['adaptation_cycles']:,}, queries "
+               f"{r['query_cycles']:,} = {r['cycles_per_query']:,.0f} per query)")  # fmt: skip
+    typer.echo(f"latency           {r['latency_us']:,.1f} us per episode, {r['latency_per_query_us']:,.2f} us per "
+               f"query at {hw.clock_mhz:g} MHz")  # fmt: skip
+    conv = 100 * r["conv_utilisation"]
+    typer.echo(f"MAC utilisation   {100 * r['mac_utilisation']:.1f} % (conv layers {conv:.1f} %)")
+    typer.echo(f"golden executor   {r['golden_matched']}/{r['episodes']} episodes matched bit for bit "
+               "(every buffer and saturation count)")  # fmt: skip
+    typer.echo(f"simulator         {r['sim_seconds_per_episode']:.3f} s per episode, "
+               f"{r['sim_cycles_per_second'] / 1e6:.1f} M simulated cycles/s")  # fmt: skip
