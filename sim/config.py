@@ -88,13 +88,12 @@ class HardwareConfig:
         from metahw.sim.plan import build_plan
         from metahw.sim.widths import width_needs
 
-        plan = build_plan(program, self)
         capacity = self.memory_bytes()
-        for memory, used in plan.memory_use().items():
-            if used.end > capacity[memory]:
+        for used in build_plan(program, self).placements:
+            if used.end > capacity[used.memory]:
                 raise UserError(
-                    f"{used.name} needs {used.nbytes:,} bytes of {memory} at offset {used.offset:,}, "
-                    f"but {memory} has {capacity[memory]:,} bytes ({_field_of(memory)})"
+                    f"{used.name} needs {used.nbytes:,} bytes of {used.memory} at offset {used.offset:,}, "
+                    f"but {used.memory} has {capacity[used.memory]:,} bytes ({_field_of(used.memory)})"
                 )
         limits = {"operand": self.operand_bits, "accumulator": self.acc_bits}
         for need in width_needs(program):
