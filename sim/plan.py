@@ -92,11 +92,10 @@ class Placement:
 
 @dataclass(frozen=True)
 class Plan:
-    """Steps in execution order, memory placements, and the query-dependent buffers."""
+    """Steps in execution order (each marked with its phase) and memory placements."""
 
     steps: tuple[Step, ...]
     placements: tuple[Placement, ...]
-    query_buffers: frozenset[str]
 
     def memory_use(self) -> dict[str, Placement]:
         """Per memory, the placement that ends last (the memory's required size is its `end`)."""
@@ -105,10 +104,6 @@ class Plan:
             if p.memory not in last or p.end > last[p.memory].end:
                 last[p.memory] = p
         return last
-
-    def memory_of(self, name: str) -> str:
-        """Memory holding buffer `name` (its first placement)."""
-        return next(p.memory for p in self.placements if p.name == name)
 
 
 def nbytes(elements: int, bits: int) -> int:
@@ -191,7 +186,7 @@ def build_plan(program: Program, hw: HardwareConfig) -> Plan:
         else:
             steps.append(Step(OP, any(name in query for name in unit.writes()), op=unit))
     steps += [Step(STREAM_OUT, b.name in query, buffer=b.name) for b in program.buffers_of("output")]
-    return Plan(tuple(steps), tuple(_place(program, hw, units, query, inits)), query)
+    return Plan(tuple(steps), tuple(_place(program, hw, units, query, inits)))
 
 
 def _place(

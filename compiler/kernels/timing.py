@@ -32,8 +32,6 @@ T_DONE = 1
 OUTER, WIDE, REDUCE = "outer", "wide", "reduce"
 VECTOR, SCAN, ROWRED = "vector", "scan", "rowred"
 EXP, RECIP, RSQRT, IO = "exp", "recip", "rsqrt", "io"
-#: instruction kinds that keep MAC lanes busy (the others use the PPU, SFU or streams)
-MAC_KINDS = (OUTER, WIDE, REDUCE)
 
 
 def ceil_div(a: int, b: int) -> int:
