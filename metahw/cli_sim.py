@@ -44,7 +44,7 @@ def simulate_command(
     hw = _hardware(program, lanes, groups, config)
     split = load_omniglot(data).split("test")
     on_first = (lambda run: write_vcd(run, hw.clock_mhz, vcd)) if vcd is not None else None
-    runs = run_episodes(program, hw, split, episodes, seed, True, progress and not as_json, on_first)
+    runs = run_episodes(program, hw, split, episodes, seed, progress and not as_json, on_first)
     report = run_report(program, hw, runs.first)
     meta = program.meta
     report |= {

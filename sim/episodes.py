@@ -68,11 +68,10 @@ def run_episodes(
     split: OmniglotSplit,
     episodes: int,
     seed: int = 0,
-    check: bool = True,
     progress: bool = False,
     on_first: Callable[[SimRun], None] | None = None,
 ) -> EpisodeRuns:
-    """Simulate `episodes` seeded episodes (and run the golden executor on each when `check`)."""
+    """Simulate `episodes` seeded episodes and run the golden executor on each to compare every integer."""
     if episodes < 1:
         raise UserError(f"--episodes must be >= 1 (got {episodes})")
     simulator = Simulator(program, hw)
@@ -93,14 +92,13 @@ def run_episodes(
         elif run.total_cycles != first.total_cycles:
             raise AssertionError("simulator bug: the cycle count depends on the data")
         accuracies.append(float(np.mean(run.values[PREDICTION] == episode.query_y)))
-        if check:
-            started = time.perf_counter()
-            differ = differences(run, execute(program, inputs))
-            golden_seconds += time.perf_counter() - started
-            if differ:
-                mismatches.append(differ)
-            else:
-                matched += 1
+        started = time.perf_counter()
+        differ = differences(run, execute(program, inputs))
+        golden_seconds += time.perf_counter() - started
+        if differ:
+            mismatches.append(differ)
+        else:
+            matched += 1
     return EpisodeRuns(
         accuracy=AccuracySummary.of(np.array(accuracies)),
         episodes=episodes,
