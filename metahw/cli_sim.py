@@ -87,6 +87,9 @@ def _print(r: dict, hw: HardwareConfig) -> None:
                f"query at {hw.clock_mhz:g} MHz")  # fmt: skip
     conv = 100 * r["conv_utilisation"]
     typer.echo(f"MAC utilisation   {100 * r['mac_utilisation']:.1f} % (conv layers {conv:.1f} %)")
+    memory = ", ".join(f"{name} {size / 1024:.1f} KiB" for name, size in r["memory_bytes"].items())
+    typer.echo(f"memory            {memory}; widest operand {r['widest']['operand']} bits, accumulator "
+               f"{r['widest']['accumulator']} bits")  # fmt: skip
     typer.echo(f"golden executor   {r['golden_matched']}/{r['episodes']} episodes matched bit for bit "
                "(every buffer and saturation count)")  # fmt: skip
     typer.echo(f"simulator         {r['sim_seconds_per_episode']:.3f} s per episode, "

@@ -46,7 +46,8 @@ def test_text_report_and_vcd(cli, build, tmp_path):
     result = cli("simulate", build, "--lanes", 8, "--groups", 1, "--episodes", 1, "--vcd", vcd, "--no-progress")
     assert result.code == 0, result.stderr
     for fragment in ("protonet 3-way 2-shot, 6 queries", "P=8 lanes (1 group(s) of 8)", "support.block1.conv",
-                     "cycles/episode", "per query", "MAC utilisation", "1/1 episodes matched bit for bit"):  # fmt: skip
+                     "cycles/episode", "per query", "MAC utilisation", "memory            WMEM", "widest operand",
+                     "1/1 episodes matched bit for bit"):  # fmt: skip
         assert fragment in result.stdout, fragment
     assert vcd.read_text().startswith("$version metahw cycle simulator")
 
