@@ -88,6 +88,18 @@ def batch_statistics(model: nn.Module) -> Iterator[None]:
             bn.track_running_stats = s
 
 
+@contextlib.contextmanager
+def transductive_batchnorm(model: nn.Module) -> Iterator[None]:
+    """Normalise with the statistics of each batch (train mode, running buffers untouched), then restore."""
+    was_training = model.training
+    model.train()
+    try:
+        with batch_statistics(model):
+            yield
+    finally:
+        model.train(was_training)
+
+
 @torch.no_grad()
 def calibrate_batchnorm(model: nn.Module, batches: Callable[[], torch.Tensor], steps: int) -> None:
     """Set BatchNorm running statistics to the exact average over `steps` batches of images."""

@@ -18,7 +18,7 @@ from torch import nn
 from torch.func import functional_call, grad
 
 from metahw.models import head
-from metahw.models.backbone import BackboneConfig, batch_statistics
+from metahw.models.backbone import BackboneConfig, batch_statistics, transductive_batchnorm
 from metahw.models.learners.base import MetaLearner
 
 Params = dict[str, torch.Tensor]
@@ -130,13 +130,20 @@ class MAML(_ZeroHeadInit):
         return F.cross_entropy(logits, qy), logits
 
     def logits(self, sx, sy, qx, ways, mode="full"):  # noqa: ANN001, ANN201 - see MetaLearner
-        """'full': adapt every parameter for `eval_steps`; 'head': frozen backbone."""
+        """'full': adapt every parameter for `eval_steps`; 'head': frozen backbone.
+
+        'full' normalises with batch statistics (support batch while adapting, query batch
+        when classifying), as MAML is trained and evaluated (Finn et al. 2017): inner steps
+        on every weight through the fixed running statistics diverge. 'head' mode, what the
+        hardware runs, uses the calibrated running statistics.
+        """
         if mode == "head":
             return super().logits(sx, sy, qx, ways, mode)
-        params = {k: v.detach() for k, v in self.fast_params(ways).items()}
-        params = self.adapt(params, sx, sy, self.hparams["eval_steps"], first_order=True)
-        with torch.no_grad():
-            return self.forward_with(params, qx)
+        with transductive_batchnorm(self):
+            params = {k: v.detach() for k, v in self.fast_params(ways).items()}
+            params = self.adapt(params, sx, sy, self.hparams["eval_steps"], first_order=True)
+            with torch.no_grad():
+                return self.forward_with(params, qx)
 
 
 class FOMAML(MAML):
