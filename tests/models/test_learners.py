@@ -349,3 +349,20 @@ def test_reptile_moves_towards_the_task_adapted_weights():
     assert math.isfinite(loss) and 0 <= accuracy <= 1
     for k, v in learner.backbone.named_parameters():
         torch.testing.assert_close(v.detach(), adapted_mean[k], rtol=1e-4, atol=1e-6, msg=k)
+
+
+@pytest.mark.parametrize("algorithm", MAML_FAMILY)
+def test_full_mode_uses_batch_statistics_and_leaves_running_stats(algorithm):
+    """'full' evaluation adapts every weight with batch statistics, as MAML is trained; 'head' uses running stats."""
+    learner = make_learner(algorithm).eval()
+    sx, sy, qx, _ = make_task(3, 1, 2, 61)
+    full = learner.logits(sx, sy, qx, 3, "full")
+    head_mode = learner.logits(sx, sy, qx, 3, "head")
+    before = {k: v.clone() for k, v in learner.named_buffers()}
+    with torch.no_grad():
+        for bn in batchnorms(learner):
+            bn.running_var.mul_(1e4)
+    assert torch.equal(learner.logits(sx, sy, qx, 3, "full"), full)
+    assert not torch.allclose(learner.logits(sx, sy, qx, 3, "head"), head_mode)
+    assert not learner.training
+    assert all(torch.equal(v, before[k] * (1e4 if k.endswith("running_var") else 1)) for k, v in learner.named_buffers())
