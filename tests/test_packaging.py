@@ -15,4 +15,6 @@ def test_every_package_folder_is_listed_in_pyproject():
         for init in (ROOT / folder).rglob("__init__.py"):
             rel = init.parent.relative_to(ROOT / folder)
             found.add(".".join([name, *rel.parts]))
-    assert found == listed, f"missing from pyproject packages: {sorted(found - listed)}; stale: {sorted(listed - found)}"
+    assert found == listed, (
+        f"missing from pyproject packages: {sorted(found - listed)}; stale: {sorted(listed - found)}"
+    )

@@ -365,4 +365,6 @@ def test_full_mode_uses_batch_statistics_and_leaves_running_stats(algorithm):
     assert torch.equal(learner.logits(sx, sy, qx, 3, "full"), full)
     assert not torch.allclose(learner.logits(sx, sy, qx, 3, "head"), head_mode)
     assert not learner.training
-    assert all(torch.equal(v, before[k] * (1e4 if k.endswith("running_var") else 1)) for k, v in learner.named_buffers())
+    assert all(
+        torch.equal(v, before[k] * (1e4 if k.endswith("running_var") else 1)) for k, v in learner.named_buffers()
+    )
