@@ -25,9 +25,9 @@ from metahw.models.train import TrainConfig, train
 #: Training recipe per algorithm: episode shape and number of training episodes (tasks).
 RECIPES: dict[str, dict] = {
     "protonet": {"ways": 20, "shots": 1, "queries": 5, "episodes": 8000},
-    "matchingnet": {"ways": 20, "shots": 1, "queries": 5, "episodes": 4000},
-    "protomaml": {"ways": 20, "shots": 1, "queries": 5, "episodes": 4000},
-    "anil": {"ways": 20, "shots": 1, "queries": 5, "episodes": 4000},
+    "matchingnet": {"ways": 5, "shots": 1, "queries": 5, "episodes": 4000},
+    "protomaml": {"ways": 5, "shots": 1, "queries": 5, "episodes": 4000},
+    "anil": {"ways": 5, "shots": 1, "queries": 5, "episodes": 5000},
     "maml": {"ways": 5, "shots": 1, "queries": 5, "episodes": 2000},
     "fomaml": {"ways": 5, "shots": 1, "queries": 5, "episodes": 3000},
     "metasgd": {"ways": 5, "shots": 1, "queries": 5, "episodes": 3000},
