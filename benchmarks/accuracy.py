@@ -27,7 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def main() -> None:
     """Evaluate every checkpoint of the zoo at the four standard settings."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--zoo", type=Path, nargs="+", default=[ROOT / "models" / "zoo"])
+    parser.add_argument("--zoo", type=Path, nargs="+", default=[ROOT / "models" / "zoo"],
+                        help="checkpoint files, or folders whose *.pt files are evaluated")  # fmt: skip
     parser.add_argument("--episodes", type=int, default=1000)
     parser.add_argument("--full-episodes", type=int, default=200)
     parser.add_argument("--queries", type=int, default=15)
@@ -37,7 +38,7 @@ def main() -> None:
 
     test = load_omniglot(args.data).split("test")
     rows = []
-    for path in sorted(p for zoo in args.zoo for p in zoo.glob("*.pt")):
+    for path in sorted(p for zoo in args.zoo for p in (zoo.glob("*.pt") if zoo.is_dir() else [zoo])):
         ckpt = load_checkpoint(path)
         learner = ckpt.learner
         modes = ["full", "head"] if learner.algorithm not in ("protonet", "matchingnet") else ["full"]
