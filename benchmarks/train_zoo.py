@@ -24,7 +24,7 @@ from metahw.models.train import TrainConfig, train
 
 #: Training recipe per algorithm: episode shape and number of training episodes (tasks).
 RECIPES: dict[str, dict] = {
-    "protonet": {"ways": 20, "shots": 1, "queries": 5, "episodes": 8000},
+    "protonet": {"ways": 20, "shots": 1, "queries": 5, "episodes": 4000},
     "matchingnet": {"ways": 5, "shots": 1, "queries": 5, "episodes": 4000},
     "protomaml": {"ways": 5, "shots": 1, "queries": 5, "episodes": 4000},
     "anil": {"ways": 5, "shots": 1, "queries": 5, "episodes": 5000},
