@@ -1,0 +1,61 @@
+"""Fixtures of the hls4ml backend tests: one compiled C simulation of every kernel, an in-process CLI runner.
+
+The all-kernels design is built once per session (one g++ build of a 4x4-image program) with
+the modes that differ most from hls4ml's defaults: round half to even, wrap-around.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from metahw.cli import main
+from metahw.compiler.program import Program
+from metahw.hw.hls4ml import HlsBuild, HlsSimulation, ProjectOptions, build_hls_project
+from tests.hw.hls_programs import all_kernels_program, random_inputs
+
+TESTBENCH_SEEDS = (100, 101)
+
+
+@dataclass(frozen=True)
+class AllKernels:
+    program: Program
+    build: HlsBuild
+    simulation: HlsSimulation
+
+
+@pytest.fixture(scope="session")
+def all_kernels(tmp_path_factory: pytest.TempPathFactory) -> AllKernels:
+    """The all-kernels program's project (with two testbench episodes) and its compiled C simulation."""
+    program = all_kernels_program("half_even", "wrap")
+    folder = tmp_path_factory.mktemp("hls") / "all_kernels"
+    options = ProjectOptions()
+    build = build_hls_project(program, folder, options, [random_inputs(program, s) for s in TESTBENCH_SEEDS])
+    return AllKernels(program, build, HlsSimulation.build(build.design, folder, options))
+
+
+@dataclass(frozen=True)
+class CliResult:
+    code: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch, data_dir: Path):
+    """Run `metahw ARGS` in this process through the real entry point, with the test data and output captured."""
+    monkeypatch.setenv("METAHW_DATA", str(data_dir))
+
+    def invoke(*args: object) -> CliResult:
+        monkeypatch.setattr(sys, "argv", ["metahw", *map(str, args)])
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exit_info:
+            main()
+        out, err = capsys.readouterr()
+        code = exit_info.value.code
+        return CliResult(0 if code is None else int(code), out, err)
+
+    return invoke

@@ -1,0 +1,66 @@
+"""The compiled hls4ml C simulation of every kernel equals the golden executor, and differences are caught."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from metahw.compiler.golden import execute
+from metahw.hw.hls4ml import HlsMismatch, simulation
+from metahw.hw.hls4ml.golden_steps import golden_steps
+from metahw.hw.hls4ml.taps import Source
+from metahw.hw.hls4ml.testbench import run_testbench
+from tests.hw.hls_programs import random_inputs
+
+
+def test_every_kernel_equals_golden_on_every_integer(all_kernels):
+    program, sim = all_kernels.program, all_kernels.simulation
+    wrapped: dict[str, int] = {}
+    for episode in range(6):
+        inputs = random_inputs(program, episode)
+        result = sim.run_episode(inputs, episode)  # raises HlsMismatch at the first difference
+        golden = execute(program, inputs)
+        for buf in program.buffers_of("output"):
+            assert np.array_equal(result.outputs[buf.name], golden.values[buf.name]), buf.name
+        assert result.compared > 1000
+        for tensor, count in golden.saturation.items():
+            wrapped[tensor] = wrapped.get(tensor, 0) + count
+    # the modes are exercised: values wrapped around in the embedding and in the head
+    assert wrapped["query.b3"] > 0 and wrapped["scores"] > 0
+
+
+def _corrupt(monkeypatch: pytest.MonkeyPatch, source: Source, index: tuple[int, ...]) -> None:
+    def corrupted(program, inputs):  # noqa: ANN001, ANN202
+        steps = golden_steps(program, inputs)
+        value = steps[source].copy()
+        value[index] += 1
+        return steps | {source: value}
+
+    monkeypatch.setattr(simulation, "golden_steps", corrupted)
+
+
+@pytest.mark.parametrize(
+    ("source", "index", "message"),
+    [
+        (Source("query.c2", "query.b2"), (1, 2, 0, 1),
+         r"layer 'block1_relu' \(buffer 'query.b2' after op 'query.c2'\), episode 7, query image 1, "
+         r"element \(2, 0, 1\)"),
+        (Source("step1", "head.weight"), (1, 2),
+         r"layer 'step1_weight' \(buffer 'head.weight' after op 'step1'\), episode 7, query image 0, "
+         r"element \(1, 2\)"),
+        (Source("l2", "scores"), (3, 1),
+         r"output 'scores' \(layer 'scores_out'\), episode 7, query image 3, element \(1,\)"),
+    ],
+)  # fmt: skip
+def test_the_first_difference_names_layer_buffer_sample_and_element(all_kernels, monkeypatch, source, index, message):
+    _corrupt(monkeypatch, source, index)
+    with pytest.raises(HlsMismatch, match=message):
+        all_kernels.simulation.run_episode(random_inputs(all_kernels.program, 7), 7)
+
+
+def test_the_testbench_runs_like_vitis_csim_on_its_data_files(all_kernels):
+    build = all_kernels.build
+    results, expected = run_testbench(build.folder, "metahw_episode", len(build.design.outputs))
+    assert results.shape == expected.shape == (build.testbench_samples, 35)
+    np.testing.assert_allclose(results, expected, rtol=1e-5, atol=0)  # the log prints 6 significant digits
+    assert np.count_nonzero(expected) > 100
