@@ -76,7 +76,9 @@ def build_command(
     typer.echo(f"wrote {result.folder}: hls4ml {options.hls_backend} project, {len(design.layers) - len(head)} "
                f"hls4ml layers (embedding) + {len(head)} metahw layers (head), outputs {outputs}, "
                f"{result.testbench_samples} testbench samples")  # fmt: skip
-    typer.echo(f"synthesise with Vitis/Vivado HLS: cd {result.folder} && vitis_hls -f build_prj.tcl")
+    tool = {"vitis": "Vitis HLS (vitis-run --mode hls --tcl build_prj.tcl)", "vivado": "Vivado HLS (vivado_hls -f "
+            "build_prj.tcl)"}[options.hls_backend]  # fmt: skip
+    typer.echo(f"synthesis (not run by metahw): in {result.folder}, {tool}")
 
 
 @app.command("hls-sim")

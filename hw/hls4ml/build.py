@@ -8,7 +8,6 @@ tb_data/tb_output_predictions.dat (the golden outputs of each line, by the episo
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,13 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from metahw.compiler.program import Program
-from metahw.errors import UserError
 from metahw.hw.hls4ml.design import HlsDesign, build_design
 from metahw.hw.hls4ml.golden_steps import golden_steps
-from metahw.hw.hls4ml.project import ProjectOptions, hls_model, write_project
+from metahw.hw.hls4ml.project import ProjectOptions, claim_folder, hls_model, write_project
 from metahw.hw.hls4ml.protocol import episode_samples, expected_outputs, final_outputs, output_reals
-
-CONFIG_FILE = "hls4ml_config.yml"
 
 
 @dataclass(frozen=True)
@@ -54,11 +50,8 @@ def build_hls_project(
     program: Program, out: str | Path, options: ProjectOptions, testbench: Sequence[Mapping[str, np.ndarray]] = ()
 ) -> HlsBuild:
     """Write `program`'s hls4ml project into `out` (replacing an earlier project there) with testbench episodes."""
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / CONFIG_FILE).is_file())):
-        raise UserError(f"'{out}' exists and is not an hls4ml project folder; give a new or empty folder")
     design = build_design(program)
     rows = testbench_rows(design, testbench) if testbench else None
-    shutil.rmtree(out, ignore_errors=True)
+    out = claim_folder(out)
     write_project(hls_model(design, out, options), rows)
     return HlsBuild(out, design, 0 if rows is None else len(rows[0]))

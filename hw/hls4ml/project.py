@@ -9,6 +9,7 @@ the C simulation library with g++ as `hls_model.compile()` does. Vendor synthesi
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ STRATEGIES = {"latency": "Latency", "resource": "Resource"}
 #: hls4ml's own default for layers the design leaves unspecified (none of them carries a program value)
 DEFAULT_PRECISION = "ap_fixed<16,6>"
 TB_INPUTS, TB_OUTPUTS = "tb_data/tb_input_features.dat", "tb_data/tb_output_predictions.dat"
+CONFIG_FILE = "hls4ml_config.yml"
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,15 @@ class ProjectOptions:
             raise UserError("--reuse-factor must be >= 1 and --clock-period > 0")
         if not self.project_name.isidentifier():
             raise UserError(f"project name {self.project_name!r} must be a C identifier")
+
+
+def claim_folder(out: str | Path) -> Path:
+    """Make `out` ready for a new project: new, empty, or an earlier hls4ml project (removed); else UserError."""
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / CONFIG_FILE).is_file())):
+        raise UserError(f"'{out}' exists and is not an hls4ml project folder; give a new or empty folder")
+    shutil.rmtree(out, ignore_errors=True)
+    return out
 
 
 def hls_config(design: HlsDesign, out_dir: Path, options: ProjectOptions) -> dict:

@@ -20,7 +20,7 @@ from metahw.compiler.qformat import QFormat
 from metahw.hw.hls4ml.csim import CSimulation
 from metahw.hw.hls4ml.design import HlsDesign
 from metahw.hw.hls4ml.golden_steps import golden_steps
-from metahw.hw.hls4ml.project import ProjectOptions, compile_project, hls_model
+from metahw.hw.hls4ml.project import ProjectOptions, claim_folder, compile_project, hls_model
 from metahw.hw.hls4ml.protocol import episode_samples, expected_outputs, final_outputs
 from metahw.hw.hls4ml.taps import EPISODE, IMAGE, QUERY, Tap
 
@@ -63,8 +63,8 @@ class HlsSimulation:
 
     @classmethod
     def build(cls, design: HlsDesign, out_dir: str | Path, options: ProjectOptions) -> HlsSimulation:
-        """Convert with hls4ml, write the project into `out_dir`, compile the C simulation and load it."""
-        model = hls_model(design, out_dir, options)
+        """Convert with hls4ml, write the project into `out_dir` (new, or an earlier project), compile, load."""
+        model = hls_model(design, claim_folder(out_dir), options)
         library, seconds = compile_project(model)
         return cls(design, model, library, seconds)
 
