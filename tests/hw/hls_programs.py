@@ -115,8 +115,8 @@ def all_kernels_program(rounding: str = "half_even", overflow: str = "wrap", see
     return Program(meta, buffers, ops, {k: np.asarray(v, dtype=np.int64) for k, v in weights.items()})
 
 
-def tiny_protonet_program(ways: int = 3, shots: int = 1, queries: int = 3) -> Program:
-    """A 28x28 ProtoNet (one conv block, prototypes, L2, ArgMin) that Omniglot episodes can run."""
+def tiny_protonet_program(ways: int = 3, shots: int = 1, queries: int = 3, rounding: str = "truncate") -> Program:
+    """A 28x28 ProtoNet (one conv block, prototypes, L2, ArgMin) that Omniglot episodes can run (AP_TRN, AP_SAT)."""
     rng = np.random.default_rng(5)
     m = ways * shots
     buffers, ops, weights = _embedding(m, queries, 28, 1, rng)
@@ -132,7 +132,7 @@ def tiny_protonet_program(ways: int = 3, shots: int = 1, queries: int = 3) -> Pr
         K.Distance(name="l2", queries="query.features", refs="prototypes", output="scores", metric="l2"),
         K.ArgMin(name="nearest", input="scores", output="prediction"),
     ]  # fmt: skip
-    meta = ProgramMeta("protonet", ways, shots, queries)
+    meta = ProgramMeta("protonet", ways, shots, queries, rounding)
     return Program(meta, buffers, ops, {k: np.asarray(v, dtype=np.int64) for k, v in weights.items()})
 
 
