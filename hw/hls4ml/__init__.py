@@ -2,7 +2,7 @@
 
 The embedding layers are hls4ml's own (Conv2D, ReLU, MaxPooling2D, Transpose, Reshape) with
 every precision set from the program's formats; the head kernels are custom layers registered
-through hls4ml's extension API (`layers.py`, `templates.py`, C++ in `cpp/`). The design
+through hls4ml's extension API (`layers.py`, `templates.py`, C++ in `nnet_metahw*.h`). The design
 takes one image and its label per call (support images, then query images, -1 as the label
 of a query image) and outputs the program's output buffers. docs/hls4ml.md describes the
 design and what was checked.

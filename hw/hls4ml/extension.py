@@ -20,7 +20,7 @@ SOURCES = ("nnet_metahw.h", "nnet_metahw_sfu.h")
 
 def source_path(name: str) -> Path:
     """Absolute path of one of metahw's C++ sources (package data)."""
-    return Path(str(files("metahw.hw.hls4ml").joinpath("cpp", name))).resolve()
+    return Path(str(files("metahw.hw.hls4ml").joinpath(name))).resolve()
 
 
 @functools.cache

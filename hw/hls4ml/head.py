@@ -187,9 +187,7 @@ class _Head:
         return shape[1:] if level == QUERY else shape
 
     def _constant(self, buffer: str) -> Tensor:
-        buf = self.buffers[buffer]
-        if buffer not in self.program.weights:
-            raise UserError(f"buffer '{buffer}' is read before any op writes it and has no value")
+        buf = self.buffers[buffer]  # the program guarantees a value: a weight, or a state's start value
         fracs = buf.axis0_fracs() if buf.channel_fracs is not None else buf.qformat.frac
         fmt = aligned(buf.qformat, fracs) if buf.channel_fracs is not None else buf.qformat
         values = dequantize(self.program.weights[buffer], fracs).reshape(-1)

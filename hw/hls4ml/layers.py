@@ -1,7 +1,7 @@
 """hls4ml layer classes of the metahw head kernels (hls4ml's extension API: one IR class per op).
 
 Every metahw layer is described by plain attributes that `head.py` fills in: the C++
-function (`cpp_function`, in cpp/nnet_metahw.h), the output shape and precision, whether it
+function (`cpp_function`, in nnet_metahw.h), the output shape and precision, whether it
 computes per query image or once per episode (`per_sample`), the integer constants and the
 types of its config struct (`cpp_ints`, `cpp_types`), and constant tables passed to the
 function as hls4ml weight arrays (`cpp_tables`). The templates in `templates.py` turn

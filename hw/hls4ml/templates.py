@@ -2,7 +2,7 @@
 
 The config struct of layer N holds `per_sample`, the layer's integer constants and typedefs
 of its named types; the call passes the layer's inputs (in order), its table weights and
-its output to `nnet::metahw::<cpp_function><configN>` (cpp/nnet_metahw.h).
+its output to `nnet::metahw::<cpp_function><configN>` (nnet_metahw.h).
 """
 
 from __future__ import annotations
