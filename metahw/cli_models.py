@@ -51,6 +51,7 @@ def train_command(
     width: Annotated[int, typer.Option(help="Conv-4 channel width.")] = 32,
     depth: Annotated[int, typer.Option(help="Number of conv blocks.")] = 4,
     no_bn: Annotated[bool, typer.Option("--no-bn", help="Conv-4 without BatchNorm (conv bias instead).")] = False,
+    no_augment: Annotated[bool, typer.Option("--no-augment", help="No random affine warps in training.")] = False,
     meta_batch: Annotated[
         int | None, typer.Option(help="Tasks per outer step (default 1 metric, 4 gradient-based).")
     ] = None,
@@ -82,7 +83,7 @@ def train_command(
         raise UserError(f"--out {out} is a folder: give the checkpoint's file name, e.g. {out / (algo + '.pt')}.")
     cfg = TrainConfig(
         algo, ways, shots, queries, episodes, meta_batch, lr, width, depth, not no_bn, seed, device,
-        _parse_hparams(hparam), qat_bits=qat_bits, qat_episodes=qat_episodes, init=init,
+        _parse_hparams(hparam), qat_bits=qat_bits, qat_episodes=qat_episodes, init=init, augment=not no_augment,
     )  # fmt: skip
     try:
         ckpt = train(cfg, load_omniglot(data), progress=progress)
