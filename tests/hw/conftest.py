@@ -29,12 +29,13 @@ class AllKernels:
 
 @pytest.fixture(scope="session")
 def all_kernels(tmp_path_factory: pytest.TempPathFactory) -> AllKernels:
-    """The all-kernels program's project (with two testbench episodes) and its compiled C simulation."""
+    """The all-kernels program's project with two testbench episodes, and a compiled C simulation of it."""
     program = all_kernels_program("half_even", "wrap")
-    folder = tmp_path_factory.mktemp("hls") / "all_kernels"
+    folder = tmp_path_factory.mktemp("hls")
     options = ProjectOptions()
-    build = build_hls_project(program, folder, options, [random_inputs(program, s) for s in TESTBENCH_SEEDS])
-    return AllKernels(program, build, HlsSimulation.build(build.design, folder, options))
+    testbench = [random_inputs(program, seed) for seed in TESTBENCH_SEEDS]
+    build = build_hls_project(program, folder / "testbench", options, testbench)
+    return AllKernels(program, build, HlsSimulation.build(build.design, folder / "csim", options))
 
 
 @dataclass(frozen=True)
