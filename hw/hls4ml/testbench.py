@@ -31,7 +31,7 @@ def run_testbench(folder: str | Path, project: str, outputs: int) -> tuple[np.nd
     folder = Path(folder)
     if shutil.which("g++") is None:
         raise UserError("g++ is not on PATH; the hls4ml C simulation needs it")
-    build = ["g++", "-std=c++0x", "-O1", "-Ifirmware/ap_types", '-DWEIGHTS_DIR="firmware/weights"',
+    build = ["g++", "-std=c++0x", "-O0", "-Ifirmware/ap_types", '-DWEIGHTS_DIR="firmware/weights"',
              f"{project}_test.cpp", f"firmware/{project}.cpp", "-o", EXECUTABLE]  # fmt: skip
     for command in (build, [f"./{EXECUTABLE}"]):
         done = subprocess.run(command, cwd=folder, capture_output=True, text=True)
