@@ -71,10 +71,11 @@ def build_command(
     if as_json:
         typer.echo(json.dumps(report, indent=2))
         return
-    head = [layer for layer in design.layers if layer["class_name"].startswith("Metahw")]
+    head = sum(layer["class_name"].startswith("Metahw") for layer in design.layers)
+    embedding = len(design.layers) - head - len(design.inputs)
     outputs = ", ".join(o.buffer for o in design.outputs)
-    typer.echo(f"wrote {result.folder}: hls4ml {options.hls_backend} project, {len(design.layers) - len(head)} "
-               f"hls4ml layers (embedding) + {len(head)} metahw layers (head), outputs {outputs}, "
+    typer.echo(f"wrote {result.folder}: hls4ml {options.hls_backend} project, inputs image and label, {embedding} "
+               f"hls4ml layers (embedding) + {head} metahw layers (head), outputs {outputs}, "
                f"{result.testbench_samples} testbench samples")  # fmt: skip
     tool = {"vitis": "Vitis HLS (vitis-run --mode hls --tcl build_prj.tcl)", "vivado": "Vivado HLS (vivado_hls -f "
             "build_prj.tcl)"}[options.hls_backend]  # fmt: skip
