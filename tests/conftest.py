@@ -9,11 +9,14 @@ dozen episodes.
 from __future__ import annotations
 
 import os
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import torch
 
+from metahw.cli import main
 from metahw.models.data import OmniglotImages, default_data_dir, load_omniglot
 
 #: Environment for subprocesses started by tests (also applied to this process in pytest_configure).
@@ -83,3 +86,29 @@ def tiny_checkpoint(omniglot: OmniglotImages, tmp_path_factory: pytest.TempPathF
     path = tmp_path_factory.mktemp("ckpt") / "tiny-protonet.pt"
     save_checkpoint(ckpt, path)
     return path
+
+
+@dataclass(frozen=True)
+class CliResult:
+    """Exit code and captured output of one in-process `metahw` run."""
+
+    code: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch, data_dir: Path):
+    """Run `metahw ARGS` in this process through the real entry point, with the test data and output captured."""
+    monkeypatch.setenv("METAHW_DATA", str(data_dir))
+
+    def invoke(*args: object) -> CliResult:
+        monkeypatch.setattr(sys, "argv", ["metahw", *map(str, args)])
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exit_info:
+            main()
+        out, err = capsys.readouterr()
+        code = exit_info.value.code
+        return CliResult(0 if code is None else int(code), out, err)
+
+    return invoke

@@ -7,9 +7,7 @@ few calibration episodes.
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -17,13 +15,13 @@ import onnx
 import pytest
 import torch
 
-from metahw.cli import main
 from metahw.compiler.compile import compile_episode
 from metahw.compiler.quant_config import QuantConfig
 from metahw.models.data import OmniglotImages, OmniglotSplit
 from metahw.models.export import EpisodeHead, episode_head, export_episode
 from metahw.models.learners import MetaLearner
 from tests.compiler.onnx_fixtures import tiny_learner
+from tests.conftest import CliResult
 
 WAYS, SHOTS = 3, 2
 
@@ -94,30 +92,6 @@ def compiled(val_split: OmniglotSplit):
         return cache[key]
 
     return get
-
-
-@dataclass(frozen=True)
-class CliResult:
-    code: int
-    stdout: str
-    stderr: str
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch, data_dir: Path):
-    """Run `metahw ARGS` in this process through the real entry point, with the test data and output captured."""
-    monkeypatch.setenv("METAHW_DATA", str(data_dir))
-
-    def invoke(*args: object) -> CliResult:
-        monkeypatch.setattr(sys, "argv", ["metahw", *map(str, args)])
-        capsys.readouterr()
-        with pytest.raises(SystemExit) as exit_info:
-            main()
-        out, err = capsys.readouterr()
-        code = exit_info.value.code
-        return CliResult(0 if code is None else int(code), out, err)
-
-    return invoke
 
 
 def _assert_one_line_error(result: CliResult, *fragments: str) -> None:

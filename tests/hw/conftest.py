@@ -6,13 +6,10 @@ the modes that differ most from hls4ml's defaults: round half to even, wrap-arou
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
-from metahw.cli import main
 from metahw.compiler.program import Program
 from metahw.hw.hls4ml import HlsBuild, HlsSimulation, ProjectOptions, build_hls_project
 from tests.hw.hls_programs import all_kernels_program, random_inputs
@@ -36,27 +33,3 @@ def all_kernels(tmp_path_factory: pytest.TempPathFactory) -> AllKernels:
     testbench = [random_inputs(program, seed) for seed in TESTBENCH_SEEDS]
     build = build_hls_project(program, folder / "testbench", options, testbench)
     return AllKernels(program, build, HlsSimulation.build(build.design, folder / "csim", options))
-
-
-@dataclass(frozen=True)
-class CliResult:
-    code: int
-    stdout: str
-    stderr: str
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch, data_dir: Path):
-    """Run `metahw ARGS` in this process through the real entry point, with the test data and output captured."""
-    monkeypatch.setenv("METAHW_DATA", str(data_dir))
-
-    def invoke(*args: object) -> CliResult:
-        monkeypatch.setattr(sys, "argv", ["metahw", *map(str, args)])
-        capsys.readouterr()
-        with pytest.raises(SystemExit) as exit_info:
-            main()
-        out, err = capsys.readouterr()
-        code = exit_info.value.code
-        return CliResult(0 if code is None else int(code), out, err)
-
-    return invoke

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from omniglot_runs import RunTruth, write_runs
-
-from metahw.cli import main
 
 
 @pytest.fixture(scope="session")
@@ -19,29 +16,6 @@ def runs(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path
     root = tmp_path_factory.mktemp("runs")
     truths = write_runs(data_dir, root, {"run01": ("Balinese", 20), "run02": ("Korean", 5)})
     return root, truths
-
-
-@dataclass(frozen=True)
-class CliResult:
-    code: int
-    stdout: str
-    stderr: str
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch):
-    """Run `metahw ARGS` in this process through the real entry point (metahw.cli.main), capturing its output."""
-
-    def invoke(*args: object) -> CliResult:
-        monkeypatch.setattr(sys, "argv", ["metahw", *map(str, args)])
-        capsys.readouterr()
-        with pytest.raises(SystemExit) as exit_info:
-            main()
-        out, err = capsys.readouterr()
-        code = exit_info.value.code
-        return CliResult(0 if code is None else int(code), out, err)
-
-    return invoke
 
 
 @pytest.fixture(scope="session")

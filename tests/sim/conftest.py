@@ -5,13 +5,8 @@ Sized for two cores: width-4 Conv-4 learners, 3-way 2-shot episodes, two calibra
 
 from __future__ import annotations
 
-import sys
-from dataclasses import dataclass
-from pathlib import Path
-
 import pytest
 
-from metahw.cli import main
 from metahw.compiler.compile import CompileResult, compile_episode
 from metahw.compiler.quant_config import QuantConfig
 from metahw.models.data import OmniglotImages, OmniglotSplit
@@ -40,27 +35,3 @@ def lowered(omniglot: OmniglotImages):
         return cache[key]
 
     return get
-
-
-@dataclass(frozen=True)
-class CliResult:
-    code: int
-    stdout: str
-    stderr: str
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch, data_dir: Path):
-    """Run `metahw ARGS` in this process through the real entry point, with the test data and output captured."""
-    monkeypatch.setenv("METAHW_DATA", str(data_dir))
-
-    def invoke(*args: object) -> CliResult:
-        monkeypatch.setattr(sys, "argv", ["metahw", *map(str, args)])
-        capsys.readouterr()
-        with pytest.raises(SystemExit) as exit_info:
-            main()
-        out, err = capsys.readouterr()
-        code = exit_info.value.code
-        return CliResult(0 if code is None else int(code), out, err)
-
-    return invoke
