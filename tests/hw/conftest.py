@@ -1,4 +1,4 @@
-"""Fixtures of the hls4ml backend tests: one compiled C simulation of every kernel, an in-process CLI runner.
+"""Fixtures of the hls4ml backend tests: one compiled C simulation of every kernel (CLI runner: tests/conftest.py).
 
 The all-kernels design is built once per session (one g++ build of a 4x4-image program) with
 the modes that differ most from hls4ml's defaults: round half to even, wrap-around.
