@@ -10,7 +10,9 @@ from typing import Annotated
 import typer
 
 from metahw.cli import app
+from metahw.cli_hls import hls_sim_command
 from metahw.compiler.program import Program
+from metahw.errors import UserError
 from metahw.models.data import load_omniglot
 from metahw.sim.config import HardwareConfig, default_groups
 from metahw.sim.episodes import run_episodes
@@ -27,7 +29,7 @@ def _hardware(program: Program, lanes: int, groups: int | None, config: Path | N
 @app.command("simulate")
 def simulate_command(
     build: Annotated[Path, typer.Argument(help="Build folder written by `metahw compile`.")],
-    lanes: Annotated[int, typer.Option(help="MAC lanes P (a power of two).")],
+    lanes: Annotated[int | None, typer.Option(help="MAC lanes P (a power of two).")] = None,
     groups: Annotated[
         int | None, typer.Option(help="Lane groups G (default: the largest that keeps every conv's lanes busy).")
     ] = None,
@@ -37,9 +39,15 @@ def simulate_command(
     seed: int = 0,
     data: Annotated[Path | None, typer.Option(help="Omniglot data (episodes from the meta-test alphabets).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
+    hls: Annotated[bool, typer.Option("--hls", help="Run the hls4ml C simulation instead (`metahw hls-sim`).")] = False,
     progress: bool = True,
 ) -> None:
     """Run episodes on the cycle simulator: accuracy, cycles, utilisation, latency, golden agreement."""
+    if hls:
+        hls_sim_command(build, episodes=episodes, seed=seed, data=data, as_json=as_json, progress=progress)
+        return
+    if lanes is None:
+        raise UserError("--lanes is required for the cycle simulator (or give --hls for the hls4ml C simulation).")
     program = Program.load(build)
     hw = _hardware(program, lanes, groups, config)
     split = load_omniglot(data).split("test")

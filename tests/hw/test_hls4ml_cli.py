@@ -71,3 +71,11 @@ def test_hls_sim_runs_omniglot_episodes_bit_exact(cli, program_dir, tmp_path):
 def test_hls_sim_refuses_zero_episodes(cli, program_dir):
     result = cli("hls-sim", program_dir, "--episodes", "0")
     assert result.code == 2 and result.stderr.strip() == "metahw: error: --episodes must be >= 1 (got 0)"
+
+
+def test_simulate_hls_runs_the_hls4ml_c_simulation(cli, program_dir):
+    """`metahw simulate --hls` is `metahw hls-sim`: same checks, same refusals (no --lanes needed)."""
+    result = cli("simulate", program_dir, "--hls", "--episodes", "0")
+    assert result.code == 2 and result.stderr.strip() == "metahw: error: --episodes must be >= 1 (got 0)"
+    missing = cli("simulate", program_dir)
+    assert missing.code == 2 and "--lanes is required" in missing.stderr
