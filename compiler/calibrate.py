@@ -11,8 +11,9 @@ from collections.abc import Iterable
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 from onnx import TensorProto, helper
+
+from metahw.models.export_check import ort_session
 
 Range = tuple[float, float]
 
@@ -31,10 +32,7 @@ def _with_all_outputs(model: onnx.ModelProto) -> onnx.ModelProto:
 
 def calibrate(model: onnx.ModelProto, feeds: Iterable[dict[str, np.ndarray]]) -> dict[str, Range]:
     """(min, max) of every float value of the graph (inputs included) over the given episode feeds."""
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(_with_all_outputs(model).SerializeToString(), options,
-                                   providers=["CPUExecutionProvider"])  # fmt: skip
+    session = ort_session(_with_all_outputs(model))
     names = [o.name for o in session.get_outputs()]
     ranges: dict[str, Range] = {}
     for feed in feeds:

@@ -13,7 +13,7 @@ from metahw.atomic import write_text_atomic
 from metahw.cli import app
 from metahw.compiler.compare import compare
 from metahw.compiler.compare_plot import plot_accuracy_vs_bits
-from metahw.compiler.compile import compile_episode, save_build
+from metahw.compiler.compile import compile_episode, episode_shape, save_build
 from metahw.compiler.onnx_import import load_onnx
 from metahw.compiler.quant_config import QuantConfig, load_overrides
 from metahw.errors import UserError
@@ -54,7 +54,7 @@ def compile_command(
     started = time.perf_counter()
     config = _config(bits, head_bits, rounding, overflow, per_channel, overrides)
     model = load_onnx(onnx_file)
-    ways = model.graph.input[1].type.tensor_type.shape.dim[1].dim_value
+    ways, _ = episode_shape(model)
     if calibration_episodes < 1:
         raise UserError(f"--calibration-episodes must be >= 1 (got {calibration_episodes}).")
     result = compile_episode(
