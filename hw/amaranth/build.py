@@ -1,0 +1,106 @@
+"""`build_rtl`: a Program on a HardwareConfig -> Verilog, manifest and instruction listing (deterministic).
+
+The Verilog holds the weight and bias memories' contents as initial values (an FPGA loads
+them with the bitstream), so the folder needs no other init files. Two builds of the same
+inputs give byte-identical files: nothing time- or path-dependent is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from amaranth import Shape
+from amaranth.back import verilog
+
+from metahw.atomic import write_text_atomic
+from metahw.compiler.program import Program
+from metahw.hw.amaranth.spec import ENGINE_NAMES, RtlPlan, rtl_plan
+from metahw.hw.amaranth.top import Accelerator
+from metahw.sim.config import HardwareConfig
+from metahw.sim.cost import episode_cycles
+
+TOP = "metahw_accel"
+MANIFEST = "manifest.json"
+FORMAT_TAG = "metahw.rtl"
+
+
+def generate_verilog(rp: RtlPlan) -> tuple[str, Accelerator]:
+    """The Verilog text of the accelerator for an RTL plan, and the component it came from."""
+    top = Accelerator(rp)
+    return verilog.convert(top, name=TOP, emit_src=False), top
+
+
+def _ports(top: Accelerator) -> list[dict]:
+    return [
+        {"name": name, "direction": "in" if member.flow.value == "in" else "out", "width": Shape.cast(member.shape).width}
+        for name, member in top.signature.members.items()
+    ]
+
+
+def _memories(rp: RtlPlan) -> list[dict]:
+    p, e = rp.lanes, rp.hw.stream_elements
+    mems = [
+        {"name": "wmem", "width": p * rp.weight_bits, "depth": len(rp.weight_words)},
+        {"name": "bias_rom", "width": p * rp.hw.acc_bits, "depth": len(rp.bias_words)},
+        {"name": "amem0", "width": p * rp.act_bits, "depth": rp.amem_depth},
+        {"name": "amem1", "width": p * rp.act_bits, "depth": rp.amem_depth},
+    ]
+    for head in rp.heads.values():
+        mems.append({"name": f"head {head.name}", "width": p * head.qformat.bits,
+                     "depth": head.rows * -(-head.cols // p)})  # fmt: skip
+        if head.mirror:
+            mems.append({"name": f"out {head.name}", "width": e * head.qformat.bits,
+                         "depth": -(-head.rows * head.cols // e)})  # fmt: skip
+    for m in mems:
+        m["bits"] = m["width"] * m["depth"]
+    return mems
+
+
+def _backbone_width(program: Program) -> int:
+    convs = [b for b in program.buffers if b.kind == "weight" and len(b.shape) == 4]
+    return max((b.shape[0] for b in convs), default=0)
+
+
+def build_rtl(program: Program, hw: HardwareConfig, out: str | Path) -> Path:
+    """Write `out/metahw_accel.v`, `out/manifest.json` and `out/instructions.json`; returns `out`."""
+    out = Path(out)
+    rp = rtl_plan(program, hw)
+    text, top = generate_verilog(rp)
+    meta = program.meta
+    bits = max((b.qformat.bits for b in program.buffers if b.kind == "weight" and len(b.shape) == 4), default=0)
+    manifest = {
+        "format": FORMAT_TAG,
+        "version": 1,
+        "top": TOP,
+        "verilog": f"{TOP}.v",
+        "verilog_sha256": hashlib.sha256(text.encode()).hexdigest(),
+        "clock": "clk",
+        "reset": "rst",
+        "ports": _ports(top),
+        "hardware": hw.to_json(),
+        "program": {
+            "algorithm": meta.algorithm,
+            "ways": meta.ways,
+            "shots": meta.shots,
+            "queries": meta.queries,
+            "bits": bits,
+            "width": _backbone_width(program),
+            "rounding": meta.rounding,
+            "overflow": meta.overflow,
+        },
+        "stream": {"elements": hw.stream_elements, "in_bits": rp.in_bits, "out_bits": rp.out_bits},
+        "episode_cycles": episode_cycles(program, hw).total,
+        "instructions": len(rp.instructions),
+        "memories": _memories(rp),
+    }
+    listing = [
+        {"index": k, "engine": ENGINE_NAMES[i.engine], "beats": i.beats, "label": i.label, "image": i.image}
+        for k, i in enumerate(rp.instructions)
+    ]
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / f"{TOP}.v", text)
+    write_text_atomic(out / "instructions.json", json.dumps(listing, indent=1) + "\n")
+    write_text_atomic(out / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+    return out

