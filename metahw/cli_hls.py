@@ -34,7 +34,9 @@ def _options(hls_backend: str, part: str, clock_period: float, strategy: str, re
 def build_command(
     build: Annotated[Path, typer.Argument(help="Build folder written by `metahw compile`.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Project folder to write.")],
-    backend: Annotated[str, typer.Option(help="Hardware backend: hls4ml (amaranth is not built yet).")] = "hls4ml",
+    backend: Annotated[str, typer.Option(help="Hardware backend: hls4ml or amaranth (Verilog).")] = "hls4ml",
+    lanes: Annotated[int, typer.Option(help="amaranth: MAC lanes P (a power of two).")] = 8,
+    config: Annotated[Path | None, typer.Option(help="amaranth: hardware config JSON for the other parameters.")] = None,
     hls_backend: HlsBackend = "vitis",
     part: Part = "xcvu13p-flga2577-2-e",
     clock_period: ClockPeriod = 5.0,
@@ -45,9 +47,14 @@ def build_command(
     data: Data = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
 ) -> None:
-    """Write the whole episode as a hardware project: an hls4ml project (Vitis HLS or Vivado HLS C++)."""
+    """Write the whole episode as hardware: Amaranth Verilog, or an hls4ml project (Vitis HLS or Vivado HLS C++)."""
     if backend == "amaranth":
-        raise UserError("the Amaranth backend is not built yet; use --backend hls4ml.")
+        from metahw.cli_rtl import build_amaranth
+        from metahw.cli_sim import hardware_for
+
+        program = Program.load(build)
+        build_amaranth(program, hardware_for(program, lanes, 1, config), out, as_json)
+        return
     if backend not in BACKENDS:
         raise UserError(f"unknown --backend {backend!r}; accepted are {', '.join(BACKENDS)}.")
     if tb_episodes < 0:

@@ -20,7 +20,8 @@ from metahw.sim.report import run_report
 from metahw.sim.trace import write_vcd
 
 
-def _hardware(program: Program, lanes: int, groups: int | None, config: Path | None) -> HardwareConfig:
+def hardware_for(program: Program, lanes: int, groups: int | None, config: Path | None) -> HardwareConfig:
+    """The config file's parameters (or the defaults) with P lanes and G groups (default: `default_groups`)."""
     base = HardwareConfig.load(config) if config is not None else HardwareConfig()
     hw = dataclasses.replace(base, lanes=lanes, groups=1)
     return dataclasses.replace(hw, groups=groups if groups is not None else default_groups(program, lanes))
@@ -40,6 +41,10 @@ def simulate_command(
     data: Annotated[Path | None, typer.Option(help="Omniglot data (episodes from the meta-test alphabets).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
     hls: Annotated[bool, typer.Option("--hls", help="Run the hls4ml C simulation instead (`metahw hls-sim`).")] = False,
+    rtl: Annotated[
+        str | None, typer.Option(help="Also run the generated RTL: 'verilator' (outputs and cycles vs the simulator).")
+    ] = None,
+    stall_seed: Annotated[int, typer.Option(help="--rtl: withhold stream handshakes at random (0: never).")] = 0,
     progress: bool = True,
 ) -> None:
     """Run episodes on the cycle simulator: accuracy, cycles, utilisation, latency, golden agreement."""
@@ -49,7 +54,14 @@ def simulate_command(
     if lanes is None:
         raise UserError("--lanes is required for the cycle simulator (or give --hls for the hls4ml C simulation).")
     program = Program.load(build)
-    hw = _hardware(program, lanes, groups, config)
+    if rtl is not None:
+        from metahw.cli_rtl import refuse_unknown_rtl, simulate_rtl
+
+        refuse_unknown_rtl(rtl)
+        hw = hardware_for(program, lanes, 1 if groups is None else groups, config)
+        simulate_rtl(program, hw, build, episodes, seed, data, stall_seed, as_json, progress)
+        return
+    hw = hardware_for(program, lanes, groups, config)
     split = load_omniglot(data).split("test")
     on_first = (lambda run: write_vcd(run, hw.clock_mhz, vcd)) if vcd is not None else None
     runs = run_episodes(program, hw, split, episodes, seed, progress and not as_json, on_first)

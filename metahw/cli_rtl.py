@@ -1,0 +1,68 @@
+"""`metahw build --backend amaranth` and `metahw simulate --rtl verilator`: the generated RTL and its check."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import typer
+
+from metahw.compiler.program import Program
+from metahw.errors import UserError
+from metahw.hw.amaranth.build import build_rtl
+from metahw.hw.amaranth.check import check_episodes, rtl_hardware
+from metahw.hw.amaranth.verilator import RtlMismatch, lint
+from metahw.models.data import load_omniglot
+from metahw.sim.config import HardwareConfig
+
+
+def build_amaranth(program: Program, hw: HardwareConfig, out: Path, as_json: bool) -> None:
+    """Write the Verilog, the manifest and the instruction listing; lint the Verilog with Verilator."""
+    started = time.perf_counter()
+    hw = rtl_hardware(program, hw)
+    build_rtl(program, hw, out)
+    seconds = time.perf_counter() - started
+    lint(out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    report = {"out": str(out), "build_seconds": seconds, "lint": "clean (-Wall, WIDTH waived)", **manifest}
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    hwj = manifest["hardware"]
+    typer.echo(f"wrote {out / manifest['verilog']} in {seconds:.1f} s: P={hwj['lanes']} lanes, "
+               f"{hwj['acc_bits']}-bit accumulators, {manifest['instructions']} instructions, "
+               f"{manifest['episode_cycles']:,} cycles per episode; verilator --lint-only clean")  # fmt: skip
+    memory_bits = sum(m["bits"] for m in manifest["memories"])
+    typer.echo(f"  memories: {memory_bits / 8192:.1f} KiB in {len(manifest['memories'])} memories; "
+               f"next: metahw report {out} --target ecp5-85k")  # fmt: skip
+
+
+def simulate_rtl(program: Program, hw: HardwareConfig, build: Path, episodes: int, seed: int, data: Path | None,
+                 stall_seed: int, as_json: bool, progress: bool) -> None:  # fmt: skip
+    """Episodes in Verilator against the simulator: outputs and cycle counts side by side, exit 1 on a difference."""
+    hw = rtl_hardware(program, hw)
+    folder = build / f"rtl_p{hw.lanes}"
+    split = load_omniglot(data).split("test")
+    try:
+        check = check_episodes(program, hw, split, episodes, folder, seed, stall_seed, progress and not as_json)
+    except RtlMismatch as exc:
+        typer.echo(f"metahw: RTL and simulator disagree: {exc}", err=True)
+        raise typer.Exit(1) from None
+    report = {"build": str(build), "rtl": str(folder), "lanes": hw.lanes, **check.to_dict()}
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    typer.echo(f"Verilator RTL vs cycle simulator, {episodes} episodes, P={hw.lanes}: {check.matched}/{episodes} "
+               f"identical (every output element, every instruction's issue cycle)")  # fmt: skip
+    typer.echo(f"  cycles per episode   RTL {check.rtl_cycles:,}   simulator {check.sim_cycles:,}   "
+               f"difference {check.rtl_cycles - check.sim_cycles}")  # fmt: skip
+    typer.echo(f"  accuracy             {100 * check.accuracy:.2f} %")
+    typer.echo(f"  Verilator            {report['rtl_cycles_per_second'] / 1e6:.1f} M cycles/s "
+               f"(build {check.build_seconds:.0f} s)")  # fmt: skip
+
+
+def refuse_unknown_rtl(rtl: str | None) -> None:
+    """Only Verilator runs the RTL here."""
+    if rtl is not None and rtl != "verilator":
+        raise UserError(f"unknown --rtl {rtl!r}; accepted is verilator")

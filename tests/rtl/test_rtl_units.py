@@ -1,0 +1,131 @@
+"""Amaranth-simulator tests of the datapath components against the software models, and a whole tiny episode."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from metahw.compiler.qformat import QFormat
+from metahw.hw.amaranth.argtree import ArgTree
+from metahw.hw.amaranth.mac import MacArray
+from metahw.hw.amaranth.requant import Requantiser
+from metahw.hw.amaranth.spec import RequantSpec, rtl_plan
+from metahw.sim import ppu
+from metahw.sim.config import HardwareConfig
+from metahw.sim.ops_head import _tree_select
+from metahw.sim.simulator import Simulator as CycleSimulator
+from tests.rtl.amaranth_bench import amaranth_episode
+from tests.rtl.rtl_fixtures import tiny_inputs, tiny_protonet
+
+SPECS = [
+    RequantSpec(7, QFormat(8, 4, signed=False)),
+    RequantSpec(3, QFormat(6, 2)),
+    RequantSpec(0, QFormat(5, 0)),
+    RequantSpec(-2, QFormat(8, 3)),
+    RequantSpec(1, QFormat(4, 1)),
+]
+
+
+def _run(dut, bench) -> None:
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+
+
+@pytest.mark.parametrize("rounding", ["truncate", "half_up", "half_even"])
+@pytest.mark.parametrize("overflow", ["saturate", "wrap"])
+def test_requantiser_matches_the_ppu_model(rounding, overflow):
+    dut = Requantiser(SPECS, 20, rounding, overflow)
+    rng = np.random.default_rng(1)
+    values = np.concatenate([rng.integers(-(1 << 19), 1 << 19, 150), np.arange(-40, 41)])
+
+    async def bench(ctx):
+        for k, spec in enumerate(SPECS):
+            want, _ = ppu.requantise(values, spec.shift + spec.dst.frac, spec.dst, rounding, overflow)
+            for v, w in zip(values.tolist(), want.tolist()):
+                ctx.set(dut.value, v)
+                ctx.set(dut.select, k)
+                await ctx.delay(1e-9)
+                got = ctx.get(dut.result)
+                over = ctx.get(dut.overflow)
+                exact, count = ppu.requantise(np.array([v]), spec.shift + spec.dst.frac, spec.dst, rounding, overflow)
+                assert got == w, (spec, v, got, w)
+                assert over == count, (spec, v)
+
+    sim = Simulator(dut)
+    sim.add_testbench(bench)
+    sim.run()
+
+
+@pytest.mark.parametrize("lanes", [1, 4, 8])
+def test_mac_array_outer_and_reduce(lanes):
+    dut = MacArray(lanes, 10, 32)
+    rng = np.random.default_rng(lanes)
+    x = rng.integers(-300, 300, (5, lanes))
+    y = rng.integers(-300, 300, (5, lanes))
+    preload = rng.integers(-1000, 1000, lanes)
+
+    async def bench(ctx):
+        lane_out, sums = None, []
+        for mode in ("outer", "reduce", "l2"):
+            for beat in range(5 + 3 + dut.tree_depth + 1):
+                live = beat < 5
+                ctx.set(dut.valid, live)
+                ctx.set(dut.first, beat == 0)
+                ctx.set(dut.last, beat == 4)
+                ctx.set(dut.reduce, mode != "outer")
+                ctx.set(dut.subtract, mode == "l2")
+                ctx.set(dut.square, mode == "l2")
+                for k in range(lanes):
+                    ctx.set(dut.x[k], int(x[beat % 5, k]))
+                    ctx.set(dut.y[k], int(y[beat % 5, k]))
+                    ctx.set(dut.preload[k], int(preload[k]))
+                await ctx.tick()
+                if ctx.get(dut.lane_valid):
+                    lane_out = [ctx.get(dut.lane_acc[k]) for k in range(lanes)]
+                if ctx.get(dut.sum_valid):
+                    sums.append(ctx.get(dut.sum))
+        assert lane_out == (preload + (x * y).sum(axis=0)).tolist()
+        assert sums == [int((x * y).sum()), int(((x - y) ** 2).sum())]
+
+    _run(dut, bench)
+
+
+@pytest.mark.parametrize("greater", [False, True])
+def test_compare_tree_keeps_the_lower_index_on_ties(greater):
+    lanes = 8
+    dut = ArgTree(lanes, 12, greater)
+    rng = np.random.default_rng(5)
+    rows = rng.integers(-4, 4, (40, lanes))  # many ties
+
+    async def bench(ctx):
+        got = []
+        for k in range(len(rows) + dut.depth + 1):
+            row = rows[min(k, len(rows) - 1)]
+            ctx.set(dut.valid, k < len(rows))
+            ctx.set(dut.mask, (1 << 6) - 1)  # the last two lanes are masked off
+            for lane in range(lanes):
+                ctx.set(dut.values[lane], int(row[lane]))
+            await ctx.tick()
+            if ctx.get(dut.out_valid):
+                got.append(ctx.get(dut.index))
+        assert got == _tree_select(rows[:, :6], prefer_greater=greater).tolist()
+
+    _run(dut, bench)
+
+
+@pytest.mark.parametrize("signed_act", [False, True])
+def test_whole_tiny_episode_in_amaranths_simulator(signed_act):
+    program = tiny_protonet(ways=2, shots=2, queries=3, signed_act=signed_act, rounding="half_even")
+    hw = HardwareConfig(lanes=4, stream_elements=4, acc_bits=32)
+    rp = rtl_plan(program, hw)
+    inputs = tiny_inputs(program, 1)
+    want = CycleSimulator(program, hw).run(inputs)
+    run, _ = amaranth_episode(rp, inputs)
+    assert run.status == "done"
+    assert run.total_cycles == want.total_cycles
+    assert [cycle for _, cycle in run.issues] == [e.start for e in want.events]
+    for name in rp.outputs:
+        assert np.array_equal(run.outputs[name], want.values[name]), name
