@@ -36,7 +36,9 @@ def build_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="Project folder to write.")],
     backend: Annotated[str, typer.Option(help="Hardware backend: hls4ml or amaranth (Verilog).")] = "hls4ml",
     lanes: Annotated[int, typer.Option(help="amaranth: MAC lanes P (a power of two).")] = 8,
-    config: Annotated[Path | None, typer.Option(help="amaranth: hardware config JSON for the other parameters.")] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="amaranth: hardware config JSON for the other parameters.")
+    ] = None,
     hls_backend: HlsBackend = "vitis",
     part: Part = "xcvu13p-flga2577-2-e",
     clock_period: ClockPeriod = 5.0,

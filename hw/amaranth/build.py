@@ -34,7 +34,11 @@ def generate_verilog(rp: RtlPlan) -> tuple[str, Accelerator]:
 
 def _ports(top: Accelerator) -> list[dict]:
     return [
-        {"name": name, "direction": "in" if member.flow.value == "in" else "out", "width": Shape.cast(member.shape).width}
+        {
+            "name": name,
+            "direction": "in" if member.flow.value == "in" else "out",
+            "width": Shape.cast(member.shape).width,
+        }
         for name, member in top.signature.members.items()
     ]
 

@@ -98,4 +98,3 @@ class MacArray(wiring.Component):
             m.d.sync += acc.eq(total)
             with m.If(last):
                 m.d.sync += self.sum.eq(total)
-

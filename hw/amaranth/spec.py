@@ -239,7 +239,13 @@ def _segment(rp: RtlPlan, segment, buffers: dict[str, Buffer]) -> None:
     rp.flattens.append(flat)
     for b in range(segment.batch):
         rp.instructions.append(
-            Instruction(IO_IMAGE, -(-per_image // rp.hw.stream_elements), image=b, label=f"stream_in {image.name}", buffer=image.name)
+            Instruction(
+                IO_IMAGE,
+                -(-per_image // rp.hw.stream_elements),
+                image=b,
+                label=f"stream_in {image.name}",
+                buffer=image.name,
+            )
         )
         for k, conv in enumerate(convs):
             layer = rp.convs[conv]
@@ -378,4 +384,3 @@ def _finish(rp: RtlPlan, buffers: dict[str, Buffer]) -> None:
     for head in rp.heads.values():
         if head.name in rp.label_inputs:
             raise _refuse(f"'{head.name}' is both a label input and a head buffer")
-

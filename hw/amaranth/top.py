@@ -112,7 +112,11 @@ class Accelerator(wiring.Component):
             m.submodules[f"requant{k}"] = rq
             self.rq.append(rq)
         self.scales = [1]
-        self.ppu_relu, self.ppu_first, self.ppu_emit = Signal(name="ppu_relu"), Signal(name="ppu_first"), Signal(name="ppu_emit")
+        self.ppu_relu, self.ppu_first, self.ppu_emit = (
+            Signal(name="ppu_relu"),
+            Signal(name="ppu_first"),
+            Signal(name="ppu_emit"),
+        )
         self.ppu_scale = Signal(4, name="ppu_scale")
         self.ppu_sel = Signal(range(max(2, len(rp.requants))), name="ppu_sel")
         self.ppu_sel_out = Signal.like(self.ppu_sel, name="ppu_sel_out")
@@ -329,12 +333,16 @@ class Accelerator(wiring.Component):
         with m.If(self._issued(CONV)):
             m.d.sync += [lop.eq(self.fetched["op"]), bank.eq(self.fetched["bank"])]
         big = 24
-        t, py, px, wy, wx, c, i, j = (Signal(big, name=f"conv_{n}") for n in ("t", "py", "px", "wy", "wx", "c", "i", "j"))
+        t, py, px, wy, wx, c, i, j = (
+            Signal(big, name=f"conv_{n}") for n in ("t", "py", "px", "wy", "wx", "c", "i", "j")
+        )
         k, wtile, otile = Signal(big, name="conv_k"), Signal(big, name="conv_wtile"), Signal(big, name="conv_otile")
         yy, xx = Signal(signed(big), name="conv_yy"), Signal(signed(big), name="conv_xx")
         s_addr, lane = Signal(big, name="conv_addr"), Signal(range(p), name="conv_lane")
         oaddr = Signal(big, name="conv_oaddr")
-        tap, first, last, win0, winlast = (Signal(name=f"conv_{n}") for n in ("tap", "first", "last", "win0", "winlast"))
+        tap, first, last, win0, winlast = (
+            Signal(name=f"conv_{n}") for n in ("tap", "first", "last", "win0", "winlast")
+        )
         beat = self._beat(CONV)
         with m.Switch(lop):
             for index, layer in enumerate(rp.convs):
@@ -352,8 +360,10 @@ class Accelerator(wiring.Component):
             self._drive(rd[b].addr, Mux(self._active(CONV) & (bank == b), s_addr, 0))
         self._drive(wrd.addr, self._gate(CONV, wtile + k))
         v1 = _delay(m, beat, 1, "conv_valid")
-        tap1, lane1, first1, last1 = (_delay(m, sig, 1, f"conv_{n}") for sig, n in
-                                      ((tap, "tap"), (lane, "lane"), (first, "first"), (last, "last")))
+        tap1, lane1, first1, last1 = (
+            _delay(m, sig, 1, f"conv_{n}")
+            for sig, n in ((tap, "tap"), (lane, "lane"), (first, "first"), (last, "last"))
+        )
         # stage 1 -> 2: operand registers
         pixel = Signal(signed(rp.hw.operand_bits), name="conv_pixel")
         raw = Mux(bank, rd[1].data, rd[0].data).word_select(lane1, rp.act_bits)
@@ -376,14 +386,20 @@ class Accelerator(wiring.Component):
             self._drive(self.mac_y[n], self._gate(CONV, ys[n]))
         # preload: bias ROM read at stage 3, data with the products at stage 4
         t3 = _delay(m, t, 3, "conv_t")
-        bias_base, relu, requant = Signal(16, name="conv_bias_base"), Signal(name="conv_relu"), Signal.like(self.ppu_sel)
+        bias_base, relu, requant = (
+            Signal(16, name="conv_bias_base"),
+            Signal(name="conv_relu"),
+            Signal.like(self.ppu_sel),
+        )
         with m.Switch(lop):
             for index, layer in enumerate(rp.convs):
                 with case(m, index, len(rp.convs)):
                     m.d.comb += [bias_base.eq(layer.bias_base), relu.eq(layer.relu), requant.eq(layer.requant)]
         self._drive(self.bias_rd.addr, self._gate(CONV, bias_base + t3))
         for n in range(p):
-            self._drive(self.mac_preload[n], self._gate(CONV, self.bias_rd.data.word_select(n, rp.hw.acc_bits).as_signed()))
+            self._drive(
+                self.mac_preload[n], self._gate(CONV, self.bias_rd.data.word_select(n, rp.hw.acc_bits).as_signed())
+            )
         # PPU controls with the accumulators (stage 5); the write with the PPU output (stage 6)
         win0_5, winlast5 = _delay(m, win0, 5, "conv_win0"), _delay(m, winlast, 5, "conv_winlast")
         oaddr6 = _delay(m, oaddr, 6, "conv_oaddr")
@@ -452,7 +468,6 @@ class Accelerator(wiring.Component):
                     next_pixel()
         else:
             next_pixel()
-
 
     def _flatten(self, m: Module) -> None:
         """VECTOR: one AMEM word (P channels of a 1x1 map) per beat into the image's row of the head buffer."""
@@ -647,8 +662,9 @@ class Accelerator(wiring.Component):
             here = self.ppu_valid & mine
             self._write_element(m, out, q6, n6, lin6, self.rq[0].result, here)
 
-    def _write_element(self, m: Module, head, row: object, col: object, linear: object, value: object,
-                       enable: object) -> None:
+    def _write_element(
+        self, m: Module, head, row: object, col: object, linear: object, value: object, enable: object
+    ) -> None:
         """One element into a head buffer's row words and its stream mirror."""
         p, e, bits = self.lanes, self.elements, head.qformat.bits
         words = -(-head.cols // p)
@@ -704,7 +720,11 @@ class Accelerator(wiring.Component):
                     m.d.sync += [best.eq(tree.value), best_index.eq(index)]
             emit = Signal(name=f"rr{op}_emit")
             emit_index, emit_q = Signal(16, name=f"rr{op}_ei"), Signal(16, name=f"rr{op}_eq")
-            m.d.sync += [emit.eq(tree.out_valid & (blk_t == words - 1) & mine), emit_index.eq(new_index), emit_q.eq(q_t)]
+            m.d.sync += [
+                emit.eq(tree.out_valid & (blk_t == words - 1) & mine),
+                emit_index.eq(new_index),
+                emit_q.eq(q_t),
+            ]
             self._write_element(m, out, Const(0), emit_q, emit_q, emit_index, emit)
 
     def _stream_out(self, m: Module) -> None:

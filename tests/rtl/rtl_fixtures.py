@@ -12,8 +12,16 @@ PIX = QFormat(8, 7, signed=False)
 ACT = QFormat(8, 5, signed=False)
 
 
-def tiny_protonet(ways: int = 3, shots: int = 2, queries: int = 4, width: int = 4, seed: int = 3,
-                  rounding: str = "half_up", overflow: str = "saturate", signed_act: bool = False) -> Program:  # fmt: skip
+def tiny_protonet(
+    ways: int = 3,
+    shots: int = 2,
+    queries: int = 4,
+    width: int = 4,
+    seed: int = 3,
+    rounding: str = "half_up",
+    overflow: str = "saturate",
+    signed_act: bool = False,
+) -> Program:
     """Two conv blocks (4x4 -> 2x2 -> 1x1, ReLU + pool) for supports and queries, prototypes, l2, ArgMin."""
     rng = np.random.default_rng(seed)
     act = QFormat(8, 5, signed=signed_act)

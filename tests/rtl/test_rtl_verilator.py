@@ -1,0 +1,86 @@
+"""The generated Verilog in Verilator: lint, determinism, and whole tiny episodes equal to the cycle simulator."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from metahw.hw.amaranth.build import build_rtl
+from metahw.hw.amaranth.spec import rtl_plan
+from metahw.hw.amaranth.top import ERROR_LABEL_RANGE
+from metahw.hw.amaranth.verilator import RtlMismatch, compare_with_sim, compile_testbench, lint, run_rtl
+from metahw.sim.config import HardwareConfig
+from metahw.sim.simulator import Simulator
+from tests.rtl.rtl_fixtures import tiny_inputs, tiny_protonet
+
+
+@pytest.fixture(scope="module")
+def tiny_build(tmp_path_factory):
+    program = tiny_protonet(ways=3, shots=2, queries=4, width=8)
+    hw = HardwareConfig(lanes=4, stream_elements=2, acc_bits=34)
+    out = build_rtl(program, hw, tmp_path_factory.mktemp("rtl"))
+    return program, hw, out, compile_testbench(out)
+
+
+def test_lint_clean_and_builds_are_byte_identical(tiny_build, tmp_path):
+    program, hw, out, _ = tiny_build
+    lint(out)
+    again = build_rtl(program, hw, tmp_path / "again")
+    for name in ("metahw_accel.v", "manifest.json", "instructions.json"):
+        assert (out / name).read_bytes() == (again / name).read_bytes(), name
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["episode_cycles"] == Simulator(program, hw).run(tiny_inputs(program)).total_cycles
+    assert {p["name"] for p in manifest["ports"]} >= {"start", "done", "in_data", "out_data", "in_ready", "out_valid"}
+
+
+@pytest.mark.parametrize("stall_seed", [0, 7])
+def test_episodes_equal_the_simulator_bit_and_cycle(tiny_build, tmp_path, stall_seed):
+    program, hw, _, exe = tiny_build
+    rp = rtl_plan(program, hw)
+    episodes = [tiny_inputs(program, seed) for seed in range(4)]
+    runs = run_rtl(exe, rp, episodes, tmp_path, seed=stall_seed)
+    simulator = Simulator(program, hw)
+    for k, (run, inputs) in enumerate(zip(runs, episodes)):
+        compare_with_sim(rp, run, simulator.run(inputs), k)
+        assert (run.stalls > 0) == (stall_seed > 0)
+
+
+def test_a_wrong_output_is_reported_with_its_place(tiny_build, tmp_path):
+    program, hw, _, exe = tiny_build
+    rp = rtl_plan(program, hw)
+    inputs = tiny_inputs(program, 0)
+    run = run_rtl(exe, rp, [inputs], tmp_path)[0]
+    sim = Simulator(program, hw).run(inputs)
+    sim.values["scores"] = sim.values["scores"].copy()
+    sim.values["scores"][2, 1] += 1
+    with pytest.raises(RtlMismatch, match=r"output 'scores'\[2, 1\].*Distance 'distance'"):
+        compare_with_sim(rp, run, sim, 0)
+
+
+def test_label_out_of_range_stops_with_an_error(tiny_build, tmp_path):
+    program, hw, _, exe = tiny_build
+    inputs = tiny_inputs(program, 0)
+    inputs["support_labels"] = np.array([0, 1, 3, 1, 2, 0])  # 3 is not a class of a 3-way episode
+    run = run_rtl(exe, rtl_plan(program, hw), [inputs], tmp_path)[0]
+    assert (run.status, run.error_code) == ("error", ERROR_LABEL_RANGE)
+
+
+def test_refusals_name_the_reason():
+    program = tiny_protonet()
+    with pytest.raises(Exception, match="G = 2"):
+        rtl_plan(program, HardwareConfig(lanes=8, groups=2))
+    with pytest.raises(Exception, match="stream's 8 elements per beat"):
+        rtl_plan(program, HardwareConfig(lanes=4, stream_elements=8))
+
+
+def test_cli_build_writes_verilog_and_manifest(cli, tmp_path):
+    program = tiny_protonet()
+    program.save(tmp_path / "build")
+    result = cli("build", str(tmp_path / "build"), "--backend", "amaranth", "--lanes", "4", "-o", str(tmp_path / "out"))
+    assert result.code == 0, result.stderr
+    assert "lint-only clean" in result.stdout
+    assert (tmp_path / "out" / "metahw_accel.v").is_file()
+    bad = cli("build", str(tmp_path / "build"), "--backend", "amaranth", "--lanes", "6", "-o", str(tmp_path / "x"))
+    assert bad.code == 2 and "power of two" in bad.stderr
