@@ -22,7 +22,7 @@ app = typer.Typer(
 
 
 def _register_commands() -> None:
-    from metahw import cli_compiler, cli_demo, cli_export, cli_hls, cli_models, cli_report, cli_sim  # noqa: F401 - each registers its commands on `app`
+    from metahw import cli_compiler, cli_demo, cli_explore, cli_export, cli_hls, cli_models, cli_report, cli_sim  # noqa: F401 - each registers its commands on `app`
 
 
 def main() -> None:
