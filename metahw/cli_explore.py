@@ -17,7 +17,8 @@ from metahw.explore.pareto import front_table, meets_target, pareto_document, pa
 from metahw.explore.plot import plot_pareto
 from metahw.explore.space import Candidate, SearchSpace, parse_range, parse_widths, select_widths
 from metahw.explore.study import run_study
-from metahw.explore.trial import TrialSettings, check_target, checkpoint_key, evaluate_design
+from metahw.explore.trial import TrialSettings, checkpoint_key, evaluate_design
+from metahw.hw.synth.devices import get_device
 from metahw.sim.config import MAX_LANES
 
 #: bit widths the compiler accepts
@@ -69,7 +70,7 @@ def explore_command(
         raise UserError("give either --workers (local processes) or --ray ADDRESS (a Ray cluster), not both.")
     if episodes < 2:
         raise UserError(f"--episodes must be >= 2 for a confidence interval (got {episodes}).")
-    check_target(target)
+    get_device(target)
     candidates = select_widths(_candidates(checkpoints, ways, shots), width_values)
     space = SearchSpace(candidates, bit_values, lane_values)
     out = out.resolve()

@@ -8,7 +8,7 @@ measurements, each a function of only what it depends on:
   meta-test episodes; `measure_float` gives the float accuracy on the same episodes, once
   per checkpoint;
 - `measure_cycles(checkpoint, bits, lanes)`: `episode_cycles` of that program on P lanes;
-- `measure_resources(checkpoint, bits, lanes)`: the RTL (`metahw.hw.amaranth.build_rtl`)
+- `measure_resources(checkpoint, bits, lanes)`: the RTL (`metahw.hw.amaranth.build.build_rtl`)
   synthesised and placed for the target (`metahw.hw.synth.report.synthesize`).
 
 Everything lands under `results_dir/cache/`, keyed by the checkpoint's content hash and the
@@ -69,15 +69,6 @@ class TrialSettings:
     def accuracy_tag(self) -> str:
         """What an accuracy depends on besides checkpoint and bits: the episodes."""
         return f"{self.episode_tag()}-e{self.episodes}"
-
-
-def check_target(target: str) -> None:
-    """Raise UserError when the synthesis package is present and does not know `target`."""
-    try:
-        from metahw.hw.synth.devices import get_device
-    except ImportError:  # the synthesis package is not installed yet: `synthesize` will say
-        return
-    get_device(target)
 
 
 @functools.cache
@@ -218,7 +209,7 @@ def measure_resources(checkpoint: str, bits: int, lanes: int, settings: TrialSet
     name = f"{checkpoint_key(checkpoint)}-b{bits}-p{lanes}-{settings.episode_tag()}"
 
     def compute() -> dict:
-        from metahw.hw.amaranth import build_rtl
+        from metahw.hw.amaranth.build import build_rtl
         from metahw.hw.synth.report import synthesize
 
         program = _load_program(checkpoint, bits, settings)

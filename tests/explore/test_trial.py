@@ -1,14 +1,11 @@
-"""The real trial function on the tiny checkpoint, with the RTL generator and synthesis stood in for."""
+"""The real trial function on the tiny checkpoint, with the RTL generator and synthesis stood in for (fast)."""
 
 from __future__ import annotations
 
-import sys
-import types
 from pathlib import Path
 
 import pytest
 
-import metahw.hw.amaranth
 from metahw.compiler.program import Program
 from metahw.errors import UserError
 from metahw.explore.space import Design
@@ -42,8 +39,8 @@ def fake_hardware(monkeypatch: pytest.MonkeyPatch) -> list:
         calls.append(("synth", target, place_and_route))
         return FakeReport(int(build_dir.joinpath("manifest.json").read_text().split(":")[1].strip(" }")))
 
-    monkeypatch.setattr(metahw.hw.amaranth, "build_rtl", build_rtl, raising=False)
-    monkeypatch.setitem(sys.modules, "metahw.hw.synth.report", types.SimpleNamespace(synthesize=synthesize))
+    monkeypatch.setattr("metahw.hw.amaranth.build.build_rtl", build_rtl)
+    monkeypatch.setattr("metahw.hw.synth.report.synthesize", synthesize)
     return calls
 
 
