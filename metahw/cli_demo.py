@@ -2,7 +2,9 @@
 
 Steps: float evaluation on the meta-test alphabets -> whole-episode ONNX export checked in
 onnxruntime -> 8-bit compilation (program + quantisation report) -> float vs fixed-point
-comparison on the same episodes (golden executor) -> summary.json.
+comparison on the same episodes (golden executor) -> cycle simulation checked against golden ->
+Amaranth Verilog checked in Verilator against the simulator -> synthesis and place-and-route
+(metahw.demo_hardware) -> the report page (report/report.html) and summary.json.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from metahw.cli import app
 from metahw.compiler.compare import compare
 from metahw.compiler.compare_plot import plot_accuracy_vs_bits
 from metahw.compiler.compile import compile_episode, save_build
+from metahw.compiler.program import Program
 from metahw.compiler.quant_config import QuantConfig
+from metahw.demo_hardware import hardware_stage, write_report
 from metahw.models.checkpoint import load_checkpoint
 from metahw.models.data import load_omniglot
 from metahw.models.evaluate import evaluate
@@ -37,6 +41,10 @@ def demo_command(
     bits: Annotated[int, typer.Option(help="Bits of the compiled program.")] = 8,
     episodes: Annotated[int, typer.Option(help="Meta-test episodes for float and fixed-point accuracy.")] = 1000,
     data: Annotated[Path | None, typer.Option(help="Omniglot data.")] = None,
+    lanes: Annotated[int, typer.Option(help="MAC lanes P of the generated accelerator.")] = 8,
+    target: Annotated[str, typer.Option(help="FPGA for synthesis and place-and-route ('none': skip).")] = "ecp5-85k",
+    sim_episodes: Annotated[int, typer.Option(help="Episodes through the cycle simulator (checked vs golden).")] = 5,
+    rtl_episodes: Annotated[int, typer.Option(help="Episodes through Verilator (checked vs the simulator).")] = 2,
     progress: bool = True,
 ) -> None:
     """Run the pipeline on a shipped model: float accuracy, ONNX export, compile, float vs fixed point."""
@@ -65,6 +73,41 @@ def demo_command(
     fixed = comparison["fixed"][str(bits)]
     summary["fixed_point"] = fixed
 
+    program = Program.load(build)
+    sections, rungs = hardware_stage(program, test, comparison, out, lanes=lanes,
+                                     target=None if target == "none" else target, sim_episodes=sim_episodes,
+                                     rtl_episodes=rtl_episodes, progress=progress)  # fmt: skip
+    rungs.insert(
+        0,
+        {
+            "rung": "onnxruntime vs PyTorch",
+            "status": "pass" if check.predictions_equal else "fail",
+            "episodes": check.episodes,
+            "detail": f"max relative error {check.max_relative_error:.1e}",
+        },
+    )
+    rungs.insert(
+        1,
+        {
+            "rung": "golden executor",
+            "status": "pass",
+            "episodes": episodes,
+            "detail": f"{100 * fixed['agreement_with_float']:.2f}% predictions as float",
+        },
+    )
+    rungs.append(
+        {
+            "rung": "hls4ml C simulation",
+            "status": "not run",
+            "episodes": None,
+            "detail": "run `metahw simulate BUILD --hls` (g++ build of several minutes)",
+        }
+    )
+    backbone = {"checkpoint": model, "algorithm": learner.algorithm, "width": _backbone_width(program), "depth": 4}
+    page = write_report(out, f"metahw demo: {learner.algorithm} ({model})", backbone, program, sections, rungs)
+    summary["verification"] = rungs
+    summary["report"] = str(page)
+
     summary["seconds"] = time.perf_counter() - started
     write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     acc = fixed["accuracy"]
@@ -79,4 +122,11 @@ def demo_command(
     typer.echo(f"  {label + ' accuracy':<20} {100 * acc['accuracy']:.2f} +- {100 * acc['ci95']:.2f} % "
                f"(golden executor, same episodes; {100 * fixed['agreement_with_float']:.2f}% predictions as float, "
                f"{sum(fixed['saturation'].values())} saturations)")  # fmt: skip
+    for rung in rungs:
+        typer.echo(f"  {rung['rung']:<28} {rung['status']:<8} {rung['detail']}")
+    typer.echo(f"  report               {page}")
     typer.echo(f"  summary              {out / 'summary.json'} ({summary['seconds']:.0f} s)")
+
+
+def _backbone_width(program: Program) -> int:
+    return max((b.shape[0] for b in program.buffers if b.kind == "weight" and len(b.shape) == 4), default=0)

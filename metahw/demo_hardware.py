@@ -1,0 +1,110 @@
+"""The hardware half of `metahw demo`: cycle simulation, Amaranth RTL, Verilator, synthesis, report page.
+
+Each rung of the verification ladder it runs is recorded with its status, the episodes it
+checked and a detail string, so the report page shows what was verified and what was not.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from metahw.compiler.program import Program
+from metahw.errors import UserError
+from metahw.hw.amaranth.check import check_episodes, rtl_hardware
+from metahw.hw.amaranth.verilator import RtlMismatch, lint
+from metahw.models.data import OmniglotSplit
+from metahw.report_page import render_report, sections_from_compare
+from metahw.sim.config import HardwareConfig
+from metahw.sim.episodes import run_episodes
+
+
+def hardware_stage(
+    program: Program,
+    split: OmniglotSplit,
+    comparison: dict,
+    out: Path,
+    *,
+    lanes: int,
+    target: str | None,
+    sim_episodes: int,
+    rtl_episodes: int,
+    progress: bool,
+) -> tuple[dict, list[dict]]:
+    """Simulate, build and check the RTL, synthesise; returns (report sections, verification rungs)."""
+    hw = rtl_hardware(program, HardwareConfig(lanes=lanes, groups=1))
+    rungs: list[dict] = []
+    runs = run_episodes(program, hw, split, sim_episodes, seed=1, progress=progress)
+    first = runs.first
+    rungs.append(_rung("cycle simulator vs golden", runs.matched == sim_episodes, sim_episodes,
+                       f"{runs.matched}/{sim_episodes} episodes bit-identical, {first.total_cycles:,} cycles"))  # fmt: skip
+    performance = {
+        "lanes": hw.lanes,
+        "groups": hw.groups,
+        "clock_mhz": hw.clock_mhz,
+        "fmax_mhz": None,
+        "total_cycles": first.total_cycles,
+        "adaptation_cycles": first.adaptation_cycles,
+        "query_cycles": first.query_cycles,
+        "kernels": [
+            {
+                "label": label,
+                "cycles": cycles,
+                "utilisation": first.utilisation(label)
+                if label in first.lane_macs and first.lane_macs[label]
+                else None,
+            }
+            for label, cycles in first.cycles.items()
+        ],  # fmt: skip
+    }
+    rtl_dir = out / "rtl"
+    try:
+        check = check_episodes(program, hw, split, rtl_episodes, rtl_dir, seed=2, progress=progress)
+        lint(rtl_dir)
+        rungs.append(_rung("Verilator RTL vs simulator", True, rtl_episodes,
+                           f"{check.matched}/{rtl_episodes} episodes identical, cycle difference "
+                           f"{check.rtl_cycles - check.sim_cycles}; verilator --lint-only clean"))  # fmt: skip
+    except RtlMismatch as exc:
+        rungs.append(_rung("Verilator RTL vs simulator", False, rtl_episodes, str(exc)))
+    resources: dict | None = {"not_run": "no --target given"}
+    if target is not None:
+        resources, rung = _synthesis(rtl_dir, target, progress)
+        rungs.append(rung)
+        if isinstance(resources, dict) and resources.get("fmax_mhz"):
+            performance["fmax_mhz"] = resources["fmax_mhz"]
+    sections = {"performance": performance, "resources": resources, **sections_from_compare(comparison, _bits(program))}
+    return sections, rungs
+
+
+def _bits(program: Program) -> int:
+    return max(b.qformat.bits for b in program.buffers if b.kind == "weight" and len(b.shape) == 4)
+
+
+def _synthesis(rtl_dir: Path, target: str, progress: bool) -> tuple[dict, dict]:
+    from metahw.hw.synth.report import synthesize
+
+    try:
+        report = synthesize(rtl_dir, target, progress=progress).to_dict()
+    except UserError as exc:
+        return {"not_run": str(exc)}, _rung("synthesis/PnR", False, None, str(exc))
+    section = {key: report[key] for key in ("target", "used", "capacity", "fits", "fmax_mhz", "suggestions")}
+    fmax = f"{report['fmax_mhz']:.1f} MHz" if report["fmax_mhz"] else "no fmax (synthesis only)"
+    detail = f"{target}: fits {report['fits']}, {fmax}, LUT {report['used']['LUT']}, DSP {report['used']['DSP']}"
+    return section, _rung("synthesis/PnR", bool(report["fits"]), None, detail)
+
+
+def _rung(name: str, passed: bool, episodes: int | None, detail: str) -> dict:
+    return {"rung": name, "status": "pass" if passed else "fail", "episodes": episodes, "detail": detail}
+
+
+def write_report(out: Path, title: str, model: dict, program: Program, sections: dict, rungs: list[dict]) -> Path:
+    """Assemble the report data and render the page into `out/report/`."""
+    meta = program.meta
+    data = {
+        "title": title,
+        "model": model,
+        "episode": {"ways": meta.ways, "shots": meta.shots, "queries": meta.queries},
+        "bits": _bits(program),
+        **sections,
+        "verification": rungs,
+    }
+    return render_report(data, out / "report")
