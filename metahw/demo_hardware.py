@@ -35,8 +35,8 @@ def hardware_stage(
     rungs: list[dict] = []
     runs = run_episodes(program, hw, split, sim_episodes, seed=1, progress=progress)
     first = runs.first
-    rungs.append(_rung("cycle simulator vs golden", runs.matched == sim_episodes, sim_episodes,
-                       f"{runs.matched}/{sim_episodes} episodes bit-identical, {first.total_cycles:,} cycles"))  # fmt: skip
+    detail = f"{runs.matched}/{sim_episodes} episodes bit-identical, {first.total_cycles:,} cycles"
+    rungs.append(_rung("cycle simulator vs golden", runs.matched == sim_episodes, sim_episodes, detail))
     performance = {
         "lanes": hw.lanes,
         "groups": hw.groups,
