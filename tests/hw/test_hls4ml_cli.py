@@ -38,7 +38,6 @@ def test_build_writes_a_complete_hls4ml_project(cli, program_dir, tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("--backend", "amaranth"), "the Amaranth backend is not built yet; use --backend hls4ml."),
         (("--backend", "verilog"), "unknown --backend 'verilog'; accepted are hls4ml, amaranth."),
         (("--hls-backend", "quartus"), "unknown --hls-backend 'quartus'; accepted are vitis, vivado"),
         (("--strategy", "fast"), "unknown --strategy 'fast'; accepted are latency, resource"),
