@@ -81,7 +81,9 @@ def write_pareto_json(document: dict, path: Path) -> None:
 
 def front_table(front: list[dict], target: str) -> Table:
     """The front as a rich table, one row per design; `target` says whether it fits within 0.5 points of float."""
-    table = Table(title=f"Pareto front on {target} ({len(front)} designs)", caption="* nominal clock (no fmax)")
+    nominal = any(r["clock_source"] != "fmax" for r in front)
+    caption = "* nominal clock (no fmax)" if nominal else None
+    table = Table(title=f"Pareto front on {target} ({len(front)} designs)", caption=caption)
     for heading in ("trial", "design", "accuracy %", "float %", "latency ms", "MHz", "LUTs", "target"):
         table.add_column(heading, justify="left" if heading in ("design", "target") else "right")
     for record in front:

@@ -117,10 +117,11 @@ def _images(split: OmniglotSplit) -> np.ndarray:
 
 def measure_float(checkpoint: str, settings: TrialSettings) -> tuple[dict, bool]:
     """Float accuracy (PyTorch, and onnxruntime on the exported graph) on the fixed episodes; cached."""
-    from metahw.compiler.compare import run_float
-    from metahw.models.stats import AccuracySummary
 
     def compute() -> dict:
+        from metahw.compiler.compare import run_float
+        from metahw.models.stats import AccuracySummary
+
         learner, spec, model = _exported(checkpoint, settings)
         episodes = _episodes(settings)
         run = run_float(learner, spec, model, _splits(settings.data)[0], episodes, progress=False)
@@ -155,12 +156,13 @@ def _load_program(checkpoint: str, bits: int, settings: TrialSettings) -> Progra
 
 def measure_accuracy(checkpoint: str, bits: int, settings: TrialSettings) -> tuple[dict, bool]:
     """Golden-executor accuracy (mean, 95% CI) of the `bits` program on the fixed episodes, and saturations; cached."""
-    from metahw.compiler.compare import embed_all
-    from metahw.compiler.golden import execute
-    from metahw.compiler.stages import head_program
-    from metahw.models.stats import AccuracySummary
 
     def compute() -> dict:
+        from metahw.compiler.compare import embed_all
+        from metahw.compiler.golden import execute
+        from metahw.compiler.stages import head_program
+        from metahw.models.stats import AccuracySummary
+
         program = _load_program(checkpoint, bits, settings)
         episodes = _episodes(settings)
         embedded, saturation = embed_all(program, _images(_splits(settings.data)[0]))
@@ -188,9 +190,10 @@ def hardware_config(program: Program, lanes: int, target: str) -> HardwareConfig
 
 def measure_cycles(checkpoint: str, bits: int, lanes: int, settings: TrialSettings) -> tuple[dict, bool]:
     """Cycles per episode (total, adaptation, query) on P = `lanes`; cached."""
-    from metahw.sim.cost import episode_cycles
 
     def compute() -> dict:
+        from metahw.sim.cost import episode_cycles
+
         program = _load_program(checkpoint, bits, settings)
         hw = hardware_config(program, lanes, settings.target)
         budget = episode_cycles(program, hw)
@@ -253,7 +256,7 @@ def evaluate_design(design: Design, settings: TrialSettings) -> dict:
         timings[f"{name}_s"] = time.perf_counter() - t0
     results["resources"] = _resource_summary(results["resources"])
     fmax = results["resources"].get("fmax_mhz")
-    clock = fmax or HardwareConfig().clock_mhz
+    clock = fmax or results["resources"].get("target_mhz") or HardwareConfig().clock_mhz  # nominal without fmax
     accuracy = results["accuracy"]["accuracy"]
     timings["total_s"] = time.perf_counter() - started
     return {
