@@ -67,6 +67,14 @@ def _backbone_width(program: Program) -> int:
     return max((b.shape[0] for b in convs), default=0)
 
 
+def program_digest(program: Program) -> str:
+    """A stable digest of the program (its JSON and weights), to tell builds apart."""
+    h = hashlib.sha256(json.dumps(program.to_json(), sort_keys=True).encode())
+    for name in sorted(program.weights):
+        h.update(name.encode() + program.weights[name].tobytes())
+    return h.hexdigest()
+
+
 def build_rtl(program: Program, hw: HardwareConfig, out: str | Path) -> Path:
     """Write `out/metahw_accel.v`, `out/manifest.json` and `out/instructions.json`; returns `out`."""
     out = Path(out)
@@ -80,6 +88,7 @@ def build_rtl(program: Program, hw: HardwareConfig, out: str | Path) -> Path:
         "top": TOP,
         "verilog": f"{TOP}.v",
         "verilog_sha256": hashlib.sha256(text.encode()).hexdigest(),
+        "program_digest": program_digest(program),
         "clock": "clk",
         "reset": "rst",
         "ports": _ports(top),

@@ -11,7 +11,7 @@ from pathlib import Path
 from metahw.compiler.episode_io import program_inputs
 from metahw.compiler.program import Program
 from metahw.errors import UserError
-from metahw.hw.amaranth.build import MANIFEST, build_rtl
+from metahw.hw.amaranth.build import MANIFEST, build_rtl, program_digest
 from metahw.hw.amaranth.spec import rtl_plan
 from metahw.hw.amaranth.verilator import compare_with_sim, compile_testbench, run_rtl
 from metahw.models.data import OmniglotSplit
@@ -40,16 +40,6 @@ def ensure_rtl(program: Program, hw: HardwareConfig, folder: Path) -> Path:
             return folder
     build_rtl(program, hw, folder)
     return folder
-
-
-def program_digest(program: Program) -> str:
-    """A stable digest of the program (its JSON and weights), to tell builds apart."""
-    import hashlib
-
-    h = hashlib.sha256(json.dumps(program.to_json(), sort_keys=True).encode())
-    for name in sorted(program.weights):
-        h.update(name.encode() + program.weights[name].tobytes())
-    return h.hexdigest()
 
 
 @dataclass(frozen=True)

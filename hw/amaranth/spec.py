@@ -105,8 +105,6 @@ class HeadBuffer:
     cols: int
     qformat: QFormat
     mirror: bool
-    #: row words are needed (read or written P columns at a time)
-    words: bool = True
 
 
 @dataclass(frozen=True)
@@ -136,6 +134,8 @@ class RtlPlan:
     #: (weight, bias) buffer names -> (WMEM word, bias ROM word) where that layer's words start
     weight_slots: dict[tuple[str, str | None], tuple[int, int]] = field(default_factory=dict)
     requants: list[RequantSpec] = field(default_factory=list)
+    #: head op name -> index of its requantisation in `requants`
+    op_requant: dict[str, int] = field(default_factory=dict)
     heads: dict[str, HeadBuffer] = field(default_factory=dict)
     #: WMEM words (P weights each) and bias ROM words (P aligned biases each)
     weight_words: list[list[int]] = field(default_factory=list)
@@ -327,7 +327,7 @@ def _head_op(rp: RtlPlan, op: Kernel, buffers: dict[str, Buffer]) -> None:
         f, out = buffers[op.features], buffers[op.output]
         _head(rp, out, out.kind == "output")
         extra = op.shots.bit_length() - 1 if op.shots & (op.shots - 1) == 0 else op.recip_frac
-        rp.requant_index(RequantSpec(f.qformat.frac + extra - out.qformat.frac, out.qformat))
+        rp.op_requant[op.name] = rp.requant_index(RequantSpec(f.qformat.frac + extra - out.qformat.frac, out.qformat))
         rp.prototypes.append(op)
         index = len(rp.prototypes) - 1
         rows = f.shape[0]
@@ -340,7 +340,7 @@ def _head_op(rp: RtlPlan, op: Kernel, buffers: dict[str, Buffer]) -> None:
         _head(rp, out, out.kind == "output")
         f = max(q.qformat.frac, r.qformat.frac) if op.metric == "l2" else 0
         frac = 2 * f if op.metric == "l2" else q.qformat.frac + r.qformat.frac
-        rp.requant_index(RequantSpec(frac - out.qformat.frac, out.qformat))
+        rp.op_requant[op.name] = rp.requant_index(RequantSpec(frac - out.qformat.frac, out.qformat))
         rp.distances.append(op)
         outputs, d = q.shape[0] * r.shape[0], q.shape[1]
         rp.instructions.append(Instruction(REDUCE, outputs * -(-d // p), op=len(rp.distances) - 1, label=op.name))

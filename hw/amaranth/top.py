@@ -20,7 +20,6 @@ from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from metahw.compiler.kernels import timing
 from metahw.compiler.qformat import QFormat
 from metahw.hw.amaranth.argtree import ArgTree
 from metahw.hw.amaranth.mac import MacArray
@@ -344,10 +343,13 @@ class Accelerator(wiring.Component):
             Signal(name=f"conv_{n}") for n in ("tap", "first", "last", "win0", "winlast")
         )
         beat = self._beat(CONV)
+        registers = dict(t=t, py=py, px=px, wy=wy, wx=wx, c=c, i=i, j=j, k=k, yy=yy, xx=xx, s_addr=s_addr, lane=lane,
+                         oaddr=oaddr, tap=tap, first=first, last=last, win0=win0, winlast=winlast, otile=otile,
+                         wtile=wtile, beat=beat)  # fmt: skip
         with m.Switch(lop):
             for index, layer in enumerate(rp.convs):
                 with case(m, index, len(rp.convs)):
-                    self._conv_layer(m, layer, locals())
+                    self._conv_layer(m, layer, registers)
         with m.If(self._issued(CONV)):
             with m.Switch(self.fetched["op"]):
                 for index, layer in enumerate(rp.convs):
@@ -571,7 +573,7 @@ class Accelerator(wiring.Component):
                 self._drive(self.mac_x[lane], Mux(mine, xs[lane], 0))
                 self._drive(self.mac_y[lane], Mux(mine, 1, 0))
             scale = self._scale_index(proto)
-            requant = rp.requants.index(self._proto_requant(proto))
+            requant = rp.op_requant[proto.name]
             self._drive(self.ppu_scale, Mux(mine, scale, 0))
             self._drive(self.ppu_sel, Mux(mine, requant, 0))
             self._drive(self.ppu_first, Mux(mine, 1, 0))
@@ -584,14 +586,6 @@ class Accelerator(wiring.Component):
             self._drive(wr.addr, Mux(here, addr6, 0))
             self._drive(wr.data, Mux(here, result, 0))
             self._drive(wr.en, Mux(here, Cat(*[blk6 * p + lane < out.cols for lane in range(p)]), 0))
-
-    def _proto_requant(self, proto) -> object:
-        from metahw.hw.amaranth.spec import RequantSpec
-
-        f = self.rp.program.buffer_map[proto.features].qformat
-        out = self.rp.program.buffer_map[proto.output].qformat
-        extra = proto.shots.bit_length() - 1 if proto.shots & (proto.shots - 1) == 0 else proto.recip_frac
-        return RequantSpec(f.frac + extra - out.frac, out)
 
     def _scale_index(self, proto) -> int:
         if proto.shots & (proto.shots - 1) == 0:
@@ -650,11 +644,7 @@ class Accelerator(wiring.Component):
             for lane in range(p):
                 self._drive(self.mac_x[lane], Mux(mine, xs[lane], 0))
                 self._drive(self.mac_y[lane], Mux(mine, ys[lane], 0))
-            f_out = dist.metric == "l2" and 2 * max(qh.qformat.frac, rh.qformat.frac)
-            frac = f_out if dist.metric == "l2" else qh.qformat.frac + rh.qformat.frac
-            from metahw.hw.amaranth.spec import RequantSpec
-
-            requant = rp.requants.index(RequantSpec(frac - out.qformat.frac, out.qformat))
+            requant = rp.op_requant[dist.name]
             self._drive(self.ppu_sel, Mux(mine, requant, 0))
             self._drive(self.ppu_first, Mux(mine, 1, 0))
             self._drive(self.ppu_emit, Mux(mine, 1, 0))
@@ -791,6 +781,3 @@ def _pack(values: list[int], bits: int) -> int:
     for k, v in enumerate(values):
         word |= (int(v) & mask) << (k * bits)
     return word
-
-
-__all__ = ["Accelerator", "ERROR_LABEL_RANGE", "ERROR_CLASS_COUNT", "Cat", "Const", "Mux", "signed", "timing"]

@@ -23,6 +23,7 @@ import numpy as np
 from metahw.compiler.program import Program
 from metahw.errors import UserError
 from metahw.hw.amaranth.spec import IO_IMAGE, IO_LABELS, RtlPlan
+from metahw.sim.cost import episode_cycles
 from metahw.sim.simulator import SimRun
 
 TESTBENCH = Path(__file__).with_name("testbench.cpp")
@@ -144,8 +145,6 @@ def unpack_outputs(rp: RtlPlan, beats: list[int]) -> dict[str, np.ndarray]:
 def run_rtl(exe: Path, rp: RtlPlan, episodes: list[dict[str, np.ndarray]], work: Path, seed: int = 0) -> list[RtlRun]:
     """Run episodes through the compiled testbench (seed > 0: random stream stalls)."""
     in_words, out_words = -(-rp.hw.stream_elements * rp.in_bits // 32), -(-rp.hw.stream_elements * rp.out_bits // 32)
-    from metahw.sim.cost import episode_cycles
-
     limit = 4 * episode_cycles(rp.program, rp.hw).total + 1000
     lines = [f"{len(episodes)} {in_words} {out_words} {seed} {limit}"]
     for inputs in episodes:

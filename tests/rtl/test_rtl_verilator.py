@@ -84,3 +84,15 @@ def test_cli_build_writes_verilog_and_manifest(cli, tmp_path):
     assert (tmp_path / "out" / "metahw_accel.v").is_file()
     bad = cli("build", str(tmp_path / "build"), "--backend", "amaranth", "--lanes", "6", "-o", str(tmp_path / "x"))
     assert bad.code == 2 and "power of two" in bad.stderr
+
+
+def test_ensure_rtl_reuses_a_build_of_the_same_program(tmp_path):
+    from metahw.hw.amaranth.check import ensure_rtl
+
+    program, hw = tiny_protonet(), HardwareConfig(lanes=4, stream_elements=4, acc_bits=32)
+    verilog = ensure_rtl(program, hw, tmp_path) / "metahw_accel.v"
+    stamp = verilog.stat().st_mtime_ns
+    ensure_rtl(program, hw, tmp_path)
+    assert verilog.stat().st_mtime_ns == stamp
+    ensure_rtl(tiny_protonet(seed=4), hw, tmp_path)  # other weights: rebuilt
+    assert verilog.stat().st_mtime_ns != stamp
