@@ -1,7 +1,7 @@
 """Train the model zoo: every algorithm at the hardware width, written to models/zoo/.
 
-    .venv/bin/python benchmarks/train_zoo.py                 # all eight, width 64
-    .venv/bin/python benchmarks/train_zoo.py --only protonet --width 32 --out-dir benchmarks/results/zoo-w32
+    .venv/bin/python benchmarks/train_zoo.py                 # every recipe
+    .venv/bin/python benchmarks/train_zoo.py --only protonet32 --out-dir benchmarks/results/zoo-w32
 
 Prints a table (algorithm, training episodes/s, seconds, val accuracy) and writes it as
 JSON beside the checkpoints. The recipes below are the ones the shipped checkpoints were
@@ -22,9 +22,12 @@ from metahw.models.checkpoint import save_checkpoint
 from metahw.models.data import load_omniglot
 from metahw.models.train import TrainConfig, train
 
-#: Training recipe per algorithm: episode shape and number of training episodes (tasks).
+#: Training recipe per zoo name: episode shape and number of training episodes (tasks); the
+#: algorithm is the name unless given, the width 64 unless given.
 RECIPES: dict[str, dict] = {
     "protonet": {"ways": 20, "shots": 1, "queries": 5, "episodes": 4000},
+    # the small-FPGA ProtoNet: Conv-4-32 fits an ECP5-25k at 8 bits (docs/hardware_reports.md)
+    "protonet32": {"algorithm": "protonet", "width": 32, "ways": 20, "shots": 1, "queries": 5, "episodes": 6000},
     "matchingnet": {"ways": 5, "shots": 1, "queries": 5, "episodes": 4000},
     "protomaml": {"ways": 5, "shots": 1, "queries": 5, "episodes": 4000},
     "anil": {"ways": 5, "shots": 1, "queries": 5, "episodes": 5000},
@@ -39,7 +42,7 @@ def main() -> None:
     """Train the selected recipes and write checkpoints plus a summary JSON."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", nargs="*", default=list(RECIPES), choices=list(RECIPES))
-    parser.add_argument("--width", type=int, default=64)
+    parser.add_argument("--width", type=int, default=None, help="override every recipe's backbone width")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--out-dir", type=Path, default=Path(__file__).resolve().parents[1] / "models" / "zoo")
     parser.add_argument("--device", default="cpu")
@@ -51,25 +54,27 @@ def main() -> None:
     data = load_omniglot(args.data)
     summary_file = args.out_dir / "training.json"
     summary = json.loads(summary_file.read_text()) if summary_file.exists() else {}
-    for algo in args.only:
-        cfg = TrainConfig(algorithm=algo, width=args.width, device=args.device, **RECIPES[algo])
+    for name in args.only:
+        recipe = {"algorithm": name, "width": 64} | RECIPES[name]
+        if args.width:
+            recipe["width"] = args.width
+        cfg = TrainConfig(device=args.device, **recipe)
         start = time.perf_counter()
         ckpt = train(cfg, data)
-        save_checkpoint(ckpt, args.out_dir / f"{algo}.pt")
+        save_checkpoint(ckpt, args.out_dir / f"{name}.pt")
         m = ckpt.metrics
-        summary[algo] = {
-            "width": args.width,
-            **RECIPES[algo],
+        summary[name] = {
+            **recipe,
             "train_seconds": m["train_seconds"],
             "wall_seconds": time.perf_counter() - start,
             "train_episodes_per_second": m["train_episodes_per_second"],
             "val": m["val"],
         }
         write_text_atomic(summary_file, json.dumps(summary, indent=2) + "\n")
-    print(f"{'algorithm':<12} {'eps/s':>7} {'train s':>8} {'val acc':>8}")
-    for algo, row in summary.items():
+    print(f"{'zoo name':<12} {'eps/s':>7} {'train s':>8} {'val acc':>8}")
+    for name, row in summary.items():
         print(
-            f"{algo:<12} {row['train_episodes_per_second']:>7.1f} {row['train_seconds']:>8.0f} "
+            f"{name:<12} {row['train_episodes_per_second']:>7.1f} {row['train_seconds']:>8.0f} "
             f"{100 * row['val']['accuracy']:>7.2f}%"
         )
 

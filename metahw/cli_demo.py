@@ -34,7 +34,7 @@ from metahw.models.export_check import check_export
 
 @app.command("demo")
 def demo_command(
-    model: Annotated[str, typer.Option(help="Checkpoint or zoo:NAME.")] = "zoo:protonet",
+    model: Annotated[str, typer.Option(help="Checkpoint or zoo:NAME.")] = "zoo:protonet32",
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the demo's outputs.")] = Path("out/demo"),
     ways: int = 5,
     shots: int = 1,
@@ -42,7 +42,7 @@ def demo_command(
     episodes: Annotated[int, typer.Option(help="Meta-test episodes for float and fixed-point accuracy.")] = 1000,
     data: Annotated[Path | None, typer.Option(help="Omniglot data.")] = None,
     lanes: Annotated[int, typer.Option(help="MAC lanes P of the generated accelerator.")] = 8,
-    target: Annotated[str, typer.Option(help="FPGA for synthesis and place-and-route ('none': skip).")] = "ecp5-85k",
+    target: Annotated[str, typer.Option(help="FPGA for synthesis and place-and-route ('none': skip).")] = "ecp5-25k",
     sim_episodes: Annotated[int, typer.Option(help="Episodes through the cycle simulator (checked vs golden).")] = 5,
     rtl_episodes: Annotated[int, typer.Option(help="Episodes through Verilator (checked vs the simulator).")] = 2,
     progress: bool = True,

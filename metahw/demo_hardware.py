@@ -87,8 +87,10 @@ def _synthesis(rtl_dir: Path, target: str, progress: bool) -> tuple[dict, dict]:
     except UserError as exc:
         return {"not_run": str(exc)}, _rung("synthesis/PnR", False, None, str(exc))
     section = {key: report[key] for key in ("target", "used", "capacity", "fits", "fmax_mhz", "suggestions")}
-    fmax = f"{report['fmax_mhz']:.1f} MHz" if report["fmax_mhz"] else "no fmax (synthesis only)"
-    detail = f"{target}: fits {report['fits']}, {fmax}, LUT {report['used']['LUT']}, DSP {report['used']['DSP']}"
+    fmax = (f"{report['fmax_mhz']:.1f} MHz, {report['latency_ms']:.1f} ms per episode" if report["fmax_mhz"]
+            else "no fmax (synthesis only)")  # fmt: skip
+    used = ", ".join(f"{kind} {report['used'][kind]:,}/{report['capacity'][kind]:,}" for kind in report["used"])
+    detail = f"{target}: {'fits' if report['fits'] else 'does not fit'}, {fmax}; {used}"
     return section, _rung("synthesis/PnR", bool(report["fits"]), None, detail)
 
 

@@ -1,7 +1,8 @@
 """`build_rtl`: a Program on a HardwareConfig -> Verilog, manifest and instruction listing (deterministic).
 
-The Verilog holds the weight and bias memories' contents as initial values (an FPGA loads
-them with the bitstream), so the folder needs no other init files. Two builds of the same
+Memory contents (weights, biases, the instruction ROM, zeroed working memories) are
+initial values an FPGA loads with the bitstream; they go into one `$readmemh` file per
+memory next to the Verilog (see `meminit`), which keeps Yosys fast. Two builds of the same
 inputs give byte-identical files: nothing time- or path-dependent is written.
 """
 
@@ -16,6 +17,7 @@ from amaranth.back import verilog
 
 from metahw.atomic import write_text_atomic
 from metahw.compiler.program import Program
+from metahw.hw.amaranth.meminit import split_memory_init
 from metahw.hw.amaranth.spec import ENGINE_NAMES, RtlPlan, rtl_plan
 from metahw.hw.amaranth.top import Accelerator
 from metahw.sim.config import HardwareConfig
@@ -27,7 +29,7 @@ FORMAT_TAG = "metahw.rtl"
 
 
 def generate_verilog(rp: RtlPlan) -> tuple[str, Accelerator]:
-    """The Verilog text of the accelerator for an RTL plan, and the component it came from."""
+    """The Verilog text of the accelerator for an RTL plan (memory contents inline), and its component."""
     top = Accelerator(rp)
     return verilog.convert(top, name=TOP, emit_src=False), top
 
@@ -76,10 +78,11 @@ def program_digest(program: Program) -> str:
 
 
 def build_rtl(program: Program, hw: HardwareConfig, out: str | Path) -> Path:
-    """Write `out/metahw_accel.v`, `out/manifest.json` and `out/instructions.json`; returns `out`."""
+    """Write `out/metahw_accel.v`, its memories' `.hex` files, `manifest.json` and `instructions.json`."""
     out = Path(out)
     rp = rtl_plan(program, hw)
-    text, top = generate_verilog(rp)
+    inline, top = generate_verilog(rp)
+    text, init_files = split_memory_init(inline)
     meta = program.meta
     bits = max((b.qformat.bits for b in program.buffers if b.kind == "weight" and len(b.shape) == 4), default=0)
     manifest = {
@@ -88,6 +91,7 @@ def build_rtl(program: Program, hw: HardwareConfig, out: str | Path) -> Path:
         "top": TOP,
         "verilog": f"{TOP}.v",
         "verilog_sha256": hashlib.sha256(text.encode()).hexdigest(),
+        "init_files": sorted(init_files),
         "program_digest": program_digest(program),
         "clock": "clk",
         "reset": "rst",
@@ -113,6 +117,10 @@ def build_rtl(program: Program, hw: HardwareConfig, out: str | Path) -> Path:
         for k, i in enumerate(rp.instructions)
     ]
     out.mkdir(parents=True, exist_ok=True)
+    for stale in set(p.name for p in out.glob("*.hex")) - set(init_files):
+        (out / stale).unlink()
+    for name, words in init_files.items():
+        write_text_atomic(out / name, words)
     write_text_atomic(out / f"{TOP}.v", text)
     write_text_atomic(out / "instructions.json", json.dumps(listing, indent=1) + "\n")
     write_text_atomic(out / MANIFEST, json.dumps(manifest, indent=2) + "\n")

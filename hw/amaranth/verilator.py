@@ -64,7 +64,7 @@ def compile_testbench(build: Path, top: str = "metahw_accel", jobs: int | None =
         raise UserError(f"{build} has no {verilog.name}; run `metahw build {build} --backend amaranth` first")
     digest = hashlib.sha256(verilog.read_bytes() + TESTBENCH.read_bytes()).hexdigest()[:16]
     work = build / "verilator"
-    exe = work / "obj" / "Vtb"
+    exe = work / "obj" / "Vtb"  # _build_folder inverts this layout
     stamp = work / "sources.sha256"
     if exe.is_file() and stamp.is_file() and stamp.read_text() == digest:
         return exe
@@ -87,6 +87,11 @@ def compile_testbench(build: Path, top: str = "metahw_accel", jobs: int | None =
         raise UserError(f"Verilator failed to build the testbench (see {log}): {' | '.join(tail)}")
     stamp.write_text(digest)
     return exe
+
+
+def _build_folder(exe: Path) -> Path:
+    """The build folder of a testbench made by `compile_testbench` (BUILD/verilator/obj/Vtb)."""
+    return exe.resolve().parents[2]
 
 
 def lint(build: Path, top: str = "metahw_accel") -> str:
@@ -143,7 +148,10 @@ def unpack_outputs(rp: RtlPlan, beats: list[int]) -> dict[str, np.ndarray]:
 
 
 def run_rtl(exe: Path, rp: RtlPlan, episodes: list[dict[str, np.ndarray]], work: Path, seed: int = 0) -> list[RtlRun]:
-    """Run episodes through the compiled testbench (seed > 0: random stream stalls)."""
+    """Run episodes through the compiled testbench (seed > 0: random stream stalls).
+
+    The testbench runs in the build folder, where the Verilog's `$readmemh` files are.
+    """
     in_words, out_words = -(-rp.hw.stream_elements * rp.in_bits // 32), -(-rp.hw.stream_elements * rp.out_bits // 32)
     limit = 4 * episode_cycles(rp.program, rp.hw).total + 1000
     lines = [f"{len(episodes)} {in_words} {out_words} {seed} {limit}"]
@@ -154,7 +162,8 @@ def run_rtl(exe: Path, rp: RtlPlan, episodes: list[dict[str, np.ndarray]], work:
     work.mkdir(parents=True, exist_ok=True)
     stimulus, results = work / "stimulus.txt", work / "results.txt"
     stimulus.write_text("\n".join(lines) + "\n")
-    done = subprocess.run([str(exe), str(stimulus), str(results)], capture_output=True, text=True, check=False)
+    done = subprocess.run([str(exe.resolve()), str(stimulus.resolve()), str(results.resolve())],
+                          cwd=_build_folder(exe), capture_output=True, text=True, check=False)  # fmt: skip
     text = results.read_text() if results.is_file() else ""
     if done.returncode != 0:
         raise RtlMismatch(f"the RTL testbench stopped ({done.returncode}): {text.strip().splitlines()[-1:]}"

@@ -1,4 +1,4 @@
-"""Shipped checkpoints (Conv-4-32, float32), trained by benchmarks/train_zoo.py."""
+"""Shipped checkpoints (Conv-4-64, and Conv-4-32 for small FPGAs; float32), trained by benchmarks/train_zoo.py."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ PREFIX = "zoo:"
 
 
 def zoo_names() -> list[str]:
-    """Algorithms that have a shipped checkpoint."""
+    """Names of the shipped checkpoints (`zoo:NAME`)."""
     return sorted(p.name.removesuffix(".pt") for p in files(__name__).iterdir() if p.name.endswith(".pt"))
 
 
