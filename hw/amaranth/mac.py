@@ -8,7 +8,9 @@ docs/microarchitecture.md §4. Three pipeline stages after the operand registers
                           reduce mode: lg P adder-tree stages, then the same on the sum
 
 `preload` is read at cycle c + 2 (with the products). The lane path (OUTER, WIDE) shows the
-P accumulators from cycle c + 3; the reduce path shows one sum from cycle c + 3 + lg P.
+P accumulators from cycle c + 3; the reduce path shows one sum from cycle c + 3 + lg P, and
+its `sum_preload` (the aligned bias of a Dense output) is read at cycle c + 2 + lg P, with the
+tree's total of the output's first beat.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ class MacArray(wiring.Component):
                 "y": In(operands),
                 # lane preload for the first beat of a tile (aligned bias or 0), presented with stage 3
                 "preload": In(accs),
+                # reduce preload for the first beat of an output, presented with the tree's total
+                "sum_preload": In(signed(acc_bits)),
                 # lane results: valid for one cycle after a tile's last beat
                 "lane_valid": Out(1),
                 "lane_acc": Out(accs),
@@ -92,7 +96,7 @@ class MacArray(wiring.Component):
             ctl = delayed
         valid, first, last, reduce = ctl[0], ctl[1], ctl[2], ctl[3]
         acc = Signal(signed(self.acc_bits), name="red_acc")
-        total = Mux(first, 0, acc) + level[0]
+        total = Mux(first, self.sum_preload, acc) + level[0]
         m.d.sync += self.sum_valid.eq(valid & last & reduce)
         with m.If(valid & reduce):
             m.d.sync += acc.eq(total)

@@ -15,14 +15,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from metahw.compiler.qformat import QFormat
-from metahw.hw.amaranth.spec import RequantSpec
-
-
-def format_shape(fmt: QFormat) -> object:
-    """The Amaranth shape holding every integer of a format."""
-    from amaranth import unsigned
-
-    return signed(fmt.bits) if fmt.signed else unsigned(fmt.bits)
+from metahw.hw.amaranth.isa import RequantSpec
 
 
 class Requantiser(wiring.Component):

@@ -1,0 +1,265 @@
+"""The stream and embedding engines: stream in (images, labels), convolution, flatten, stream out.
+
+docs/microarchitecture.md §5 and §7, docs/rtl.md. Conv and flatten run per image (G = 1); the
+streamed image is stored linearly in AMEM0, conv outputs in the channel layout of §3.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from amaranth import Cat, Module, Mux, Signal, signed
+
+from metahw.compiler.qformat import QFormat
+from metahw.hw.amaranth.isa import CONV, FLATTEN, IO_IMAGE, IO_LABELS, IO_OUT, ConvLayer
+from metahw.hw.amaranth.util import bits_for, case, delay, extend
+
+if TYPE_CHECKING:
+    from metahw.hw.amaranth.top import Accelerator
+
+
+def elaborate(top: Accelerator, m: Module) -> None:
+    """Build the stream-in, conv, flatten and stream-out engines."""
+    _stream_in(top, m)
+    _conv(top, m)
+    _flatten(top, m)
+    _stream_out(top, m)
+
+
+def _stream_in(top: Accelerator, m: Module) -> None:
+    """IO: E elements per beat, an image into AMEM0 (linear layout) or labels into their registers."""
+    rp, p, e = top.rp, top.lanes, top.elements
+    active = top.active(IO_IMAGE) | top.active(IO_LABELS)
+    m.d.comb += top.in_ready.eq(top.beating & active)
+    top.drive(top.stall, top.beating & active & ~top.in_valid)
+    element = [top.in_data[k * rp.in_bits : (k + 1) * rp.in_bits] for k in range(e)]
+    longest = max([rp.amem_depth * p] + [len(regs) for regs in top.labels.values()])
+    index = Signal(range(longest + e + 1), name="in_index")
+    with m.If(top.issuing):
+        m.d.sync += index.eq(0)
+    with m.Elif(top.beat & active):
+        m.d.sync += index.eq(index + e)
+    wr = top.amem_wr[0]
+    word = Cat(*[element[k][: rp.act_bits] for k in range(e)] * (p // e))
+    lane_group = (index & (p - 1)) >> bits_for(e) if e > 1 else index & (p - 1)
+    enables = Cat(*[(lane_group == g).replicate(e) for g in range(p // e)])
+    image_beat = top.beat_of(IO_IMAGE)
+    top.drive(wr.addr, Mux(image_beat, index >> bits_for(p) if p > 1 else index, 0))
+    top.drive(wr.data, Mux(image_beat, word, 0))
+    top.drive(wr.en, Mux(image_beat, enables, 0))
+    for op, name in enumerate(rp.label_inputs):
+        regs = top.labels[name]
+        with m.If(top.beat_of(IO_LABELS) & (top.cur["op"] == op)):
+            for r, reg in enumerate(regs):
+                with m.If(index == r // e * e):
+                    m.d.sync += reg.eq(element[r % e])
+
+
+def _conv(top: Accelerator, m: Module) -> None:
+    """OUTER: lanes = output channels, one input pixel x P weights per beat; ReLU and 2x2 max in the PPU."""
+    rp, p = top.rp, top.lanes
+    if not rp.convs:
+        return
+    lop = Signal(range(max(2, len(rp.convs))), name="conv_op")
+    bank = Signal(name="conv_bank")
+    with m.If(top.issued(CONV)):
+        m.d.sync += [lop.eq(top.fetched["op"]), bank.eq(top.fetched["bank"])]
+    big = 24
+    t, py, px, wy, wx, c, i, j = (Signal(big, name=f"conv_{n}") for n in ("t", "py", "px", "wy", "wx", "c", "i", "j"))
+    k, wtile, otile = Signal(big, name="conv_k"), Signal(big, name="conv_wtile"), Signal(big, name="conv_otile")
+    yy, xx = Signal(signed(big), name="conv_yy"), Signal(signed(big), name="conv_xx")
+    s_addr, lane = Signal(big, name="conv_addr"), Signal(range(p), name="conv_lane")
+    oaddr = Signal(big, name="conv_oaddr")
+    tap, first, last, win0, winlast = (Signal(name=f"conv_{n}") for n in ("tap", "first", "last", "win0", "winlast"))
+    beat = top.beat_of(CONV)
+    registers = dict(t=t, py=py, px=px, wy=wy, wx=wx, c=c, i=i, j=j, k=k, yy=yy, xx=xx, s_addr=s_addr, lane=lane,
+                     oaddr=oaddr, tap=tap, first=first, last=last, win0=win0, winlast=winlast, otile=otile,
+                     wtile=wtile, beat=beat)  # fmt: skip
+    with m.Switch(lop):
+        for index, layer in enumerate(rp.convs):
+            with case(m, index, len(rp.convs)):
+                _conv_layer(m, p, layer, registers)
+    with m.If(top.issued(CONV)):
+        with m.Switch(top.fetched["op"]):
+            for index, layer in enumerate(rp.convs):
+                with case(m, index, len(rp.convs)):
+                    m.d.sync += [wtile.eq(layer.weight_base), otile.eq(0)]
+        m.d.sync += [r.eq(0) for r in (t, py, px, wy, wx, c, i, j, k)]
+    active = top.active(CONV)
+    # stage 0 -> 1: addresses out, control registered
+    rd, wrd = top.amem_rd, top.wmem_rd
+    for b in range(2):
+        top.drive(rd[b].addr, Mux(active & (bank == b), s_addr, 0))
+    top.drive(wrd.addr, Mux(active, wtile + k, 0))
+    v1 = delay(m, beat, 1, "conv_valid")
+    tap1, lane1, first1, last1 = (
+        delay(m, sig, 1, f"conv_{n}") for sig, n in ((tap, "tap"), (lane, "lane"), (first, "first"), (last, "last"))
+    )
+    # stage 1 -> 2: operand registers
+    pixel = Signal(signed(rp.hw.operand_bits), name="conv_pixel")
+    raw = Mux(bank, rd[1].data, rd[0].data).word_select(lane1, rp.act_bits)
+    with m.Switch(lop):
+        for index, layer in enumerate(rp.convs):
+            with case(m, index, len(rp.convs)):
+                m.d.comb += pixel.eq(Mux(tap1, extend(raw, layer.in_format), 0))
+    x = Signal(signed(rp.hw.operand_bits), name="conv_x")
+    ys = [Signal(signed(rp.hw.operand_bits), name=f"conv_w{n}", reset_less=True) for n in range(p)]
+    m.d.sync += x.eq(pixel)
+    wfmt = QFormat(rp.weight_bits, 0, True)
+    m.d.sync += [ys[n].eq(extend(wrd.data.word_select(n, rp.weight_bits), wfmt)) for n in range(p)]
+    v2, first2, last2 = delay(m, v1, 1, "conv_v"), delay(m, first1, 1, "conv_f"), delay(m, last1, 1, "conv_l")
+    mac = top.mac
+    top.drive(mac.valid, v2)
+    top.drive(mac.first, Mux(v2, first2, 0))
+    top.drive(mac.last, Mux(v2, last2, 0))
+    for n in range(p):
+        top.drive(top.mac_x[n], Mux(active, x, 0))
+        top.drive(top.mac_y[n], Mux(active, ys[n], 0))
+    # preload: bias ROM read at stage 3, data with the products at stage 4
+    t3 = delay(m, t, 3, "conv_t")
+    bias_base, relu, requant = (
+        Signal(16, name="conv_bias_base"),
+        Signal(name="conv_relu"),
+        Signal.like(top.ppu_select, name="conv_requant"),
+    )
+    with m.Switch(lop):
+        for index, layer in enumerate(rp.convs):
+            with case(m, index, len(rp.convs)):
+                m.d.comb += [bias_base.eq(layer.bias_base), relu.eq(layer.relu), requant.eq(layer.requant)]
+    top.drive(top.bias_rd.addr, Mux(active, bias_base + t3, 0))
+    for n in range(p):
+        bias = top.bias_rd.data.word_select(n, rp.hw.acc_bits).as_signed()
+        top.drive(top.mac_preload[n], Mux(active, bias, 0))
+    # PPU controls with the accumulators (stage 5); the write with the PPU output (stage 6)
+    win0_5, winlast5 = delay(m, win0, 5, "conv_win0"), delay(m, winlast, 5, "conv_winlast")
+    oaddr6 = delay(m, oaddr, 6, "conv_oaddr")
+    top.ppu_controls(active, select=requant, relu=relu, first=win0_5, emit=winlast5)
+    write = top.ppu_valid & active
+    result = Cat(*[top.ppu_result[n][: rp.act_bits] for n in range(p)])
+    for b in range(2):
+        wr = top.amem_wr[b]
+        here = write & (bank != b)
+        top.drive(wr.addr, Mux(here, oaddr6, 0))
+        top.drive(wr.data, Mux(here, result, 0))
+        top.drive(wr.en, Mux(here, (1 << p) - 1, 0))
+
+
+def _conv_layer(m: Module, p: int, layer: ConvLayer, v: dict) -> None:
+    """One layer's address arithmetic and loop advance (constants folded in)."""
+    lg = bits_for(p) if p > 1 else 0
+    t, py, px, wy, wx, c, i, j, k = (v[n] for n in ("t", "py", "px", "wy", "wx", "c", "i", "j", "k"))
+    yy, xx, s_addr, lane, oaddr = v["yy"], v["xx"], v["s_addr"], v["lane"], v["oaddr"]
+    kk, pad, hgt, wid = layer.kernel, layer.padding, layer.height, layer.width
+    y = (py * 2 + wy) if layer.pool else py
+    x = (px * 2 + wx) if layer.pool else px
+    m.d.comb += [yy.eq(y + i - pad), xx.eq(x + j - pad)]
+    m.d.comb += v["tap"].eq((yy >= 0) & (yy < hgt) & (xx >= 0) & (xx < wid))
+    if layer.linear_input:
+        linear = (c * (hgt * wid) + yy * wid + xx)[:24]
+        m.d.comb += [s_addr.eq(linear >> lg), lane.eq(linear & (p - 1))]
+    else:
+        m.d.comb += [s_addr.eq((c >> lg) * (hgt * wid) + yy * wid + xx), lane.eq(c & (p - 1))]
+    m.d.comb += oaddr.eq(v["otile"] + py * layer.out_width + px)
+    last_tap = k == layer.fan_in - 1
+    m.d.comb += [v["first"].eq(k == 0), v["last"].eq(last_tap)]
+    m.d.comb += v["win0"].eq((wy == 0) & (wx == 0))
+    m.d.comb += v["winlast"].eq((wy == 1) & (wx == 1) if layer.pool else 1)
+    with m.If(v["beat"]):
+        m.d.sync += [j.eq(j + 1), k.eq(k + 1)]
+        with m.If(j == kk - 1):
+            m.d.sync += [j.eq(0), i.eq(i + 1)]
+            with m.If(i == kk - 1):
+                m.d.sync += [i.eq(0), c.eq(c + 1)]
+                with m.If(c == layer.channels - 1):
+                    m.d.sync += [c.eq(0), k.eq(0)]
+                    _advance_position(m, layer, v)
+
+
+def _advance_position(m: Module, layer: ConvLayer, v: dict) -> None:
+    """Next output position in pool-window order, then the next channel tile."""
+    t, py, px, wy, wx = (v[n] for n in ("t", "py", "px", "wy", "wx"))
+
+    def next_pixel() -> None:
+        m.d.sync += px.eq(px + 1)
+        with m.If(px == layer.out_width - 1):
+            m.d.sync += [px.eq(0), py.eq(py + 1)]
+            with m.If(py == layer.out_height - 1):
+                m.d.sync += [py.eq(0), t.eq(t + 1)]
+                m.d.sync += v["wtile"].eq(v["wtile"] + layer.fan_in)
+                m.d.sync += v["otile"].eq(v["otile"] + layer.out_height * layer.out_width)
+
+    if layer.pool:
+        m.d.sync += wx.eq(wx + 1)
+        with m.If(wx == 1):
+            m.d.sync += [wx.eq(0), wy.eq(wy + 1)]
+            with m.If(wy == 1):
+                m.d.sync += wy.eq(0)
+                next_pixel()
+    else:
+        next_pixel()
+
+
+def _flatten(top: Accelerator, m: Module) -> None:
+    """VECTOR: one AMEM word (P channels of a 1x1 map) per beat into row `image` of a head memory."""
+    rp, p = top.rp, top.lanes
+    ops = rp.engine_ops(FLATTEN)
+    if not ops:
+        return
+    block = Signal(16, name="flat_block")
+    with m.If(top.issued(FLATTEN)):
+        m.d.sync += block.eq(0)
+    with m.Elif(top.beat_of(FLATTEN)):
+        m.d.sync += block.eq(block + 1)
+    bank = top.cur["bank"]
+    for b in range(2):
+        top.drive(top.amem_rd[b].addr, Mux(top.active(FLATTEN) & (bank == b), block, 0))
+    v1, block1 = delay(m, top.beat_of(FLATTEN), 1, "flat_v"), delay(m, block, 1, "flat_block")
+    data = Signal(p * rp.act_bits, name="flat_data")
+    m.d.sync += data.eq(Mux(bank, top.amem_rd[1].data, top.amem_rd[0].data))
+    v2, block2 = delay(m, v1, 1, "flat_v2"), delay(m, block1, 1, "flat_b2")
+    lanes = [data.word_select(n, rp.act_bits) for n in range(p)]
+    for op, flat in enumerate(ops):
+        cols = rp.heads[flat.out].cols
+        here = v2 & top.mine(FLATTEN, op)
+        start = top.cur["image"] * cols + block2 * p
+        top.write(flat.out, start, block_mask(block2, cols, p), lanes, here)
+
+
+def block_mask(block: object, cols: int, lanes: int) -> object:
+    """The lanes holding elements of block `block` (P columns each) of a row of `cols`: all but in the last block."""
+    last = -(-cols // lanes) - 1
+    return Mux(block == last, (1 << (cols - last * lanes)) - 1, (1 << lanes) - 1)
+
+
+def _stream_out(top: Accelerator, m: Module) -> None:
+    """IO: E elements of an output memory per beat onto the out stream; a full, unread out register stalls."""
+    rp, e, p = top.rp, top.elements, top.lanes
+    word = Signal(16, name="out_word")
+    with m.If(top.issued(IO_OUT)):
+        m.d.sync += word.eq(0)
+    with m.Elif(top.beat_of(IO_OUT)):
+        m.d.sync += word.eq(word + 1)
+    valid = Signal(name="out_valid_reg")
+    stall = valid & ~top.out_ready
+    top.drive(top.stall, stall)
+    with m.If(~stall):
+        m.d.sync += valid.eq(top.beat_of(IO_OUT))
+    m.d.comb += top.out_valid.eq(valid)
+    slices = p // e
+    if slices > 1:
+        part = Signal(range(slices), name="out_part")
+        with m.If(~stall):
+            m.d.sync += part.eq(word[: bits_for(slices)])
+    start = (word >> bits_for(slices) if slices > 1 else word) * p
+    for op, name in enumerate(rp.outputs):
+        fmt = rp.heads[name].qformat
+        mine = top.mine(IO_OUT, op)
+        store = top.read(name, start, mine)
+        top.drive(store.rd_hold, Mux(mine, stall, 0))
+        chosen = store.rd_lanes.word_select(part, e * fmt.bits) if slices > 1 else store.rd_lanes
+        parts = []
+        for k in range(e):
+            sig = Signal(signed(rp.out_bits + 1), name=f"out{op}_e{k}")
+            m.d.comb += sig.eq(extend(chosen.word_select(k, fmt.bits), fmt))
+            parts.append(sig[: rp.out_bits])
+        top.drive(top.out_data, Mux(valid & mine, Cat(*parts), 0))

@@ -1,0 +1,324 @@
+"""The head engines on the MAC array: SCAN, WIDE, REDUCE, ROWRED and OUTER.
+
+docs/microarchitecture.md §8 and docs/rtl.md. Each engine has shared loop counters and operand
+registers; its op descriptors (`isa.py`) select the memories, loop limits and PPU controls.
+Beat at cycle t: the head memories are addressed at t and answer at t + 1, the operand
+registers feed the MAC array at t + 2, the lane accumulators reach the PPU at t + 5 (the
+REDUCE tree's sum at t + 5 + lg P), and the PPU's result is written at t + 6 (t + 6 + lg P).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from amaranth import Cat, Module, Mux, Signal, signed
+
+from metahw.hw.amaranth.argtree import ArgTree
+from metahw.hw.amaranth.engines_embed import block_mask
+from metahw.hw.amaranth.isa import (
+    ERROR_CLASS_COUNT,
+    ERROR_LABEL_RANGE,
+    OUTER,
+    REDUCE,
+    ROWRED,
+    SCAN,
+    WIDE,
+    PrototypeSums,
+    ReduceOp,
+    RowReduce,
+    WeightUpdate,
+)
+from metahw.hw.amaranth.util import delay, pick, put
+
+if TYPE_CHECKING:
+    from metahw.hw.amaranth.top import Accelerator
+
+
+def elaborate(top: Accelerator, m: Module) -> None:
+    """Build the SCAN, WIDE, REDUCE, ROWRED and OUTER engines."""
+    _scan(top, m)
+    _wide(top, m)
+    _reduce(top, m)
+    _rowred(top, m)
+    _outer(top, m)
+
+
+def _blocks(n: int, p: int) -> int:
+    return -(-n // p)
+
+
+def _loops(m: Module, top: Accelerator, engine: int, limits: list[tuple[int, int, int]], name: str) -> tuple:
+    """Three nested counters (outer, block, inner), reset at issue, advanced per beat up to each op's limits."""
+    outer, block, inner = (Signal(16, name=f"{name}_{n}") for n in ("outer", "block", "inner"))
+    with m.If(top.issued(engine)):
+        m.d.sync += [outer.eq(0), block.eq(0), inner.eq(0)]
+    for op, (_, blocks, count) in enumerate(limits):
+        with m.Elif(top.beat & top.mine(engine, op)):
+            m.d.sync += inner.eq(inner + 1)
+            with m.If(inner == count - 1):
+                m.d.sync += [inner.eq(0), block.eq(block + 1)]
+                with m.If(block == blocks - 1):
+                    m.d.sync += [block.eq(0), outer.eq(outer + 1)]
+    return outer, block, inner
+
+
+def _scan(top: Accelerator, m: Module) -> None:
+    """SCAN: one label per beat into the per-class index table, with the range and count checks."""
+    top.tables = []
+    for op, scan in enumerate(top.rp.engine_ops(SCAN)):
+        labels = top.labels[scan.labels]
+        rows = len(labels)
+        table = [[Signal(range(max(2, rows)), name=f"idx{op}_{n}_{k}") for k in range(scan.shots)]
+                 for n in range(scan.ways)]  # fmt: skip
+        counts = [Signal(range(rows + 2), name=f"count{op}_{n}") for n in range(scan.ways)]
+        top.tables.append(table)
+        row = Signal(range(rows + 1), name=f"scan_row{op}")
+        bad_label = Signal(name=f"scan_range{op}")
+        mine = top.mine(SCAN, op)
+        with m.If(top.issued(SCAN)):
+            m.d.sync += [row.eq(0), bad_label.eq(0)] + [n.eq(0) for n in counts]
+        with m.Elif(top.beat & mine):
+            m.d.sync += row.eq(row + 1)
+            label = pick(m, labels, row, f"scan_label{op}")
+            with m.If(label >= scan.ways):
+                m.d.sync += bad_label.eq(1)
+            for n in range(scan.ways):
+                with m.If(label == n):
+                    m.d.sync += counts[n].eq(counts[n] + 1)
+                    for k in range(scan.shots):
+                        with m.If(counts[n] == k):
+                            m.d.sync += table[n][k].eq(row)
+        count_bad = Cat(*[n != scan.shots for n in counts]).any()
+        code = Mux(bad_label, ERROR_LABEL_RANGE, Mux(count_bad, ERROR_CLASS_COUNT, 0))
+        top.drive(top.scan_error, Mux(mine, code, 0))
+
+
+def _wide(top: Accelerator, m: Module) -> None:
+    """WIDE: per tile (class and column block, or class block), `inner` beats adding P-wide words in the lanes."""
+    rp, p = top.rp, top.lanes
+    ops = rp.engine_ops(WIDE)
+    if not ops:
+        return
+    limits = []
+    for d in ops:
+        if isinstance(d, PrototypeSums):
+            limits.append((d.ways, _blocks(d.dim, p), d.shots))
+        else:
+            limits.append((1, _blocks(d.ways, p), d.rows))
+    n, blk, k = _loops(m, top, WIDE, limits, "wide")
+    xs = [Signal(signed(rp.hw.operand_bits), name=f"wide_x{lane}", reset_less=True) for lane in range(p)]
+    words: list[list] = [[] for _ in range(p)]
+    lasts = []
+    for op, d in enumerate(ops):
+        mine = top.mine(WIDE, op)
+        lasts.append(mine & (k == limits[op][2] - 1))
+        if isinstance(d, PrototypeSums):
+            table = top.tables[d.table]
+            row = Signal(range(max(2, len(top.labels[rp.engine_ops(SCAN)[d.table].labels]))), name=f"wide{op}_row")
+            with m.Switch(Cat(k[: max(1, (d.shots - 1).bit_length())], n)):
+                for cls in range(d.ways):
+                    for shot in range(d.shots):
+                        with m.Case(shot | (cls << max(1, (d.shots - 1).bit_length()))):
+                            m.d.comb += row.eq(table[cls][shot])
+                with m.Default():
+                    m.d.comb += row.eq(0)
+            source, start, out, cols = d.features, row * d.dim + blk * p, d.out, d.dim
+            top.ppu_controls(mine, scale=d.scale, select=d.requant)
+        else:
+            source, start, out, cols = d.grads, k * d.ways + blk * p, d.bias, d.ways
+            top.ppu_controls(mine, scale=d.scale, select=d.requant, update=d.update)
+            top.read(d.bias, delay(m, blk, 4, f"wide{op}_blk") * p, mine)
+            for lane in range(p):
+                top.drive(top.ppu_addend[lane], Mux(mine, top.lane(d.bias, lane), 0))
+        top.read(source, start, mine)
+        for lane in range(p):
+            words[lane].append(Mux(mine, top.lane(source, lane), 0))
+        here = top.ppu_valid & mine
+        start6 = delay(m, n * cols + blk * p, 6, f"wide{op}_out")
+        top.write(out, start6, block_mask(delay(m, blk, 6, f"wide{op}_blk6"), cols, p), top.ppu_result, here)
+    m.d.sync += [xs[lane].eq(_or(words[lane])) for lane in range(p)]
+    v2 = delay(m, top.beat_of(WIDE), 2, "wide_v")
+    first2, last2 = delay(m, k == 0, 2, "wide_first"), delay(m, _or(lasts), 2, "wide_last")
+    active = top.active(WIDE)
+    top.drive(top.mac.valid, v2)
+    top.drive(top.mac.first, Mux(v2, first2, 0))
+    top.drive(top.mac.last, Mux(v2, last2, 0))
+    for lane in range(p):
+        top.drive(top.mac_x[lane], Mux(active, xs[lane], 0))
+        top.drive(top.mac_y[lane], Mux(active, 1, 0))
+
+
+def _or(values: list) -> object:
+    total = values[0]
+    for v in values[1:]:
+        total = total | v
+    return total
+
+
+def _reduce(top: Accelerator, m: Module) -> None:
+    """REDUCE: per output, ⌈D/P⌉ beats of P products summed by the adder tree (bias preloaded)."""
+    rp, p = top.rp, top.lanes
+    ops: list[ReduceOp] = rp.engine_ops(REDUCE)
+    if not ops:
+        return
+    td = top.mac.tree_depth
+    limits = [(d.rows_a, d.rows_b, _blocks(d.dim, p)) for d in ops]
+    i, j, blk = _loops(m, top, REDUCE, limits, "red")
+    lin = Signal(24, name="red_lin")
+    with m.If(top.issued(REDUCE)):
+        m.d.sync += lin.eq(0)
+    for op, (_, _, words) in enumerate(limits):
+        with m.Elif(top.beat & top.mine(REDUCE, op) & (blk == words - 1)):
+            m.d.sync += lin.eq(lin + 1)
+    blk1 = delay(m, blk, 1, "red_blk")
+    xs_in: list[list] = [[] for _ in range(p)]
+    ys_in: list[list] = [[] for _ in range(p)]
+    lasts = []
+    i6, lin6 = delay(m, i, 6 + td, "red_i6"), delay(m, lin, 6 + td, "red_lin6")
+    for op, d in enumerate(ops):
+        mine = top.mine(REDUCE, op)
+        lasts.append(mine & (blk1 == limits[op][2] - 1))
+        top.read(d.a, i * d.dim + blk * p, mine)
+        if d.b is not None:
+            top.read(d.b, j * d.dim + blk * p, mine)
+        for lane in range(p):
+            inside = blk1 * p + lane < d.dim
+            xs_in[lane].append(Mux(mine & inside, top.lane(d.a, lane) << d.a_shift, 0))
+            if d.b is not None:
+                ys_in[lane].append(Mux(mine & inside, top.lane(d.b, lane) << d.b_shift, 0))
+        top.drive(top.mac.subtract, Mux(mine, int(d.l2), 0))
+        top.drive(top.mac.square, Mux(mine, int(d.l2 or d.b is None), 0))
+        if d.bias is not None:
+            top.read(d.bias, delay(m, j, 3 + td, f"red{op}_bias_j"), mine)
+            top.drive(top.sum_preload, Mux(mine, top.element(d.bias) << d.bias_shift, 0))
+        top.ppu_controls(mine, scale=d.scale, select=0 if d.requant is None else d.requant, relu=int(d.relu))
+        here = top.ppu_valid & mine
+        if d.out is not None:
+            top.write(d.out, lin6, 1, [top.ppu_result[0]], here)
+        else:
+            put(m, top.norm_sum, i6, top.ppu_raw[0], here)
+    xs = [Signal(signed(rp.hw.operand_bits), name=f"red_x{lane}", reset_less=True) for lane in range(p)]
+    ys = [Signal(signed(rp.hw.operand_bits), name=f"red_y{lane}", reset_less=True) for lane in range(p)]
+    m.d.sync += [xs[lane].eq(_or(xs_in[lane])) for lane in range(p)]
+    if any(d.b is not None for d in ops):
+        m.d.sync += [ys[lane].eq(_or(ys_in[lane])) for lane in range(p)]
+    v2 = delay(m, top.beat_of(REDUCE), 2, "red_v")
+    first2, last2 = delay(m, blk1 == 0, 1, "red_f"), delay(m, _or(lasts), 1, "red_l")
+    active = top.active(REDUCE)
+    top.drive(top.mac.valid, v2)
+    top.drive(top.mac.first, Mux(v2, first2, 0))
+    top.drive(top.mac.last, Mux(v2, last2, 0))
+    top.drive(top.mac.reduce, Mux(active, 1, 0))
+    for lane in range(p):
+        top.drive(top.mac_x[lane], Mux(active, xs[lane], 0))
+        top.drive(top.mac_y[lane], Mux(active, ys[lane], 0))
+
+
+def _rowred(top: Accelerator, m: Module) -> None:
+    """ROWRED: per row, ⌈N/P⌉ beats into a compare tree: the index of the min/max, or the row max for a softmax."""
+    rp, p = top.rp, top.lanes
+    ops: list[RowReduce] = rp.engine_ops(ROWRED)
+    if not ops:
+        return
+    limits = [(1, d.rows, _blocks(d.cols, p)) for d in ops]
+    _, q, blk = _loops(m, top, ROWRED, limits, "rr")
+    v1, blk1, q1 = delay(m, top.beat_of(ROWRED), 1, "rr_v"), delay(m, blk, 1, "rr_b"), delay(m, q, 1, "rr_q")
+    for greater in (False, True):
+        mine_ops = [(op, d) for op, d in enumerate(ops) if d.greater == greater]
+        if not mine_ops:
+            continue
+        tag = "max" if greater else "min"
+        width = max(rp.heads[d.source].qformat.bits for _, d in mine_ops) + 1
+        tree = ArgTree(p, width, greater)
+        m.submodules[f"argtree_{tag}"] = tree
+        mine_tree = _or([top.mine(ROWRED, op) for op, _ in mine_ops])
+        values: list[list] = [[] for _ in range(p)]
+        masks: list[list] = [[] for _ in range(p)]
+        for op, d in mine_ops:
+            mine = top.mine(ROWRED, op)
+            top.read(d.source, q * d.cols + blk * p, mine)
+            for lane in range(p):
+                values[lane].append(Mux(mine, top.lane(d.source, lane), 0))
+                masks[lane].append(mine & (blk1 * p + lane < d.cols))
+        m.d.sync += [tree.values[lane].eq(_or(values[lane])) for lane in range(p)]
+        m.d.sync += tree.mask.eq(Cat(*[_or(masks[lane]) for lane in range(p)]))
+        m.d.comb += tree.valid.eq(delay(m, v1 & mine_tree, 1, f"rr_{tag}_v2"))
+        blk_t, q_t = delay(m, blk1, 1 + tree.depth, f"rr_{tag}_bt"), delay(m, q1, 1 + tree.depth, f"rr_{tag}_qt")
+        best = Signal(signed(width), name=f"rr_{tag}_best")
+        best_index = Signal(16, name=f"rr_{tag}_index")
+        index = blk_t * p + tree.index
+        better = (tree.value > best) if greater else (tree.value < best)
+        take = (blk_t == 0) | better
+        with m.If(tree.out_valid & take):
+            m.d.sync += [best.eq(tree.value), best_index.eq(index)]
+        emit_index, emit_q = Signal(16, name=f"rr_{tag}_ei"), Signal(16, name=f"rr_{tag}_eq")
+        emit_value = Signal(signed(width), name=f"rr_{tag}_ev")
+        m.d.sync += [
+            emit_index.eq(Mux(take, index, best_index)),
+            emit_value.eq(Mux(take, tree.value, best)),
+            emit_q.eq(q_t),
+        ]
+        for op, d in mine_ops:
+            emit = Signal(name=f"rr{op}_emit")
+            m.d.sync += emit.eq(tree.out_valid & (blk_t == limits[op][2] - 1) & top.mine(ROWRED, op))
+            if d.out is not None:
+                top.write(d.out, emit_q, 1, [emit_index], emit)
+            else:
+                put(m, top.rowmax, emit_q, emit_value, emit)
+
+
+def _outer(top: Accelerator, m: Module) -> None:
+    """OUTER: per tile (row, block of P columns), one beat per term: a group operand times P lane operands."""
+    rp, p = top.rp, top.lanes
+    ops = rp.engine_ops(OUTER)
+    if not ops:
+        return
+    limits = []
+    for d in ops:
+        if isinstance(d, WeightUpdate):
+            limits.append((d.ways, _blocks(d.dim, p), d.rows))
+        else:
+            limits.append((d.queries, _blocks(d.ways, p), d.supports))
+    o, blk, k = _loops(m, top, OUTER, limits, "outer")
+    blk1 = delay(m, blk, 1, "outer_blk")
+    ob = rp.hw.operand_bits
+    group = Signal(signed(ob), name="outer_group", reset_less=True)
+    xs = [Signal(signed(ob), name=f"outer_x{lane}", reset_less=True) for lane in range(p)]
+    group_in, lanes_in, lasts = [], [[] for _ in range(p)], []
+    for op, d in enumerate(ops):
+        mine = top.mine(OUTER, op)
+        lasts.append(mine & (k == limits[op][2] - 1))
+        if isinstance(d, WeightUpdate):
+            top.read(d.grads, k * d.ways + o, mine)
+            top.read(d.features, k * d.dim + blk * p, mine)
+            group_in.append(Mux(mine, top.element(d.grads), 0))
+            for lane in range(p):
+                lanes_in[lane].append(Mux(mine, top.lane(d.features, lane), 0))
+            top.ppu_controls(mine, scale=d.scale, select=d.requant, update=d.update)
+            top.read(d.weight, delay(m, o * d.dim + blk * p, 4, f"outer{op}_w"), mine)
+            for lane in range(p):
+                top.drive(top.ppu_addend[lane], Mux(mine, top.lane(d.weight, lane), 0))
+            out, cols = d.weight, d.dim
+        else:
+            top.read(d.attention, o * d.supports + k, mine)
+            group_in.append(Mux(mine, top.element(d.attention), 0))
+            label = delay(m, top.label_at(m, d.labels, k, f"outer{op}"), 1, f"outer{op}_label")
+            for lane in range(p):
+                lanes_in[lane].append(Mux(mine & (label == blk1 * p + lane), 1, 0))
+            top.ppu_controls(mine, select=d.requant)
+            top.drive(top.scan_error, Mux(mine & top.labels_bad(d.labels, d.ways), ERROR_LABEL_RANGE, 0))
+            out, cols = d.out, d.ways
+        start6 = delay(m, o * cols + blk * p, 6, f"outer{op}_out")
+        mask = block_mask(delay(m, blk, 6, f"outer{op}_blk6"), cols, p)
+        top.write(out, start6, mask, top.ppu_result, top.ppu_valid & mine)
+    m.d.sync += group.eq(_or(group_in))
+    m.d.sync += [xs[lane].eq(_or(lanes_in[lane])) for lane in range(p)]
+    v2 = delay(m, top.beat_of(OUTER), 2, "outer_v")
+    first2, last2 = delay(m, k == 0, 2, "outer_first"), delay(m, _or(lasts), 2, "outer_last")
+    active = top.active(OUTER)
+    top.drive(top.mac.valid, v2)
+    top.drive(top.mac.first, Mux(v2, first2, 0))
+    top.drive(top.mac.last, Mux(v2, last2, 0))
+    for lane in range(p):
+        top.drive(top.mac_x[lane], Mux(active, xs[lane], 0))
+        top.drive(top.mac_y[lane], Mux(active, group, 0))

@@ -1,0 +1,125 @@
+"""The VECTOR engine: P elements per beat from a head memory through the PPU into another one.
+
+docs/microarchitecture.md §6 and §8: state initialisation (a copy of the initial value),
+ProtoHeadInit's W = 2c, the softmax's p = e * r_row, SGDHeadStep's gradient and the
+normalisation u = x * r_row. Lane l of beat k handles element k*P + l of the [rows, cols]
+source; per-lane row and column trackers give it its row's reciprocal, rsqrt factor or label.
+Beat at t: the source is read at t, per-lane values are formed at t + 1 and registered into
+the PPU at t + 2; the result is written at t + 3 (within the D_VEC = 4 drain).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from amaranth import Module, Mux, Signal, signed
+
+from metahw.hw.amaranth.isa import ERROR_LABEL_RANGE, GRADIENT, NORMALISE, REQUANT, SOFTMAX, VECTOR, VectorOp
+from metahw.hw.amaranth.util import delay, pick
+
+if TYPE_CHECKING:
+    from metahw.hw.amaranth.top import Accelerator
+
+
+def elaborate(top: Accelerator, m: Module) -> None:
+    """Build the VECTOR engine for the program's vector ops."""
+    rp, p = top.rp, top.lanes
+    ops: list[VectorOp] = rp.engine_ops(VECTOR)
+    if not ops:
+        return
+    block = Signal(16, name="vec_block")
+    with m.If(top.issued(VECTOR)):
+        m.d.sync += block.eq(0)
+    with m.Elif(top.beat_of(VECTOR)):
+        m.d.sync += block.eq(block + 1)
+    v1 = delay(m, top.beat_of(VECTOR), 1, "vec_v1")
+    rows, cols = _trackers(top, m, ops, v1)
+    a, ob = rp.hw.acc_bits, rp.hw.operand_bits
+    values = [Signal(signed(a), name=f"vec_value{k}") for k in range(p)]
+    operands = [Signal(signed(ob), name=f"vec_operand{k}") for k in range(p)]
+    selects = [Signal.like(top.ppu_select, name=f"vec_select{k}") for k in range(p)]
+    value_in: list[list] = [[] for _ in range(p)]
+    operand_in: list[list] = [[] for _ in range(p)]
+    select_in: list[list] = [[] for _ in range(p)]
+    block3 = delay(m, block, 3, "vec_block3")
+    for op, d in enumerate(ops):
+        mine = top.mine(VECTOR, op)
+        top.read(d.source, block * p, mine)
+        for k in range(p):
+            value, operand, select = _lane(top, m, d, op, k, rows, cols)
+            value_in[k].append(Mux(mine, value, 0))
+            operand_in[k].append(Mux(mine, operand, 0))
+            select_in[k].append(Mux(mine, select, 0))
+        variable = int(d.kind in (SOFTMAX, NORMALISE))
+        top.ppu_controls(mine, scale=d.scale, select=0 if d.kind == NORMALISE else d.requant, variable=variable)
+        if d.kind == GRADIENT:
+            top.drive(top.scan_error, Mux(mine & top.labels_bad(d.labels, d.cols), ERROR_LABEL_RANGE, 0))
+        n = d.rows * d.cols
+        last = -(-n // p) - 1
+        mask = Mux(block3 == last, (1 << (n - last * p)) - 1, (1 << p) - 1)
+        top.write(d.out, block3 * p, mask, top.ppu_result, top.ppu_valid & mine)
+    m.d.sync += [values[k].eq(_or(value_in[k])) for k in range(p)]
+    m.d.sync += [operands[k].eq(_or(operand_in[k])) for k in range(p)]
+    m.d.sync += [selects[k].eq(_or(select_in[k])) for k in range(p)]
+    active = top.active(VECTOR)
+    top.drive(top.ppu_vec_valid, delay(m, v1, 1, "vec_v2"))
+    for k in range(p):
+        top.drive(top.ppu_vec[k], Mux(active, values[k], 0))
+        top.drive(top.ppu_operand[k], Mux(active, operands[k], 0))
+        top.drive(top.ppu_lane_select[k], Mux(active, selects[k], 0))
+
+
+def _or(values: list) -> object:
+    total = values[0]
+    for v in values[1:]:
+        total = total | v
+    return total
+
+
+def _trackers(top: Accelerator, m: Module, ops: list[VectorOp], v1: object) -> tuple[list, list]:
+    """Per lane, the row and column of the element it handles in the data cycle (t + 1); stepped by P per beat."""
+    p = top.lanes
+    shaped = [(op, d) for op, d in enumerate(ops) if d.kind != REQUANT]
+    if not shaped:
+        return [], []
+    most_rows = max(d.rows for _, d in shaped) + 2 * p + 2
+    most_cols = max(d.cols for _, d in shaped) + p + 1
+    rows = [Signal(range(most_rows), name=f"vec_row{k}") for k in range(p)]
+    cols = [Signal(range(most_cols), name=f"vec_col{k}") for k in range(p)]
+    with m.If(top.issued(VECTOR)):
+        with m.Switch(top.fetched["op"]):
+            for op, d in shaped:
+                with m.Case(op):
+                    m.d.sync += [rows[k].eq(k // d.cols) for k in range(p)]
+                    m.d.sync += [cols[k].eq(k % d.cols) for k in range(p)]
+    for op, d in shaped:
+        with m.Elif(v1 & top.mine(VECTOR, op)):
+            for k in range(p):
+                stepped = cols[k] + p % d.cols
+                wrap = stepped >= d.cols
+                m.d.sync += [
+                    cols[k].eq(Mux(wrap, stepped - d.cols, stepped)),
+                    rows[k].eq(rows[k] + p // d.cols + wrap),
+                ]
+    return rows, cols
+
+
+def _lane(top: Accelerator, m: Module, d: VectorOp, op: int, k: int, rows: list, cols: list) -> tuple:
+    """Lane k's PPU value, variable operand and requantiser select in the data cycle."""
+    value = top.lane(d.source, k)
+    tag = f"vec{op}_{k}"
+    if d.kind == SOFTMAX:
+        return value, pick(m, top.recip, rows[k], f"{tag}_recip"), 0
+    if d.kind == GRADIENT:
+        target = pick(m, top.labels[d.labels], rows[k], f"{tag}_label") == cols[k]
+        return value - Mux(target, d.one, 0), 0, 0
+    if d.kind == NORMALISE:
+        exponent = pick(m, top.rsqrt_e, rows[k], f"{tag}_e")
+        select = Signal.like(top.ppu_select, name=f"{tag}_select")
+        m.d.comb += select.eq(d.selects[0])
+        with m.Switch(exponent):
+            for index, spec in enumerate(d.selects[1:], start=1):
+                with m.Case(d.exp_min + index):
+                    m.d.comb += select.eq(spec)
+        return value, pick(m, top.rsqrt_r, rows[k], f"{tag}_r"), select
+    return value, 0, 0

@@ -1,0 +1,304 @@
+"""The generated accelerator's instruction set: engine codes, ROM entries and each engine's per-op constants.
+
+An instruction names an engine and an *op descriptor* of that engine (`Instruction.op` indexes
+the engine's descriptor list in the RtlPlan); equal descriptors are stored once, so the ten SGD
+steps of an ANIL program share one set of engine constants. Descriptors are plain frozen
+dataclasses of names and integers, made by `spec.py` and `lower_head.py`, read by the engines.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from metahw.compiler.kernels import timing
+from metahw.compiler.qformat import QFormat
+from metahw.errors import UserError
+
+#: engine codes of the instruction ROM
+(IO_IMAGE, IO_LABELS, CONV, FLATTEN, SCAN, WIDE, REDUCE, ROWRED, IO_OUT, VECTOR, EXP, RECIP, RSQRT,
+ OUTER) = range(14)  # fmt: skip
+ENGINE_NAMES = ("io_image", "io_labels", "conv", "flatten", "scan", "wide", "reduce", "rowred", "io_out", "vector",
+                "exp", "recip", "rsqrt", "outer")  # fmt: skip
+#: the instruction kind (docs/microarchitecture.md §6) whose pipeline depth each engine drains
+ENGINE_KINDS = {
+    IO_IMAGE: timing.IO,
+    IO_LABELS: timing.IO,
+    CONV: timing.OUTER,
+    FLATTEN: timing.VECTOR,
+    SCAN: timing.SCAN,
+    WIDE: timing.WIDE,
+    REDUCE: timing.REDUCE,
+    ROWRED: timing.ROWRED,
+    IO_OUT: timing.IO,
+    VECTOR: timing.VECTOR,
+    EXP: timing.EXP,
+    RECIP: timing.RECIP,
+    RSQRT: timing.RSQRT,
+    OUTER: timing.OUTER,
+}
+#: error codes on the `error_code` port: a label out of range, a class without `shots` examples
+ERROR_LABEL_RANGE, ERROR_CLASS_COUNT = 1, 2
+SUPPORTED = (
+    "Conv2d (ReLU, fused 2x2 pool), Flatten, PrototypeAccumulate, Distance l2/dot/cosine, ArgMin, ArgMax, Dense, "
+    "Softmax, ProtoHeadInit, SGDHeadStep (scalar learning rates), CosineAttention, state initialisation"
+)
+
+
+def refuse(what: str) -> UserError:
+    """The error for a program the backend cannot build, with the reason."""
+    return UserError(f"the Amaranth backend cannot build this program: {what} (it builds {SUPPORTED}, with G = 1)")
+
+
+@dataclass(frozen=True)
+class RequantSpec:
+    """One PPU requantisation: a right shift (negative: left) into a destination format."""
+
+    shift: int
+    dst: QFormat
+
+
+@dataclass(frozen=True)
+class ConvLayer:
+    """Constants of one convolution as the conv engine runs it (one per Conv2d op)."""
+
+    name: str
+    channels: int
+    height: int
+    width: int
+    out_channels: int
+    kernel: int
+    padding: int
+    pool: bool
+    relu: bool
+    #: the input is a streamed image in the linear AMEM layout (else the channel layout)
+    linear_input: bool
+    in_format: QFormat
+    #: channel tiles ⌈O/L⌉
+    tiles: int
+    weight_base: int
+    bias_base: int
+    requant: int
+
+    @property
+    def fan_in(self) -> int:
+        """F = C*K*K beats per tile."""
+        return self.channels * self.kernel * self.kernel
+
+    @property
+    def rows(self) -> int:
+        """Output rows computed (a floor-mode pool drops the last odd row)."""
+        return self.height // 2 * 2 if self.pool else self.height
+
+    @property
+    def cols(self) -> int:
+        """Output columns computed."""
+        return self.width // 2 * 2 if self.pool else self.width
+
+    @property
+    def out_height(self) -> int:
+        """Rows of the written output."""
+        return self.rows // 2 if self.pool else self.rows
+
+    @property
+    def out_width(self) -> int:
+        """Columns of the written output."""
+        return self.cols // 2 if self.pool else self.cols
+
+
+@dataclass(frozen=True)
+class HeadBuffer:
+    """A head memory [rows, cols] (a `LinearStore`): a program buffer, op scratch, or a state's initial value."""
+
+    name: str
+    rows: int
+    cols: int
+    qformat: QFormat
+    #: streamed out (the out stream reads it)
+    mirror: bool
+    #: read-only contents in linear order (a state buffer's initial value); empty for run-time memories
+    init: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Instruction:
+    """One ROM entry: engine, beats, the op's index among that engine's ops, and the image (segments)."""
+
+    engine: int
+    beats: int
+    op: int = 0
+    image: int = 0
+    #: the AMEM bank a conv or flatten reads (a conv writes the other one)
+    bank: int = 0
+    label: str = ""
+    #: the streamed buffer (IO instructions)
+    buffer: str = ""
+
+
+# ---------------------------------------------------------------- head op descriptors
+
+
+@dataclass(frozen=True)
+class FlattenOp:
+    """FLATTEN: one AMEM word (P channels of a 1x1 map) per beat into row `image` of `out`."""
+
+    out: str
+
+
+@dataclass(frozen=True)
+class ScanOp:
+    """SCAN: one label per beat into a per-class index table, with the range and count checks."""
+
+    labels: str
+    ways: int
+    shots: int
+
+
+@dataclass(frozen=True)
+class PrototypeSums:
+    """WIDE: per class and block of P columns, `shots` beats adding the feature words the SCAN table names."""
+
+    features: str
+    out: str
+    ways: int
+    shots: int
+    dim: int
+    #: index of the SCAN descriptor whose table this reads
+    table: int
+    scale: int
+    requant: int
+
+
+@dataclass(frozen=True)
+class BiasUpdate:
+    """WIDE: per block of P classes, `rows` beats adding gradient words; PPU: bias <- bias - lr * sum."""
+
+    grads: str
+    bias: str
+    rows: int
+    ways: int
+    scale: int
+    update: int
+    requant: int
+
+
+@dataclass(frozen=True)
+class ReduceOp:
+    """REDUCE: output i * rows_b + j = sum over `dim` of a[i, d] * b[j, d] (b None: a[i, d]^2), L terms per beat.
+
+    `l2`: the pre-adder's (a << a_shift) - (b << b_shift), squared. `bias`: the tree preloaded
+    with bias[j] << bias_shift. PPU: times factor `scale`, ReLU, requantise into element
+    i * rows_b + j of `out`; `requant` None: the raw sum into the rsqrt unit's row `i`.
+    """
+
+    a: str
+    b: str | None
+    rows_a: int
+    rows_b: int
+    dim: int
+    l2: bool = False
+    a_shift: int = 0
+    b_shift: int = 0
+    bias: str | None = None
+    bias_shift: int = 0
+    scale: int = 0
+    relu: bool = False
+    requant: int | None = None
+    out: str | None = None
+
+
+@dataclass(frozen=True)
+class RowReduce:
+    """ROWRED: per row, ⌈cols/P⌉ beats into the compare tree: the index of the min/max into `out`, or
+    (`out` None) the row's max into the softmax's row registers."""
+
+    source: str
+    rows: int
+    cols: int
+    greater: bool
+    out: str | None
+
+
+@dataclass(frozen=True)
+class ExpOp:
+    """EXP: per element, k = -shift(x - rowmax, `shift`), e = table[k] (0 for k >= size), row sums."""
+
+    source: str
+    out: str
+    rows: int
+    cols: int
+    #: x_frac - index_frac: the index shift (negative: left)
+    shift: int
+    #: first entry of this softmax's table in the exp ROM, and its entries
+    base: int
+    size: int
+
+
+@dataclass(frozen=True)
+class RecipOp:
+    """RECIP: per row, floor(2^(E+R) / rowsum) in R + 2 cycles: load, then R + 1 quotient bits."""
+
+    rows: int
+    exp_frac: int
+    recip_bits: int
+
+
+@dataclass(frozen=True)
+class RsqrtOp:
+    """RSQRT: per row, (r, e) = rsqrt(sum of squares) in T_RSQRT cycles."""
+
+    rows: int
+
+
+#: VECTOR kinds
+REQUANT, SOFTMAX, GRADIENT, NORMALISE = "requant", "softmax", "gradient", "normalise"
+
+
+@dataclass(frozen=True)
+class VectorOp:
+    """VECTOR: P elements of `source` [rows, cols] per beat through the PPU into `out` (same shape).
+
+    requant: requantise (times constant factor `scale`); softmax: times the row's reciprocal;
+    gradient: (p - [label(row) == col] * 2^pf) times `scale`; normalise: times the row's rsqrt
+    factor r, requantised by `selects[e - exp_min]` for the row's exponent e.
+    """
+
+    kind: str
+    source: str
+    out: str
+    rows: int
+    cols: int
+    requant: int
+    scale: int = 0
+    labels: str | None = None
+    #: gradient: the target 1 at the probabilities' frac (2^pf)
+    one: int = 0
+    exp_min: int = 0
+    selects: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class WeightUpdate:
+    """OUTER: gW[n, d] = sum_m g[m, n] F[m, d] per (class, block of P columns); PPU: W <- W - lr * gW."""
+
+    grads: str
+    features: str
+    weight: str
+    rows: int
+    ways: int
+    dim: int
+    scale: int
+    update: int
+    requant: int
+
+
+@dataclass(frozen=True)
+class ClassSums:
+    """OUTER: p[b, n] = sum_m a[b, m] [y_m == n] per (query, block of P classes); PPU: requantise into `out`."""
+
+    attention: str
+    labels: str
+    out: str
+    queries: int
+    supports: int
+    ways: int
+    requant: int

@@ -1,0 +1,97 @@
+"""The PPU (post-processing unit): P lanes of scale multiply, aligned update, ReLU, running max and requantiser.
+
+docs/microarchitecture.md §4. One register stage, then the requantisers (combinational):
+
+    scaled   = value * factor              factor: one of the constant `factors`, or `operand` (per lane)
+    combined = (addend << a) - (scaled << g)   for update case (a, g) of `updates`, else scaled
+    rectified = max(combined, 0) with `relu`
+    running  = rectified if `first`, else max(held, rectified)         (2x2 max pooling)
+    raw     <= running when `valid & emit`; `out_valid` one cycle later
+    result   = requantise(raw, `requants[select]`)
+
+Every intermediate is computed modulo 2^width: the exact value the program needs fits that
+width (`sim.widths` validates it), so the two's-complement result is the exact one.
+"""
+
+from __future__ import annotations
+
+from amaranth import Module, Mux, Signal, signed
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from metahw.hw.amaranth.isa import RequantSpec
+from metahw.hw.amaranth.requant import Requantiser
+
+
+def _cases(m: Module, index: int, count: int) -> object:
+    return m.Default() if index == count - 1 else m.Case(index)
+
+
+class PpuLane(wiring.Component):
+    """One PPU lane (see the module docstring)."""
+
+    def __init__(
+        self,
+        width: int,
+        operand_bits: int,
+        factors: list[int],
+        updates: list[tuple[int, int]],
+        requants: list[RequantSpec],
+        rounding: str,
+        overflow: str,
+    ) -> None:
+        self.width = width
+        self.factors = list(factors)
+        self.updates = list(updates)
+        self.requants = list(requants)
+        self.rounding, self.overflow = rounding, overflow
+        out_width = max(s.dst.bits + (0 if s.dst.signed else 1) for s in self.requants)
+        super().__init__(
+            {
+                "valid": In(1),
+                "value": In(signed(width)),
+                "relu": In(1),
+                "first": In(1),
+                "emit": In(1),
+                "scale": In(range(max(2, len(self.factors)))),
+                "variable": In(1),
+                "operand": In(signed(operand_bits)),
+                "update": In(range(len(self.updates) + 2)),
+                "addend": In(signed(width)),
+                "select": In(range(max(2, len(self.requants)))),
+                "out_valid": Out(1),
+                "raw": Out(signed(width)),
+                "result": Out(signed(out_width)),
+            }
+        )
+
+    def elaborate(self, platform: object) -> Module:
+        """Scale, update, ReLU and max into the output register; the requantiser after it."""
+        m = Module()
+        w = self.width
+        scaled = Signal(signed(w), name="scaled")
+        with m.If(self.variable):
+            m.d.comb += scaled.eq(self.value * self.operand)
+        with m.Else():
+            with m.Switch(self.scale):
+                for index, factor in enumerate(self.factors):
+                    with _cases(m, index, len(self.factors)):
+                        m.d.comb += scaled.eq(self.value * factor)
+        combined = Signal(signed(w), name="combined")
+        m.d.comb += combined.eq(scaled)
+        with m.Switch(self.update):
+            for index, (a, g) in enumerate(self.updates):
+                with m.Case(index + 1):
+                    m.d.comb += combined.eq((self.addend << a) - (scaled << g))
+        rectified = Mux(self.relu & (combined < 0), 0, combined)
+        held = Signal(signed(w), name="held")
+        running = Mux(self.first | (rectified > held), rectified, held)
+        select = Signal.like(self.select, name="select_out")
+        with m.If(self.valid):
+            m.d.sync += held.eq(running)
+            with m.If(self.emit):
+                m.d.sync += self.raw.eq(running)
+        m.d.sync += [self.out_valid.eq(self.valid & self.emit), select.eq(self.select)]
+        rq = m.submodules.requant = Requantiser(self.requants, w, self.rounding, self.overflow)
+        m.d.comb += [rq.value.eq(self.raw), rq.select.eq(select), self.result.eq(rq.result)]
+        return m

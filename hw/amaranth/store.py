@@ -1,0 +1,126 @@
+"""A head buffer's memory: elements in linear order (element n = row * cols + col), P per word.
+
+docs/rtl.md ("Head memories"). Every head schedule reads or writes either a *window* of up to P
+consecutive elements (a block of a row, a linear vector pass, a stream word) or a single
+element, one access per beat. A buffer whose rows all start on a word (cols a multiple of P,
+or a single row) is one memory: windows start on a word, single elements are a lane select
+(read) or a lane enable (write). Any other buffer keeps its even and odd words in two
+memories, so a window at any start touches one word of each, and a rotator lines the lanes up.
+"""
+
+from __future__ import annotations
+
+from amaranth import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.lib import memory, wiring
+from amaranth.lib.wiring import In, Out
+
+
+def _lg(n: int) -> int:
+    return (n - 1).bit_length()
+
+
+def pack_words(values: list[int], lanes: int, bits: int) -> list[int]:
+    """Element values (two's complement, `bits` each) packed P per word, element 0 in lane 0 of word 0."""
+    mask = (1 << bits) - 1
+    words = [0] * max(1, -(-len(values) // lanes))
+    for n, v in enumerate(values):
+        words[n // lanes] |= (int(v) & mask) << (n % lanes * bits)
+    return words
+
+
+class LinearStore(wiring.Component):
+    """`rows` x `cols` elements of `bits` bits; one window read and one window write per cycle.
+
+    Read: `rd_start` (an element index) in cycle c gives, in cycle c + 1, element
+    `rd_start + l` in lane l of `rd_lanes` and element `rd_start` in `rd_elem`; `rd_hold`
+    keeps the previous cycle's data instead. Write: element `wr_start + l` takes lane l of
+    `wr_data` for each lane l set in `wr_mask` (0: no write; 1: a single element). `windows`
+    False promises that every window of more than one element starts on a word.
+    """
+
+    def __init__(self, rows: int, cols: int, lanes: int, bits: int, init: list[int] | None = None) -> None:
+        self.rows, self.cols, self.lanes, self.bits = rows, cols, lanes, bits
+        self.size = rows * cols
+        self.windows = cols % lanes != 0 and rows > 1
+        self.init = list(init) if init is not None else []
+        super().__init__(
+            {
+                "rd_start": In(range(self.size + lanes + 1)),
+                "rd_hold": In(1),
+                "rd_lanes": Out(unsigned(lanes * bits)),
+                "rd_elem": Out(unsigned(bits)),
+                "wr_start": In(range(self.size + lanes + 1)),
+                "wr_mask": In(lanes),
+                "wr_data": In(unsigned(lanes * bits)),
+            }
+        )
+
+    def elaborate(self, platform: object) -> Module:
+        """One memory (aligned windows) or an even and an odd memory with rotators."""
+        m = Module()
+        if self.windows:
+            self._banked(m)
+        else:
+            self._single(m)
+        return m
+
+    def _single(self, m: Module) -> None:
+        p, bits, lg = self.lanes, self.bits, _lg(self.lanes)
+        words = -(-self.size // p)
+        mem = memory.Memory(shape=unsigned(p * bits), depth=max(2, words), init=pack_words(self.init, p, bits))
+        m.submodules.mem = mem
+        rd, wr = mem.read_port(), mem.write_port(granularity=bits)
+        lane = Signal(range(p), name="rd_lane")
+        m.d.comb += [rd.addr.eq(self.rd_start >> lg), rd.en.eq(~self.rd_hold), self.rd_lanes.eq(rd.data)]
+        with m.If(~self.rd_hold):
+            m.d.sync += lane.eq(self.rd_start[:lg] if lg else 0)
+        m.d.comb += self.rd_elem.eq(rd.data.word_select(lane, bits) if p > 1 else rd.data)
+        single = self.wr_mask == 1
+        at = self.wr_start[:lg] if lg else Const(0, 1)
+        m.d.comb += [
+            wr.addr.eq(self.wr_start >> lg),
+            wr.data.eq(Mux(single, self.wr_data[:bits].replicate(p), self.wr_data)),
+            wr.en.eq(Cat(*[Mux(single, at == k, self.wr_mask[k]) for k in range(p)])),
+        ]
+
+    def _banked(self, m: Module) -> None:
+        p, bits, lg = self.lanes, self.bits, _lg(self.lanes)
+        words = -(-self.size // p) + 1
+        init = pack_words(self.init, p, bits)
+        banks = []
+        for parity in range(2):
+            contents = init[parity::2]
+            mem = memory.Memory(shape=unsigned(p * bits), depth=max(2, -(-words // 2)), init=contents)
+            m.submodules[f"bank{parity}"] = mem
+            banks.append((mem.read_port(), mem.write_port(granularity=bits)))
+        # read: word w and w + 1 from the two banks, then lanes r .. r + P - 1 of the pair
+        word = self.rd_start >> lg
+        odd, shift = Signal(name="rd_odd"), Signal(range(p), name="rd_shift")
+        with m.If(~self.rd_hold):
+            m.d.sync += [odd.eq(word[0]), shift.eq(self.rd_start[:lg])]
+        m.d.comb += [banks[0][0].addr.eq((word + 1) >> 1), banks[1][0].addr.eq(word >> 1)]
+        m.d.comb += [banks[0][0].en.eq(~self.rd_hold), banks[1][0].en.eq(~self.rd_hold)]
+        low = Mux(odd, banks[1][0].data, banks[0][0].data)
+        high = Mux(odd, banks[0][0].data, banks[1][0].data)
+        pair = Cat(low, high)
+        with m.Switch(shift):
+            for r in range(p):
+                with m.Case(r):
+                    m.d.comb += self.rd_lanes.eq(pair[r * bits : (r + p) * bits])
+        m.d.comb += self.rd_elem.eq(self.rd_lanes[:bits])
+        # write: the P lanes moved up by r across word w (lanes r..) and word w + 1
+        wword, wshift = self.wr_start >> lg, self.wr_start[:lg]
+        spread = Signal(2 * p * bits, name="wr_spread")
+        enables = Signal(2 * p, name="wr_enables")
+        with m.Switch(wshift):
+            for r in range(p):
+                with m.Case(r):
+                    m.d.comb += spread.eq(Cat(Const(0, r * bits), self.wr_data, Const(0, (p - r) * bits)))
+                    m.d.comb += enables.eq(Cat(Const(0, r), self.wr_mask, Const(0, p - r)))
+        for parity, (_, wr) in enumerate(banks):
+            first = wword[0] == parity  # this bank holds word w (else word w + 1)
+            m.d.comb += [
+                wr.addr.eq(Mux(first, wword >> 1, (wword + 1) >> 1)),
+                wr.data.eq(Mux(first, spread[: p * bits], spread[p * bits :])),
+                wr.en.eq(Mux(first, enables[:p], enables[p:])),
+            ]
