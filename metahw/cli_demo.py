@@ -24,7 +24,7 @@ from metahw.compiler.compare_plot import plot_accuracy_vs_bits
 from metahw.compiler.compile import compile_episode, save_build
 from metahw.compiler.program import Program
 from metahw.compiler.quant_config import QuantConfig
-from metahw.demo_hardware import hardware_stage, write_report
+from metahw.demo_hardware import hardware_stage, start_synthesis, write_report
 from metahw.models.checkpoint import load_checkpoint
 from metahw.models.data import load_omniglot
 from metahw.models.evaluate import evaluate
@@ -67,16 +67,18 @@ def demo_command(
 
     config = QuantConfig(bits=bits)
     build = save_build(compile_episode(onnx_model, config, val, queries=ways), out / "build")
+    program = Program.load(build)
+    synthesis = start_synthesis(program, lanes, out, None if target == "none" else target)
     comparison = compare(learner, spec, onnx_model, [bits], test, val, episodes, progress=progress, base_config=config)
     write_text_atomic(out / "compare.json", json.dumps(comparison, indent=2) + "\n")
     plot_accuracy_vs_bits(comparison, out / "accuracy_vs_bits.png")
     fixed = comparison["fixed"][str(bits)]
     summary["fixed_point"] = fixed
 
-    program = Program.load(build)
-    sections, rungs = hardware_stage(program, test, comparison, out, lanes=lanes,
-                                     target=None if target == "none" else target, sim_episodes=sim_episodes,
-                                     rtl_episodes=rtl_episodes, progress=progress)  # fmt: skip
+    sections, rungs = hardware_stage(
+        program, test, comparison, out, lanes=lanes, synthesis=synthesis, sim_episodes=sim_episodes,
+        rtl_episodes=rtl_episodes, progress=progress,
+    )  # fmt: skip
     rungs.insert(
         0,
         {

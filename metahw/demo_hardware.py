@@ -2,20 +2,43 @@
 
 Each rung of the verification ladder it runs is recorded with its status, the episodes it
 checked and a detail string, so the report page shows what was verified and what was not.
+
+Synthesis and place-and-route take minutes but need only the RTL, so `start_synthesis` builds
+the RTL right after compilation and runs the tools (subprocesses) from a background thread
+while the demo goes on with the accuracy comparison, the simulator and Verilator.
 """
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from metahw.compiler.program import Program
 from metahw.errors import UserError
-from metahw.hw.amaranth.check import check_episodes, rtl_hardware
+from metahw.hw.amaranth.check import check_episodes, ensure_rtl, rtl_hardware
 from metahw.hw.amaranth.verilator import RtlMismatch, lint
+from metahw.hw.synth.devices import get_device
 from metahw.models.data import OmniglotSplit
 from metahw.report_page import render_report, sections_from_compare
 from metahw.sim.config import HardwareConfig
 from metahw.sim.episodes import run_episodes
+
+
+def demo_hardware(program: Program, lanes: int) -> HardwareConfig:
+    """The accelerator the demo builds: P = `lanes`, one lane group, RTL widths."""
+    return rtl_hardware(program, HardwareConfig(lanes=lanes, groups=1))
+
+
+def start_synthesis(program: Program, lanes: int, out: Path, target: str | None) -> Future | None:
+    """Build the RTL into `out/rtl` and synthesise it for `target` in a background thread (None: no target)."""
+    if target is None:
+        return None
+    get_device(target)  # an unknown target is the user's error (exit 2), before any work
+    rtl_dir = ensure_rtl(program, demo_hardware(program, lanes), out / "rtl")
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="synthesis")
+    future = pool.submit(_synthesis, rtl_dir, target)
+    pool.shutdown(wait=False)
+    return future
 
 
 def hardware_stage(
@@ -25,13 +48,13 @@ def hardware_stage(
     out: Path,
     *,
     lanes: int,
-    target: str | None,
+    synthesis: Future | None,
     sim_episodes: int,
     rtl_episodes: int,
     progress: bool,
 ) -> tuple[dict, list[dict]]:
-    """Simulate, build and check the RTL, synthesise; returns (report sections, verification rungs)."""
-    hw = rtl_hardware(program, HardwareConfig(lanes=lanes, groups=1))
+    """Simulate, check the RTL in Verilator, collect the synthesis; returns (report sections, verification rungs)."""
+    hw = demo_hardware(program, lanes)
     rungs: list[dict] = []
     runs = run_episodes(program, hw, split, sim_episodes, seed=1, progress=progress)
     first = runs.first
@@ -66,8 +89,8 @@ def hardware_stage(
     except RtlMismatch as exc:
         rungs.append(_rung("Verilator RTL vs simulator", False, rtl_episodes, str(exc)))
     resources: dict | None = {"not_run": "no --target given"}
-    if target is not None:
-        resources, rung = _synthesis(rtl_dir, target, progress)
+    if synthesis is not None:
+        resources, rung = synthesis.result()
         rungs.append(rung)
         if isinstance(resources, dict) and resources.get("fmax_mhz"):
             performance["fmax_mhz"] = resources["fmax_mhz"]
@@ -79,11 +102,11 @@ def _bits(program: Program) -> int:
     return max(b.qformat.bits for b in program.buffers if b.kind == "weight" and len(b.shape) == 4)
 
 
-def _synthesis(rtl_dir: Path, target: str, progress: bool) -> tuple[dict, dict]:
+def _synthesis(rtl_dir: Path, target: str) -> tuple[dict, dict]:
     from metahw.hw.synth.report import synthesize
 
     try:
-        report = synthesize(rtl_dir, target, progress=progress).to_dict()
+        report = synthesize(rtl_dir, target, progress=False).to_dict()
     except UserError as exc:
         return {"not_run": str(exc)}, _rung("synthesis/PnR", False, None, str(exc))
     section = {key: report[key] for key in ("target", "used", "capacity", "fits", "fmax_mhz", "suggestions")}
