@@ -1,9 +1,10 @@
-"""The real design-space exploration: zoo:protonet on an ECP5-25K, 24 trials, as `metahw explore` runs it.
+"""The real design-space exploration: Conv-4-32 and Conv-4-64 ProtoNets on an ECP5-25K, 24 trials.
 
-    .venv/bin/python benchmarks/explore.py [--target ecp5-25k] [--budget 24] [--bits 4..8] [--lanes 4..64]
-                                           [--episodes 200] [--workers W] [--results DIR] [--data PATH]
+    .venv/bin/python benchmarks/explore.py [--checkpoints zoo:protonet32 zoo:protonet] [--target ecp5-25k]
+                                           [--budget 24] [--bits 4..8] [--lanes 4,8,16] [--episodes 200]
+                                           [--workers W] [--results DIR] [--data PATH]
 
-Runs `metahw explore zoo:protonet ...` (RTL generation, synthesis and place-and-route of every
+Runs `metahw explore CHECKPOINTS ...` (RTL generation, synthesis and place-and-route of every
 design), timed, in a results folder that a rerun resumes (delete it for a fresh measurement).
 Then reads trials.jsonl and pareto.json and writes benchmarks/results/explore.json: the
 command, the wall time, per-measurement seconds (fresh and cached), every trial's design and
@@ -42,11 +43,11 @@ def _timings(records: list[dict]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", default="zoo:protonet")
+    parser.add_argument("--checkpoints", nargs="+", default=["zoo:protonet32", "zoo:protonet"])
     parser.add_argument("--target", default="ecp5-25k")
     parser.add_argument("--budget", type=int, default=24)
     parser.add_argument("--bits", default="4..8")
-    parser.add_argument("--lanes", default="4..64")
+    parser.add_argument("--lanes", default="4,8,16")
     parser.add_argument("--episodes", type=int, default=200)
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--results", type=Path, default=ROOT / "out" / "explore-benchmark")
@@ -54,7 +55,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=None)
     args = parser.parse_args()
 
-    command = [str(Path(sys.executable).with_name("metahw")), "explore", args.checkpoint, "--target", args.target,
+    command = [str(Path(sys.executable).with_name("metahw")), "explore", *args.checkpoints, "--target", args.target,
                "--budget", str(args.budget), "--bits", args.bits, "--lanes", args.lanes,
                "--episodes", str(args.episodes), "-o", str(args.results)]  # fmt: skip
     command += ["--workers", str(args.workers)] if args.workers else []

@@ -7,6 +7,7 @@ Both hand back `concurrent.futures.Future`s, so the driver waits on either the s
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
 import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
@@ -75,7 +76,9 @@ def open_pool(workers: int | None = None, ray_address: str | None = None) -> Ite
         pool = Pool(executor, workers or executor.slots)
     else:
         workers = workers or os.cpu_count() or 1
-        executor = ProcessPoolExecutor(workers)
+        # spawned, not forked: a worker forked from a driver that has used torch's thread pools
+        # can hang for ever on a lock inherited mid-use (seen in load_state_dict)
+        executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
         pool = Pool(executor, workers)
     try:
         yield pool
