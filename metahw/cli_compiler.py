@@ -72,13 +72,14 @@ def compile_command(
         typer.echo(f"{buf['name']:<28} {buf['kind']:<10} {str(tuple(buf['shape'])):<18} {buf['format']:<10} {shown}")
 
 
-def _parse_bits(text: str) -> list[int]:
+def parse_bit_widths(text: str, option: str = "--bits") -> list[int]:
+    """Sorted distinct bit widths from a comma list like '4,6,8' (each in 2..16), else a UserError naming `option`."""
     try:
         values = sorted({int(v) for v in text.split(",") if v.strip()})
     except ValueError:
-        raise UserError(f"--bits {text!r} is not a comma-separated list of integers (e.g. 4,6,8,16).") from None
+        raise UserError(f"{option} {text!r} is not a comma-separated list of integers (e.g. 4,6,8,16).") from None
     if not values or any(not 2 <= v <= 16 for v in values):
-        raise UserError(f"--bits {text!r}: every width must be in 2..16.")
+        raise UserError(f"{option} {text!r}: every width must be in 2..16.")
     return values
 
 
@@ -104,7 +105,7 @@ def compare_command(
     progress: bool = True,
 ) -> None:
     """Same episodes through PyTorch float, onnxruntime and the golden fixed-point program per bit width."""
-    widths = _parse_bits(bits)
+    widths = parse_bit_widths(bits)
     base = _config(widths[0], head_bits, rounding, overflow, per_channel, None)
     if episodes < 2:
         raise UserError(f"--episodes must be >= 2 for a confidence interval (got {episodes}).")

@@ -19,6 +19,7 @@ import typer
 
 from metahw.atomic import atomic_path, write_text_atomic
 from metahw.cli import app
+from metahw.cli_compiler import parse_bit_widths
 from metahw.compiler.compare import compare
 from metahw.compiler.compare_plot import plot_accuracy_vs_bits
 from metahw.compiler.compile import compile_episode, save_build
@@ -38,7 +39,8 @@ def demo_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the demo's outputs.")] = Path("out/demo"),
     ways: int = 5,
     shots: int = 1,
-    bits: Annotated[int, typer.Option(help="Bits of the compiled program.")] = 8,
+    bits: Annotated[int, typer.Option(help="Bits of the compiled program (and of the hardware).")] = 8,
+    sweep: Annotated[str, typer.Option(help="Bit widths compared with float (--bits is added).")] = "4,6,8",
     episodes: Annotated[int, typer.Option(help="Meta-test episodes for float and fixed-point accuracy.")] = 1000,
     data: Annotated[Path | None, typer.Option(help="Omniglot data.")] = None,
     lanes: Annotated[int, typer.Option(help="MAC lanes P of the generated accelerator.")] = 8,
@@ -49,6 +51,7 @@ def demo_command(
 ) -> None:
     """Run the pipeline on a shipped model: float accuracy, ONNX export, compile, float vs fixed point."""
     started = time.perf_counter()
+    widths = sorted(set(parse_bit_widths(sweep, "--sweep")) | {bits})
     ckpt = load_checkpoint(model)
     learner = ckpt.learner
     omniglot = load_omniglot(data)
@@ -69,7 +72,7 @@ def demo_command(
     build = save_build(compile_episode(onnx_model, config, val, queries=ways), out / "build")
     program = Program.load(build)
     synthesis = start_synthesis(program, lanes, out, None if target == "none" else target)
-    comparison = compare(learner, spec, onnx_model, [bits], test, val, episodes, progress=progress, base_config=config)
+    comparison = compare(learner, spec, onnx_model, widths, test, val, episodes, progress=progress, base_config=config)
     write_text_atomic(out / "compare.json", json.dumps(comparison, indent=2) + "\n")
     plot_accuracy_vs_bits(comparison, out / "accuracy_vs_bits.png")
     fixed = comparison["fixed"][str(bits)]
@@ -124,6 +127,8 @@ def demo_command(
     typer.echo(f"  {label + ' accuracy':<20} {100 * acc['accuracy']:.2f} +- {100 * acc['ci95']:.2f} % "
                f"(golden executor, same episodes; {100 * fixed['agreement_with_float']:.2f}% predictions as float, "
                f"{sum(fixed['saturation'].values())} saturations)")  # fmt: skip
+    sweep_line = ", ".join(f"{b}-bit {100 * comparison['fixed'][str(b)]['accuracy']['accuracy']:.2f} %" for b in widths)
+    typer.echo(f"  {'bits sweep':<20} {sweep_line} ({out / 'accuracy_vs_bits.png'})")
     for rung in rungs:
         typer.echo(f"  {rung['rung']:<28} {rung['status']:<8} {rung['detail']}")
     typer.echo(f"  report               {page}")
