@@ -43,6 +43,8 @@ LOCK_FILE = ".explore.lock"
 RECORD_ATTR = "record"
 #: name of the optuna constraint: <= 0 when the design fits the target
 CONSTRAINT = "fits"
+#: repeats the sampler may propose in a row before an unseen design is queued instead
+MAX_REPEATS = 100
 
 #: the trial function: a design -> a dict with at least `objectives` {accuracy, latency_ms, luts} and `fits`
 Evaluator = Callable[[Design], dict]
@@ -140,6 +142,31 @@ def _requeue(study: optuna.Study) -> int:
     return queued
 
 
+def _ask_new(study: optuna.Study, space: SearchSpace, seen: set[tuple]) -> tuple[Trial, Design]:
+    """Ask for a design not evaluated (or in flight) yet; adds it to `seen`.
+
+    NSGA-II may propose a design again. Such a trial is told PRUNED: NSGA-II ignores pruned
+    trials and the budget counts only completed ones, so the budget buys distinct designs.
+    After MAX_REPEATS repeats in a row the first unseen design of the grid is queued.
+    """
+    choices = space.choices()
+    for attempt in range(MAX_REPEATS + 1):
+        if attempt == MAX_REPEATS:
+            unseen = next(d for d in space.grid() if _key(_params(d)) not in seen)
+            study.enqueue_trial(_params(unseen))
+        trial = study.ask()
+        params = {name: trial.suggest_categorical(name, choices[name]) for name in PARAMS}
+        if _key(params) not in seen:
+            seen.add(_key(params))
+            return trial, space.design(params)
+        study.tell(trial, state=TrialState.PRUNED)
+    raise AssertionError("an enqueued unseen design came back as a repeat")
+
+
+def _params(design: Design) -> dict:
+    return {"checkpoint": design.checkpoint, "bits": design.bits, "lanes": design.lanes}
+
+
 def _finished_records(study: optuna.Study) -> list[dict]:
     records = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)):
@@ -226,14 +253,13 @@ def run_study(
         records = _sync_trials_file(trials_file, _finished_records(study))
         total = space.size if uses_grid(space, budget) else budget
         done = resumed = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
-        choices = space.choices()
+        seen = {_key(t.params) for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
         pending: dict[Future, tuple[Trial, Design, str, float]] = {}
         with StatusTracker(total, "explore", enabled=progress) as bar:
             bar.advance(min(done, total), status=f"{resumed} complete before this run" if resumed else "")
             while True:
                 while done + len(pending) < total and len(pending) < pool.slots:
-                    trial = study.ask()
-                    design = space.design({name: trial.suggest_categorical(name, choices[name]) for name in PARAMS})
+                    trial, design = _ask_new(study, space, seen)
                     pending[pool.executor.submit(evaluate, design)] = (trial, design, _now(), time.perf_counter())
                 if not pending:
                     break

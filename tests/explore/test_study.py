@@ -37,6 +37,11 @@ def _run(folder: Path, sp=None, budget: int = 24, evaluate=fake_evaluate, slots:
         return run_study(sp or space(), ALL, budget, evaluate, folder, Pool(executor, slots), identity, progress=False)
 
 
+def _study(folder: Path) -> optuna.Study:
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(folder / JOURNAL_FILE)))
+    return optuna.load_study(study_name=STUDY_NAME, storage=storage)
+
+
 def _params(record: dict) -> tuple:
     return tuple(sorted(record["params"].items()))
 
@@ -55,15 +60,20 @@ def test_nsga_ii_spends_the_budget_on_a_larger_space(tmp_path: Path):
     sp = space(bits=(3, 4, 5, 6, 7, 8), lanes=(1, 2, 4, 8, 16, 32, 64))
     outcome = _run(tmp_path, sp, budget=9)
     assert not outcome.grid and outcome.ran == 9
-    study = optuna.load_study(
-        study_name=STUDY_NAME,
-        storage=optuna.storages.JournalStorage(
-            optuna.storages.journal.JournalFileBackend(str(tmp_path / JOURNAL_FILE))
-        ),
-    )
-    assert len(study.trials) == 9 and all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
-    for trial in study.trials:
+    study = _study(tmp_path)
+    complete = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert len(complete) == 9
+    for trial in complete:
         assert (trial.constraints[CONSTRAINT] <= 0) == trial.user_attrs["record"]["fits"]
+
+
+def test_nsga_ii_repeats_are_pruned_and_the_budget_buys_distinct_designs(tmp_path: Path):
+    sp = space(bits=(4, 6, 8), lanes=(4, 16))  # 6 designs, a budget of 5: NSGA-II proposes repeats
+    outcome = _run(tmp_path, sp, budget=5)
+    assert not outcome.grid and outcome.ran == 5
+    assert len({_params(r) for r in outcome.records}) == 5
+    study = _study(tmp_path)
+    assert any(t.state == optuna.trial.TrialState.PRUNED for t in study.trials)
 
 
 def test_trials_jsonl_holds_every_finished_trial(tmp_path: Path):
