@@ -88,8 +88,8 @@ def _trackers(top: Accelerator, m: Module, ops: list[VectorOp], v1: object) -> t
     cols = [Signal(range(most_cols), name=f"vec_col{k}") for k in range(p)]
     with m.If(top.issued(VECTOR)):
         with m.Switch(top.fetched["op"]):
-            for op, d in shaped:
-                with m.Case(op):
+            for index, (op, d) in enumerate(shaped):
+                with m.Default() if index == len(shaped) - 1 else m.Case(op):
                     m.d.sync += [rows[k].eq(k // d.cols) for k in range(p)]
                     m.d.sync += [cols[k].eq(k % d.cols) for k in range(p)]
     for op, d in shaped:
@@ -116,10 +116,11 @@ def _lane(top: Accelerator, m: Module, d: VectorOp, op: int, k: int, rows: list,
     if d.kind == NORMALISE:
         exponent = pick(m, top.rsqrt_e, rows[k], f"{tag}_e")
         select = Signal.like(top.ppu_select, name=f"{tag}_select")
-        m.d.comb += select.eq(d.selects[0])
         with m.Switch(exponent):
             for index, spec in enumerate(d.selects[1:], start=1):
                 with m.Case(d.exp_min + index):
                     m.d.comb += select.eq(spec)
+            with m.Default():  # e_min, and 0 for a zero row (whose factor r is 0)
+                m.d.comb += select.eq(d.selects[0])
         return value, pick(m, top.rsqrt_r, rows[k], f"{tag}_r"), select
     return value, 0, 0

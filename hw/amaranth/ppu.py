@@ -9,8 +9,10 @@ docs/microarchitecture.md §4. One register stage, then the requantisers (combin
     raw     <= running when `valid & emit`; `out_valid` one cycle later
     result   = requantise(raw, `requants[select]`)
 
-Every intermediate is computed modulo 2^width: the exact value the program needs fits that
-width (`sim.widths` validates it), so the two's-complement result is the exact one.
+Every intermediate is computed modulo 2^width (constant factors as shifted adds, shifts as
+concatenations, so no intermediate is wider): the exact value the program needs fits that
+width (`sim.widths` validates it), so the two's-complement result is the exact one. A
+variable operand (a softmax reciprocal, an rsqrt factor) multiplies an operand-sized value.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from amaranth.lib.wiring import In, Out
 
 from metahw.hw.amaranth.isa import RequantSpec
 from metahw.hw.amaranth.requant import Requantiser
+from metahw.hw.amaranth.util import shift_left, times_constant
 
 
 def _cases(m: Module, index: int, count: int) -> object:
@@ -39,8 +42,10 @@ class PpuLane(wiring.Component):
         requants: list[RequantSpec],
         rounding: str,
         overflow: str,
+        built: frozenset[int] | None = None,
     ) -> None:
         self.width = width
+        self.built = built
         self.factors = list(factors)
         self.updates = list(updates)
         self.requants = list(requants)
@@ -70,19 +75,20 @@ class PpuLane(wiring.Component):
         m = Module()
         w = self.width
         scaled = Signal(signed(w), name="scaled")
-        with m.If(self.variable):
-            m.d.comb += scaled.eq(self.value * self.operand)
+        with m.If(self.variable):  # the multiplicand is an operand then (an exp value, a feature)
+            m.d.comb += scaled.eq(self.value[: len(self.operand)].as_signed() * self.operand)
         with m.Else():
             with m.Switch(self.scale):
                 for index, factor in enumerate(self.factors):
                     with _cases(m, index, len(self.factors)):
-                        m.d.comb += scaled.eq(self.value * factor)
+                        m.d.comb += scaled.eq(times_constant(self.value, factor, w))
         combined = Signal(signed(w), name="combined")
-        m.d.comb += combined.eq(scaled)
         with m.Switch(self.update):
             for index, (a, g) in enumerate(self.updates):
                 with m.Case(index + 1):
-                    m.d.comb += combined.eq((self.addend << a) - (scaled << g))
+                    m.d.comb += combined.eq(shift_left(self.addend, a, w) - shift_left(scaled, g, w))
+            with m.Default():
+                m.d.comb += combined.eq(scaled)
         rectified = Mux(self.relu & (combined < 0), 0, combined)
         held = Signal(signed(w), name="held")
         running = Mux(self.first | (rectified > held), rectified, held)
@@ -92,6 +98,6 @@ class PpuLane(wiring.Component):
             with m.If(self.emit):
                 m.d.sync += self.raw.eq(running)
         m.d.sync += [self.out_valid.eq(self.valid & self.emit), select.eq(self.select)]
-        rq = m.submodules.requant = Requantiser(self.requants, w, self.rounding, self.overflow)
+        rq = m.submodules.requant = Requantiser(self.requants, w, self.rounding, self.overflow, self.built)
         m.d.comb += [rq.value.eq(self.raw), rq.select.eq(select), self.result.eq(rq.result)]
         return m

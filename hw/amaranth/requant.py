@@ -16,22 +16,26 @@ from amaranth.lib.wiring import In, Out
 
 from metahw.compiler.qformat import QFormat
 from metahw.hw.amaranth.isa import RequantSpec
+from metahw.hw.amaranth.util import shift_left
 
 
 class Requantiser(wiring.Component):
     """Combinational: `value` (signed, `width` bits) requantised by `specs[select]` into `result`.
 
     `result` is `out_width` bits wide, sign-extended from the chosen format; `overflow` is
-    high when the value did not fit (then saturated or wrapped, per `overflow_mode`).
+    high when the value did not fit (then saturated or wrapped, per `overflow_mode`). Only the
+    specs in `built` (default: all) get logic; another `select` gives one of theirs.
     """
 
-    def __init__(self, specs: list[RequantSpec], width: int, rounding: str, overflow_mode: str) -> None:
+    def __init__(self, specs: list[RequantSpec], width: int, rounding: str, overflow_mode: str,
+                 built: frozenset[int] | None = None) -> None:  # fmt: skip
         if rounding not in ("truncate", "half_up", "half_even") or overflow_mode not in ("saturate", "wrap"):
             raise ValueError(f"unknown rounding {rounding!r} or overflow mode {overflow_mode!r}")
         self.specs = list(specs)
         self.width = width
         self.rounding = rounding
         self.overflow_mode = overflow_mode
+        self.built = sorted(built if built is not None else range(len(self.specs)))
         self.out_width = max(s.dst.bits + (0 if s.dst.signed else 1) for s in self.specs)
         super().__init__(
             {
@@ -45,10 +49,10 @@ class Requantiser(wiring.Component):
     def elaborate(self, platform: object) -> Module:
         """One case per spec: constant shift, rounding, range check."""
         m = Module()
-        outcomes = [self._one(m, spec, k) for k, spec in enumerate(self.specs)]
         with m.Switch(self.select):
-            for index, (result, overflow) in enumerate(outcomes):
-                with m.Default() if index == len(self.specs) - 1 else m.Case(index):
+            for n, k in enumerate(self.built):
+                result, overflow = self._one(m, self.specs[k], k)
+                with m.Default() if n == len(self.built) - 1 else m.Case(k):
                     m.d.comb += [self.result.eq(result), self.overflow.eq(overflow)]
         return m
 
@@ -77,9 +81,9 @@ class Requantiser(wiring.Component):
             low, high = -((-lo) >> -s), hi >> -s
             under, over = v < low, v > high
             if self.overflow_mode == "saturate":
-                m.d.comb += result.eq(Mux(under, lo, Mux(over, hi, v << -s)))
+                m.d.comb += result.eq(Mux(under, lo, Mux(over, hi, shift_left(v, -s, self.out_width))))
             else:
-                m.d.comb += result.eq(self._wrap(v << -s, dst))
+                m.d.comb += result.eq(self._wrap(shift_left(v, -s, dst.bits), dst))
             m.d.comb += overflow.eq(under | over)
         return result, overflow
 

@@ -115,7 +115,7 @@ class RsqrtNormaliser(wiring.Component):
             with m.If(self.value[k]):
                 m.d.comb += length.eq(k + 1)
         s = Signal(signed(8), name="s")
-        m.d.comb += s.eq((length.as_signed() - (RSQRT_MANTISSA - 1)) >> 1)
+        m.d.comb += s.eq((Cat(length, Const(0, 1)).as_signed() - (RSQRT_MANTISSA - 1)) >> 1)
         wide = Signal(unsigned(self.width + 2 * RSQRT_MANTISSA), name="wide")
         right, left = (2 * s).as_unsigned()[:6], (-2 * s).as_unsigned()[:6]  # |2s| <= 32
         m.d.comb += wide.eq(Mux(s >= 0, self.value >> right, self.value << left))

@@ -58,6 +58,8 @@ class LinearStore(wiring.Component):
     def elaborate(self, platform: object) -> Module:
         """One memory (aligned windows) or an even and an odd memory with rotators."""
         m = Module()
+        #: the memories (one, or the even and the odd words), for test benches that peek
+        self.memories: list[memory.Memory] = []
         if self.windows:
             self._banked(m)
         else:
@@ -69,6 +71,7 @@ class LinearStore(wiring.Component):
         words = -(-self.size // p)
         mem = memory.Memory(shape=unsigned(p * bits), depth=max(2, words), init=pack_words(self.init, p, bits))
         m.submodules.mem = mem
+        self.memories.append(mem)
         rd, wr = mem.read_port(), mem.write_port(granularity=bits)
         lane = Signal(range(p), name="rd_lane")
         m.d.comb += [rd.addr.eq(self.rd_start >> lg), rd.en.eq(~self.rd_hold), self.rd_lanes.eq(rd.data)]
@@ -92,6 +95,7 @@ class LinearStore(wiring.Component):
             contents = init[parity::2]
             mem = memory.Memory(shape=unsigned(p * bits), depth=max(2, -(-words // 2)), init=contents)
             m.submodules[f"bank{parity}"] = mem
+            self.memories.append(mem)
             banks.append((mem.read_port(), mem.write_port(granularity=bits)))
         # read: word w and w + 1 from the two banks, then lanes r .. r + P - 1 of the pair
         word = self.rd_start >> lg

@@ -22,7 +22,19 @@ from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from metahw.hw.amaranth import engines_embed, engines_head, engines_sfu, engines_vector
-from metahw.hw.amaranth.isa import ENGINE_NAMES, ERROR_CLASS_COUNT, ERROR_LABEL_RANGE, EXP, RECIP, ROWRED, HeadBuffer
+from metahw.hw.amaranth.isa import (
+    ENGINE_NAMES,
+    ERROR_CLASS_COUNT,
+    ERROR_LABEL_RANGE,
+    EXP,
+    OUTER,
+    RECIP,
+    REDUCE,
+    ROWRED,
+    VECTOR,
+    WIDE,
+    HeadBuffer,
+)
 from metahw.hw.amaranth.mac import MacArray
 from metahw.hw.amaranth.ppu import PpuLane
 from metahw.hw.amaranth.sfu import RSQRT_ROOT_BITS
@@ -174,9 +186,12 @@ class Accelerator(wiring.Component):
         self.ppu_addend = [Signal(signed(a), name=f"ppu_addend{k}") for k in range(p)]
         mac = self.mac
         self.ppu = []
+        # REDUCE writes lane 0 only: the other lanes need no logic for the specs only REDUCE uses
+        reduce_only = {d.requant for d in rp.engine_ops(REDUCE)} - _lane_specs(rp)
         for k in range(p):
+            built = frozenset(range(len(rp.requants))) - (reduce_only if k else set())
             lane = PpuLane(a, ob, rp.factors, rp.updates, rp.requants, rp.program.meta.rounding,
-                           rp.program.meta.overflow)  # fmt: skip
+                           rp.program.meta.overflow, built or None)  # fmt: skip
             m.submodules[f"ppu{k}"] = lane
             self.ppu.append(lane)
             value = Mux(mac.lane_valid, mac.lane_acc[k], self.ppu_vec[k])
@@ -341,6 +356,16 @@ class Accelerator(wiring.Component):
         with m.Elif(finish & (self.scan_error != 0)):
             m.d.sync += error_code.eq(self.scan_error)
         m.d.comb += self.error_code.eq(error_code)
+
+
+def _lane_specs(rp: RtlPlan) -> set[int]:
+    """The requantisation specs that engines writing all P lanes use (conv, WIDE, OUTER, VECTOR)."""
+    specs = {layer.requant for layer in rp.convs}
+    for engine in (WIDE, OUTER, VECTOR):
+        for d in rp.engine_ops(engine):
+            specs.add(d.requant)
+            specs.update(getattr(d, "selects", ()))
+    return specs
 
 
 def _safe(name: str) -> str:

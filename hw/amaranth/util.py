@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth import Module, Signal
+from amaranth import Cat, Const, Module, Signal, Value, signed
 
 from metahw.compiler.qformat import QFormat
 
@@ -42,9 +42,42 @@ def pick(m: Module, regs: list[Signal], index: object, name: str) -> Signal:
 
 
 def put(m: Module, regs: list[Signal], index: object, value: object, enable: object) -> None:
-    """regs[index] <- value at the clock edge when `enable`."""
-    with m.If(enable):
-        with m.Switch(index):
-            for k, reg in enumerate(regs):
-                with m.Case(k):
-                    m.d.sync += reg.eq(value)
+    """regs[index] <- value at the clock edge when `enable` (no register for an index beyond the list)."""
+    for k, reg in enumerate(regs):
+        with m.If(enable & (index == k)):
+            m.d.sync += reg.eq(value)
+
+
+def widen(value: Value, width: int) -> Value:
+    """`value` sign- (or zero-) extended to `width` bits, as a signed value."""
+    if len(value) >= width:
+        return value[:width].as_signed()
+    top = value[-1] if value.shape().signed else Const(0, 1)
+    return Cat(value, top.replicate(width - len(value))).as_signed()
+
+
+def shift_left(value: Value, k: int, width: int) -> Value:
+    """value * 2^k modulo 2^width (signed), with no intermediate wider than `width` bits."""
+    value = widen(value, width)
+    if k == 0:
+        return value
+    if k >= width:
+        return Const(0, signed(width))
+    return Cat(Const(0, k), value[: width - k]).as_signed()
+
+
+def times_constant(value: Value, factor: int, width: int) -> Value:
+    """value * factor modulo 2^width (signed) as shifted adds over the factor's signed digits (no wide product)."""
+    digits, n, k = [], factor, 0
+    while n:
+        if n & 1:
+            digit = 2 - (n & 3)  # canonical signed digits: +1 or -1, and no two adjacent non-zero digits
+            digits.append((k, digit))
+            n -= digit
+        n >>= 1
+        k += 1
+    total: Value = Const(0, signed(width))
+    for shift, digit in digits:
+        term = shift_left(value, shift, width)
+        total = (total + term if digit > 0 else total - term)[:width].as_signed()
+    return total

@@ -10,6 +10,14 @@ from metahw.hw.amaranth.top import Accelerator
 from metahw.hw.amaranth.verilator import RtlRun, stream_beats, unpack_outputs
 
 
+def _elements(ctx, store) -> list[int]:
+    """A head memory's elements in linear order (raw bits), read from its one or two memories."""
+    banks = [[ctx.get(mem.data[i]) for i in range(mem.depth)] for mem in store.memories]
+    words = banks[0] if len(banks) == 1 else [banks[k % 2][k // 2] for k in range(len(banks[0]) + len(banks[1]))]
+    mask = (1 << store.bits) - 1
+    return [(words[n // store.lanes] >> (n % store.lanes * store.bits)) & mask for n in range(store.size)]
+
+
 def amaranth_episode(
     rp: RtlPlan, inputs: dict[str, np.ndarray], peek: tuple[str, ...] = (), stop: int | None = None
 ) -> tuple[RtlRun, dict]:
@@ -41,8 +49,11 @@ def amaranth_episode(
             ctx.set(top.start, 0)
             cycle += 1
         for name in peek:
-            mem = top.amem[int(name[-1])] if name.startswith("amem") else top.head_mem[name]
-            result[name] = [ctx.get(mem.data[i]) for i in range(mem.depth)]
+            if name.startswith("amem"):
+                mem = top.amem[int(name[-1])]
+                result[name] = [ctx.get(mem.data[i]) for i in range(mem.depth)]
+            else:
+                result[name] = _elements(ctx, top.stores[name])
 
     sim = Simulator(top)
     sim.add_clock(1e-6)
