@@ -1,7 +1,7 @@
 """The real design-space exploration: Conv-4-32 and Conv-4-64 ProtoNets on an ECP5-25K, 24 trials.
 
     .venv/bin/python benchmarks/explore.py [--checkpoints zoo:protonet32 zoo:protonet] [--target ecp5-25k]
-                                           [--budget 24] [--bits 4..8] [--lanes 4,8,16] [--episodes 200]
+                                           [--budget 24] [--bits 4..8] [--lanes 2,4,8] [--episodes 200]
                                            [--workers W] [--results DIR] [--data PATH]
 
 Runs `metahw explore CHECKPOINTS ...` (RTL generation, synthesis and place-and-route of every
@@ -47,7 +47,7 @@ def main() -> None:
     parser.add_argument("--target", default="ecp5-25k")
     parser.add_argument("--budget", type=int, default=24)
     parser.add_argument("--bits", default="4..8")
-    parser.add_argument("--lanes", default="4,8,16")
+    parser.add_argument("--lanes", default="2,4,8")
     parser.add_argument("--episodes", type=int, default=200)
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--results", type=Path, default=ROOT / "out" / "explore-benchmark")
