@@ -17,6 +17,7 @@ from amaranth.back import verilog
 
 from metahw.atomic import write_text_atomic
 from metahw.compiler.program import Program
+from metahw.hw.amaranth.digests import generator_digest, program_digest
 from metahw.hw.amaranth.meminit import split_memory_init
 from metahw.hw.amaranth.spec import ENGINE_NAMES, RtlPlan, rtl_plan
 from metahw.hw.amaranth.top import Accelerator
@@ -69,14 +70,6 @@ def _backbone_width(program: Program) -> int:
     return max((b.shape[0] for b in convs), default=0)
 
 
-def program_digest(program: Program) -> str:
-    """A stable digest of the program (its JSON and weights), to tell builds apart."""
-    h = hashlib.sha256(json.dumps(program.to_json(), sort_keys=True).encode())
-    for name in sorted(program.weights):
-        h.update(name.encode() + program.weights[name].tobytes())
-    return h.hexdigest()
-
-
 def build_rtl(program: Program, hw: HardwareConfig, out: str | Path) -> Path:
     """Write `out/metahw_accel.v`, its memories' `.hex` files, `manifest.json` and `instructions.json`."""
     out = Path(out)
@@ -93,6 +86,7 @@ def build_rtl(program: Program, hw: HardwareConfig, out: str | Path) -> Path:
         "verilog_sha256": hashlib.sha256(text.encode()).hexdigest(),
         "init_files": sorted(init_files),
         "program_digest": program_digest(program),
+        "generator_digest": generator_digest(),
         "clock": "clk",
         "reset": "rst",
         "ports": _ports(top),

@@ -11,7 +11,8 @@ from pathlib import Path
 from metahw.compiler.episode_io import program_inputs
 from metahw.compiler.program import Program
 from metahw.errors import UserError
-from metahw.hw.amaranth.build import MANIFEST, build_rtl, program_digest
+from metahw.hw.amaranth.build import MANIFEST, build_rtl
+from metahw.hw.amaranth.digests import generator_digest, program_digest
 from metahw.hw.amaranth.spec import rtl_plan
 from metahw.hw.amaranth.verilator import compare_with_sim, compile_testbench, run_rtl
 from metahw.models.data import OmniglotSplit
@@ -32,11 +33,13 @@ def rtl_hardware(program: Program, hw: HardwareConfig) -> HardwareConfig:
 
 
 def ensure_rtl(program: Program, hw: HardwareConfig, folder: Path) -> Path:
-    """Build the RTL into `folder` unless a build of this exact program and config is already there."""
+    """Build the RTL into `folder` unless a build of this program and config by this generator is already there."""
     manifest = folder / MANIFEST
     if manifest.is_file():
         old = json.loads(manifest.read_text())
-        if old.get("hardware") == hw.to_json() and old.get("program_digest") == program_digest(program):
+        same = (old.get("hardware"), old.get("program_digest"), old.get("generator_digest")) == (
+            hw.to_json(), program_digest(program), generator_digest())  # fmt: skip
+        if same:
             return folder
     build_rtl(program, hw, folder)
     return folder

@@ -209,7 +209,10 @@ def measure_resources(checkpoint: str, bits: int, lanes: int, settings: TrialSet
     A design the generator or the tools reject with a UserError (a memory that does not fit,
     say) is recorded as not fitting, with the message under `error`.
     """
+    from metahw.hw.amaranth.digests import generator_digest
+
     name = f"{checkpoint_key(checkpoint)}-b{bits}-p{lanes}-{settings.episode_tag()}"
+    generator = generator_digest()[:12]  # a result of an older RTL generator is not reused
 
     def compute() -> dict:
         from metahw.hw.amaranth.build import build_rtl
@@ -224,7 +227,7 @@ def measure_resources(checkpoint: str, bits: int, lanes: int, settings: TrialSet
         except UserError as exc:
             return {"error": str(exc), "fits": False, "fmax_mhz": None}
 
-    return cached_json(settings.cache / "resources" / f"{name}-{settings.target}.json", compute)
+    return cached_json(settings.cache / "resources" / f"{name}-{settings.target}-g{generator}.json", compute)
 
 
 def _resource_summary(report: dict) -> dict:
