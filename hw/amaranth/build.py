@@ -70,6 +70,13 @@ def _backbone_width(program: Program) -> int:
     return max((b.shape[0] for b in convs), default=0)
 
 
+def _previous_init_files(out: Path) -> list[str]:
+    try:
+        return list(json.loads((out / MANIFEST).read_text()).get("init_files", []))
+    except (OSError, ValueError):
+        return []
+
+
 def build_rtl(program: Program, hw: HardwareConfig, out: str | Path) -> Path:
     """Write `out/metahw_accel.v`, its memories' `.hex` files, `manifest.json` and `instructions.json`."""
     out = Path(out)
@@ -111,8 +118,8 @@ def build_rtl(program: Program, hw: HardwareConfig, out: str | Path) -> Path:
         for k, i in enumerate(rp.instructions)
     ]
     out.mkdir(parents=True, exist_ok=True)
-    for stale in set(p.name for p in out.glob("*.hex")) - set(init_files):
-        (out / stale).unlink()
+    for stale in set(_previous_init_files(out)) - set(init_files):  # only files an earlier build wrote
+        (out / stale).unlink(missing_ok=True)
     for name, words in init_files.items():
         write_text_atomic(out / name, words)
     write_text_atomic(out / f"{TOP}.v", text)
