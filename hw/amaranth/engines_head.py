@@ -28,7 +28,7 @@ from metahw.hw.amaranth.isa import (
     RowReduce,
     WeightUpdate,
 )
-from metahw.hw.amaranth.util import delay, pick, put
+from metahw.hw.amaranth.util import delay, or_all, pick, put
 
 if TYPE_CHECKING:
     from metahw.hw.amaranth.top import Accelerator
@@ -113,15 +113,8 @@ def _wide(top: Accelerator, m: Module) -> None:
         mine = top.mine(WIDE, op)
         lasts.append(mine & (k == limits[op][2] - 1))
         if isinstance(d, PrototypeSums):
-            table = top.tables[d.table]
-            row = Signal(range(max(2, len(top.labels[rp.engine_ops(SCAN)[d.table].labels]))), name=f"wide{op}_row")
-            with m.Switch(Cat(k[: max(1, (d.shots - 1).bit_length())], n)):
-                for cls in range(d.ways):
-                    for shot in range(d.shots):
-                        with m.Case(shot | (cls << max(1, (d.shots - 1).bit_length()))):
-                            m.d.comb += row.eq(table[cls][shot])
-                with m.Default():
-                    m.d.comb += row.eq(0)
+            entries = [row for per_class in top.tables[d.table] for row in per_class]
+            row = pick(m, entries, n * d.shots + k, f"wide{op}_row")  # the SCAN's support row of (class, shot)
             source, start, out, cols = d.features, row * d.dim + blk * p, d.out, d.dim
             top.ppu_controls(mine, scale=d.scale, select=d.requant)
         else:
@@ -136,9 +129,9 @@ def _wide(top: Accelerator, m: Module) -> None:
         here = top.ppu_valid & mine
         start6 = delay(m, n * cols + blk * p, 6, f"wide{op}_out")
         top.write(out, start6, block_mask(delay(m, blk, 6, f"wide{op}_blk6"), cols, p), top.ppu_result, here)
-    m.d.sync += [xs[lane].eq(_or(words[lane])) for lane in range(p)]
+    m.d.sync += [xs[lane].eq(or_all(words[lane])) for lane in range(p)]
     v2 = delay(m, top.beat_of(WIDE), 2, "wide_v")
-    first2, last2 = delay(m, k == 0, 2, "wide_first"), delay(m, _or(lasts), 2, "wide_last")
+    first2, last2 = delay(m, k == 0, 2, "wide_first"), delay(m, or_all(lasts), 2, "wide_last")
     active = top.active(WIDE)
     top.drive(top.mac.valid, v2)
     top.drive(top.mac.first, Mux(v2, first2, 0))
@@ -146,13 +139,6 @@ def _wide(top: Accelerator, m: Module) -> None:
     for lane in range(p):
         top.drive(top.mac_x[lane], Mux(active, xs[lane], 0))
         top.drive(top.mac_y[lane], Mux(active, 1, 0))
-
-
-def _or(values: list) -> object:
-    total = values[0]
-    for v in values[1:]:
-        total = total | v
-    return total
 
 
 def _reduce(top: Accelerator, m: Module) -> None:
@@ -199,11 +185,11 @@ def _reduce(top: Accelerator, m: Module) -> None:
             put(m, top.norm_sum, i6, top.ppu_raw[0], here)
     xs = [Signal(signed(rp.hw.operand_bits), name=f"red_x{lane}", reset_less=True) for lane in range(p)]
     ys = [Signal(signed(rp.hw.operand_bits), name=f"red_y{lane}", reset_less=True) for lane in range(p)]
-    m.d.sync += [xs[lane].eq(_or(xs_in[lane])) for lane in range(p)]
+    m.d.sync += [xs[lane].eq(or_all(xs_in[lane])) for lane in range(p)]
     if any(d.b is not None for d in ops):
-        m.d.sync += [ys[lane].eq(_or(ys_in[lane])) for lane in range(p)]
+        m.d.sync += [ys[lane].eq(or_all(ys_in[lane])) for lane in range(p)]
     v2 = delay(m, top.beat_of(REDUCE), 2, "red_v")
-    first2, last2 = delay(m, blk1 == 0, 1, "red_f"), delay(m, _or(lasts), 1, "red_l")
+    first2, last2 = delay(m, blk1 == 0, 1, "red_f"), delay(m, or_all(lasts), 1, "red_l")
     active = top.active(REDUCE)
     top.drive(top.mac.valid, v2)
     top.drive(top.mac.first, Mux(v2, first2, 0))
@@ -231,7 +217,7 @@ def _rowred(top: Accelerator, m: Module) -> None:
         width = max(rp.heads[d.source].qformat.bits for _, d in mine_ops) + 1
         tree = ArgTree(p, width, greater)
         m.submodules[f"argtree_{tag}"] = tree
-        mine_tree = _or([top.mine(ROWRED, op) for op, _ in mine_ops])
+        mine_tree = or_all([top.mine(ROWRED, op) for op, _ in mine_ops])
         values: list[list] = [[] for _ in range(p)]
         masks: list[list] = [[] for _ in range(p)]
         for op, d in mine_ops:
@@ -240,8 +226,8 @@ def _rowred(top: Accelerator, m: Module) -> None:
             for lane in range(p):
                 values[lane].append(Mux(mine, top.lane(d.source, lane), 0))
                 masks[lane].append(mine & (blk1 * p + lane < d.cols))
-        m.d.sync += [tree.values[lane].eq(_or(values[lane])) for lane in range(p)]
-        m.d.sync += tree.mask.eq(Cat(*[_or(masks[lane]) for lane in range(p)]))
+        m.d.sync += [tree.values[lane].eq(or_all(values[lane])) for lane in range(p)]
+        m.d.sync += tree.mask.eq(Cat(*[or_all(masks[lane]) for lane in range(p)]))
         m.d.comb += tree.valid.eq(delay(m, v1 & mine_tree, 1, f"rr_{tag}_v2"))
         blk_t, q_t = delay(m, blk1, 1 + tree.depth, f"rr_{tag}_bt"), delay(m, q1, 1 + tree.depth, f"rr_{tag}_qt")
         best = Signal(signed(width), name=f"rr_{tag}_best")
@@ -311,10 +297,10 @@ def _outer(top: Accelerator, m: Module) -> None:
         start6 = delay(m, o * cols + blk * p, 6, f"outer{op}_out")
         mask = block_mask(delay(m, blk, 6, f"outer{op}_blk6"), cols, p)
         top.write(out, start6, mask, top.ppu_result, top.ppu_valid & mine)
-    m.d.sync += group.eq(_or(group_in))
-    m.d.sync += [xs[lane].eq(_or(lanes_in[lane])) for lane in range(p)]
+    m.d.sync += group.eq(or_all(group_in))
+    m.d.sync += [xs[lane].eq(or_all(lanes_in[lane])) for lane in range(p)]
     v2 = delay(m, top.beat_of(OUTER), 2, "outer_v")
-    first2, last2 = delay(m, k == 0, 2, "outer_first"), delay(m, _or(lasts), 2, "outer_last")
+    first2, last2 = delay(m, k == 0, 2, "outer_first"), delay(m, or_all(lasts), 2, "outer_last")
     active = top.active(OUTER)
     top.drive(top.mac.valid, v2)
     top.drive(top.mac.first, Mux(v2, first2, 0))

@@ -31,7 +31,7 @@ from metahw.hw.amaranth.sfu import (
     RsqrtNormaliser,
     SquareRoot,
 )
-from metahw.hw.amaranth.util import delay, pick, put
+from metahw.hw.amaranth.util import delay, or_all, pick, put
 
 if TYPE_CHECKING:
     from metahw.hw.amaranth.top import Accelerator
@@ -92,10 +92,10 @@ def _exp(top: Accelerator, m: Module) -> None:
         m.d.comb += inside.eq(mine & (index < d.size))
         inside_of.append(inside)
         bases.append(Mux(mine, d.base, 0))
-    m.d.sync += difference.eq(_or(xs) - peak)
-    inside = _or(inside_of)
-    m.d.comb += [index_shift.value.eq(difference), index_shift.select.eq(_or(selects))]
-    m.d.comb += rom_rd.addr.eq(_or(bases) + Mux(inside, index[: len(rom_rd.addr)], 0))
+    m.d.sync += difference.eq(or_all(xs) - peak)
+    inside = or_all(inside_of)
+    m.d.comb += [index_shift.value.eq(difference), index_shift.select.eq(or_all(selects))]
+    m.d.comb += rom_rd.addr.eq(or_all(bases) + Mux(inside, index[: len(rom_rd.addr)], 0))
     # t + 3: the table value, the running row sum, the row's total and the write
     v3, row3, col3 = delay(m, v1, 2, "exp_v3"), delay(m, row1, 2, "exp_row3"), delay(m, col, 3, "exp_col3")
     element3 = delay(m, element, 3, "exp_element3")
@@ -110,13 +110,6 @@ def _exp(top: Accelerator, m: Module) -> None:
         mine = top.mine(EXP, op)
         put(m, top.rowsum, row3, total, v3 & mine & (col3 == d.cols - 1))
         top.write(d.out, element3, 1, [value], v3 & mine)
-
-
-def _or(values: list) -> object:
-    total = values[0]
-    for v in values[1:]:
-        total = total | v
-    return total
 
 
 def _recip(top: Accelerator, m: Module) -> None:
@@ -137,9 +130,9 @@ def _recip(top: Accelerator, m: Module) -> None:
         divider.load.eq(beat & (step == 0)),
         divider.step.eq(beat & (step != 0)),
         divider.divisor.eq(pick(m, top.rowsum, row, "recip_sum")),
-        divider.initial.eq(_or(initials)),
+        divider.initial.eq(or_all(initials)),
     ]
-    put(m, top.recip, row, divider.q_next, beat & _or(lasts))
+    put(m, top.recip, row, divider.q_next, beat & or_all(lasts))
 
 
 def _rsqrt(top: Accelerator, m: Module) -> None:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from amaranth import Module, Mux, Signal, signed
 
 from metahw.hw.amaranth.isa import ERROR_LABEL_RANGE, GRADIENT, NORMALISE, REQUANT, SOFTMAX, VECTOR, VectorOp
-from metahw.hw.amaranth.util import delay, pick
+from metahw.hw.amaranth.util import delay, or_all, pick
 
 if TYPE_CHECKING:
     from metahw.hw.amaranth.top import Accelerator
@@ -58,22 +58,15 @@ def elaborate(top: Accelerator, m: Module) -> None:
         last = -(-n // p) - 1
         mask = Mux(block3 == last, (1 << (n - last * p)) - 1, (1 << p) - 1)
         top.write(d.out, block3 * p, mask, top.ppu_result, top.ppu_valid & mine)
-    m.d.sync += [values[k].eq(_or(value_in[k])) for k in range(p)]
-    m.d.sync += [operands[k].eq(_or(operand_in[k])) for k in range(p)]
-    m.d.sync += [selects[k].eq(_or(select_in[k])) for k in range(p)]
+    m.d.sync += [values[k].eq(or_all(value_in[k])) for k in range(p)]
+    m.d.sync += [operands[k].eq(or_all(operand_in[k])) for k in range(p)]
+    m.d.sync += [selects[k].eq(or_all(select_in[k])) for k in range(p)]
     active = top.active(VECTOR)
     top.drive(top.ppu_vec_valid, delay(m, v1, 1, "vec_v2"))
     for k in range(p):
         top.drive(top.ppu_vec[k], Mux(active, values[k], 0))
         top.drive(top.ppu_operand[k], Mux(active, operands[k], 0))
         top.drive(top.ppu_lane_select[k], Mux(active, selects[k], 0))
-
-
-def _or(values: list) -> object:
-    total = values[0]
-    for v in values[1:]:
-        total = total | v
-    return total
 
 
 def _trackers(top: Accelerator, m: Module, ops: list[VectorOp], v1: object) -> tuple[list, list]:

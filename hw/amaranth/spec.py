@@ -40,6 +40,7 @@ from metahw.hw.amaranth.isa import (
     refuse,
 )
 from metahw.hw.amaranth.lower_head import lower_head_op, lower_init
+from metahw.hw.amaranth.store import memory_depths
 from metahw.sim.config import HardwareConfig
 from metahw.sim.plan import INIT, OP, SEGMENT, STREAM_IN, STREAM_OUT, Plan, build_plan
 
@@ -150,6 +151,24 @@ class RtlPlan:
             head = HeadBuffer(head.name, head.rows, head.cols, head.qformat, head.mirror or old.mirror, old.init)
         self.heads[head.name] = head
         return head
+
+    def memories(self) -> list[dict]:
+        """The data memories the generator builds: name, width and depth in words, bits (for the manifest)."""
+        p = self.lanes
+        mems = [
+            ("wmem", p * self.weight_bits, max(2, len(self.weight_words))),
+            ("bias_rom", p * self.hw.acc_bits, max(2, len(self.bias_words))),
+            ("amem0", p * self.act_bits, max(2, self.amem_depth)),
+            ("amem1", p * self.act_bits, max(2, self.amem_depth)),
+        ]
+        for head in self.heads.values():
+            depths = memory_depths(head.rows, head.cols, p)
+            for k, depth in enumerate(depths):
+                bank = f" (bank {k})" if len(depths) > 1 else ""
+                mems.append((f"head {head.name}{bank}", p * head.qformat.bits, depth))
+        if self.exp_table:
+            mems.append(("exp_table", self.exp_bits, max(2, len(self.exp_table))))
+        return [{"name": n, "width": w, "depth": d, "bits": w * d} for n, w, d in mems]
 
     def depth(self, engine: int) -> int:
         """Pipeline depth of an engine's instructions (docs/microarchitecture.md §6)."""
@@ -268,8 +287,6 @@ def _conv_layer(rp: RtlPlan, op: Conv2d, buffers: dict[str, Buffer], linear: boo
 def _labels_input(rp: RtlPlan, buf: Buffer) -> None:
     if len(buf.shape) != 1 or buf.qformat.frac != 0:
         raise refuse(f"input '{buf.name}' {buf.shape} is streamed whole but is not a vector of class labels")
-    if buf.name in rp.heads:
-        raise refuse(f"'{buf.name}' is both a label input and a head buffer")
     rp.label_inputs.append(buf.name)
     beats = -(-buf.shape[0] // rp.hw.stream_elements)
     index = len(rp.label_inputs) - 1
@@ -300,6 +317,3 @@ def _finish(rp: RtlPlan, buffers: dict[str, Buffer]) -> None:
     inputs = [b for b in buffers.values() if b.kind == "input"]
     rp.in_bits = max(b.qformat.bits for b in inputs)
     rp.out_bits = max(buffers[name].qformat.bits for name in rp.outputs)
-    for name in rp.label_inputs:
-        if name in rp.heads:
-            raise refuse(f"'{name}' is both a label input and a head buffer")

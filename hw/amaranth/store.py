@@ -19,6 +19,14 @@ def _lg(n: int) -> int:
     return (n - 1).bit_length()
 
 
+def memory_depths(rows: int, cols: int, lanes: int) -> list[int]:
+    """Words of each memory of a [rows, cols] head memory: one memory, or the even and the odd words."""
+    words = -(-rows * cols // lanes)
+    if cols % lanes == 0 or rows == 1:
+        return [max(2, words)]
+    return [max(2, -(-(words + 1) // 2))] * 2
+
+
 def pack_words(values: list[int], lanes: int, bits: int) -> list[int]:
     """Element values (two's complement, `bits` each) packed P per word, element 0 in lane 0 of word 0."""
     mask = (1 << bits) - 1
@@ -41,7 +49,8 @@ class LinearStore(wiring.Component):
     def __init__(self, rows: int, cols: int, lanes: int, bits: int, init: list[int] | None = None) -> None:
         self.rows, self.cols, self.lanes, self.bits = rows, cols, lanes, bits
         self.size = rows * cols
-        self.windows = cols % lanes != 0 and rows > 1
+        self.depths = memory_depths(rows, cols, lanes)
+        self.windows = len(self.depths) == 2
         self.init = list(init) if init is not None else []
         super().__init__(
             {
@@ -68,8 +77,7 @@ class LinearStore(wiring.Component):
 
     def _single(self, m: Module) -> None:
         p, bits, lg = self.lanes, self.bits, _lg(self.lanes)
-        words = -(-self.size // p)
-        mem = memory.Memory(shape=unsigned(p * bits), depth=max(2, words), init=pack_words(self.init, p, bits))
+        mem = memory.Memory(shape=unsigned(p * bits), depth=self.depths[0], init=pack_words(self.init, p, bits))
         m.submodules.mem = mem
         self.memories.append(mem)
         rd, wr = mem.read_port(), mem.write_port(granularity=bits)
@@ -88,12 +96,11 @@ class LinearStore(wiring.Component):
 
     def _banked(self, m: Module) -> None:
         p, bits, lg = self.lanes, self.bits, _lg(self.lanes)
-        words = -(-self.size // p) + 1
         init = pack_words(self.init, p, bits)
         banks = []
         for parity in range(2):
             contents = init[parity::2]
-            mem = memory.Memory(shape=unsigned(p * bits), depth=max(2, -(-words // 2)), init=contents)
+            mem = memory.Memory(shape=unsigned(p * bits), depth=self.depths[parity], init=contents)
             m.submodules[f"bank{parity}"] = mem
             self.memories.append(mem)
             banks.append((mem.read_port(), mem.write_port(granularity=bits)))

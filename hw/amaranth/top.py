@@ -40,7 +40,7 @@ from metahw.hw.amaranth.ppu import PpuLane
 from metahw.hw.amaranth.sfu import RSQRT_ROOT_BITS
 from metahw.hw.amaranth.spec import RtlPlan
 from metahw.hw.amaranth.store import LinearStore
-from metahw.hw.amaranth.util import bits_for, case, extend, pick
+from metahw.hw.amaranth.util import bits_for, case, extend, or_all, pick
 
 __all__ = ["ERROR_CLASS_COUNT", "ERROR_LABEL_RANGE", "Accelerator"]
 
@@ -98,10 +98,7 @@ class Accelerator(wiring.Component):
 
     def _combine(self, m: Module) -> None:
         for port, values in self._drivers.values():
-            total = values[0]
-            for v in values[1:]:
-                total = total | v
-            m.d.comb += port.eq(total)
+            m.d.comb += port.eq(or_all(values))
 
     # ------------------------------------------------------------------ engine helpers
     def active(self, engine: int) -> object:

@@ -48,6 +48,14 @@ def put(m: Module, regs: list[Signal], index: object, value: object, enable: obj
             m.d.sync += reg.eq(value)
 
 
+def or_all(values: list) -> object:
+    """The OR of values (engines' contributions to a shared input, each zero when not its turn)."""
+    total = values[0]
+    for v in values[1:]:
+        total = total | v
+    return total
+
+
 def widen(value: Value, width: int) -> Value:
     """`value` sign- (or zero-) extended to `width` bits, as a signed value."""
     if len(value) >= width:

@@ -2,13 +2,17 @@
 
 The heads are the zoo's: ProtoNet (prototypes, l2, ArgMin), Proto-MAML (prototypes, head
 initialisation, SGD steps, Dense, ArgMax), ANIL (initialised state, SGD steps, Dense, ArgMax),
-Matching Net (cosine attention, ArgMax), and a cosine-distance head with a standalone softmax.
+Matching Net (cosine attention, ArgMax; optionally a cosine distance with a standalone softmax
+and a Dense on frozen weights), and all of them on one embedding (`tiny_heads`).
 Formats follow the zoo programs' (16-bit head state, 8-bit embedding); 3 ways of 2 shots give
 M = 6 support rows (a non-power-of-two count) and rows of 3 elements, so head memories with
 rows that do not start on a word are exercised on 4 lanes.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -97,94 +101,151 @@ SGD_FORMATS = {"prob_format": QFormat(16, 15, signed=False), "grad_format": QFor
 LR = QFormat(16, 19, signed=False)
 
 
-def _sgd_head(ways: int, shots: int, queries: int, width: int, steps: int, init: bool, seed: int, rounding: str,
-              overflow: str, logits: QFormat) -> Program:  # fmt: skip
+@dataclass
+class _Head:
+    """A head's buffers, its ops on the support features, its ops on the query features, its weights."""
+
+    buffers: list[Buffer]
+    support: list[K.Kernel]
+    query: list[K.Kernel]
+    weights: dict[str, np.ndarray]
+
+
+def _sgd_head(prefix: str, out: str, ways: int, shots: int, queries: int, width: int, steps: int, init: bool,
+              rng: np.random.Generator) -> _Head:  # fmt: skip
+    """Proto-MAML's (prototypes, ProtoHeadInit) or ANIL's (initialised state) head: SGD steps, Dense, ArgMax."""
+    weight, bias = (QFormat(16, 12), QFormat(16, 14)) if init else (QFormat(16, 10), QFormat(16, 6))
+    logits = QFormat(16, 11) if init else QFormat(16, 7)
+    w, b, lr_w, lr_b = (f"{prefix}.{n}" for n in ("weight", "bias", "lr_w", "lr_b"))
+    buffers = [
+        Buffer(w, (ways, width), weight, "state"),
+        Buffer(b, (ways,), bias, "state"),
+        Buffer(lr_w, (), LR, "weight"),
+        Buffer(lr_b, (), LR, "weight"),
+        Buffer(f"{out}scores", (queries, ways), QFormat(16, 8), "output"),
+        Buffer(f"{out}prediction", (queries,), _labels(ways), "output"),
+    ]
+    support: list[K.Kernel] = []
+    if not init:
+        buffers.append(Buffer(f"{out}prototypes", (ways, width), ACT, "activation"))
+        support += [
+            K.PrototypeAccumulate(name=f"{out}prototypes", features="support.features", labels="support_labels",
+                                  output=f"{out}prototypes", ways=ways, shots=shots),
+            K.ProtoHeadInit(name=f"{out}head_init", prototypes=f"{out}prototypes", weight=w, bias=b),
+        ]  # fmt: skip
+    support += [
+        K.SGDHeadStep(name=f"{out}sgd{k}", features="support.features", labels="support_labels", weight=w, bias=b,
+                      lr_w=lr_w, lr_b=lr_b, logits_format=logits, **SGD_FORMATS)
+        for k in range(steps)
+    ]  # fmt: skip
+    query = [
+        K.Dense(name=f"{out}linear_head", input="query.features", weight=w, bias=b, output=f"{out}scores"),
+        K.ArgMax(name=f"{out}prediction", input=f"{out}scores", output=f"{out}prediction"),
+    ]
+    weights = {lr_w: np.array(52429), lr_b: np.array(39321)}
+    if init:
+        weights[w] = rng.integers(-3000, 3000, (ways, width))
+        weights[b] = rng.integers(-9000, 9000, ways)
+    return _Head(buffers, support, query, weights)
+
+
+def _attention_head(ways: int, shots: int, queries: int, width: int, extras: bool,
+                    rng: np.random.Generator) -> _Head:  # fmt: skip
+    """Cosine attention over the support features (rsqrt, softmax, class sums), ArgMax.
+
+    `extras`: also a cosine Distance of the queries to the supports with a standalone softmax over
+    it, and a Dense head with ReLU on frozen weights (read-only head memories).
+    """
+    m = ways * shots
+    buffers = [
+        Buffer("attention.scale", (), QFormat(16, 11, signed=False), "weight"),
+        Buffer("scores", (queries, ways), QFormat(16, 15, signed=False), "output"),
+        Buffer("prediction", (queries,), _labels(ways), "output"),
+    ]
+    query: list[K.Kernel] = [
+        K.CosineAttention(name="attention", queries="query.features", supports="support.features",
+                          labels="support_labels", scale="attention.scale", output="scores", ways=ways,
+                          logits_format=QFormat(16, 10), attention_format=QFormat(16, 15, signed=False)),
+        K.ArgMax(name="prediction", input="scores", output="prediction"),
+    ]  # fmt: skip
+    weights = {"attention.scale": np.array(46430)}
+    if extras:
+        buffers += [
+            Buffer("cosines", (queries, m), QFormat(8, 4), "activation"),  # finer softmax index: a left shift
+            Buffer("probabilities", (queries, m), QFormat(10, 9, signed=False), "output"),
+            Buffer("fixed.w", (ways, width), QFormat(8, 6), "weight"),
+            Buffer("fixed.b", (ways,), QFormat(16, 9), "weight"),
+            Buffer("fixed_scores", (queries, ways), QFormat(10, 4, signed=False), "output"),
+        ]
+        weights |= {"fixed.w": rng.integers(-128, 128, (ways, width)), "fixed.b": rng.integers(-9000, 9000, ways)}
+        query += [
+            K.Distance(name="cosine", queries="query.features", refs="support.features", output="cosines",
+                       metric="cosine", unit_frac=12),
+            K.Softmax(name="softmax", input="cosines", output="probabilities",
+                      spec=K.SoftmaxSpec(index_frac=5, table_size=100, exp_frac=12, recip_bits=10)),
+            K.Dense(name="fixed_head", input="query.features", weight="fixed.w", bias="fixed.b",
+                    output="fixed_scores", relu=True),
+        ]  # fmt: skip
+    return _Head(buffers, [], query, weights)
+
+
+def _program(algorithm: str, ways: int, shots: int, queries: int, width: int, seed: int, rounding: str,
+             overflow: str, heads: list, queries_first: bool = False) -> Program:  # fmt: skip
+    """The embedding and the heads (functions of the rng): each head's support ops after the support chain
+    and its query ops after the query chain (the zoo's order), or all of them after both chains."""
     rng = np.random.default_rng(seed)
     m = ways * shots
     buffers, embed = _embedding(m, queries, width, ACT, relu2=True)
     buffers.insert(1, Buffer("support_labels", (m,), _labels(ways), "input"))
-    weight, bias = (QFormat(16, 12), QFormat(16, 14)) if init else (QFormat(16, 10), QFormat(16, 6))
-    buffers += [
-        Buffer("head.weight", (ways, width), weight, "state"),
-        Buffer("head.bias", (ways,), bias, "state"),
-        Buffer("head.lr_w", (), LR, "weight"),
-        Buffer("head.lr_b", (), LR, "weight"),
-        Buffer("scores", (queries, ways), QFormat(16, 8), "output"),
-        Buffer("prediction", (queries,), _labels(ways), "output"),
-    ]
-    head: list[K.Kernel] = []
-    if not init:
-        buffers.append(Buffer("prototypes", (ways, width), ACT, "activation"))
-        head += [
-            K.PrototypeAccumulate(name="prototypes", features="support.features", labels="support_labels",
-                                  output="prototypes", ways=ways, shots=shots),
-            K.ProtoHeadInit(name="head_init", prototypes="prototypes", weight="head.weight", bias="head.bias"),
-        ]  # fmt: skip
-    head += [
-        K.SGDHeadStep(name=f"sgd{k}", features="support.features", labels="support_labels", weight="head.weight",
-                      bias="head.bias", lr_w="head.lr_w", lr_b="head.lr_b", logits_format=logits, **SGD_FORMATS)
-        for k in range(steps)
-    ]  # fmt: skip
-    ops = embed[:3] + head + embed[3:] + [
-        K.Dense(name="linear_head", input="query.features", weight="head.weight", bias="head.bias", output="scores"),
-        K.ArgMax(name="prediction", input="scores", output="prediction"),
-    ]  # fmt: skip
-    weights = _conv_weights(rng, width) | {"head.lr_w": np.array(52429), "head.lr_b": np.array(39321)}
-    if init:
-        weights["head.weight"] = rng.integers(-3000, 3000, (ways, width))
-        weights["head.bias"] = rng.integers(-9000, 9000, ways)
-    algorithm = "anil" if init else "protomaml"
+    weights = _conv_weights(rng, width)
+    built = [head(rng) for head in heads]
+    for head in built:
+        buffers += head.buffers
+        weights |= head.weights
+    support = [op for head in built for op in head.support]
+    query = [op for head in built for op in head.query]
+    if queries_first:
+        ops = embed + [op for head in built for op in head.support + head.query]
+    else:
+        ops = embed[:3] + support + embed[3:] + query
     return Program(ProgramMeta(algorithm, ways, shots, queries, rounding, overflow), buffers, ops, weights)
 
 
 def tiny_protomaml(ways: int = 3, shots: int = 2, queries: int = 4, width: int = 8, steps: int = 2, seed: int = 3,
                    rounding: str = "half_up", overflow: str = "saturate") -> Program:  # fmt: skip
     """Prototypes, W = 2c and b = -|c|^2 (ProtoHeadInit), `steps` SGD steps, Dense, ArgMax."""
-    return _sgd_head(ways, shots, queries, width, steps, False, seed, rounding, overflow, QFormat(16, 7))
+    head = partial(_sgd_head, "head", "", ways, shots, queries, width, steps, False)
+    return _program("protomaml", ways, shots, queries, width, seed, rounding, overflow, [head])
 
 
 def tiny_anil(ways: int = 3, shots: int = 2, queries: int = 4, width: int = 8, steps: int = 2, seed: int = 3,
               rounding: str = "half_up", overflow: str = "saturate") -> Program:  # fmt: skip
     """A head state with initial values (state initialisation), `steps` SGD steps, Dense, ArgMax."""
-    return _sgd_head(ways, shots, queries, width, steps, True, seed, rounding, overflow, QFormat(16, 11))
+    head = partial(_sgd_head, "head", "", ways, shots, queries, width, steps, True)
+    return _program("anil", ways, shots, queries, width, seed, rounding, overflow, [head])
 
 
 def tiny_matchingnet(ways: int = 3, shots: int = 2, queries: int = 4, width: int = 8, seed: int = 3,
                      rounding: str = "half_up", overflow: str = "saturate",
-                     cosine: bool = False) -> Program:  # fmt: skip
-    """Cosine attention over the support features (rsqrt, softmax, class sums), ArgMax.
+                     extras: bool = False) -> Program:  # fmt: skip
+    """Cosine attention (see `_attention_head`), ArgMax; `extras`: a cosine Distance, a Softmax and a frozen Dense."""
+    head = partial(_attention_head, ways, shots, queries, width, extras)
+    return _program("matchingnet", ways, shots, queries, width, seed, rounding, overflow, [head])
 
-    `cosine`: also a cosine Distance of the queries to the supports and a standalone softmax over it.
+
+def tiny_heads(ways: int = 3, shots: int = 3, queries: int = 4, width: int = 8, seed: int = 3,
+               rounding: str = "half_even", overflow: str = "saturate") -> Program:  # fmt: skip
+    """The Matching Net head with the extras, then a Proto-MAML head and an ANIL head, on one embedding.
+
+    One Verilator build runs every head engine. The attention comes first, so a label out of range
+    is caught by its class sums (no SCAN before them).
     """
-    rng = np.random.default_rng(seed)
-    m = ways * shots
-    buffers, embed = _embedding(m, queries, width, ACT, relu2=True)
-    buffers.insert(1, Buffer("support_labels", (m,), _labels(ways), "input"))
-    buffers += [
-        Buffer("attention.scale", (), QFormat(16, 11, signed=False), "weight"),
-        Buffer("scores", (queries, ways), QFormat(16, 15, signed=False), "output"),
-        Buffer("prediction", (queries,), _labels(ways), "output"),
+    heads = [
+        partial(_attention_head, ways, shots, queries, width, True),
+        partial(_sgd_head, "pm", "pm_", ways, shots, queries, width, 2, False),
+        partial(_sgd_head, "anil", "anil_", ways, shots, queries, width, 1, True),
     ]
-    ops = embed + [
-        K.CosineAttention(name="attention", queries="query.features", supports="support.features",
-                          labels="support_labels", scale="attention.scale", output="scores", ways=ways,
-                          logits_format=QFormat(16, 10), attention_format=QFormat(16, 15, signed=False)),
-        K.ArgMax(name="prediction", input="scores", output="prediction"),
-    ]  # fmt: skip
-    if cosine:
-        buffers += [
-            Buffer("cosines", (queries, m), QFormat(12, 10), "activation"),
-            Buffer("probabilities", (queries, m), QFormat(10, 9, signed=False), "output"),
-        ]
-        ops += [
-            K.Distance(name="cosine", queries="query.features", refs="support.features", output="cosines",
-                       metric="cosine", unit_frac=12),
-            K.Softmax(name="softmax", input="cosines", output="probabilities",
-                      spec=K.SoftmaxSpec(index_frac=5, table_size=100, exp_frac=12, recip_bits=10)),
-        ]  # fmt: skip
-    weights = _conv_weights(rng, width) | {"attention.scale": np.array(46430)}
-    meta = ProgramMeta("matchingnet", ways, shots, queries, rounding, overflow)
-    return Program(meta, buffers, ops, weights)
+    return _program("heads", ways, shots, queries, width, seed, rounding, overflow, heads, queries_first=True)
 
 
 def tiny_inputs(program: Program, seed: int = 0) -> dict[str, np.ndarray]:
