@@ -68,7 +68,7 @@ def _conv(top: Accelerator, m: Module) -> None:
     t, py, px, wy, wx, c, i, j = (Signal(big, name=f"conv_{n}") for n in ("t", "py", "px", "wy", "wx", "c", "i", "j"))
     k, wtile, otile = Signal(big, name="conv_k"), Signal(big, name="conv_wtile"), Signal(big, name="conv_otile")
     yy, xx = Signal(signed(big), name="conv_yy"), Signal(signed(big), name="conv_xx")
-    s_addr, lane = Signal(big, name="conv_addr"), Signal(range(p), name="conv_lane")
+    s_addr, lane = Signal(big, name="conv_addr"), Signal(range(max(2, p)), name="conv_lane")
     oaddr = Signal(big, name="conv_oaddr")
     tap, first, last, win0, winlast = (Signal(name=f"conv_{n}") for n in ("tap", "first", "last", "win0", "winlast"))
     beat = top.beat_of(CONV)

@@ -81,7 +81,7 @@ class LinearStore(wiring.Component):
         m.submodules.mem = mem
         self.memories.append(mem)
         rd, wr = mem.read_port(), mem.write_port(granularity=bits)
-        lane = Signal(range(p), name="rd_lane")
+        lane = Signal(range(max(2, p)), name="rd_lane")
         m.d.comb += [rd.addr.eq(self.rd_start >> lg), rd.en.eq(~self.rd_hold), self.rd_lanes.eq(rd.data)]
         with m.If(~self.rd_hold):
             m.d.sync += lane.eq(self.rd_start[:lg] if lg else 0)

@@ -42,10 +42,10 @@ def _run(dut, bench, clock: bool = True) -> None:
     sim.run()
 
 
-@pytest.mark.parametrize(("rows", "cols"), [(5, 3), (3, 8), (1, 5)])
-def test_head_memory_windows_and_elements(rows, cols):
+@pytest.mark.parametrize(("rows", "cols", "lanes"), [(5, 3, 4), (3, 8, 4), (1, 5, 4), (3, 5, 1)])
+def test_head_memory_windows_and_elements(rows, cols, lanes):
     """Random window and single-element writes and reads at any start equal a flat array's."""
-    lanes, bits = 4, 6
+    bits = 6
     dut = LinearStore(rows, cols, lanes, bits, init=list(range(rows * cols)))
     assert dut.windows == (cols % lanes != 0 and rows > 1)
     rng = np.random.default_rng(rows * cols)

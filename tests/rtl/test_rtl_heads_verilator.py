@@ -26,7 +26,7 @@ from metahw.hw.amaranth.spec import rtl_plan
 from metahw.hw.amaranth.verilator import compare_with_sim, compile_testbench, lint, run_rtl
 from metahw.sim.config import HardwareConfig
 from metahw.sim.simulator import Simulator
-from tests.rtl.rtl_fixtures import tiny_heads, tiny_inputs, tiny_protomaml
+from tests.rtl.rtl_fixtures import tiny_anil, tiny_heads, tiny_inputs, tiny_protomaml
 
 
 @pytest.fixture(scope="module")
@@ -83,3 +83,9 @@ def test_per_column_learning_rates_are_refused_with_the_reason():
     vector_lr = Program(program.meta, buffers, list(program.ops), weights)
     with pytest.raises(UserError, match=r"SGDHeadStep 'sgd0' reads 'head.lr_w' \(8,\).*scalar weights only"):
         rtl_plan(vector_lr, rtl_hardware(vector_lr, HardwareConfig(lanes=4, stream_elements=2)))
+
+
+def test_one_lane_is_lint_clean(tmp_path):
+    """P = 1: every lane index and window shift has its own (one-bit) register, no zero-width signal."""
+    program = tiny_anil(width=4, steps=1)
+    lint(build_rtl(program, rtl_hardware(program, HardwareConfig(lanes=1, stream_elements=1)), tmp_path))
