@@ -134,16 +134,16 @@ class RtlPlan:
         return self._head(HeadBuffer(buf.name, rows, cols, buf.qformat, streamed, init))
 
     def scratch(self, role: str, rows: int, cols: int, fmt: QFormat, init: tuple[int, ...] = ()) -> str:
-        """The name of a memory for an op's intermediate (shared by ops with equal shape and format) or a ROM."""
-        taken = {h.name for h in self.heads.values()} | {b.name for b in self.program.buffers}
+        """The memory of an op intermediate ("logits 0"; shared by ops of equal shape and format), or a ROM."""
         want = HeadBuffer("", rows, cols, fmt, False, init)
         for head in self.heads.values():
-            if head.name.startswith(f"{role} scratch") and dataclasses.replace(head, name="") == want:
+            if head.name.rsplit(" ", 1)[0] == role and dataclasses.replace(head, name="") == want:
                 return head.name
+        taken = set(self.heads) | {b.name for b in self.program.buffers}
         k = 0
-        while f"{role} scratch {k}" in taken:
+        while f"{role} {k}" in taken:
             k += 1
-        return self._head(dataclasses.replace(want, name=f"{role} scratch {k}")).name
+        return self._head(dataclasses.replace(want, name=f"{role} {k}")).name
 
     def _head(self, head: HeadBuffer) -> HeadBuffer:
         old = self.heads.get(head.name)
