@@ -46,25 +46,6 @@ def _ports(top: Accelerator) -> list[dict]:
     ]
 
 
-def _memories(rp: RtlPlan) -> list[dict]:
-    p, e = rp.lanes, rp.hw.stream_elements
-    mems = [
-        {"name": "wmem", "width": p * rp.weight_bits, "depth": len(rp.weight_words)},
-        {"name": "bias_rom", "width": p * rp.hw.acc_bits, "depth": len(rp.bias_words)},
-        {"name": "amem0", "width": p * rp.act_bits, "depth": rp.amem_depth},
-        {"name": "amem1", "width": p * rp.act_bits, "depth": rp.amem_depth},
-    ]
-    for head in rp.heads.values():
-        mems.append({"name": f"head {head.name}", "width": p * head.qformat.bits,
-                     "depth": head.rows * -(-head.cols // p)})  # fmt: skip
-        if head.mirror:
-            mems.append({"name": f"out {head.name}", "width": e * head.qformat.bits,
-                         "depth": -(-head.rows * head.cols // e)})  # fmt: skip
-    for m in mems:
-        m["bits"] = m["width"] * m["depth"]
-    return mems
-
-
 def _backbone_width(program: Program) -> int:
     convs = [b for b in program.buffers if b.kind == "weight" and len(b.shape) == 4]
     return max((b.shape[0] for b in convs), default=0)
@@ -111,7 +92,7 @@ def build_rtl(program: Program, hw: HardwareConfig, out: str | Path) -> Path:
         "stream": {"elements": hw.stream_elements, "in_bits": rp.in_bits, "out_bits": rp.out_bits},
         "episode_cycles": episode_cycles(program, hw).total,
         "instructions": len(rp.instructions),
-        "memories": _memories(rp),
+        "memories": rp.memories(),
     }
     listing = [
         {"index": k, "engine": ENGINE_NAMES[i.engine], "beats": i.beats, "label": i.label, "image": i.image}

@@ -113,8 +113,6 @@ class HeadBuffer:
     rows: int
     cols: int
     qformat: QFormat
-    #: streamed out (the out stream reads it)
-    mirror: bool
     #: read-only contents in linear order (a state buffer's initial value); empty for run-time memories
     init: tuple[int, ...] = ()
 

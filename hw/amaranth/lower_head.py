@@ -118,7 +118,7 @@ def _prototypes(rp: RtlPlan, op: PrototypeAccumulate, buffers: Buffers) -> None:
     labels = _labels(rp, op, op.labels)
     f, out = buffers[op.features], buffers[op.output]
     features = _source(rp, f)
-    rp.store(out, out.kind == "output")
+    rp.store(out)
     if op.shots & (op.shots - 1) == 0:
         extra, scale = op.shots.bit_length() - 1, 0
     else:
@@ -176,7 +176,7 @@ def _distance(rp: RtlPlan, op: Distance, buffers: Buffers) -> None:
     if q.name == r.name:
         raise refuse(f"Distance '{op.name}' reads '{q.name}' as both operands (one memory read per beat)")
     (nq, dim), nr = q.shape, r.shape[0]
-    rp.store(out, out.kind == "output")
+    rp.store(out)
     if op.metric == "cosine":
         a = _norm(rp, q, op.unit_frac, "unit queries", op.name)
         b = _norm(rp, r, op.unit_frac, "unit refs", op.name)
@@ -198,7 +198,7 @@ def _argreduce(rp: RtlPlan, op: ArgMin | ArgMax, buffers: Buffers) -> None:
     if len(x.shape) != 2:
         raise refuse(f"{type(op).__name__} '{op.name}' reduces a {len(x.shape)}-d tensor (the RTL reduces rows)")
     source = _source(rp, x)
-    rp.store(out, out.kind == "output")
+    rp.store(out)
     rows, cols = x.shape
     reduce = RowReduce(source, rows, cols, isinstance(op, ArgMax), out.name)
     rp.emit(ROWRED, rows * _blocks(cols, rp), reduce, op.name)
@@ -221,7 +221,7 @@ def _linear(rp: RtlPlan, op: Kernel, x: Buffer, w: Buffer, bias: Buffer | None) 
 def _dense(rp: RtlPlan, op: Dense, buffers: Buffers) -> None:
     x, w, out = buffers[op.input], buffers[op.weight], buffers[op.output]
     reduce, acc_frac = _linear(rp, op, x, w, buffers[op.bias] if op.bias else None)
-    rp.store(out, out.kind == "output")
+    rp.store(out)
     requant = _requant(rp, acc_frac, out.qformat)
     reduce = dataclasses.replace(reduce, relu=op.relu, requant=requant, out=out.name)
     rp.emit(REDUCE, x.shape[0] * w.shape[0] * _blocks(x.shape[1], rp), reduce, op.name)
@@ -232,7 +232,7 @@ def _softmax_op(rp: RtlPlan, op: Softmax, buffers: Buffers) -> None:
     if len(x.shape) not in (1, 2):
         raise refuse(f"Softmax '{op.name}' works on a {len(x.shape)}-d tensor (the RTL takes rows of a 1-d or 2-d one)")
     source = _source(rp, x)
-    rp.store(out, out.kind == "output")
+    rp.store(out)
     shape = (1, x.shape[0]) if len(x.shape) == 1 else x.shape
     _softmax(rp, source, shape, x.qformat, op.spec, out.name, out.qformat, op.name)
 
@@ -240,8 +240,8 @@ def _softmax_op(rp: RtlPlan, op: Softmax, buffers: Buffers) -> None:
 def _proto_head_init(rp: RtlPlan, op: ProtoHeadInit, buffers: Buffers) -> None:
     c, w, b = buffers[op.prototypes], buffers[op.weight], buffers[op.bias]
     source = _source(rp, c)
-    rp.store(w, w.kind == "output")
-    rp.store(b, b.kind == "output")
+    rp.store(w)
+    rp.store(b)
     (n, dim), f = c.shape, c.qformat.frac
     double = VectorOp(REQUANT, source, w.name, n, dim, _requant(rp, f - 1, w.qformat))
     rp.emit(VECTOR, _blocks(n * dim, rp), double, op.name)
@@ -296,7 +296,7 @@ def _attention(rp: RtlPlan, op: CosineAttention, buffers: Buffers) -> None:
     rp.emit(REDUCE, nq * ns * _blocks(dim, rp), reduce, op.name)
     attention = rp.scratch("attention", nq, ns, op.attention_format)
     _softmax(rp, logits, (nq, ns), op.logits_format, op.softmax, attention, op.attention_format, op.name)
-    rp.store(out, out.kind == "output")
+    rp.store(out)
     sums = ClassSums(attention, labels, out.name, nq, ns, op.ways, _requant(rp, op.attention_format.frac, out.qformat))
     rp.emit(OUTER, nq * _blocks(op.ways, rp) * ns, sums, op.name)
 

@@ -125,17 +125,17 @@ class RtlPlan:
         self.instructions.append(Instruction(engine, beats, op=index, label=label, **fields))
         return index
 
-    def store(self, buf: Buffer, streamed: bool = False, init: tuple[int, ...] = ()) -> HeadBuffer:
+    def store(self, buf: Buffer, init: tuple[int, ...] = ()) -> HeadBuffer:
         """The head memory of a program buffer ([rows, cols]: axis 0 by the rest; 0-d and 1-d are one row)."""
         if buf.channel_fracs is not None:
             raise refuse(f"'{buf.name}' has per-channel formats")
         shape = buf.shape
         rows, cols = (shape[0], int(np.prod(shape[1:]))) if len(shape) > 1 else (1, int(np.prod(shape)))
-        return self._head(HeadBuffer(buf.name, rows, cols, buf.qformat, streamed, init))
+        return self._head(HeadBuffer(buf.name, rows, cols, buf.qformat, init))
 
     def scratch(self, role: str, rows: int, cols: int, fmt: QFormat, init: tuple[int, ...] = ()) -> str:
         """The memory of an op intermediate ("logits 0"; shared by ops of equal shape and format), or a ROM."""
-        want = HeadBuffer("", rows, cols, fmt, False, init)
+        want = HeadBuffer("", rows, cols, fmt, init)
         for head in self.heads.values():
             if head.name.rsplit(" ", 1)[0] == role and dataclasses.replace(head, name="") == want:
                 return head.name
@@ -148,7 +148,7 @@ class RtlPlan:
     def _head(self, head: HeadBuffer) -> HeadBuffer:
         old = self.heads.get(head.name)
         if old is not None:
-            head = HeadBuffer(head.name, head.rows, head.cols, head.qformat, head.mirror or old.mirror, old.init)
+            head = dataclasses.replace(head, init=old.init)
         self.heads[head.name] = head
         return head
 
@@ -219,7 +219,7 @@ def _segment(rp: RtlPlan, segment, buffers: dict[str, Buffer]) -> None:
     if last.shape[2:] != (1, 1):
         raise refuse(f"Flatten '{flat.name}' flattens {last.shape[2]}x{last.shape[3]} maps (the RTL needs 1x1)")
     feats = buffers[flat.output]
-    rp.store(feats, streamed=feats.kind == "output")
+    rp.store(feats)
     rp.act_bits = max(rp.act_bits, last.qformat.bits)
     for b in range(segment.batch):
         rp.instructions.append(
@@ -294,7 +294,7 @@ def _labels_input(rp: RtlPlan, buf: Buffer) -> None:
 
 
 def _stream_out(rp: RtlPlan, buf: Buffer) -> None:
-    rp.store(buf, streamed=True)
+    rp.store(buf)
     rp.outputs.append(buf.name)
     beats = -(-int(np.prod(buf.shape)) // rp.hw.stream_elements)
     index = len(rp.outputs) - 1
