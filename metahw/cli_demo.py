@@ -25,7 +25,7 @@ from metahw.compiler.compare_plot import plot_accuracy_vs_bits
 from metahw.compiler.compile import compile_episode, save_build
 from metahw.compiler.program import Program
 from metahw.compiler.quant_config import QuantConfig
-from metahw.demo_hardware import hardware_stage, start_synthesis, write_report
+from metahw.demo_hardware import hardware_stage, start_synthesis, warm_up_synthesis, write_report
 from metahw.models.checkpoint import load_checkpoint
 from metahw.models.data import load_omniglot
 from metahw.models.evaluate import evaluate
@@ -52,6 +52,8 @@ def demo_command(
     """Run the pipeline on a shipped model: float accuracy, ONNX export, compile, float vs fixed point."""
     started = time.perf_counter()
     widths = sorted(set(parse_bit_widths(sweep, "--sweep")) | {bits})
+    target_name = None if target == "none" else target
+    warming = warm_up_synthesis(target_name)
     ckpt = load_checkpoint(model)
     learner = ckpt.learner
     omniglot = load_omniglot(data)
@@ -71,7 +73,7 @@ def demo_command(
     config = QuantConfig(bits=bits)
     build = save_build(compile_episode(onnx_model, config, val, queries=ways), out / "build")
     program = Program.load(build)
-    synthesis = start_synthesis(program, lanes, out, None if target == "none" else target)
+    synthesis = start_synthesis(program, lanes, out, target_name, warming)
     comparison = compare(learner, spec, onnx_model, widths, test, val, episodes, progress=progress, base_config=config)
     write_text_atomic(out / "compare.json", json.dumps(comparison, indent=2) + "\n")
     plot_accuracy_vs_bits(comparison, out / "accuracy_vs_bits.png")

