@@ -42,7 +42,9 @@ _BRAM = {
 _DSP = {"ice40": ("SB_MAC16",), "ecp5": ("MULT18X18D",), "xc7": ("DSP48E1",)}
 _SPRAM = {"ice40": ("SB_SPRAM256KA",)}
 
-_SYNTH = {"ice40": "synth_ice40 -dsp -spram", "ecp5": "synth_ecp5", "xc7": "synth_xilinx -family xc7"}
+#: synth_xilinx keeps the hierarchy unless told; its ABC9 step then fails an internal assertion
+#: (ABC_OPS_REINTEGRATE, Yosys 0.70) on the accelerator, so xc7 flattens like the others do
+_SYNTH = {"ice40": "synth_ice40 -dsp -spram", "ecp5": "synth_ecp5", "xc7": "synth_xilinx -family xc7 -flatten"}
 
 
 @dataclass(frozen=True)
