@@ -1,10 +1,11 @@
 """`metahw demo`: the end-to-end job on a shipped model, with a short summary at the end.
 
 Steps: float evaluation on the meta-test alphabets -> whole-episode ONNX export checked in
-onnxruntime -> 8-bit compilation (program + quantisation report) -> float vs fixed-point
-comparison on the same episodes (golden executor) -> cycle simulation checked against golden ->
-Amaranth Verilog checked in Verilator against the simulator -> synthesis and place-and-route
-(metahw.demo_hardware) -> the report page (report/report.html) and summary.json.
+onnxruntime -> 8-bit compilation (program + quantisation report) -> Amaranth Verilog, whose
+synthesis and place-and-route start in the background (metahw.demo_hardware) -> float vs
+fixed-point comparison on the same episodes for each --sweep width (golden executor) -> cycle
+simulation checked against golden -> the Verilog checked in Verilator against the simulator ->
+the synthesis result -> the report page (report/report.html) and summary.json.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def demo_command(
     rtl_episodes: Annotated[int, typer.Option(help="Episodes through Verilator (checked vs the simulator).")] = 2,
     progress: bool = True,
 ) -> None:
-    """Run the pipeline on a shipped model: float accuracy, ONNX export, compile, float vs fixed point."""
+    """Run the pipeline on a shipped model: float vs fixed point, simulator, Verilator, synthesis, report page."""
     started = time.perf_counter()
     widths = sorted(set(parse_bit_widths(sweep, "--sweep")) | {bits})
     target_name = None if target == "none" else target
