@@ -64,12 +64,25 @@ def _conv(top: Accelerator, m: Module) -> None:
     bank = Signal(name="conv_bank")
     with m.If(top.issued(CONV)):
         m.d.sync += [lop.eq(top.fetched["op"]), bank.eq(top.fetched["bank"])]
-    big = 24
-    t, py, px, wy, wx, c, i, j = (Signal(big, name=f"conv_{n}") for n in ("t", "py", "px", "wy", "wx", "c", "i", "j"))
-    k, wtile, otile = Signal(big, name="conv_k"), Signal(big, name="conv_wtile"), Signal(big, name="conv_otile")
-    yy, xx = Signal(signed(big), name="conv_yy"), Signal(signed(big), name="conv_xx")
-    s_addr, lane = Signal(big, name="conv_addr"), Signal(range(max(2, p)), name="conv_lane")
-    oaddr = Signal(big, name="conv_oaddr")
+    # every counter only as wide as its largest value (+1: a counter may step one past its end):
+    # wide counters put multipliers and long carry chains on the address path
+    convs = rp.convs
+
+    def counter(name: str, largest: int) -> Signal:
+        return Signal(range(largest + 2), name=f"conv_{name}")
+
+    t = counter("t", max(layer.tiles for layer in convs))
+    py = counter("py", max(layer.out_height for layer in convs))
+    px = counter("px", max(layer.out_width for layer in convs))
+    wy, wx = counter("wy", 1), counter("wx", 1)
+    c = counter("c", max(layer.channels for layer in convs))
+    i, j = counter("i", max(layer.kernel for layer in convs)), counter("j", max(layer.kernel for layer in convs))
+    k = counter("k", max(layer.fan_in for layer in convs))
+    wtile, otile = counter("wtile", len(rp.weight_words)), counter("otile", rp.amem_depth)
+    reach = max(max(layer.height, layer.width) + 2 * layer.padding for layer in convs) + 2
+    yy, xx = Signal(range(-reach, reach), name="conv_yy"), Signal(range(-reach, reach), name="conv_xx")
+    s_addr, lane = counter("addr", rp.amem_depth), Signal(range(max(2, p)), name="conv_lane")
+    oaddr = counter("oaddr", rp.amem_depth)
     tap, first, last, win0, winlast = (Signal(name=f"conv_{n}") for n in ("tap", "first", "last", "win0", "winlast"))
     beat = top.beat_of(CONV)
     registers = dict(t=t, py=py, px=px, wy=wy, wx=wx, c=c, i=i, j=j, k=k, yy=yy, xx=xx, s_addr=s_addr, lane=lane,
