@@ -22,6 +22,7 @@ from metahw.hw.amaranth.check import check_episodes, ensure_rtl, rtl_hardware
 from metahw.hw.amaranth.verilator import RtlMismatch, lint
 from metahw.hw.synth.devices import get_device
 from metahw.hw.synth.nextpnr import TOOLS as NEXTPNR
+from metahw.hw.synth.report import synthesize
 from metahw.hw.synth.tools import warm_up
 from metahw.models.data import OmniglotSplit
 from metahw.report_page import render_report, sections_from_compare
@@ -120,8 +121,6 @@ def _bits(program: Program) -> int:
 
 
 def _synthesis(rtl_dir: Path, target: str, warming: list[subprocess.Popen]) -> tuple[dict, dict]:
-    from metahw.hw.synth.report import synthesize
-
     for process in warming:
         process.wait()
     try:

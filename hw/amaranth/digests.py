@@ -5,6 +5,7 @@ Kept apart from `build` (no Amaranth import) so that a cache lookup stays cheap.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from pathlib import Path
@@ -14,8 +15,12 @@ if TYPE_CHECKING:
     from metahw.compiler.program import Program
 
 
+@functools.cache
 def generator_digest() -> str:
-    """A digest of the RTL generator's own sources: a build (or a cached synthesis) from other sources is stale."""
+    """A digest of the RTL generator's own sources: a build (or a cached synthesis) from other sources is stale.
+
+    Computed once per process (the sources of a running generator do not change).
+    """
     h = hashlib.sha256()
     package = Path(__file__).parent
     for path in sorted([*package.glob("*.py"), *package.glob("*.cpp")]):

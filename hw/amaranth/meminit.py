@@ -2,8 +2,8 @@
 
 Amaranth's Verilog backend writes a memory's initial contents as one assignment per word in
 an `initial begin ... end` block. For the weight memories that is tens of thousands of
-lines, and Yosys's Verilog frontend needs minutes to read them (100 s for Conv-4-64 at
-P = 8, against 2 s with init files). This pass rewrites each such block into
+lines, and Yosys's Verilog frontend needs minutes to read them (docs/rtl.md has the
+measurement). This pass rewrites each such block into
 `initial $readmemh("<memory>.hex", <memory>);` and returns the hex files' text, one word per
 line, most significant digit first. Yosys and Verilator both read the files relative to
 the Verilog's folder (the Verilator testbench runs there); vendor tools do the same.
@@ -15,19 +15,19 @@ an error, never silently kept or dropped.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 
 _DECLARATION = re.compile(r"^\s*reg \[(\d+):0\] (\S+) \[(\d+):0\];$")
 _ASSIGNMENT = re.compile(r"^\s*(\S+)\[(\d+)\] = (\d+)'([hdb])([0-9a-fA-F]+);$")
 _BASES = {"h": 16, "d": 10, "b": 2}
 
 
-def _file_name(memory: str, taken: set[str]) -> str:
+def _file_name(memory: str, taken: Collection[str]) -> str:
     stem = re.sub(r"[^A-Za-z0-9_]+", "_", memory).strip("_") or "mem"
     name, k = f"{stem}.hex", 1
     while name in taken:
         k += 1
         name = f"{stem}_{k}.hex"
-    taken.add(name)
     return name
 
 
@@ -64,7 +64,7 @@ def split_memory_init(verilog: str) -> tuple[str, dict[str, str]]:
             continue
         memory, width, depth = declared.group(2), int(declared.group(1)) + 1, int(declared.group(3)) + 1
         words, k = _read_block(lines, k, memory, width, depth)
-        name = _file_name(memory, set(files))
+        name = _file_name(memory, files)
         files[name] = "\n".join(words) + "\n"
         indent = line[: len(line) - len(line.lstrip())]
         out.append(f'{indent}initial $readmemh("{name}", {memory});')

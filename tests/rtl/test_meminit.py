@@ -46,5 +46,5 @@ def test_weight_file_holds_the_plan_words(tmp_path) -> None:
     bits = rp.weight_bits
     want = [sum((v & ((1 << bits) - 1)) << (k * bits) for k, v in enumerate(word)) for word in rp.weight_words]
     got = [int(w, 16) for w in (tmp_path / "wmem.hex").read_text().split()]
-    assert got[: len(want)] == want
+    assert got == want + [0] * (max(2, len(want)) - len(want))  # the memory is at least 2 words deep
     assert (tmp_path / "metahw_accel.v").read_text().count("$readmemh") == len(list(tmp_path.glob("*.hex")))
