@@ -7,7 +7,7 @@ Synthesis and place-and-route take minutes but need only the RTL, so `start_synt
 the RTL right after compilation and runs the tools (subprocesses) from a background thread
 while the demo goes on with the accuracy comparison, the simulator and Verilator; and
 `warm_up_synthesis` starts the tools once right at the start, so that a fresh machine compiles
-their WebAssembly during the float evaluation.
+their WebAssembly during the ONNX export and compilation.
 """
 
 from __future__ import annotations
