@@ -44,13 +44,20 @@ class LinearStore(wiring.Component):
     keeps the previous cycle's data instead. Write: element `wr_start + l` takes lane l of
     `wr_data` for each lane l set in `wr_mask` (0: no write; 1: a single element). `windows`
     False promises that every window of more than one element starts on a word.
+    `window_writes` False promises that every write is a single element (`wr_mask` 0 or 1):
+    an even/odd memory then needs no write rotator (on a 75 x 5 score memory at P = 8 that is
+    about a thousand LUTs). The accelerator sets it once it knows its writers
+    (`note_window_writes`), before the memory is elaborated.
     """
 
-    def __init__(self, rows: int, cols: int, lanes: int, bits: int, init: list[int] | None = None) -> None:
+    def __init__(self, rows: int, cols: int, lanes: int, bits: int, init: list[int] | None = None,
+                 window_writes: bool = True) -> None:  # fmt: skip
         self.rows, self.cols, self.lanes, self.bits = rows, cols, lanes, bits
         self.size = rows * cols
         self.depths = memory_depths(rows, cols, lanes)
         self.windows = len(self.depths) == 2
+        self.window_writes = window_writes
+        self._elaborated = False
         self.init = list(init) if init is not None else []
         super().__init__(
             {
@@ -64,8 +71,15 @@ class LinearStore(wiring.Component):
             }
         )
 
+    def note_window_writes(self) -> None:
+        """Some writer stores windows of more than one element (called while the accelerator elaborates)."""
+        if self._elaborated and not self.window_writes:
+            raise RuntimeError("a window writer was added after the head memory was elaborated without one")
+        self.window_writes = True
+
     def elaborate(self, platform: object) -> Module:
         """One memory (aligned windows) or an even and an odd memory with rotators."""
+        self._elaborated = True
         m = Module()
         #: the memories (one, or the even and the odd words), for test benches that peek
         self.memories: list[memory.Memory] = []
@@ -119,8 +133,15 @@ class LinearStore(wiring.Component):
                 with m.Case(r):
                     m.d.comb += self.rd_lanes.eq(pair[r * bits : (r + p) * bits])
         m.d.comb += self.rd_elem.eq(self.rd_lanes[:bits])
-        # write: the P lanes moved up by r across word w (lanes r..) and word w + 1
         wword, wshift = self.wr_start >> lg, self.wr_start[:lg]
+        if not self.window_writes:  # one element: lane r of word w, in the bank of w's parity
+            element = self.wr_data[:bits].replicate(p)
+            onehot = Cat(*[(wshift == k) & self.wr_mask[0] for k in range(p)]) if p > 1 else self.wr_mask[0]
+            for parity, (_, wr) in enumerate(banks):
+                here = wword[0] == parity
+                m.d.comb += [wr.addr.eq(wword >> 1), wr.data.eq(element), wr.en.eq(Mux(here, onehot, 0))]
+            return
+        # write: the P lanes moved up by r across word w (lanes r..) and word w + 1
         spread = Signal(2 * p * bits, name="wr_spread")
         enables = Signal(2 * p, name="wr_enables")
         with m.Switch(wshift):

@@ -126,6 +126,8 @@ class Accelerator(wiring.Component):
     def write(self, name: str, start: object, mask: object, lanes: list, enable: object) -> None:
         """Write lanes[l] to element start + l of a head memory for the lanes l set in `mask`, when `enable`."""
         store, bits = self.stores[name], self.rp.heads[name].qformat.bits
+        if not (isinstance(mask, int) and mask <= 1):
+            store.note_window_writes()
         self.drive(store.wr_start, Mux(enable, start, 0))
         self.drive(store.wr_mask, Mux(enable, mask, 0))
         data = Cat(*[lane[:bits] for lane in lanes], *[Const(0, bits)] * (self.lanes - len(lanes)))
@@ -236,7 +238,7 @@ class Accelerator(wiring.Component):
             self.amem_wr.append(mem.write_port(granularity=rp.act_bits))
         self.stores: dict[str, LinearStore] = {}
         for name, head in rp.heads.items():
-            store = LinearStore(head.rows, head.cols, p, head.qformat.bits, list(head.init))
+            store = LinearStore(head.rows, head.cols, p, head.qformat.bits, list(head.init), window_writes=False)
             m.submodules[f"head_{_safe(name)}"] = store
             self.stores[name] = store
         self._row_registers()

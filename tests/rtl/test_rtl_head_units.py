@@ -42,11 +42,17 @@ def _run(dut, bench, clock: bool = True) -> None:
     sim.run()
 
 
-@pytest.mark.parametrize(("rows", "cols", "lanes"), [(5, 3, 4), (3, 8, 4), (1, 5, 4), (3, 5, 1)])
-def test_head_memory_windows_and_elements(rows, cols, lanes):
-    """Random window and single-element writes and reads at any start equal a flat array's."""
+@pytest.mark.parametrize(
+    ("rows", "cols", "lanes", "window_writes"),
+    [(5, 3, 4, True), (3, 8, 4, True), (1, 5, 4, True), (3, 5, 1, True), (5, 3, 4, False), (7, 5, 8, False)],
+)
+def test_head_memory_windows_and_elements(rows, cols, lanes, window_writes):
+    """Random window and single-element writes and reads at any start equal a flat array's.
+
+    `window_writes` False: only single elements are written (the memory has no write rotator).
+    """
     bits = 6
-    dut = LinearStore(rows, cols, lanes, bits, init=list(range(rows * cols)))
+    dut = LinearStore(rows, cols, lanes, bits, init=list(range(rows * cols)), window_writes=window_writes)
     assert dut.windows == (cols % lanes != 0 and rows > 1)
     rng = np.random.default_rng(rows * cols)
     model = np.arange(rows * cols) % (1 << bits)
@@ -57,7 +63,7 @@ def test_head_memory_windows_and_elements(rows, cols, lanes):
                 start = int(rng.integers(0, rows * cols))
             else:
                 start = int(rng.integers(0, -(-rows * cols // lanes))) * lanes
-            single = rng.random() < 0.3 or start % lanes != 0 and not dut.windows  # only single elements off a word
+            single = rng.random() < 0.3 or start % lanes != 0 and not dut.windows or not window_writes
             count = 1 if single else int(rng.integers(0, min(lanes, rows * cols - start) + 1))
             data = rng.integers(0, 1 << bits, lanes)
             ctx.set(dut.wr_start, start)
