@@ -5,7 +5,8 @@ model): a right shift by s keeps the round bit `v >> (s-1)`; half_up adds it, ha
 it when a lower bit is set or the kept value is odd, truncate drops it; a left shift by k
 overflows when v lies outside [ceil(min / 2^k), floor(max / 2^k)], decided before shifting.
 The shifts and formats a program uses are few and known when the hardware is generated, so
-`select` picks one of them and every shift is a constant (wires, no barrel shifter).
+`select` picks one of them and every shift is a constant (wires, no barrel shifter); the
+rounding adder is shared by all of them.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from amaranth import Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from metahw.compiler.qformat import QFormat
 from metahw.hw.amaranth.isa import RequantSpec
 from metahw.hw.amaranth.util import shift_left
 
@@ -47,55 +47,61 @@ class Requantiser(wiring.Component):
         )
 
     def elaborate(self, platform: object) -> Module:
-        """One case per spec: constant shift, rounding, range check."""
+        """Select the shifted value and its round increment, one adder, then per-format range checks.
+
+        One adder for all specs (not one per spec): the constant shifts are wires, so selecting
+        before adding costs a mux where a copy of the adder and two comparators cost carry
+        chains. The range check of a full-range format is a check of the top bits, no compare.
+        """
         m = Module()
+        kept = Signal(signed(self.width + 1), name="kept")
+        increment = Signal(name="increment")
         with m.Switch(self.select):
             for n, k in enumerate(self.built):
-                result, overflow = self._one(m, self.specs[k], k)
                 with m.Default() if n == len(self.built) - 1 else m.Case(k):
-                    m.d.comb += [self.result.eq(result), self.overflow.eq(overflow)]
+                    value, carry = self._shifted(self.specs[k])
+                    m.d.comb += [kept.eq(value), increment.eq(carry)]
+        exact = Signal(signed(self.width + 2), name="exact")
+        m.d.comb += exact.eq(kept + increment)
+        with m.Switch(self.select):
+            for n, k in enumerate(self.built):
+                with m.Default() if n == len(self.built) - 1 else m.Case(k):
+                    m.d.comb += self._limited(exact, self.specs[k])
         return m
 
-    def _one(self, m: Module, spec: RequantSpec, k: int) -> tuple[Signal, Signal]:
-        """Spec k's result and overflow flag, computed unconditionally."""
-        result = Signal(signed(self.out_width), name=f"result{k}")
-        overflow = Signal(name=f"overflow{k}")
-        v, s, dst = self.value, spec.shift, spec.dst
-        lo, hi = dst.min_int, dst.max_int
-        wide = signed(self.width + 2)
-        if s > 0:
-            exact = Signal(wide, name=f"exact{k}")
-            kept = v >> s
-            round_bit = v[s - 1] if s - 1 < self.width else v[-1]
-            if self.rounding == "truncate":
-                m.d.comb += exact.eq(kept)
-            elif self.rounding == "half_up":
-                m.d.comb += exact.eq(kept + round_bit)
-            else:
-                sticky = v[: s - 1].any() if s > 1 else 0
-                m.d.comb += exact.eq(kept + (round_bit & (sticky | kept[0])))
-            self._limit(m, exact, exact < lo, exact > hi, dst, result, overflow)
-        elif s == 0:
-            self._limit(m, v, v < lo, v > hi, dst, result, overflow)
-        else:
-            low, high = -((-lo) >> -s), hi >> -s
-            under, over = v < low, v > high
-            if self.overflow_mode == "saturate":
-                m.d.comb += result.eq(Mux(under, lo, Mux(over, hi, shift_left(v, -s, self.out_width))))
-            else:
-                m.d.comb += result.eq(self._wrap(shift_left(v, -s, dst.bits), dst))
-            m.d.comb += overflow.eq(under | over)
-        return result, overflow
+    def _shifted(self, spec: RequantSpec) -> tuple[object, object]:
+        """(value >> shift, the rounding's increment) of a right shift; the value itself for shift <= 0."""
+        v, s = self.value, spec.shift
+        if s <= 0:
+            return v, 0
+        kept = v >> s
+        round_bit = v[s - 1] if s - 1 < self.width else v[-1]
+        if self.rounding == "truncate":
+            return kept, 0
+        if self.rounding == "half_up":
+            return kept, round_bit
+        sticky = v[: s - 1].any() if s > 1 else 0
+        return kept, round_bit & (sticky | kept[0])
 
-    def _limit(self, m: Module, exact: object, under: object, over: object, dst: QFormat, result: Signal,
-               overflow: Signal) -> None:  # fmt: skip
+    def _limited(self, exact: Signal, spec: RequantSpec) -> list:
+        """`result` and `overflow` of one spec from the rounded value (a left shift applies here)."""
+        dst, left = spec.dst, max(0, -spec.shift)
+        fits = _fits(exact, dst.bits - left, dst.signed)
         if self.overflow_mode == "saturate":
-            m.d.comb += result.eq(Mux(under, dst.min_int, Mux(over, dst.max_int, exact)))
+            saturated = Mux(exact[-1], dst.min_int, dst.max_int)
+            result = Mux(fits, shift_left(exact, left, self.out_width), saturated)
         else:
-            m.d.comb += result.eq(self._wrap(exact, dst))
-        m.d.comb += overflow.eq(under | over)
+            low_bits = shift_left(exact, left, dst.bits + 1)[: dst.bits]
+            result = low_bits.as_signed() if dst.signed else low_bits
+        return [self.result.eq(result), self.overflow.eq(~fits)]
 
-    @staticmethod
-    def _wrap(exact: object, dst: QFormat) -> object:
-        low_bits = exact[: dst.bits]
-        return low_bits.as_signed() if dst.signed else low_bits
+
+def _fits(value: Signal, bits: int, is_signed: bool) -> object:
+    """`value` lies in the range of a full-range `bits`-bit integer (only 0 when bits <= 0): its top bits agree."""
+    width = len(value)
+    if bits <= 0:
+        return value == 0
+    if is_signed:
+        top = value[bits - 1 :] if bits <= width else value[-1:]
+        return (top == 0) | (top == (1 << len(top)) - 1)
+    return value[bits:] == 0 if bits < width else ~value[-1]

@@ -24,6 +24,9 @@ SPECS = [
     RequantSpec(0, QFormat(5, 0)),
     RequantSpec(-2, QFormat(8, 3)),
     RequantSpec(1, QFormat(4, 1)),
+    RequantSpec(-9, QFormat(6, 2)),  # shifted left past the format: only 0 fits
+    RequantSpec(-3, QFormat(7, 0, signed=False)),
+    RequantSpec(23, QFormat(4, 0)),  # shifted right past the value's width
 ]
 
 
