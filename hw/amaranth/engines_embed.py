@@ -78,16 +78,21 @@ def _conv(top: Accelerator, m: Module) -> None:
     c = counter("c", max(layer.channels for layer in convs))
     i, j = counter("i", max(layer.kernel for layer in convs)), counter("j", max(layer.kernel for layer in convs))
     k = counter("k", max(layer.fan_in for layer in convs))
-    wtile, otile = counter("wtile", len(rp.weight_words)), counter("otile", rp.amem_depth)
+    waddr, oaddr = counter("waddr", len(rp.weight_words)), counter("oaddr", rp.amem_depth)
+    # window coordinates (yy, xx) of the tap, (ybase, xbase) of the kernel's corner, and the
+    # running AMEM element address `lin` of the tap (`pbase`: of the corner, channel 0): running
+    # sums stepped with the loops, so no multiplier or wide adder sits on the read address path
     reach = max(max(layer.height, layer.width) + 2 * layer.padding for layer in convs) + 2
-    yy, xx = Signal(range(-reach, reach), name="conv_yy"), Signal(range(-reach, reach), name="conv_xx")
+    yy, xx, ybase, xbase = (Signal(range(-reach, reach), name=f"conv_{n}") for n in ("yy", "xx", "ybase", "xbase"))
+    low = max(layer.padding * (layer.width + 1) for layer in convs) + 1
+    high = rp.amem_depth * p + max(layer.height * layer.width for layer in convs) + 2
+    lin, pbase = Signal(range(-low, high), name="conv_lin"), Signal(range(-low, high), name="conv_pbase")
     s_addr, lane = counter("addr", rp.amem_depth), Signal(range(max(2, p)), name="conv_lane")
-    oaddr = counter("oaddr", rp.amem_depth)
     tap, first, last, win0, winlast = (Signal(name=f"conv_{n}") for n in ("tap", "first", "last", "win0", "winlast"))
     beat = top.beat_of(CONV)
-    registers = dict(t=t, py=py, px=px, wy=wy, wx=wx, c=c, i=i, j=j, k=k, yy=yy, xx=xx, s_addr=s_addr, lane=lane,
-                     oaddr=oaddr, tap=tap, first=first, last=last, win0=win0, winlast=winlast, otile=otile,
-                     wtile=wtile, beat=beat)  # fmt: skip
+    registers = dict(t=t, py=py, px=px, wy=wy, wx=wx, c=c, i=i, j=j, k=k, yy=yy, xx=xx, ybase=ybase, xbase=xbase,
+                     lin=lin, pbase=pbase, s_addr=s_addr, lane=lane, oaddr=oaddr, waddr=waddr, tap=tap, first=first,
+                     last=last, win0=win0, winlast=winlast, beat=beat)  # fmt: skip
     with m.Switch(lop):
         for index, layer in enumerate(rp.convs):
             with case(m, index, len(rp.convs)):
@@ -96,14 +101,15 @@ def _conv(top: Accelerator, m: Module) -> None:
         with m.Switch(top.fetched["op"]):
             for index, layer in enumerate(rp.convs):
                 with case(m, index, len(rp.convs)):
-                    m.d.sync += [wtile.eq(layer.weight_base), otile.eq(0)]
-        m.d.sync += [r.eq(0) for r in (t, py, px, wy, wx, c, i, j, k)]
+                    m.d.sync += waddr.eq(layer.weight_base)
+                    _restart_window(m, layer, registers)
+        m.d.sync += [r.eq(0) for r in (t, py, px, wy, wx, c, i, j, k, oaddr)]
     active = top.active(CONV)
     # stage 0 -> 1: addresses out, control registered
     rd, wrd = top.amem_rd, top.wmem_rd
     for b in range(2):
         top.drive(rd[b].addr, Mux(active & (bank == b), s_addr, 0))
-    top.drive(wrd.addr, Mux(active, wtile + k, 0))
+    top.drive(wrd.addr, Mux(active, waddr, 0))
     v1 = delay(m, beat, 1, "conv_valid")
     tap1, lane1, first1, last1 = (
         delay(m, sig, 1, f"conv_{n}") for sig, n in ((tap, "tap"), (lane, "lane"), (first, "first"), (last, "last"))
@@ -158,58 +164,81 @@ def _conv(top: Accelerator, m: Module) -> None:
 
 
 def _conv_layer(m: Module, p: int, layer: ConvLayer, v: dict) -> None:
-    """One layer's address arithmetic and loop advance (constants folded in)."""
+    """One layer's read address, tap test and loop advance (its constants folded in).
+
+    The tap at channel c, kernel offset (i, j) of output position (y, x) reads element
+    `c * H * W + (y + i - pad) * W + (x + j - pad)` of a streamed image (linear layout; lane =
+    that mod P), else word `(c / P) * H * W + (y + i - pad) * W + (x + j - pad)`, lane c mod P.
+    `lin` holds it, stepped by a per-layer constant each beat.
+    """
     lg = bits_for(p) if p > 1 else 0
-    t, py, px, wy, wx, c, i, j, k = (v[n] for n in ("t", "py", "px", "wy", "wx", "c", "i", "j", "k"))
-    yy, xx, s_addr, lane, oaddr = v["yy"], v["xx"], v["s_addr"], v["lane"], v["oaddr"]
-    kk, pad, hgt, wid = layer.kernel, layer.padding, layer.height, layer.width
-    y = (py * 2 + wy) if layer.pool else py
-    x = (px * 2 + wx) if layer.pool else px
-    m.d.comb += [yy.eq(y + i - pad), xx.eq(x + j - pad)]
+    c, i, j, k = (v[n] for n in ("c", "i", "j", "k"))
+    yy, xx, ybase, xbase, lin = (v[n] for n in ("yy", "xx", "ybase", "xbase", "lin"))
+    kk, hgt, wid = layer.kernel, layer.height, layer.width
     m.d.comb += v["tap"].eq((yy >= 0) & (yy < hgt) & (xx >= 0) & (xx < wid))
     if layer.linear_input:
-        linear = (c * (hgt * wid) + yy * wid + xx)[:24]
-        m.d.comb += [s_addr.eq(linear >> lg), lane.eq(linear & (p - 1))]
+        m.d.comb += [v["s_addr"].eq(lin >> lg), v["lane"].eq(lin[:lg] if lg else 0)]
+        next_channel = hgt * wid
     else:
-        m.d.comb += [s_addr.eq((c >> lg) * (hgt * wid) + yy * wid + xx), lane.eq(c & (p - 1))]
-    m.d.comb += oaddr.eq(v["otile"] + py * layer.out_width + px)
+        m.d.comb += [v["s_addr"].eq(lin), v["lane"].eq(c & (p - 1))]
+        next_channel = Mux((c & (p - 1)) == p - 1, hgt * wid, 0)  # the next word of channels
     last_tap = k == layer.fan_in - 1
     m.d.comb += [v["first"].eq(k == 0), v["last"].eq(last_tap)]
-    m.d.comb += v["win0"].eq((wy == 0) & (wx == 0))
-    m.d.comb += v["winlast"].eq((wy == 1) & (wx == 1) if layer.pool else 1)
+    m.d.comb += v["win0"].eq((v["wy"] == 0) & (v["wx"] == 0))
+    m.d.comb += v["winlast"].eq((v["wy"] == 1) & (v["wx"] == 1) if layer.pool else 1)
     with m.If(v["beat"]):
-        m.d.sync += [j.eq(j + 1), k.eq(k + 1)]
+        m.d.sync += [j.eq(j + 1), k.eq(k + 1), xx.eq(xx + 1), lin.eq(lin + 1), v["waddr"].eq(v["waddr"] + 1)]
         with m.If(j == kk - 1):
-            m.d.sync += [j.eq(0), i.eq(i + 1)]
+            m.d.sync += [j.eq(0), i.eq(i + 1), xx.eq(xbase), yy.eq(yy + 1), lin.eq(lin + wid - (kk - 1))]
             with m.If(i == kk - 1):
-                m.d.sync += [i.eq(0), c.eq(c + 1)]
+                corner = next_channel - (kk - 1) * wid - (kk - 1)
+                m.d.sync += [i.eq(0), c.eq(c + 1), yy.eq(ybase), lin.eq(lin + corner)]
                 with m.If(c == layer.channels - 1):
-                    m.d.sync += [c.eq(0), k.eq(0)]
+                    # the tile's weights again from its first (the next tile's when the tile advances)
+                    m.d.sync += [c.eq(0), k.eq(0), v["waddr"].eq(v["waddr"] - (layer.fan_in - 1))]
                     _advance_position(m, layer, v)
+
+
+def _move_window(m: Module, layer: ConvLayer, v: dict, dx: int, dy: int) -> None:
+    """The next output position's kernel corner is (dx, dy) from this one's: step every running sum."""
+    corner = v["pbase"] + dy * layer.width + dx
+    m.d.sync += [v["xbase"].eq(v["xbase"] + dx), v["ybase"].eq(v["ybase"] + dy), v["pbase"].eq(corner)]
+    m.d.sync += [v["xx"].eq(v["xbase"] + dx), v["yy"].eq(v["ybase"] + dy), v["lin"].eq(corner)]
+
+
+def _restart_window(m: Module, layer: ConvLayer, v: dict) -> None:
+    """The kernel corner back at output position (0, 0), channel 0 (at issue and at each new tile)."""
+    pad = layer.padding
+    m.d.sync += [v[n].eq(-pad) for n in ("xbase", "ybase", "xx", "yy")]
+    m.d.sync += [v[n].eq(-pad * layer.width - pad) for n in ("pbase", "lin")]
 
 
 def _advance_position(m: Module, layer: ConvLayer, v: dict) -> None:
     """Next output position in pool-window order, then the next channel tile."""
     t, py, px, wy, wx = (v[n] for n in ("t", "py", "px", "wy", "wx"))
+    ow = layer.out_width
 
-    def next_pixel() -> None:
-        m.d.sync += px.eq(px + 1)
-        with m.If(px == layer.out_width - 1):
+    def next_pixel(dx: int, dy: int, dx_row: int, dy_row: int) -> None:
+        m.d.sync += [px.eq(px + 1), v["oaddr"].eq(v["oaddr"] + 1)]
+        _move_window(m, layer, v, dx, dy)
+        with m.If(px == ow - 1):
             m.d.sync += [px.eq(0), py.eq(py + 1)]
+            _move_window(m, layer, v, dx_row, dy_row)
             with m.If(py == layer.out_height - 1):
-                m.d.sync += [py.eq(0), t.eq(t + 1)]
-                m.d.sync += v["wtile"].eq(v["wtile"] + layer.fan_in)
-                m.d.sync += v["otile"].eq(v["otile"] + layer.out_height * layer.out_width)
+                m.d.sync += [py.eq(0), t.eq(t + 1), v["waddr"].eq(v["waddr"] + 1)]
+                _restart_window(m, layer, v)
 
-    if layer.pool:
+    if layer.pool:  # conv position (2 px + wx, 2 py + wy)
         m.d.sync += wx.eq(wx + 1)
+        _move_window(m, layer, v, 1, 0)
         with m.If(wx == 1):
             m.d.sync += [wx.eq(0), wy.eq(wy + 1)]
+            _move_window(m, layer, v, -1, 1)
             with m.If(wy == 1):
                 m.d.sync += wy.eq(0)
-                next_pixel()
+                next_pixel(1, -1, -(2 * ow - 1), 1)
     else:
-        next_pixel()
+        next_pixel(1, 0, -(ow - 1), 1)
 
 
 def _flatten(top: Accelerator, m: Module) -> None:
