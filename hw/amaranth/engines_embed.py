@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 from amaranth import Cat, Module, Mux, Signal, signed
 
 from metahw.compiler.qformat import QFormat
-from metahw.hw.amaranth.isa import CONV, FLATTEN, IO_IMAGE, IO_LABELS, IO_OUT, ConvLayer
+from metahw.hw.amaranth.conv_walk import conv_walk
+from metahw.hw.amaranth.isa import CONV, FLATTEN, IO_IMAGE, IO_LABELS, IO_OUT
 from metahw.hw.amaranth.util import bits_for, case, delay, extend
 
 if TYPE_CHECKING:
@@ -64,55 +65,19 @@ def _conv(top: Accelerator, m: Module) -> None:
     bank = Signal(name="conv_bank")
     with m.If(top.issued(CONV)):
         m.d.sync += [lop.eq(top.fetched["op"]), bank.eq(top.fetched["bank"])]
-    # every counter only as wide as its largest value (+1: a counter may step one past its end):
-    # wide counters put multipliers and long carry chains on the address path
-    convs = rp.convs
-
-    def counter(name: str, largest: int) -> Signal:
-        return Signal(range(largest + 2), name=f"conv_{name}")
-
-    t = counter("t", max(layer.tiles for layer in convs))
-    py = counter("py", max(layer.out_height for layer in convs))
-    px = counter("px", max(layer.out_width for layer in convs))
-    wy, wx = counter("wy", 1), counter("wx", 1)
-    c = counter("c", max(layer.channels for layer in convs))
-    i, j = counter("i", max(layer.kernel for layer in convs)), counter("j", max(layer.kernel for layer in convs))
-    k = counter("k", max(layer.fan_in for layer in convs))
-    waddr, oaddr = counter("waddr", len(rp.weight_words)), counter("oaddr", rp.amem_depth)
-    # window coordinates (yy, xx) of the tap, (ybase, xbase) of the kernel's corner, and the
-    # running AMEM element address `lin` of the tap (`pbase`: of the corner, channel 0): running
-    # sums stepped with the loops, so no multiplier or wide adder sits on the read address path
-    reach = max(max(layer.height, layer.width) + 2 * layer.padding for layer in convs) + 2
-    yy, xx, ybase, xbase = (Signal(range(-reach, reach), name=f"conv_{n}") for n in ("yy", "xx", "ybase", "xbase"))
-    low = max(layer.padding * (layer.width + 1) for layer in convs) + 1
-    high = rp.amem_depth * p + max(layer.height * layer.width for layer in convs) + 2
-    lin, pbase = Signal(range(-low, high), name="conv_lin"), Signal(range(-low, high), name="conv_pbase")
-    s_addr, lane = counter("addr", rp.amem_depth), Signal(range(max(2, p)), name="conv_lane")
-    tap, first, last, win0, winlast = (Signal(name=f"conv_{n}") for n in ("tap", "first", "last", "win0", "winlast"))
     beat = top.beat_of(CONV)
-    registers = dict(t=t, py=py, px=px, wy=wy, wx=wx, c=c, i=i, j=j, k=k, yy=yy, xx=xx, ybase=ybase, xbase=xbase,
-                     lin=lin, pbase=pbase, s_addr=s_addr, lane=lane, oaddr=oaddr, waddr=waddr, tap=tap, first=first,
-                     last=last, win0=win0, winlast=winlast, beat=beat)  # fmt: skip
-    with m.Switch(lop):
-        for index, layer in enumerate(rp.convs):
-            with case(m, index, len(rp.convs)):
-                _conv_layer(m, p, layer, registers)
-    with m.If(top.issued(CONV)):
-        with m.Switch(top.fetched["op"]):
-            for index, layer in enumerate(rp.convs):
-                with case(m, index, len(rp.convs)):
-                    m.d.sync += waddr.eq(layer.weight_base)
-                    _restart_window(m, layer, registers)
-        m.d.sync += [r.eq(0) for r in (t, py, px, wy, wx, c, i, j, k, oaddr)]
+    walk = conv_walk(m, rp.convs, p, rp.amem_depth, len(rp.weight_words), lop, beat, top.issued(CONV),
+                     top.fetched["op"])  # fmt: skip
     active = top.active(CONV)
     # stage 0 -> 1: addresses out, control registered
     rd, wrd = top.amem_rd, top.wmem_rd
     for b in range(2):
-        top.drive(rd[b].addr, Mux(active & (bank == b), s_addr, 0))
-    top.drive(wrd.addr, Mux(active, waddr, 0))
+        top.drive(rd[b].addr, Mux(active & (bank == b), walk.s_addr, 0))
+    top.drive(wrd.addr, Mux(active, walk.waddr, 0))
     v1 = delay(m, beat, 1, "conv_valid")
     tap1, lane1, first1, last1 = (
-        delay(m, sig, 1, f"conv_{n}") for sig, n in ((tap, "tap"), (lane, "lane"), (first, "first"), (last, "last"))
+        delay(m, sig, 1, f"conv_{n}")
+        for sig, n in ((walk.tap, "tap"), (walk.lane, "lane"), (walk.first, "first"), (walk.last, "last"))
     )
     # stage 1 -> 2: operand registers
     pixel = Signal(signed(rp.hw.operand_bits), name="conv_pixel")
@@ -135,7 +100,7 @@ def _conv(top: Accelerator, m: Module) -> None:
         top.drive(top.mac_x[n], Mux(active, x, 0))
         top.drive(top.mac_y[n], Mux(active, ys[n], 0))
     # preload: bias ROM read at stage 3, data with the products at stage 4
-    t3 = delay(m, t, 3, "conv_t")
+    t3 = delay(m, walk.t, 3, "conv_t")
     bias_base, relu, requant = (
         Signal(16, name="conv_bias_base"),
         Signal(name="conv_relu"),
@@ -150,8 +115,8 @@ def _conv(top: Accelerator, m: Module) -> None:
         bias = top.bias_rd.data.word_select(n, rp.hw.acc_bits).as_signed()
         top.drive(top.mac_preload[n], Mux(active, bias, 0))
     # PPU controls with the accumulators (stage 5); the write with the PPU output (stage 6)
-    win0_5, winlast5 = delay(m, win0, 5, "conv_win0"), delay(m, winlast, 5, "conv_winlast")
-    oaddr6 = delay(m, oaddr, 6, "conv_oaddr")
+    win0_5, winlast5 = delay(m, walk.win0, 5, "conv_win0"), delay(m, walk.winlast, 5, "conv_winlast")
+    oaddr6 = delay(m, walk.oaddr, 6, "conv_oaddr")
     top.ppu_controls(active, select=requant, relu=relu, first=win0_5, emit=winlast5)
     write = top.ppu_valid & active
     result = Cat(*[top.ppu_result[n][: rp.act_bits] for n in range(p)])
@@ -161,84 +126,6 @@ def _conv(top: Accelerator, m: Module) -> None:
         top.drive(wr.addr, Mux(here, oaddr6, 0))
         top.drive(wr.data, Mux(here, result, 0))
         top.drive(wr.en, Mux(here, (1 << p) - 1, 0))
-
-
-def _conv_layer(m: Module, p: int, layer: ConvLayer, v: dict) -> None:
-    """One layer's read address, tap test and loop advance (its constants folded in).
-
-    The tap at channel c, kernel offset (i, j) of output position (y, x) reads element
-    `c * H * W + (y + i - pad) * W + (x + j - pad)` of a streamed image (linear layout; lane =
-    that mod P), else word `(c / P) * H * W + (y + i - pad) * W + (x + j - pad)`, lane c mod P.
-    `lin` holds it, stepped by a per-layer constant each beat.
-    """
-    lg = bits_for(p) if p > 1 else 0
-    c, i, j, k = (v[n] for n in ("c", "i", "j", "k"))
-    yy, xx, ybase, xbase, lin = (v[n] for n in ("yy", "xx", "ybase", "xbase", "lin"))
-    kk, hgt, wid = layer.kernel, layer.height, layer.width
-    m.d.comb += v["tap"].eq((yy >= 0) & (yy < hgt) & (xx >= 0) & (xx < wid))
-    if layer.linear_input:
-        m.d.comb += [v["s_addr"].eq(lin >> lg), v["lane"].eq(lin[:lg] if lg else 0)]
-        next_channel = hgt * wid
-    else:
-        m.d.comb += [v["s_addr"].eq(lin), v["lane"].eq(c & (p - 1))]
-        next_channel = Mux((c & (p - 1)) == p - 1, hgt * wid, 0)  # the next word of channels
-    last_tap = k == layer.fan_in - 1
-    m.d.comb += [v["first"].eq(k == 0), v["last"].eq(last_tap)]
-    m.d.comb += v["win0"].eq((v["wy"] == 0) & (v["wx"] == 0))
-    m.d.comb += v["winlast"].eq((v["wy"] == 1) & (v["wx"] == 1) if layer.pool else 1)
-    with m.If(v["beat"]):
-        m.d.sync += [j.eq(j + 1), k.eq(k + 1), xx.eq(xx + 1), lin.eq(lin + 1), v["waddr"].eq(v["waddr"] + 1)]
-        with m.If(j == kk - 1):
-            m.d.sync += [j.eq(0), i.eq(i + 1), xx.eq(xbase), yy.eq(yy + 1), lin.eq(lin + wid - (kk - 1))]
-            with m.If(i == kk - 1):
-                corner = next_channel - (kk - 1) * wid - (kk - 1)
-                m.d.sync += [i.eq(0), c.eq(c + 1), yy.eq(ybase), lin.eq(lin + corner)]
-                with m.If(c == layer.channels - 1):
-                    # the tile's weights again from its first (the next tile's when the tile advances)
-                    m.d.sync += [c.eq(0), k.eq(0), v["waddr"].eq(v["waddr"] - (layer.fan_in - 1))]
-                    _advance_position(m, layer, v)
-
-
-def _move_window(m: Module, layer: ConvLayer, v: dict, dx: int, dy: int) -> None:
-    """The next output position's kernel corner is (dx, dy) from this one's: step every running sum."""
-    corner = v["pbase"] + dy * layer.width + dx
-    m.d.sync += [v["xbase"].eq(v["xbase"] + dx), v["ybase"].eq(v["ybase"] + dy), v["pbase"].eq(corner)]
-    m.d.sync += [v["xx"].eq(v["xbase"] + dx), v["yy"].eq(v["ybase"] + dy), v["lin"].eq(corner)]
-
-
-def _restart_window(m: Module, layer: ConvLayer, v: dict) -> None:
-    """The kernel corner back at output position (0, 0), channel 0 (at issue and at each new tile)."""
-    pad = layer.padding
-    m.d.sync += [v[n].eq(-pad) for n in ("xbase", "ybase", "xx", "yy")]
-    m.d.sync += [v[n].eq(-pad * layer.width - pad) for n in ("pbase", "lin")]
-
-
-def _advance_position(m: Module, layer: ConvLayer, v: dict) -> None:
-    """Next output position in pool-window order, then the next channel tile."""
-    t, py, px, wy, wx = (v[n] for n in ("t", "py", "px", "wy", "wx"))
-    ow = layer.out_width
-
-    def next_pixel(dx: int, dy: int, dx_row: int, dy_row: int) -> None:
-        m.d.sync += [px.eq(px + 1), v["oaddr"].eq(v["oaddr"] + 1)]
-        _move_window(m, layer, v, dx, dy)
-        with m.If(px == ow - 1):
-            m.d.sync += [px.eq(0), py.eq(py + 1)]
-            _move_window(m, layer, v, dx_row, dy_row)
-            with m.If(py == layer.out_height - 1):
-                m.d.sync += [py.eq(0), t.eq(t + 1), v["waddr"].eq(v["waddr"] + 1)]
-                _restart_window(m, layer, v)
-
-    if layer.pool:  # conv position (2 px + wx, 2 py + wy)
-        m.d.sync += wx.eq(wx + 1)
-        _move_window(m, layer, v, 1, 0)
-        with m.If(wx == 1):
-            m.d.sync += [wx.eq(0), wy.eq(wy + 1)]
-            _move_window(m, layer, v, -1, 1)
-            with m.If(wy == 1):
-                m.d.sync += wy.eq(0)
-                next_pixel(1, -1, -(2 * ow - 1), 1)
-    else:
-        next_pixel(1, 0, -(ow - 1), 1)
 
 
 def _flatten(top: Accelerator, m: Module) -> None:
