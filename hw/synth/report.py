@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from metahw.atomic import write_text_atomic
+from metahw.errors import UserError
 from metahw.hw.synth.devices import Device, get_device
 from metahw.hw.synth.fit import ResourceLine, fit_suggestions, resource_lines
 from metahw.hw.synth.manifest import RtlManifest, load_manifest
@@ -81,21 +83,31 @@ def _notes(manifest: RtlManifest, device: Device, wrapped: bool) -> list[str]:
     return notes
 
 
-def _status(tracker: StatusTracker, label: str):
+class SynthesisStopped(UserError):
+    """`synthesize` was told to stop (its `stop` event was set) while a tool ran."""
+
+
+def _status(tracker: StatusTracker, label: str, stop: threading.Event | None):
     def tick(elapsed: float, note: str) -> None:
+        if stop is not None and stop.is_set():
+            raise SynthesisStopped(f"{label} stopped after {elapsed:.0f} s: its caller no longer needs it.")
         tracker.advance(0, f"{label} {elapsed:.0f} s {note}".rstrip())
 
     return tick
 
 
-def synthesize(build_dir: Path, target: str, *, place_and_route: bool = True, progress: bool = True) -> SynthReport:
+def synthesize(
+    build_dir: Path, target: str, *, place_and_route: bool = True, progress: bool = True,
+    stop: threading.Event | None = None,
+) -> SynthReport:  # fmt: skip
     """Synthesise the RTL build folder `build_dir` for `target` and (where nextpnr targets it) place and route it.
 
     Work files and logs go to `build_dir/synth/<target>/`, the report to its `report.json`
     (written atomically). Resource use is the core's alone (Yosys statistics of the core
     module); fmax is nextpnr's achieved frequency of the core clock with the core inside a
     4-pin wrapper (see `metahw.hw.synth.wrapper`). Raises UserError for a bad folder, an
-    unknown target or a failing tool.
+    unknown target or a failing tool, and `SynthesisStopped` within a second of `stop` being
+    set (the running tool is killed: a background synthesis must not outlive a failed caller).
     """
     device = get_device(target)
     manifest = load_manifest(Path(build_dir))
@@ -119,7 +131,7 @@ def synthesize(build_dir: Path, target: str, *, place_and_route: bool = True, pr
             sources, top = [manifest.verilog, wrapper], WRAPPER_TOP
         else:
             sources, top = [manifest.verilog], manifest.top
-        synth = run_yosys(device, sources, top, manifest.top, workdir, pnr_wanted, _status(tracker, "yosys"))
+        synth = run_yosys(device, sources, top, manifest.top, workdir, pnr_wanted, _status(tracker, "yosys", stop))
         seconds["yosys"] = round(synth.seconds, 2)
         tracker.advance(1, "yosys done")
         lines = resource_lines(device, synth.use)
@@ -134,7 +146,7 @@ def synthesize(build_dir: Path, target: str, *, place_and_route: bool = True, pr
             notes.append("place-and-route skipped: the core does not fit the device")
         elif pnr_wanted and synth.netlist is not None:
             tools["nextpnr"] = tool_version(NEXTPNR_TOOLS[device.family])
-            pnr = run_nextpnr(device, synth.netlist, workdir, target_mhz, "clk", _status(tracker, "nextpnr"))
+            pnr = run_nextpnr(device, synth.netlist, workdir, target_mhz, "clk", _status(tracker, "nextpnr", stop))
             seconds["nextpnr"] = round(pnr.seconds, 2)
             tracker.advance(1, "nextpnr done")
     seconds["total"] = round(time.perf_counter() - start, 2)

