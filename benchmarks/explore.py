@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/explore.py [--checkpoints zoo:protonet32 zoo:protonet] [--target ecp5-25k]
                                            [--budget 24] [--bits 4..8] [--lanes 2,4,8] [--episodes 200]
-                                           [--workers W] [--results DIR] [--data PATH]
+                                           [--pnr fast|timing] [--workers W] [--results DIR] [--data PATH]
 
 Runs `metahw explore CHECKPOINTS ...` (RTL generation, synthesis and place-and-route of every
 design), timed, in a results folder that a rerun resumes (delete it for a fresh measurement).
@@ -50,6 +50,7 @@ def main() -> None:
     parser.add_argument("--lanes", default="2,4,8")
     parser.add_argument("--episodes", type=int, default=200)
     parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--pnr", choices=("fast", "timing"), default="fast")
     parser.add_argument("--results", type=Path, default=ROOT / "out" / "explore-benchmark")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "explore.json")
     parser.add_argument("--data", type=Path, default=None)
@@ -57,7 +58,7 @@ def main() -> None:
 
     command = [str(Path(sys.executable).with_name("metahw")), "explore", *args.checkpoints, "--target", args.target,
                "--budget", str(args.budget), "--bits", args.bits, "--lanes", args.lanes,
-               "--episodes", str(args.episodes), "-o", str(args.results)]  # fmt: skip
+               "--episodes", str(args.episodes), "--pnr", args.pnr, "-o", str(args.results)]  # fmt: skip
     command += ["--workers", str(args.workers)] if args.workers else []
     command += ["--data", str(args.data)] if args.data else []
     started = time.perf_counter()

@@ -19,6 +19,7 @@ from metahw.explore.space import Candidate, SearchSpace, parse_range, parse_widt
 from metahw.explore.study import run_study
 from metahw.explore.trial import TrialSettings, checkpoint_key, evaluate_design
 from metahw.hw.synth.devices import get_device
+from metahw.hw.synth.nextpnr import PNR_EFFORTS
 from metahw.sim.config import MAX_LANES
 
 #: bit widths the compiler accepts
@@ -53,6 +54,7 @@ def explore_command(
     shots: int = 1,
     queries: Annotated[int, typer.Option(help="Query examples per class.")] = 15,
     seed: Annotated[int, typer.Option(help="Seed of the episodes, the calibration and NSGA-II.")] = 0,
+    pnr: Annotated[str, typer.Option(help="Placement of every design: fast (not timing-driven) or timing.")] = "fast",
     workers: Annotated[int | None, typer.Option(help="Worker processes (default: the CPU count).")] = None,
     ray_address: Annotated[
         str | None, typer.Option("--ray", help="Run trials as Ray tasks on the cluster at this address.")
@@ -71,15 +73,17 @@ def explore_command(
     if episodes < 2:
         raise UserError(f"--episodes must be >= 2 for a confidence interval (got {episodes}).")
     get_device(target)
+    if pnr not in PNR_EFFORTS:
+        raise UserError(f"--pnr must be one of {', '.join(PNR_EFFORTS)} (got {pnr!r}).")
     candidates = select_widths(_candidates(checkpoints, ways, shots), width_values)
     space = SearchSpace(candidates, bit_values, lane_values)
     out = out.resolve()
-    settings = TrialSettings(out, target, episodes, ways, shots, queries, seed, data.resolve() if data else None)
+    settings = TrialSettings(out, target, episodes, ways, shots, queries, seed, data.resolve() if data else None, pnr)
     identity = {
         "checkpoints": [{"checkpoint": c.checkpoint, "width": c.width, "key": checkpoint_key(c.checkpoint)}
                         for c in candidates],
         "bits": bit_values, "lanes": lane_values, "objectives": [o.name for o in objectives], "target": target,
-        "episodes": episodes, "ways": ways, "shots": shots, "queries": queries, "seed": seed,
+        "episodes": episodes, "ways": ways, "shots": shots, "queries": queries, "seed": seed, "pnr": pnr,
     }  # fmt: skip
     with open_pool(workers, ray_address) as pool:
         outcome = run_study(space, objectives, budget, functools.partial(evaluate_design, settings=settings), out,

@@ -56,11 +56,12 @@ def report_command(
     build: Annotated[Path, typer.Argument(help="RTL build folder (with manifest.json) of the Amaranth backend.")],
     target: Annotated[str, typer.Option(help=f"FPGA target: {', '.join(DEVICES)}.")],
     no_pnr: Annotated[bool, typer.Option("--no-pnr", help="Synthesis only: no place-and-route, no fmax.")] = False,
+    pnr: Annotated[str, typer.Option(help="Placement: timing (timing-driven) or fast (lower-bound fmax).")] = "timing",
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")] = False,
     progress: bool = True,
 ) -> None:
     """Synthesise (Yosys) and place and route (nextpnr) the RTL for a target: resources, fit, fmax, latency."""
-    report = synthesize(build, target, place_and_route=not no_pnr, progress=progress and not as_json)
+    report = synthesize(build, target, place_and_route=not no_pnr, progress=progress and not as_json, pnr_effort=pnr)
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
         return

@@ -56,6 +56,8 @@ class TrialSettings:
     queries: int = 15
     seed: int = 0
     data: Path | None = None
+    #: place-and-route effort of every design ("fast": not timing-driven, `metahw.hw.synth.nextpnr`)
+    pnr: str = "fast"
 
     @property
     def cache(self) -> Path:
@@ -223,11 +225,12 @@ def measure_resources(checkpoint: str, bits: int, lanes: int, settings: TrialSet
         try:
             hw.validate(program)
             build = build_rtl(program, hw, settings.cache / "rtl" / name)
-            return synthesize(build, settings.target, place_and_route=True, progress=False).to_dict()
+            return synthesize(build, settings.target, progress=False, pnr_effort=settings.pnr).to_dict()
         except UserError as exc:
             return {"error": str(exc), "fits": False, "fmax_mhz": None}
 
-    return cached_json(settings.cache / "resources" / f"{name}-{settings.target}-g{generator}.json", compute)
+    key = f"{name}-{settings.target}-{settings.pnr}-g{generator}"
+    return cached_json(settings.cache / "resources" / f"{key}.json", compute)
 
 
 def _resource_summary(report: dict) -> dict:

