@@ -45,8 +45,8 @@ class LinearStore(wiring.Component):
     `wr_data` for each lane l set in `wr_mask` (0: no write; 1: a single element). `windows`
     False promises that every window of more than one element starts on a word.
     `window_writes` False promises that every write is a single element (`wr_mask` 0 or 1):
-    an even/odd memory then needs no write rotator (on a 75 x 5 score memory at P = 8 that is
-    about a thousand LUTs). The accelerator sets it once it knows its writers
+    an even/odd memory then needs no write rotator (on the 75 x 5 score memory at P = 8 that
+    saved 1,330 of its 4,030 LUT sites). The accelerator sets it once it knows its writers
     (`note_window_writes`), before the memory is elaborated.
     """
 
