@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/explore.py [--checkpoints zoo:protonet32 zoo:protonet] [--target ecp5-25k]
                                            [--budget 24] [--bits 4..8] [--lanes 2,4,8] [--episodes 200]
-                                           [--pnr fast|timing] [--workers W] [--results DIR] [--data PATH]
+                                           [--pnr timing|fast] [--workers W] [--results DIR] [--data PATH]
 
 Runs `metahw explore CHECKPOINTS ...` (RTL generation, synthesis and place-and-route of every
 design), timed, in a results folder that a rerun resumes (delete it for a fresh measurement).
@@ -50,7 +50,7 @@ def main() -> None:
     parser.add_argument("--lanes", default="2,4,8")
     parser.add_argument("--episodes", type=int, default=200)
     parser.add_argument("--workers", type=int, default=None)
-    parser.add_argument("--pnr", choices=("fast", "timing"), default="fast")
+    parser.add_argument("--pnr", choices=("timing", "fast"), default="timing")
     parser.add_argument("--results", type=Path, default=ROOT / "out" / "explore-benchmark")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "explore.json")
     parser.add_argument("--data", type=Path, default=None)

@@ -54,7 +54,7 @@ def explore_command(
     shots: int = 1,
     queries: Annotated[int, typer.Option(help="Query examples per class.")] = 15,
     seed: Annotated[int, typer.Option(help="Seed of the episodes, the calibration and NSGA-II.")] = 0,
-    pnr: Annotated[str, typer.Option(help="Placement of every design: fast (not timing-driven) or timing.")] = "fast",
+    pnr: Annotated[str, typer.Option(help="Placement of every design: timing (timing-driven) or fast.")] = "timing",
     workers: Annotated[int | None, typer.Option(help="Worker processes (default: the CPU count).")] = None,
     ray_address: Annotated[
         str | None, typer.Option("--ray", help="Run trials as Ray tasks on the cluster at this address.")

@@ -31,7 +31,7 @@ class PnrResult:
 
 #: placement efforts: "timing" (timing-driven placement, nextpnr's default) or "fast" (not
 #: timing-driven). On the 8-lane Conv-4-32 design (ECP5-25k) fast took 75 s for 56.4 MHz against
-#: 121 s for 58.8 MHz: a conservative fmax in 60 % of the time, for design-space exploration.
+#: 121 s for 58.8 MHz; over 17 exploration designs 32 % less tool time for a 4-23 % lower fmax.
 PNR_EFFORTS = ("timing", "fast")
 
 

@@ -110,7 +110,7 @@ def synthesize(
     unknown target or a failing tool, and `SynthesisStopped` within a second of `stop` being
     set (the running tool is killed: a background synthesis must not outlive a failed caller).
     `pnr_effort` "fast" places without timing-driven placement (`PNR_EFFORTS`): a lower bound
-    on the fmax that timing-driven placement reaches, in about 60 % of the time.
+    on the fmax that timing-driven placement reaches, in about 70 % of the time.
     """
     device = get_device(target)
     if pnr_effort not in PNR_EFFORTS:

@@ -57,7 +57,7 @@ class TrialSettings:
     seed: int = 0
     data: Path | None = None
     #: place-and-route effort of every design ("fast": not timing-driven, `metahw.hw.synth.nextpnr`)
-    pnr: str = "fast"
+    pnr: str = "timing"
 
     @property
     def cache(self) -> Path:

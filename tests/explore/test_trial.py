@@ -59,7 +59,7 @@ def test_measurements_are_computed_once(tiny_checkpoint: Path, data_dir: Path, t
         {"accuracy": record["accuracy"]["accuracy"], "latency_ms": cycles / 50e3, "luts": 8000}
     )
     assert record["fits"] and record["clock_source"] == "fmax"
-    assert fake_hardware == [("rtl", 16, 4, 8), ("synth", "ecp5-25k", "fast")]  # width 4: G = 16 / 4
+    assert fake_hardware == [("rtl", 16, 4, 8), ("synth", "ecp5-25k", "timing")]  # width 4: G = 16 / 4
 
     other_lanes = evaluate_design(Design(str(tiny_checkpoint), 4, 6, 4), settings)
     assert other_lanes["cached"] == {"float_accuracy": True, "accuracy": True, "cycles": False, "resources": False}
@@ -67,9 +67,9 @@ def test_measurements_are_computed_once(tiny_checkpoint: Path, data_dir: Path, t
     again = evaluate_design(design, settings)
     assert all(again["cached"].values()) and again["objectives"] == record["objectives"]
     assert len(fake_hardware) == 4
-    timing = evaluate_design(design, dataclasses.replace(settings, pnr="timing"))  # another placement: placed again
-    assert timing["cached"]["accuracy"] and not timing["cached"]["resources"]
-    assert fake_hardware[-1] == ("synth", "ecp5-25k", "timing")
+    fast = evaluate_design(design, dataclasses.replace(settings, pnr="fast"))  # another placement: placed again
+    assert fast["cached"]["accuracy"] and not fast["cached"]["resources"]
+    assert fake_hardware[-1] == ("synth", "ecp5-25k", "fast")
 
 
 def test_a_design_the_generator_rejects_does_not_fit(
