@@ -52,7 +52,7 @@ class ConvWalk:
 
 
 def conv_walk(
-    m: Module, convs: list, lanes: int, amem_depth: int, weight_words: int, layer: Signal, beat: object,
+    m: Module, convs: list[ConvLayer], lanes: int, amem_depth: int, weight_words: int, layer: Signal, beat: object,
     issued: object, issued_layer: Signal,
 ) -> ConvWalk:  # fmt: skip
     """Build the loop nest of the conv layers `convs`, running layer `layer` (a register).
@@ -60,24 +60,25 @@ def conv_walk(
     `beat` steps it; `issued` (an instruction of layer `issued_layer` issues) restarts it.
     """
     p = lanes
-    kernel = max(c.kernel for c in convs)
-    t, py, px = (_counter(n, max(getattr(c, f) for c in convs)) for n, f in
+    kernel = max(conv.kernel for conv in convs)
+    t, py, px = (_counter(n, max(getattr(conv, f) for conv in convs)) for n, f in
                  (("t", "tiles"), ("py", "out_height"), ("px", "out_width")))  # fmt: skip
     wy, wx = _counter("wy", 1), _counter("wx", 1)
-    c, i, j = _counter("c", max(c.channels for c in convs)), _counter("i", kernel), _counter("j", kernel)
-    k = _counter("k", max(c.fan_in for c in convs))
+    c, i, j = _counter("c", max(conv.channels for conv in convs)), _counter("i", kernel), _counter("j", kernel)
+    k = _counter("k", max(conv.fan_in for conv in convs))
     waddr, oaddr = _counter("waddr", weight_words), _counter("oaddr", amem_depth)
-    reach = max(max(c.height, c.width) + 2 * c.padding for c in convs) + 2
+    reach = max(max(conv.height, conv.width) + 2 * conv.padding for conv in convs) + 2
     yy, xx, ybase, xbase = (Signal(range(-reach, reach), name=f"conv_{n}") for n in ("yy", "xx", "ybase", "xbase"))
-    low = max(c.padding * (c.width + 1) for c in convs) + 1
-    high = amem_depth * p + max(c.height * c.width for c in convs) + 2
+    low = max(conv.padding * (conv.width + 1) for conv in convs) + 1
+    high = amem_depth * p + max(conv.height * conv.width for conv in convs) + 2
     lin, pbase = Signal(range(-low, high), name="conv_lin"), Signal(range(-low, high), name="conv_pbase")
     walk = ConvWalk(
         s_addr=_counter("addr", amem_depth), lane=Signal(range(max(2, p)), name="conv_lane"),
         tap=Signal(name="conv_tap"), waddr=waddr, oaddr=oaddr, first=Signal(name="conv_first"),
         last=Signal(name="conv_last"), win0=Signal(name="conv_win0"), winlast=Signal(name="conv_winlast"), t=t,
     )  # fmt: skip
-    span = max(c.height * c.width + 2 * (c.width + 1) * c.kernel + 2 * c.out_width + c.fan_in for c in convs) + 2
+    span = max(conv.height * conv.width + 2 * (conv.width + 1) * conv.kernel + 2 * conv.out_width + conv.fan_in
+               for conv in convs) + 2  # fmt: skip
     steps = _Steps(*(Signal(range(-span, span), name=f"conv_{n}") for n in (f.name for f in fields(_Steps))))
     loops = dict(t=t, py=py, px=px, wy=wy, wx=wx, c=c, i=i, j=j, k=k, beat=beat)
     flags = dict(jwrap=Signal(name="conv_jwrap"), iwrap=Signal(name="conv_iwrap"), cwrap=Signal(name="conv_cwrap"),
