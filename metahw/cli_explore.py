@@ -19,7 +19,7 @@ from metahw.explore.space import Candidate, SearchSpace, parse_range, parse_widt
 from metahw.explore.study import run_study
 from metahw.explore.trial import TrialSettings, checkpoint_key, evaluate_design
 from metahw.hw.synth.devices import get_device
-from metahw.hw.synth.nextpnr import PNR_EFFORTS
+from metahw.hw.synth.nextpnr import check_pnr_effort
 from metahw.sim.config import MAX_LANES
 
 #: bit widths the compiler accepts
@@ -73,8 +73,7 @@ def explore_command(
     if episodes < 2:
         raise UserError(f"--episodes must be >= 2 for a confidence interval (got {episodes}).")
     get_device(target)
-    if pnr not in PNR_EFFORTS:
-        raise UserError(f"--pnr must be one of {', '.join(PNR_EFFORTS)} (got {pnr!r}).")
+    check_pnr_effort(pnr)
     candidates = select_widths(_candidates(checkpoints, ways, shots), width_values)
     space = SearchSpace(candidates, bit_values, lane_values)
     out = out.resolve()

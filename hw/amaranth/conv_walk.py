@@ -83,6 +83,7 @@ def conv_walk(
     loops = dict(t=t, py=py, px=px, wy=wy, wx=wx, c=c, i=i, j=j, k=k, beat=beat)
     flags = dict(jwrap=Signal(name="conv_jwrap"), iwrap=Signal(name="conv_iwrap"), cwrap=Signal(name="conv_cwrap"),
                  pixel=Signal(name="conv_pixel_step"), restart=Signal(name="conv_restart"))  # fmt: skip
+    flags["advance"] = flags["jwrap"] & flags["iwrap"] & flags["cwrap"]  # the last beat of a position
     with m.Switch(layer):
         for index, conv in enumerate(convs):
             with case(m, index, len(convs)):
@@ -157,7 +158,7 @@ def _layer_steps(
 def _position_steps(m: Module, conv: ConvLayer, loops: dict, flags: dict, steps: _Steps) -> None:
     """The next conv position in pool-window order: the corner's move, and the position counters."""
     t, py, px, wy, wx = (loops[n] for n in ("t", "py", "px", "wy", "wx"))
-    advance = loops["beat"] & flags["jwrap"] & flags["iwrap"] & flags["cwrap"]
+    advance = loops["beat"] & flags["advance"]
     ow = conv.out_width
 
     def move(dx: int, dy: int) -> None:
@@ -196,8 +197,7 @@ def _position_steps(m: Module, conv: ConvLayer, loops: dict, flags: dict, steps:
 def _running_sums(m: Module, walk: ConvWalk, flags: dict, steps: _Steps, beat: object, sums: dict) -> None:
     """One adder per running sum, shared by the layers: each beat steps them by the chosen constants."""
     lin, pbase, yy, xx, ybase, xbase = (sums[n] for n in ("lin", "pbase", "yy", "xx", "ybase", "xbase"))
-    jwrap, iwrap, restart = flags["jwrap"], flags["iwrap"], flags["restart"]
-    advance = jwrap & iwrap & flags["cwrap"]
+    jwrap, iwrap, restart, advance = flags["jwrap"], flags["iwrap"], flags["restart"], flags["advance"]
     corner = Mux(restart, steps.start_corner, pbase + steps.corner)
     x0 = Mux(restart, steps.start_xy, xbase + steps.dx)
     y0 = Mux(restart, steps.start_xy, ybase + steps.dy)

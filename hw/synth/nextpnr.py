@@ -35,12 +35,18 @@ class PnrResult:
 PNR_EFFORTS = ("timing", "fast")
 
 
+def check_pnr_effort(effort: str) -> str:
+    """`effort` if it is one of `PNR_EFFORTS`, else the UserError that names the accepted ones."""
+    if effort not in PNR_EFFORTS:
+        raise UserError(f"unknown place-and-route effort {effort!r}; use one of {', '.join(PNR_EFFORTS)}.")
+    return effort
+
+
 def nextpnr_args(
     device: Device, netlist: Path, report: Path, log: Path, target_mhz: float, effort: str = "timing"
 ) -> list[str]:
     """Command-line arguments of nextpnr: at `target_mhz` with placement `effort`, fixed seed, pins placed freely."""
-    if effort not in PNR_EFFORTS:
-        raise UserError(f"unknown place-and-route effort {effort!r}; use one of {', '.join(PNR_EFFORTS)}.")
+    check_pnr_effort(effort)
     args = [
         *device.nextpnr_args,
         "--json", str(netlist),

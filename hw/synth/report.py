@@ -14,8 +14,8 @@ from metahw.errors import UserError
 from metahw.hw.synth.devices import Device, get_device
 from metahw.hw.synth.fit import ResourceLine, fit_suggestions, resource_lines
 from metahw.hw.synth.manifest import RtlManifest, load_manifest
-from metahw.hw.synth.nextpnr import PNR_EFFORTS, PnrResult, run_nextpnr
 from metahw.hw.synth.nextpnr import TOOLS as NEXTPNR_TOOLS
+from metahw.hw.synth.nextpnr import PnrResult, check_pnr_effort, run_nextpnr
 from metahw.hw.synth.tools import tool_version
 from metahw.hw.synth.wrapper import WRAPPER_TOP, wrapper_verilog
 from metahw.hw.synth.yosys import map_cells, run_yosys
@@ -113,8 +113,7 @@ def synthesize(
     on the fmax that timing-driven placement reaches, in about 70 % of the time.
     """
     device = get_device(target)
-    if pnr_effort not in PNR_EFFORTS:
-        raise UserError(f"unknown place-and-route effort {pnr_effort!r}; use one of {', '.join(PNR_EFFORTS)}.")
+    check_pnr_effort(pnr_effort)  # before any tool runs
     manifest = load_manifest(Path(build_dir))
     workdir = manifest.folder / "synth" / device.name
     workdir.mkdir(parents=True, exist_ok=True)
