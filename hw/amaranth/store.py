@@ -45,9 +45,10 @@ class LinearStore(wiring.Component):
     `wr_data` for each lane l set in `wr_mask` (0: no write; 1: a single element). `windows`
     False promises that every window of more than one element starts on a word.
     `window_writes` False promises that every write is a single element (`wr_mask` 0 or 1):
-    an even/odd memory then needs no write rotator (on the 75 x 5 score memory at P = 8 that
-    saved 1,330 of its 4,030 LUT sites). The accelerator sets it once it knows its writers
-    (`note_window_writes`), before the memory is elaborated.
+    the write is then only a lane enable, and an even/odd memory needs no write rotator (on
+    the 75 x 5 score memory at P = 8 that saved 1,330 of its 4,030 LUT sites). The
+    accelerator sets it once it knows its writers (`note_window_writes`), before the memory is
+    elaborated.
     """
 
     def __init__(self, rows: int, cols: int, lanes: int, bits: int, init: list[int] | None = None,
@@ -100,13 +101,23 @@ class LinearStore(wiring.Component):
         with m.If(~self.rd_hold):
             m.d.sync += lane.eq(self.rd_start[:lg] if lg else 0)
         m.d.comb += self.rd_elem.eq(rd.data.word_select(lane, bits) if p > 1 else rd.data)
+        m.d.comb += wr.addr.eq(self.wr_start >> lg)
+        element, onehot = self._element_write()
+        if not self.window_writes:
+            m.d.comb += [wr.data.eq(element), wr.en.eq(onehot)]
+            return
         single = self.wr_mask == 1
-        at = self.wr_start[:lg] if lg else Const(0, 1)
         m.d.comb += [
-            wr.addr.eq(self.wr_start >> lg),
-            wr.data.eq(Mux(single, self.wr_data[:bits].replicate(p), self.wr_data)),
-            wr.en.eq(Cat(*[Mux(single, at == k, self.wr_mask[k]) for k in range(p)])),
+            wr.data.eq(Mux(single, element, self.wr_data)),
+            wr.en.eq(Cat(*[Mux(single, onehot[k], self.wr_mask[k]) for k in range(p)])),
         ]
+
+    def _element_write(self) -> tuple[object, object]:
+        """(word data, lane enables) of a single-element write: the element in every lane, lane `wr_start` mod P."""
+        p, lg = self.lanes, _lg(self.lanes)
+        shift = self.wr_start[:lg] if lg else Const(0, 1)
+        onehot = Cat(*[(shift == k) & self.wr_mask[0] for k in range(p)])
+        return self.wr_data[: self.bits].replicate(p), onehot
 
     def _banked(self, m: Module) -> None:
         p, bits, lg = self.lanes, self.bits, _lg(self.lanes)
@@ -135,8 +146,7 @@ class LinearStore(wiring.Component):
         m.d.comb += self.rd_elem.eq(self.rd_lanes[:bits])
         wword, wshift = self.wr_start >> lg, self.wr_start[:lg]
         if not self.window_writes:  # one element: lane r of word w, in the bank of w's parity
-            element = self.wr_data[:bits].replicate(p)
-            onehot = Cat(*[(wshift == k) & self.wr_mask[0] for k in range(p)]) if p > 1 else self.wr_mask[0]
+            element, onehot = self._element_write()
             for parity, (_, wr) in enumerate(banks):
                 here = wword[0] == parity
                 m.d.comb += [wr.addr.eq(wword >> 1), wr.data.eq(element), wr.en.eq(Mux(here, onehot, 0))]

@@ -44,7 +44,16 @@ def _run(dut, bench, clock: bool = True) -> None:
 
 @pytest.mark.parametrize(
     ("rows", "cols", "lanes", "window_writes"),
-    [(5, 3, 4, True), (3, 8, 4, True), (1, 5, 4, True), (3, 5, 1, True), (5, 3, 4, False), (7, 5, 8, False)],
+    [
+        (5, 3, 4, True),
+        (3, 8, 4, True),
+        (1, 5, 4, True),
+        (3, 5, 1, True),
+        (5, 3, 4, False),
+        (7, 5, 8, False),
+        (3, 8, 4, False),
+        (3, 5, 1, False),
+    ],
 )
 def test_head_memory_windows_and_elements(rows, cols, lanes, window_writes):
     """Random window and single-element writes and reads at any start equal a flat array's.
