@@ -14,12 +14,10 @@ from google.protobuf.message import DecodeError
 from onnx import numpy_helper, shape_inference
 
 from metahw.compiler.ir import Graph, Node
+from metahw.compiler.onnx_attributes import ATTRIBUTES, check_attributes
 from metahw.errors import UserError
 
-SUPPORTED_OPS = (
-    "ArgMax", "BatchNormalization", "Concat", "Constant", "Conv", "Expand", "Flatten", "Identity", "MaxPool",
-    "Relu", "Slice",
-)  # fmt: skip
+SUPPORTED_OPS = tuple(sorted(ATTRIBUTES))
 FUNCTION_DOMAIN = "metahw"
 SUPPORTED_FUNCTIONS = ("CosineAttentionHead", "LinearHead", "ProtoHead", "ProtoHeadInit", "SGDHeadStep")
 EPISODE_INPUTS = ("support_x", "support_y", "query_x")
@@ -64,7 +62,14 @@ def import_model(model: onnx.ModelProto) -> Graph:
     if tuple(names) != EPISODE_INPUTS:
         raise UserError(f"the episode graph must have inputs {', '.join(EPISODE_INPUTS)} (got {', '.join(names)}).")
     _check_episode_shapes({vi.name: _shape(vi) for vi in model.graph.input})
-    nodes = [Node(_check_supported(n), n.name, tuple(n.input), tuple(n.output), _attrs(n)) for n in model.graph.node]
+    nodes = []
+    for n in model.graph.node:
+        op = _check_supported(n)
+        attrs = _attrs(n)
+        check_attributes(op, n.name or "<unnamed>", attrs)
+        if op == "MaxPool" and len([o for o in n.output if o]) > 1:
+            raise UserError(f"node {n.name!r} (MaxPool): the Indices output is not supported.")
+        nodes.append(Node(op, n.name, tuple(n.input), tuple(n.output), attrs))
     try:
         inferred = shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
     except onnx.shape_inference.InferenceError as exc:
@@ -79,9 +84,10 @@ def import_model(model: onnx.ModelProto) -> Graph:
 
 def _check_episode_shapes(shapes: dict) -> None:
     support, labels, query = (shapes[n] for n in EPISODE_INPUTS)
-    if len(support) != 4 or support[1:] != (1, 28, 28) or query[1:] != (1, 28, 28):
+    if len(support) != 4 or len(query) != 4 or support[1:] != query[1:] or None in support[1:]:
         raise UserError(
-            f"episode images must be [n, 1, 28, 28] (got support_x {list(support)}, query_x {list(query)})."
+            "episode images must be [n, C, H, W] with the same static C, H, W for support and query "
+            f"(got support_x {list(support)}, query_x {list(query)})."
         )
     if len(labels) != 2 or labels[0] != support[0] or None in labels:
         raise UserError(f"support_y must be one-hot [{support[0]}, ways] (got {list(labels)}).")

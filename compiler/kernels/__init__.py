@@ -3,6 +3,7 @@
 Importing this package registers every op in `KERNELS` (op name -> class).
 """
 
+from metahw.compiler.kernels.add import Add
 from metahw.compiler.kernels.argreduce import ArgMax, ArgMin
 from metahw.compiler.kernels.attention import CosineAttention
 from metahw.compiler.kernels.base import KERNELS, Env, Kernel, OutputSpec, kernel_from_json
@@ -10,7 +11,7 @@ from metahw.compiler.kernels.conv import Conv2d
 from metahw.compiler.kernels.dense import Dense
 from metahw.compiler.kernels.distance import Distance
 from metahw.compiler.kernels.flatten import Flatten
-from metahw.compiler.kernels.pool import MaxPool2d
+from metahw.compiler.kernels.pool import AvgPool2d, GlobalAvgPool, MaxPool2d
 from metahw.compiler.kernels.proto_head import ProtoHeadInit
 from metahw.compiler.kernels.prototype import PrototypeAccumulate
 from metahw.compiler.kernels.requant import Requant
@@ -19,14 +20,17 @@ from metahw.compiler.kernels.softmax import Softmax, SoftmaxSpec
 
 __all__ = [
     "KERNELS",
+    "Add",
     "ArgMax",
     "ArgMin",
+    "AvgPool2d",
     "Conv2d",
     "CosineAttention",
     "Dense",
     "Distance",
     "Env",
     "Flatten",
+    "GlobalAvgPool",
     "Kernel",
     "MaxPool2d",
     "OutputSpec",

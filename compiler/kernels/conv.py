@@ -1,12 +1,15 @@
-"""Conv2d: stride-1 'same' convolution with integer weights and bias, fused ReLU and 2x2 max-pool.
+"""Conv2d: convolution with integer weights and optional bias, fused activation and 2x2 pooling.
 
-Semantics (B batch, C/O channels, K odd kernel size, padding P = field, zero padding):
-  acc[b,o,y,x] = (bias[o] << (fa_o - fb_o)) + sum_{c,i,j} w[o,c,i,j] * xpad[b,c,y+i,x+j]
-with fa_o = f_x + fw_o the accumulator's fractional bits (fw_o per output channel when the
-weight buffer has channel_fracs). The accumulator is exact (width from `accumulator_format`).
-Then, in this order: ReLU (max(acc, 0)) if `relu`; 2x2 max-pool (floor mode) if `pool`;
-requantise acc from fa_o to the output format. ReLU and pooling commute with the monotone
-requantisation, so the order changes only what the saturation count counts: output elements.
+Semantics (B batch, C/O channels, K kernel size, P symmetric zero padding, S stride):
+  acc[b,o,y,x] = (bias[o] << (fa_o - fb_o)) + sum_{c,i,j} w[o,c,i,j] * xpad[b,c,S*y+i,S*x+j]
+for y < Ho = (H + 2P - K) // S + 1 (x likewise), with fa_o = f_x + fw_o the accumulator's
+fractional bits (fw_o per output channel when the weight buffer has channel_fracs). The
+accumulator is exact (width from `accumulator_format`). Then, in this order: the activation
+(ReLU, or LeakyReLU with a fixed-point slope: `activation.py`), the 2x2 stride-2 pool in floor
+mode (`pool`: max, or the window *sum* for `pool_mode` "avg", whose division by 4 is two more
+fractional bits), and one requantisation to the output format. ReLU, LeakyReLU and pooling
+commute with the monotone requantisation, so the order changes only what the saturation count
+counts: output elements.
 """
 
 from __future__ import annotations
@@ -18,18 +21,31 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from metahw.compiler.kernels import timing
+from metahw.compiler.kernels.activation import activate
 from metahw.compiler.kernels.base import Env, Kernel, OutputSpec
 from metahw.compiler.kernels.mac import channel_accumulators
-from metahw.compiler.kernels.pool import maxpool2x2, pooled_shape
+from metahw.compiler.kernels.pool import POOL_MODES, POOL_SHIFT, pool2x2, pooled_shape
 from metahw.compiler.qformat import QFormat
 
 if TYPE_CHECKING:
     from metahw.compiler.program import Buffer
 
 
+def conv_output_size(extent: int, kernel: int, padding: int, stride: int) -> int:
+    """Output rows (or columns) of a convolution: (extent + 2 padding - kernel) // stride + 1."""
+    return (extent + 2 * padding - kernel) // stride + 1
+
+
+def conv_windows(x: np.ndarray, kernel: int, padding: int, stride: int) -> np.ndarray:
+    """The [B, C, Ho, Wo, K, K] input windows of every output position (a strided view of the padded input)."""
+    xpad = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    windows = np.lib.stride_tricks.sliding_window_view(xpad, (kernel, kernel), axis=(2, 3))
+    return windows[:, :, ::stride, ::stride]
+
+
 @dataclass(frozen=True, kw_only=True)
 class Conv2d(Kernel):
-    """3x3 (any odd K) stride-1 convolution [B,C,H,W] -> [B,O,H,W] (halved by `pool`), NCHW."""
+    """K x K convolution, stride 1 or 2, zero padding < K: [B,C,H,W] -> [B,O,Ho,Wo] (halved by `pool`), NCHW."""
 
     op = "Conv2d"
     reads_fields = ("input", "weight", "bias")
@@ -40,27 +56,54 @@ class Conv2d(Kernel):
     bias: str | None = None
     output: str
     padding: int = 1
+    stride: int = 1
     relu: bool = False
+    #: LeakyReLU slope as an integer with `leaky_frac` fractional bits (None: no LeakyReLU)
+    leaky_slope: int | None = None
+    leaky_frac: int = 0
     pool: bool = False
+    pool_mode: str = "max"
 
     def infer(self, buffers: Mapping[str, Buffer]) -> dict[str, OutputSpec]:
-        """Shapes: x [B,C,H,W], w [O,C,K,K] with K = 2*padding + 1, bias [O]; checks the accumulator width."""
+        """Shapes: x [B,C,H,W], w [O,C,K,K], bias [O]; checks padding, stride, activation and the accumulator."""
         x, w = buffers[self.input], buffers[self.weight]
         if len(x.shape) != 4 or len(w.shape) != 4:
             raise self.error(f"input must be [B,C,H,W] and weight [O,C,K,K], got {x.shape} and {w.shape}")
         b, c, h, wd = x.shape
         o, wc, kh, kw = w.shape
-        if wc != c or kh != kw or kh != 2 * self.padding + 1:
-            raise self.error(f"weight {w.shape} does not fit input {x.shape} with padding {self.padding}")
+        if wc != c or kh != kw:
+            raise self.error(f"weight {w.shape} does not fit input {x.shape}")
+        if not 0 <= self.padding < kh or self.stride not in (1, 2):
+            raise self.error(f"needs 0 <= padding < K = {kh} and stride 1 or 2, got {self.padding}, {self.stride}")
+        if self.relu and self.leaky_slope is not None:
+            raise self.error("has both ReLU and LeakyReLU")
+        if self.leaky_slope is not None and not (0 < self.leaky_slope < 1 << self.leaky_frac):
+            raise self.error(f"LeakyReLU slope {self.leaky_slope} * 2^-{self.leaky_frac} is not in (0, 1)")
+        if self.pool_mode not in POOL_MODES:
+            raise self.error(f"pool_mode must be one of {', '.join(POOL_MODES)}, got {self.pool_mode!r}")
         if x.channel_fracs is not None:
             raise self.error("the input needs a per-tensor format")
         if self.bias is not None and buffers[self.bias].shape != (o,):
             raise self.error(f"bias must have shape ({o},), got {buffers[self.bias].shape}")
-        if self.pool and (h < 2 or wd < 2):
-            raise self.error(f"a fused 2x2 pool needs H, W >= 2, got {h}x{wd}")
+        ho, wo = self.conv_shape(buffers)
+        if ho < 1 or wo < 1:
+            raise self.error(f"a {kh}x{kh} kernel with padding {self.padding} does not fit a {h}x{wd} input")
+        if self.pool and (ho < 2 or wo < 2):
+            raise self.error(f"a fused 2x2 pool needs a conv output of at least 2x2, got {ho}x{wo}")
         self.accumulators(buffers)
-        shape = (b, o, h, wd)
+        shape = (b, o, ho, wo)
         return {self.output: OutputSpec(pooled_shape(shape) if self.pool else shape)}
+
+    def conv_shape(self, buffers: Mapping[str, Buffer]) -> tuple[int, int]:
+        """(Ho, Wo): rows and columns of the convolution's output, before pooling."""
+        _, _, h, wd = buffers[self.input].shape
+        k = buffers[self.weight].shape[-1]
+        return conv_output_size(h, k, self.padding, self.stride), conv_output_size(wd, k, self.padding, self.stride)
+
+    def post_frac(self) -> int:
+        """Fractional bits the activation and pooling add to the accumulator's (LeakyReLU slope, 2x2 average)."""
+        leaky = self.leaky_frac if self.leaky_slope is not None else 0
+        return leaky + (POOL_SHIFT if self.pool and self.pool_mode == "avg" else 0)
 
     def accumulators(self, buffers: Mapping[str, Buffer]) -> list[QFormat]:
         """Exact accumulator format of each output channel (raises UserError if wider than int64 allows)."""
@@ -70,39 +113,36 @@ class Conv2d(Kernel):
         return channel_accumulators(self, x.qformat, w, bias, fan_in)
 
     def macs(self, buffers: Mapping[str, Buffer]) -> int:
-        """B * O * H * W * C * K * K (before pooling)."""
-        b, _, h, wd = buffers[self.input].shape
-        return b * h * wd * int(np.prod(buffers[self.weight].shape))
+        """B * O * Ho * Wo * C * K * K (before pooling)."""
+        ho, wo = self.conv_shape(buffers)
+        return buffers[self.input].shape[0] * ho * wo * int(np.prod(buffers[self.weight].shape))
+
+    def positions(self, buffers: Mapping[str, Buffer]) -> int:
+        """Conv positions computed per image: 4 * (Ho//2) * (Wo//2) with the fused pool (it drops odd ones), else Ho*Wo."""
+        ho, wo = self.conv_shape(buffers)
+        return 4 * (ho // 2) * (wo // 2) if self.pool else ho * wo
 
     def cycles(self, buffers: Mapping[str, Buffer], hw: Any) -> int:
-        """Per group of G images, OUTER over ⌈O/L⌉ channel tiles x S positions x C*K*K beats.
-
-        S = 4 * (H//2) * (W//2) with the fused pool (the rows/columns it drops are skipped),
-        else H * W.
-        """
-        b, c, h, wd = buffers[self.input].shape
+        """Per group of G images, OUTER over ⌈O/L⌉ channel tiles x S positions x C*K*K beats (S: `positions`)."""
+        b, c, _, _ = buffers[self.input].shape
         o, _, k, _ = buffers[self.weight].shape
-        positions = 4 * (h // 2) * (wd // 2) if self.pool else h * wd
-        beats = timing.ceil_div(o, timing.group_lanes(hw)) * positions * c * k * k
+        beats = timing.ceil_div(o, timing.group_lanes(hw)) * self.positions(buffers) * c * k * k
         return timing.segment_groups(b, hw) * timing.instruction(timing.OUTER, beats, hw)
 
     def execute(self, env: Env) -> None:
-        """acc (exact) -> ReLU -> 2x2 max-pool -> requantise to the output format."""
+        """acc (exact) -> activation -> 2x2 pool -> requantise to the output format."""
         x, w = env.read(self.input), env.read(self.weight)
-        p = self.padding
         k = w.shape[-1]
-        xpad = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
-        windows = np.lib.stride_tricks.sliding_window_view(xpad, (k, k), axis=(2, 3))  # [B,C,H,W,K,K]
-        b, c, h, wd = x.shape
-        cols = windows.transpose(0, 2, 3, 1, 4, 5).reshape(b * h * wd, c * k * k)
-        acc = cols @ w.reshape(w.shape[0], -1).T  # [B*H*W, O], exact int64
-        acc = acc.reshape(b, h, wd, -1).transpose(0, 3, 1, 2)
+        windows = conv_windows(x, k, self.padding, self.stride)  # [B,C,Ho,Wo,K,K]
+        b, c, ho, wo = windows.shape[:4]
+        cols = windows.transpose(0, 2, 3, 1, 4, 5).reshape(b * ho * wo, c * k * k)
+        acc = cols @ w.reshape(w.shape[0], -1).T  # [B*Ho*Wo, O], exact int64
+        acc = acc.reshape(b, ho, wo, -1).transpose(0, 3, 1, 2)
         acc_frac = env.fmt(self.input).frac + env.fracs(self.weight)  # [O]
         if self.bias is not None:
             acc = acc + env.shift(env.read(self.bias), env.fracs(self.bias) - acc_frac)[None, :, None, None]
-        if self.relu:
-            acc = np.maximum(acc, 0)
+        acc, _ = activate(acc, self.relu, self.leaky_slope, self.leaky_frac)
         if self.pool:
-            acc = maxpool2x2(acc)
-        out = env.requant(acc, acc_frac[None, :, None, None], env.fmt(self.output), self.output)
-        env.write(self.output, out)
+            acc = pool2x2(acc, self.pool_mode)
+        src = acc_frac + self.post_frac()
+        env.write(self.output, env.requant(acc, src[None, :, None, None], env.fmt(self.output), self.output))

@@ -1,11 +1,18 @@
-"""MaxPool2d: 2x2 window, stride 2, floor mode (as torch.nn.MaxPool2d(2)); also fused into Conv2d.
+"""Pooling: 2x2 stride-2 max or average (floor mode, as torch.nn.MaxPool2d(2) / AvgPool2d(2)), global average.
 
-out[b,c,y,x] = max(in[b,c,2y+i,2x+j] for i, j in {0,1}); an odd last row/column is dropped
-(3x3 -> 1x1). Integers are only compared, so the format is unchanged and nothing overflows.
+- `MaxPool2d`: out[b,c,y,x] = max(in[b,c,2y+i,2x+j] for i, j in {0,1}); an odd last row/column
+  is dropped (3x3 -> 1x1). Integers are only compared: the format is unchanged, nothing overflows.
+- `AvgPool2d`: the window *sum*, read at two more fractional bits (the exact division by 4),
+  requantised once to the output format.
+- `GlobalAvgPool`: [B,C,H,W] -> [B,C,1,1], the sum of the H*W values times the integer `scale`,
+  read at `frac + shift` bits and requantised once: scale * 2^-shift is 1/(H*W) exactly when H*W
+  is a power of two (scale 1), else `global_average_scale`'s 16-bit reciprocal.
+All three also fuse into Conv2d (max and average 2x2).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -18,6 +25,12 @@ from metahw.compiler.kernels.base import Env, Kernel, OutputSpec
 if TYPE_CHECKING:
     from metahw.compiler.program import Buffer
 
+POOL_MODES = ("max", "avg")
+#: fractional bits a 2x2 average adds to its window sum (the division by 4)
+POOL_SHIFT = 2
+#: significant bits of a global average's reciprocal when H*W is not a power of two
+RECIPROCAL_BITS = 16
+
 
 def pooled_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
     """[B,C,H,W] -> [B,C,H//2,W//2]."""
@@ -25,11 +38,31 @@ def pooled_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
     return (b, c, h // 2, w // 2)
 
 
-def maxpool2x2(x: np.ndarray) -> np.ndarray:
-    """2x2 stride-2 max over the last two axes, floor mode."""
+def pool2x2(x: np.ndarray, mode: str = "max") -> np.ndarray:
+    """2x2 stride-2 max (or sum, for 'avg') over the last two axes, floor mode."""
     b, c, h, w = x.shape
-    x = x[:, :, : h // 2 * 2, : w // 2 * 2]
-    return x.reshape(b, c, h // 2, 2, w // 2, 2).max(axis=(3, 5))
+    windows = x[:, :, : h // 2 * 2, : w // 2 * 2].reshape(b, c, h // 2, 2, w // 2, 2)
+    return windows.max(axis=(3, 5)) if mode == "max" else windows.sum(axis=(3, 5))
+
+
+def global_average_scale(positions: int) -> tuple[int, int]:
+    """(scale, shift): scale * 2^-shift = 1/positions exactly for a power of two, else a 16-bit reciprocal."""
+    if positions & (positions - 1) == 0:
+        return 1, positions.bit_length() - 1
+    shift = RECIPROCAL_BITS - 1 + math.ceil(math.log2(positions))
+    return int(round((1 << shift) / positions)), shift
+
+
+def _check_map(op: Kernel, x: Buffer, smallest: int) -> None:
+    if len(x.shape) != 4 or x.shape[2] < smallest or x.shape[3] < smallest or x.channel_fracs is not None:
+        raise op.error(f"input must be [B,C,H,W] with H, W >= {smallest} and one format, got {x.shape}")
+
+
+def _pool_cycles(buffers: Mapping[str, Buffer], input_name: str, hw: Any) -> int:
+    """Per group of G images, VECTOR: 4 beats per (channel block of L, output pixel)."""
+    b, c, h, w = buffers[input_name].shape
+    beats = 4 * timing.ceil_div(c, timing.group_lanes(hw)) * (h // 2) * (w // 2)
+    return timing.segment_groups(b, hw) * timing.instruction(timing.VECTOR, beats, hw)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,8 +79,7 @@ class MaxPool2d(Kernel):
     def infer(self, buffers: Mapping[str, Buffer]) -> dict[str, OutputSpec]:
         """Needs a 4-d input of at least 2x2 with a per-tensor format; output keeps the format."""
         x = buffers[self.input]
-        if len(x.shape) != 4 or x.shape[2] < 2 or x.shape[3] < 2 or x.channel_fracs is not None:
-            raise self.error(f"input must be [B,C,H,W] with H, W >= 2 and one format, got {x.shape}")
+        _check_map(self, x, 2)
         return {self.output: OutputSpec(pooled_shape(x.shape), x.qformat)}
 
     def macs(self, buffers: Mapping[str, Buffer]) -> int:
@@ -56,10 +88,77 @@ class MaxPool2d(Kernel):
 
     def cycles(self, buffers: Mapping[str, Buffer], hw: Any) -> int:
         """Per group of G images, VECTOR: 4 beats per (channel block of L, output pixel)."""
-        b, c, h, w = buffers[self.input].shape
-        beats = 4 * timing.ceil_div(c, timing.group_lanes(hw)) * (h // 2) * (w // 2)
-        return timing.segment_groups(b, hw) * timing.instruction(timing.VECTOR, beats, hw)
+        return _pool_cycles(buffers, self.input, hw)
 
     def execute(self, env: Env) -> None:
         """Window maximum."""
-        env.write(self.output, maxpool2x2(env.read(self.input)))
+        env.write(self.output, pool2x2(env.read(self.input)))
+
+
+@dataclass(frozen=True, kw_only=True)
+class AvgPool2d(Kernel):
+    """Standalone 2x2 average pool [B,C,H,W] -> [B,C,H//2,W//2], requantised to the output format."""
+
+    op = "AvgPool2d"
+    reads_fields = ("input",)
+    writes_fields = ("output",)
+
+    input: str
+    output: str
+
+    def infer(self, buffers: Mapping[str, Buffer]) -> dict[str, OutputSpec]:
+        """Needs a 4-d input of at least 2x2 with a per-tensor format; the output format is the program's."""
+        x = buffers[self.input]
+        _check_map(self, x, 2)
+        return {self.output: OutputSpec(pooled_shape(x.shape))}
+
+    def macs(self, buffers: Mapping[str, Buffer]) -> int:
+        """No multiplies: 0."""
+        return 0
+
+    def cycles(self, buffers: Mapping[str, Buffer], hw: Any) -> int:
+        """Per group of G images, VECTOR: 4 beats per (channel block of L, output pixel)."""
+        return _pool_cycles(buffers, self.input, hw)
+
+    def execute(self, env: Env) -> None:
+        """Window sum at frac + 2, requantised."""
+        src = env.fmt(self.input).frac + POOL_SHIFT
+        env.write(self.output, env.requant(pool2x2(env.read(self.input), "avg"), src, env.fmt(self.output), self.output))
+
+
+@dataclass(frozen=True, kw_only=True)
+class GlobalAvgPool(Kernel):
+    """Global average [B,C,H,W] -> [B,C,1,1]: sum times `scale` at `shift` more fractional bits, requantised."""
+
+    op = "GlobalAvgPool"
+    reads_fields = ("input",)
+    writes_fields = ("output",)
+
+    input: str
+    output: str
+    scale: int
+    shift: int
+
+    def infer(self, buffers: Mapping[str, Buffer]) -> dict[str, OutputSpec]:
+        """[B,C,H,W] -> [B,C,1,1]; scale/shift must be `global_average_scale(H*W)`."""
+        x = buffers[self.input]
+        _check_map(self, x, 1)
+        if (self.scale, self.shift) != global_average_scale(x.shape[2] * x.shape[3]):
+            raise self.error(f"scale/shift must be {global_average_scale(x.shape[2] * x.shape[3])} for {x.shape[2:]}")
+        return {self.output: OutputSpec((*x.shape[:2], 1, 1))}
+
+    def macs(self, buffers: Mapping[str, Buffer]) -> int:
+        """One multiply per channel and image by the reciprocal (none for a power of two): counted as 0."""
+        return 0
+
+    def cycles(self, buffers: Mapping[str, Buffer], hw: Any) -> int:
+        """Per group of G images, VECTOR: one beat per (channel block of L, input pixel)."""
+        b, c, h, w = buffers[self.input].shape
+        beats = timing.ceil_div(c, timing.group_lanes(hw)) * h * w
+        return timing.segment_groups(b, hw) * timing.instruction(timing.VECTOR, beats, hw)
+
+    def execute(self, env: Env) -> None:
+        """Sum over H, W, times scale, requantised from frac + shift."""
+        total = env.read(self.input).sum(axis=(2, 3), keepdims=True) * self.scale
+        src = env.fmt(self.input).frac + self.shift
+        env.write(self.output, env.requant(total, src, env.fmt(self.output), self.output))

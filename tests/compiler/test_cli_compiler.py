@@ -89,7 +89,7 @@ def test_recompiling_replaces_the_build(cli, onnx_file, tmp_path):
         (lambda f, d: _write(d / "notes.onnx", b"these are not the weights you are looking for\n"), [],
          ["not a valid ONNX model"]),
         (lambda f, d: _edited(f, d, _to_sigmoid), [], ["unsupported op Sigmoid", "block1.relu", "Relu"]),
-        (lambda f, d: _edited(f, d, _to_32x32), [], ["[n, 1, 28, 28]", "32, 32"]),
+        (lambda f, d: _edited(f, d, _to_32x32), [], ["[n, C, H, W]", "32, 32"]),
         (lambda f, d: f, ["--bits", 1], ["--bits must be an integer in 2..16, got 1"]),
         (lambda f, d: f, ["--bits", 17], ["--bits must be an integer in 2..16, got 17"]),
         (lambda f, d: f, ["--head-bits", 0], ["--head-bits must be"]),

@@ -29,8 +29,18 @@ def test_save_load_round_trip_is_identical(build, tmp_path):
 
 def test_every_op_kind_round_trips_through_json():
     ops = [op for build in BUILDERS for op in build().ops]
-    assert {op.op for op in ops} >= set(K.KERNELS) - {"Requant", "MaxPool2d"}
-    ops += [K.Requant(name="r", input="a", output="b", relu=True), K.MaxPool2d(name="m", input="a", output="b")]
+    extra = [
+        K.Requant(name="r", input="a", output="b", relu=True),
+        K.MaxPool2d(name="m", input="a", output="b"),
+        K.AvgPool2d(name="v", input="a", output="b"),
+        K.GlobalAvgPool(name="g", input="a", output="b", scale=5243, shift=20),
+        K.Add(name="s", input="a", residual="c", output="b", leaky_slope=205, leaky_frac=11),
+        K.Conv2d(name="c", input="a", weight="w", output="b", padding=0, stride=2, leaky_slope=164, leaky_frac=14,
+                 pool=True, pool_mode="avg"),
+        K.Flatten(name="f", input="a", output="b", channels_last=True),
+    ]
+    assert {op.op for op in ops} | {op.op for op in extra} >= set(K.KERNELS)
+    ops += extra
     for op in ops:
         assert K.kernel_from_json(json.loads(json.dumps(op.to_json()))) == op
 
