@@ -1,11 +1,12 @@
 """Lowering: a passed float `Graph` + calibration ranges + `QuantConfig` -> integer `Program`.
 
 The episode graph has a fixed structure (see models/export.py): Concat(support_x, query_x)
--> ConvBlock chain -> Flatten -> Slice(support) / Slice(query) -> head -> ArgMax. The
-program runs the embedding chain twice with shared weights, first on the support set, then,
-after the adaptation ops, on the queries, which is the order the accelerator works in:
+-> embedding -> Slice(support) / Slice(query) -> head -> ArgMax; the embedding is lowered by
+`lower_embedding.py`. The program runs the embedding twice with shared weights, first on
+the support set, then, after the adaptation ops, on the queries, which is the order the
+accelerator works in:
 
-    support.blockI (Conv2d x depth) -> support.features (Flatten)
+    support.blockI (Conv2d, pools, Add, ...) -> support.features (Flatten [-> Dense])
     adaptation: PrototypeAccumulate | ProtoHeadInit / learned init + SGDHeadStep x S
     query.blockI (Conv2d x depth) -> query.features (Flatten)
     classify: Distance(l2) + ArgMin | CosineAttention + ArgMax | Dense + ArgMax
@@ -30,20 +31,19 @@ from metahw.compiler.ir import Graph, Node
 from metahw.compiler.kernels import (
     ArgMax,
     ArgMin,
-    Conv2d,
     CosineAttention,
     Dense,
     Distance,
-    Flatten,
     ProtoHeadInit,
     PrototypeAccumulate,
     SGDHeadStep,
 )
 from metahw.compiler.kernels.argreduce import index_format
 from metahw.compiler.kernels.base import Kernel
+from metahw.compiler.lower_embedding import embedding_layers, emit_embedding
 from metahw.compiler.program import Buffer, Program, ProgramMeta
-from metahw.compiler.qformat import QFormat, format_for_range
-from metahw.compiler.quant_config import QuantConfig, bias_format
+from metahw.compiler.qformat import QFormat
+from metahw.compiler.quant_config import QuantConfig
 from metahw.errors import UserError
 
 SUPPORT, QUERY = "support", "query"
@@ -59,6 +59,8 @@ class _Builder:
     ops: list[Kernel] = field(default_factory=list)
     weights: dict[str, np.ndarray] = field(default_factory=dict)
     chosen: set[str] = field(default_factory=set)
+    #: C-order -> program order of the feature axis (a channels-last Flatten), for learned head constants
+    feature_order: np.ndarray | None = None
 
     def choose(self, tensor: str, lo: float, hi: float, bits: int, signed: bool | None = None) -> QFormat:
         """`QuantConfig.choose`, remembering which override keys this program has."""
@@ -100,30 +102,29 @@ def lower(graph: Graph, ranges: Mapping[str, Range], config: QuantConfig, querie
     nodes = iter(graph.nodes)
     _expect(next(nodes, None), "Concat", "support and query images")
 
-    pixel = b.choose("images", *b.range_of("support_x", "query_x"), config.bits, signed=False)
+    lo, hi = b.range_of("support_x", "query_x")
+    pixel = b.choose("images", lo, hi, config.bits, signed=lo < 0)
     b.buffer("support_x", support_shape, pixel, "input")
     b.buffer("query_x", (queries, *support_shape[1:]), pixel, "input")
     b.buffer("support_labels", (n_support,), index_format(ways), "input")
 
-    blocks: list[Node] = []
     node = next(nodes, None)
-    while node is not None and node.op == "metahw.ConvBlock":
-        blocks.append(node)
+    embedding_nodes: list[Node] = []
+    while node is not None and node.op != "Slice":
+        embedding_nodes.append(node)
         node = next(nodes, None)
-    if not blocks:
-        raise UserError("cannot lower the episode graph: no convolution blocks between Concat and Flatten.")
-    _expect(node, "Flatten", "embedding to feature vectors")
-    for expected in ("support features", "query features"):
-        _expect(next(nodes, None), "Slice", expected)
-    layers: list[_ConvLayer] = []
-    for block in blocks:
-        layers.append(_conv_layer(b, graph, block, layers[-1].out_format if layers else pixel))
+    if not embedding_nodes:
+        raise UserError("cannot lower the episode graph: no embedding between Concat and the support/query Slices.")
+    _expect(node, "Slice", "support features")
+    _expect(next(nodes, None), "Slice", "query features")
+    embedding = embedding_layers(b, graph, embedding_nodes, pixel)
+    b.feature_order = embedding.feature_order
 
-    support_features = _embed(b, SUPPORT, layers, support_shape[0])
+    support_features = emit_embedding(b, SUPPORT, embedding, support_shape[0])
     head = list(nodes)
     _expect(head[-1] if head else None, "ArgMax", "predicted class")
     classify = _lower_head(
-        b, graph, head[:-1], support_features, ways, shots, lambda: _embed(b, QUERY, layers, queries)
+        b, graph, head[:-1], support_features, ways, shots, lambda: emit_embedding(b, QUERY, embedding, queries)
     )
     b.ops.append(classify(b))
     ignored = sorted(set(config.overrides) - b.chosen)
@@ -143,76 +144,6 @@ def _qat_ranges(graph: Graph, ranges: Mapping[str, Range]) -> dict[str, Range]:
         for i, top in enumerate(json.loads(graph.metadata["qat"])["activation_max"]):
             merged[f"block{i}.pool"] = (0.0, float(top))
     return merged
-
-
-@dataclass(frozen=True)
-class _ConvLayer:
-    """One quantised conv block: its weight/bias buffers, output key and format."""
-
-    block: Node
-    weight: str
-    bias: str
-    out_key: str
-    out_format: QFormat
-
-
-def _conv_layer(b: _Builder, graph: Graph, block: Node, in_fmt: QFormat) -> _ConvLayer:
-    """Quantise one conv block's weights (symmetric range rule) and choose its output format."""
-    attrs = block.attrs
-    if attrs["kernel_shape"] != [3, 3] or attrs["pads"] not in ([1, 1, 1, 1], []) or len(block.inputs) != 3:
-        raise UserError(f"conv {block.name!r}: only 3x3 convolutions with padding 1 and a bias are supported.")
-    cfg = b.config
-    weight = np.asarray(graph.constants[block.inputs[1]], np.float64)
-    bias = np.asarray(graph.constants[block.inputs[2]], np.float64)
-    w_name, b_name = f"{block.name}.weight", f"{block.name}.bias"
-    b.chosen.update((w_name, b_name))
-    if cfg.per_channel and w_name not in cfg.overrides:
-        tops = np.abs(weight).reshape(len(weight), -1).max(axis=1)
-        fracs = tuple(format_for_range(-t, t, cfg.weight_width, True, cfg.rounding).frac for t in tops)
-        w_fmt = QFormat(cfg.weight_width, min(fracs), True)
-        b.weights[w_name] = np.concatenate(
-            [QFormat(cfg.weight_width, f).quantize(w[None], cfg.rounding, "saturate") for f, w in zip(fracs, weight)]
-        )
-        b.buffer(w_name, weight.shape, w_fmt, "weight", fracs)
-    else:
-        top = float(np.abs(weight).max())
-        w_fmt = b.choose(w_name, -top, top, cfg.weight_width, signed=True)
-        fracs = (w_fmt.frac,) * len(weight)
-        b.constant(w_name, weight, w_fmt)
-    tops = np.abs(bias) if cfg.per_channel else np.full(len(bias), np.abs(bias).max())
-    b_fmt = QFormat(cfg.bias_bits, 0)
-    b_fracs = tuple(bias_format(t, in_fmt.frac + f, cfg.bias_bits, cfg.rounding).frac for f, t in zip(fracs, tops))
-    if b_name in cfg.overrides:
-        b_fmt = b.choose(b_name, -float(tops.max()), float(tops.max()), cfg.bias_bits, signed=True)
-        b_fracs = (b_fmt.frac,) * len(bias)
-    b.weights[b_name] = np.array(
-        [replace(b_fmt, frac=f).quantize(v, cfg.rounding, "saturate") for f, v in zip(b_fracs, bias)]
-    )
-    b.buffer(b_name, bias.shape, replace(b_fmt, frac=min(b_fracs)), "weight",
-             b_fracs if len(set(b_fracs)) > 1 else None)  # fmt: skip
-    out_key = block.outputs[0]
-    out_fmt = b.choose(out_key, *b.range_of(out_key), cfg.bits, signed=False if attrs["relu"] else None)
-    return _ConvLayer(block, w_name, b_name, out_key, out_fmt)
-
-
-def _embed(b: _Builder, chain: str, layers: list[_ConvLayer], batch: int) -> str:
-    """Emit the conv chain and Flatten for `batch` images of `chain` (support or query)."""
-    x = f"{chain}_x"
-    _, channels, height, width = b.buffers[x].shape
-    for layer in layers:
-        out = f"{chain}.{layer.out_key}"
-        pool = layer.block.attrs["pool"] == 2
-        if pool:
-            height, width = height // 2, width // 2
-        channels = b.buffers[layer.weight].shape[0]
-        b.buffer(out, (batch, channels, height, width), layer.out_format, "activation")
-        b.ops.append(Conv2d(name=f"{chain}.{layer.block.name}", input=x, weight=layer.weight, bias=layer.bias,
-                            output=out, padding=1, relu=bool(layer.block.attrs["relu"]), pool=pool))  # fmt: skip
-        x = out
-    features = f"{chain}.features"
-    b.buffer(features, (batch, channels * height * width), layers[-1].out_format, "activation")
-    b.ops.append(Flatten(name=f"{chain}.flatten", input=x, output=features))
-    return features
 
 
 def _prototypes(b: _Builder, features: str, ways: int, shots: int) -> str:
@@ -277,7 +208,8 @@ def _lower_sgd_head(b: _Builder, graph: Graph, head: list[Node], support: str, w
         b.ops.append(ProtoHeadInit(name="head_init", prototypes=protos, weight="head.weight", bias="head.bias"))
     else:
         init_w, init_b = (steps[0].inputs[0], steps[0].inputs[1]) if steps else (linear.inputs[1], linear.inputs[2])
-        b.constant("head.weight", np.asarray(graph.constants[init_w]), w_fmt, "state")
+        init = np.asarray(graph.constants[init_w])
+        b.constant("head.weight", init if b.feature_order is None else init[:, b.feature_order], w_fmt, "state")
         b.constant("head.bias", np.asarray(graph.constants[init_b]), b_fmt, "state")
     if steps:
         for key, name in (("head.lr_w", steps[0].inputs[4]), ("head.lr_b", steps[0].inputs[5])):

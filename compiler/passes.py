@@ -2,9 +2,13 @@
 
 - `fold_constants`: evaluate nodes whose inputs are all constants (e.g. the learned head
   initialisation `Expand(w0, [N, D])`) into new constants;
+- `reshape_to_flatten`: a Reshape of [B, ...] to [B, prod(...)] is the Flatten it is;
 - `fold_batchnorm`: Conv -> BatchNormalization becomes one Conv with rescaled weights and bias;
-- `fuse_conv_blocks`: Conv -> Relu -> MaxPool(2x2) becomes one ``metahw.ConvBlock`` node, the
-  unit the accelerator executes;
+- `fuse_conv_blocks`: Conv [-> Relu | LeakyRelu] [-> MaxPool | AveragePool 2x2] becomes one
+  ``metahw.ConvBlock`` node, the unit the accelerator executes;
+- `fuse_residual_adds`: Add of two computed tensors [-> Relu | LeakyRelu] becomes ``metahw.Add``;
+- `fuse_dense`: Gemm, or MatMul [-> Add of a constant bias], [-> Relu] with constant weights
+  becomes ``metahw.Dense`` (weight [N, D], optional bias [N]);
 - `eliminate_dead_code`: drop nodes and constants that no graph output depends on.
 
 `standard_pipeline` applies them in the order the compiler uses.
@@ -50,11 +54,23 @@ def fold_constants(graph: Graph) -> Graph:
     return Graph(tuple(kept), constants, shapes, graph.inputs, graph.outputs, graph.metadata)
 
 
-def _single_consumer(graph: Graph, value: str, op: str) -> Node | None:
+def _single_consumer(graph: Graph, value: str, *ops: str) -> Node | None:
     users = graph.consumers(value)
-    if len(users) == 1 and users[0].op == op and value not in graph.outputs:
+    if len(users) == 1 and users[0].op in ops and value not in graph.outputs:
         return users[0]
     return None
+
+
+def reshape_to_flatten(graph: Graph) -> Graph:
+    """Replace each Reshape whose output is [B, product of the other axes] of its input by Flatten(axis=1)."""
+    nodes = []
+    for node in graph.nodes:
+        src, out = graph.shapes.get(node.inputs[0]), graph.shapes.get(node.outputs[0])
+        flattens = src and out and len(out) == 2 and None not in src[1:] and out[1] == int(np.prod(src[1:]))
+        if node.op == "Reshape" and flattens:
+            node = Node("Flatten", node.name, node.inputs[:1], node.outputs, {"axis": 1})
+        nodes.append(node)
+    return eliminate_dead_code(graph.with_nodes(nodes))
 
 
 def fold_batchnorm(graph: Graph) -> Graph:
@@ -82,28 +98,94 @@ def fold_batchnorm(graph: Graph) -> Graph:
     return eliminate_dead_code(graph.with_nodes(nodes, constants))
 
 
+def _activation(graph: Graph, value: str, removed: set[str]) -> tuple[str, dict]:
+    """A Relu or LeakyRelu that alone reads `value`: (its output, attributes); else (value, no activation)."""
+    act = _single_consumer(graph, value, "Relu", "LeakyRelu")
+    if act is None:
+        return value, {"relu": False, "leaky_alpha": None}
+    removed.add(act.name)
+    if act.op == "Relu":
+        return act.outputs[0], {"relu": True, "leaky_alpha": None}
+    return act.outputs[0], {"relu": False, "leaky_alpha": float(act.attrs.get("alpha", 0.01))}
+
+
 def fuse_conv_blocks(graph: Graph) -> Graph:
-    """Fuse Conv [-> Relu] [-> MaxPool 2x2 stride 2] chains into ``metahw.ConvBlock`` nodes."""
+    """Fuse Conv [-> Relu | LeakyRelu] [-> MaxPool | AveragePool 2x2 stride 2] chains into ``metahw.ConvBlock`` nodes.
+
+    The block's attributes: kernel_shape, pads, strides, relu, leaky_alpha, pool (0 or 2), pool_mode.
+    """
     removed: set[str] = set()
     replaced: dict[str, Node] = {}
     for conv in (n for n in graph.nodes if n.op == "Conv"):
-        out, relu, pool = conv.outputs[0], False, 0
-        if (r := _single_consumer(graph, out, "Relu")) is not None:
-            relu, out = True, r.outputs[0]
-            removed.add(r.name)
-        p = _single_consumer(graph, out, "MaxPool")
-        if (
-            p is not None
-            and list(p.attrs.get("kernel_shape", [])) == [2, 2]
-            and list(p.attrs.get("strides", [])) == [2, 2]
-        ):
-            pool, out = 2, p.outputs[0]
+        out, act = _activation(graph, conv.outputs[0], removed)
+        pool, mode = 0, "max"
+        if (p := _single_consumer(graph, out, "MaxPool", "AveragePool")) is not None:
+            pool, mode, out = 2, "max" if p.op == "MaxPool" else "avg", p.outputs[0]
             removed.add(p.name)
-        attrs = {"kernel_shape": list(conv.attrs.get("kernel_shape", [3, 3])), "pads": list(conv.attrs.get("pads", [])),
-                 "relu": relu, "pool": pool}  # fmt: skip
+        kernel = list(conv.attrs.get("kernel_shape", np.shape(graph.constants[conv.inputs[1]])[2:]))
+        attrs = {
+            "kernel_shape": kernel,
+            "pads": list(conv.attrs.get("pads", [0, 0, 0, 0])),
+            "strides": list(conv.attrs.get("strides", [1, 1])),
+            **act,
+            "pool": pool,
+            "pool_mode": mode,
+        }
         replaced[conv.name] = Node("metahw.ConvBlock", conv.name, conv.inputs, (out,), attrs)
     nodes = [replaced.get(n.name, n) for n in graph.nodes if n.name not in removed]
     return graph.with_nodes(nodes)
+
+
+def fuse_residual_adds(graph: Graph) -> Graph:
+    """Fuse Add(a, b) of two computed tensors of one shape [-> Relu | LeakyRelu] into ``metahw.Add`` nodes."""
+    removed: set[str] = set()
+    replaced: dict[str, Node] = {}
+    for add in (n for n in graph.nodes if n.op == "Add"):
+        if any(i in graph.constants for i in add.inputs):
+            continue  # a bias: fuse_dense takes it
+        out, act = _activation(graph, add.outputs[0], removed)
+        replaced[add.name] = Node("metahw.Add", add.name, add.inputs, (out,), act)
+    nodes = [replaced.get(n.name, n) for n in graph.nodes if n.name not in removed]
+    return graph.with_nodes(nodes)
+
+
+def fuse_dense(graph: Graph) -> Graph:
+    """Fuse Gemm, or MatMul [-> Add(constant bias)], [-> Relu], with constant weights into ``metahw.Dense``.
+
+    The node's inputs are (x, weight [N, D]) or (x, weight, bias [N]) as new constants; attribute relu.
+    """
+    constants = dict(graph.constants)
+    removed: set[str] = set()
+    replaced: dict[str, Node] = {}
+    for node in graph.nodes:
+        if node.op not in ("Gemm", "MatMul") or node.inputs[1] not in constants:
+            continue
+        weight = np.asarray(constants[node.inputs[1]], np.float32)
+        if weight.ndim != 2:
+            continue
+        weight = weight if node.op == "Gemm" and node.attrs.get("transB", 0) else weight.T
+        bias_name = node.inputs[2] if node.op == "Gemm" and len(node.inputs) > 2 and node.inputs[2] else None
+        out = node.outputs[0]
+        if node.op == "MatMul" and (add := _single_consumer(graph, out, "Add")) is not None:
+            other = [i for i in add.inputs if i != out]
+            if len(other) == 1 and other[0] in constants and np.size(constants[other[0]]) == len(weight):
+                bias_name, out = other[0], add.outputs[0]
+                removed.add(add.name)
+        relu = _single_consumer(graph, out, "Relu")
+        if relu is not None:
+            out = relu.outputs[0]
+            removed.add(relu.name)
+        w_name = f"{node.name}.dense_weight"
+        constants[w_name] = weight
+        inputs = [node.inputs[0], w_name]
+        if bias_name is not None:
+            constants[f"{node.name}.dense_bias"] = np.broadcast_to(constants[bias_name], (len(weight),)).astype(
+                np.float32
+            )
+            inputs.append(f"{node.name}.dense_bias")
+        replaced[node.name] = Node("metahw.Dense", node.name, tuple(inputs), (out,), {"relu": relu is not None})
+    nodes = [replaced.get(n.name, n) for n in graph.nodes if n.name not in removed]
+    return eliminate_dead_code(graph.with_nodes(nodes, constants))
 
 
 def eliminate_dead_code(graph: Graph) -> Graph:
@@ -118,7 +200,10 @@ def eliminate_dead_code(graph: Graph) -> Graph:
     return graph.with_nodes(kept[::-1], constants)
 
 
-STANDARD_PASSES: tuple[Pass, ...] = (fold_constants, fold_batchnorm, fuse_conv_blocks, eliminate_dead_code)
+STANDARD_PASSES: tuple[Pass, ...] = (
+    fold_constants, reshape_to_flatten, fold_batchnorm, fuse_conv_blocks, fuse_residual_adds, fuse_dense,
+    eliminate_dead_code,
+)  # fmt: skip
 
 
 def standard_pipeline(graph: Graph, passes: tuple[Pass, ...] = STANDARD_PASSES) -> Graph:

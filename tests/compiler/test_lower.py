@@ -277,8 +277,8 @@ def _without(graph, op):
     ("edit", "message"),
     [
         (lambda g: g.with_nodes(g.nodes[1:]), r"expected Concat \(support and query images\)"),
-        (lambda g: _without(g, "metahw.ConvBlock"), "no convolution blocks between Concat and Flatten"),
-        (lambda g: _without(g, "Flatten"), r"expected Flatten \(embedding to feature vectors\), found Slice"),
+        (lambda g: _without(g, "metahw.ConvBlock"), "Flatten reading 'block3.pool', which is no earlier value"),
+        (lambda g: _without(g, "Flatten"), "the embedding has no Flatten before the support/query Slices"),
         (lambda g: g.with_nodes([n for n in g.nodes if n.name != "query_slice"]), r"expected Slice \(query features"),
         (lambda g: _without(g, "ArgMax"), r"expected ArgMax \(predicted class\)"),
         (
@@ -299,8 +299,8 @@ def test_unsupported_conv_and_bad_arguments(compiled):
     exported, result = compiled("protonet")
     graph, ranges = result.graph, result.ranges
     conv = next(n for n in graph.nodes if n.op == "metahw.ConvBlock")
-    wide = Node(conv.op, conv.name, conv.inputs, conv.outputs, {**conv.attrs, "kernel_shape": [5, 5]})
-    with pytest.raises(UserError, match="only 3x3 convolutions with padding 1 and a bias"):
+    wide = Node(conv.op, conv.name, conv.inputs, conv.outputs, {**conv.attrs, "pads": [3, 3, 3, 3]})
+    with pytest.raises(UserError, match="a 3x3 convolution with padding 3"):
         lower(graph.with_nodes([wide if n is conv else n for n in graph.nodes]), ranges, QuantConfig(), 6)
     with pytest.raises(UserError, match="--queries must be >= 1"):
         lower(graph, ranges, QuantConfig(), 0)
