@@ -70,11 +70,12 @@ class HardwareConfig:
         return self.lanes // self.groups
 
     def memory_bytes(self) -> dict[str, int]:
-        """Capacity of each memory by its name in the plan (AMEM0 and AMEM1 each have `act_bytes`)."""
+        """Capacity of each memory by its name in the plan (AMEM0, AMEM1 and AMEM2 each have `act_bytes`)."""
         return {
             "WMEM": self.weight_bytes,
             "AMEM0": self.act_bytes,
             "AMEM1": self.act_bytes,
+            "AMEM2": self.act_bytes,
             "SMEM": self.support_bytes,
             "QBUF": self.query_bytes,
         }
@@ -145,6 +146,7 @@ def _field_of(memory: str) -> str:
         "WMEM": "weight_bytes",
         "AMEM0": "act_bytes",
         "AMEM1": "act_bytes",
+        "AMEM2": "act_bytes",
         "SMEM": "support_bytes",
         "QBUF": "query_bytes",
     }[memory]

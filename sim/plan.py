@@ -13,10 +13,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from metahw.compiler.kernels import (
+    Add,
+    AvgPool2d,
     Conv2d,
     CosineAttention,
     Distance,
     Flatten,
+    GlobalAvgPool,
     Kernel,
     MaxPool2d,
     PrototypeAccumulate,
@@ -30,8 +33,9 @@ from metahw.compiler.program import Buffer, Program
 from metahw.sim.config import HardwareConfig
 
 #: ops that run per group of G images inside an embedding segment
-SEGMENT_OPS = (Conv2d, MaxPool2d, Flatten, Requant)
-MEMORIES = ("WMEM", "AMEM0", "AMEM1", "SMEM", "QBUF")
+SEGMENT_OPS = (Conv2d, MaxPool2d, AvgPool2d, GlobalAvgPool, Add, Flatten, Requant)
+#: a third activation bank holds the skip tensor of a residual Add while the branch computes
+MEMORIES = ("WMEM", "AMEM0", "AMEM1", "AMEM2", "SMEM", "QBUF")
 INIT, STREAM_IN, SEGMENT, OP, STREAM_OUT = "init", "stream_in", "segment", "op", "stream_out"
 
 
@@ -145,11 +149,14 @@ def _segments(program: Program) -> list[Kernel | Segment]:
             j + 1 < len(ops)
             and isinstance(ops[j + 1], SEGMENT_OPS)
             and ops[j + 1].input == ops[j].output
-            and readers.get(ops[j].output) == [j + 1]
+            and readers.get(ops[j].output, [])[:1] == [j + 1]
             and buffers[ops[j].output].kind == "activation"
             and _batch(buffers[ops[j + 1].input]) == batch
         ):
             j += 1
+        # a skip tensor read by a residual Add after the segment's end cannot stay in an activation bank
+        while j > i and any(r > j for op in ops[i:j] for r in readers.get(op.output, [])):
+            j -= 1
         source = buffers[ops[i].input]
         streamed = source.name if source.kind == "input" and readers[source.name] == [i] else None
         units.append(Segment(tuple(ops[i : j + 1]), batch, streamed))
@@ -215,11 +222,10 @@ def _place(
     for unit in units:
         if not isinstance(unit, Segment):
             continue
-        chain = ([unit.streamed] if unit.streamed else []) + [op.output for op in unit.ops[:-1]]
-        for k, name in enumerate(chain):
+        for name, bank in activation_banks(unit).items():
             buf = buffers[name]
             per_group = hw.groups * int(np.prod(buf.shape[1:])) if buf.shape else 1
-            out.append(Placement(name, f"AMEM{k % 2}", 0, nbytes(per_group, buf.qformat.bits)))
+            out.append(Placement(name, f"AMEM{bank}", 0, nbytes(per_group, buf.qformat.bits)))
             placed.add(name)
         last = buffers[unit.output]
         if last.kind == "activation" and last.name in query:
@@ -232,6 +238,25 @@ def _place(
     if scratch:
         static("head scratch", "SMEM", scratch)
     return out
+
+
+def activation_banks(segment: Segment) -> dict[str, int]:
+    """The AMEM bank of each tensor a segment keeps for one group: the lowest bank free while the tensor is live.
+
+    A tensor is live from the op that writes it (or the stream-in) to its last reader; a plain
+    chain alternates AMEM0, AMEM1; the skip tensor of a residual Add keeps its bank, so the
+    branch between them uses AMEM2.
+    """
+    ops = segment.ops
+    chain = ([segment.streamed] if segment.streamed else []) + [op.output for op in ops[:-1]]
+    born = {name: (-1 if name == segment.streamed else next(k for k, op in enumerate(ops) if op.output == name))
+            for name in chain}  # fmt: skip
+    last = {name: max(k for k, op in enumerate(ops) if name in op.reads()) for name in chain}
+    banks: dict[str, int] = {}
+    for name in chain:
+        busy = {banks[other] for other in banks if last[other] >= born[name]}
+        banks[name] = min(b for b in range(len(chain) + 1) if b not in busy)
+    return banks
 
 
 def _softmax_specs(ops: tuple[Kernel, ...]) -> list[SoftmaxSpec]:

@@ -12,13 +12,16 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 from metahw.compiler.kernels import (
+    Add,
     ArgMax,
     ArgMin,
+    AvgPool2d,
     Conv2d,
     CosineAttention,
     Dense,
     Distance,
     Flatten,
+    GlobalAvgPool,
     Kernel,
     MaxPool2d,
     ProtoHeadInit,
@@ -67,6 +70,26 @@ def _mac(op: Conv2d | Dense, b: Mapping[str, Buffer]) -> Needs:
     yield f"weight '{op.weight}' ({b[op.weight].qformat})", OPERAND, format_bits(b[op.weight].qformat)
     acc = max(format_bits(f) for f in op.accumulators(b))
     yield f"the accumulator of '{op.output}'", ACCUMULATOR, acc
+    if isinstance(op, Conv2d) and op.post_frac():  # LeakyReLU's scaled values, then a 2x2 average's sum of 4
+        leaky = op.leaky_frac if op.leaky_slope is not None else 0
+        window = 4 if op.pool and op.pool_mode == "avg" else 1
+        yield f"the activated, pooled accumulator of '{op.output}'", ACCUMULATOR, acc + leaky + window.bit_length() - 1
+
+
+def _pool_sum(op: AvgPool2d | GlobalAvgPool, b: Mapping[str, Buffer]) -> Needs:
+    x = b[op.input]
+    terms = 4 if isinstance(op, AvgPool2d) else x.shape[2] * x.shape[3]
+    scale = getattr(op, "scale", 1)
+    yield f"the window sum of '{op.input}'", ACCUMULATOR, signed_bits(terms * x.qformat.min_int * scale,
+                                                                       terms * x.qformat.max_int * scale)  # fmt: skip
+
+
+def _add(op: Add, b: Mapping[str, Buffer]) -> Needs:
+    f = op.aligned_frac(b)
+    lo = sum(b[n].qformat.min_int << (f - b[n].qformat.frac) for n in (op.input, op.residual))
+    hi = sum(b[n].qformat.max_int << (f - b[n].qformat.frac) for n in (op.input, op.residual))
+    yield f"the sum of '{op.input}' and '{op.residual}'", ACCUMULATOR, signed_bits(lo, hi) + (
+        op.leaky_frac if op.leaky_slope is not None else 0)  # fmt: skip
 
 
 def _passthrough(op: MaxPool2d | Flatten | Requant | ArgMin | ArgMax, b: Mapping[str, Buffer]) -> Needs:
@@ -189,6 +212,9 @@ _NEEDS: dict[type[Kernel], Callable[..., Needs]] = {
     Conv2d: _mac,
     Dense: _mac,
     MaxPool2d: _passthrough,
+    AvgPool2d: _pool_sum,
+    GlobalAvgPool: _pool_sum,
+    Add: _add,
     Flatten: _passthrough,
     Requant: _passthrough,
     ArgMin: _passthrough,

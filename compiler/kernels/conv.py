@@ -118,7 +118,7 @@ class Conv2d(Kernel):
         return buffers[self.input].shape[0] * ho * wo * int(np.prod(buffers[self.weight].shape))
 
     def positions(self, buffers: Mapping[str, Buffer]) -> int:
-        """Conv positions computed per image: 4 * (Ho//2) * (Wo//2) with the fused pool (it drops odd ones), else Ho*Wo."""
+        """Conv positions per image: 4 * (Ho//2) * (Wo//2) under the fused pool (it drops odd ones), else Ho * Wo."""
         ho, wo = self.conv_shape(buffers)
         return 4 * (ho // 2) * (wo // 2) if self.pool else ho * wo
 

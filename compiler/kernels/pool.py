@@ -123,7 +123,9 @@ class AvgPool2d(Kernel):
     def execute(self, env: Env) -> None:
         """Window sum at frac + 2, requantised."""
         src = env.fmt(self.input).frac + POOL_SHIFT
-        env.write(self.output, env.requant(pool2x2(env.read(self.input), "avg"), src, env.fmt(self.output), self.output))
+        env.write(
+            self.output, env.requant(pool2x2(env.read(self.input), "avg"), src, env.fmt(self.output), self.output)
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
