@@ -48,6 +48,39 @@ class EpisodeHead:
     init: str = ""  # for kind 'sgd': 'prototypes' or 'zeros'
 
 
+@dataclass(frozen=True)
+class HeadParams:
+    """The numbers of a head besides its structure: SGD learning rates, attention scale, embedding width.
+
+    `lr_w` / `lr_b` are used by 'sgd' heads (scalars, or per-element tensors for Meta-SGD),
+    `scale` by 'cosine' heads; `dim` is the feature width D (the size of a zero-initialised head).
+    """
+
+    lr_w: torch.Tensor | float
+    lr_b: torch.Tensor | float
+    scale: torch.Tensor | float | None
+    dim: int
+
+
+def check_episode_shape(ways: int, shots: int) -> None:
+    """UserError unless the episode has at least two classes and one shot each."""
+    if ways < 2 or shots < 1:
+        raise UserError(f"an episode needs --ways >= 2 and --shots >= 1 (got {ways}, {shots}).")
+
+
+def check_inner_steps(inner_steps: int | None) -> None:
+    """UserError for a negative step count (None means the default)."""
+    if inner_steps is not None and inner_steps < 0:
+        raise UserError(f"--inner-steps must be >= 0 (got {inner_steps}).")
+
+
+def zero_init_steps(algorithm: str, steps: int) -> None:
+    """UserError for a zero-initialised head without steps: every query would get class 0."""
+    if steps == 0:
+        raise UserError(f"{algorithm} starts its head at zero, so it needs --inner-steps >= 1 "
+                        "(with 0 steps every query would get class 0).")  # fmt: skip
+
+
 def episode_head(learner: MetaLearner, ways: int, shots: int, inner_steps: int | None) -> EpisodeHead:
     """The head the hardware runs for this learner: its own metric head, or head-only SGD steps.
 
@@ -55,10 +88,8 @@ def episode_head(learner: MetaLearner, ways: int, shots: int, inner_steps: int |
     a linear head initialised like the algorithm does (from prototypes, or zero) and
     adapted by `inner_steps` SGD steps (default: the learner's head-mode step count).
     """
-    if ways < 2 or shots < 1:
-        raise UserError(f"an episode needs --ways >= 2 and --shots >= 1 (got {ways}, {shots}).")
-    if inner_steps is not None and inner_steps < 0:
-        raise UserError(f"--inner-steps must be >= 0 (got {inner_steps}).")
+    check_episode_shape(ways, shots)
+    check_inner_steps(inner_steps)
     if learner.algorithm == "matchingnet":
         if inner_steps:
             raise UserError("Matching Networks adapt by attention, not SGD: --inner-steps must be 0 or omitted.")
@@ -67,10 +98,16 @@ def episode_head(learner: MetaLearner, ways: int, shots: int, inner_steps: int |
     if learner.algorithm == "protonet" and steps == 0:
         return EpisodeHead("proto", ways, shots)
     init = "prototypes" if learner.algorithm in ("protonet", "protomaml") else "zeros"
-    if init == "zeros" and steps == 0:
-        raise UserError(f"{learner.algorithm} starts its head at zero, so it needs --inner-steps >= 1 "
-                        "(with 0 steps every query would get class 0).")  # fmt: skip
+    if init == "zeros":
+        zero_init_steps(learner.algorithm, steps)
     return EpisodeHead("sgd", ways, shots, steps, init)
+
+
+def learner_head_params(learner: MetaLearner, spec: EpisodeHead) -> HeadParams:
+    """The learner's own head numbers: its head-mode learning rates, its learned attention scale."""
+    lr_w, lr_b = learner.head_lrs()
+    scale = learner.log_scale.exp() if spec.kind == "cosine" else None
+    return HeadParams(lr_w, lr_b, scale, learner.backbone_config.embedding_dim())
 
 
 def exported_backbone(learner: MetaLearner) -> torch.nn.Module:
@@ -100,6 +137,28 @@ def reference_head(
         return learner.metric_logits(fs, y, fq)
     w, b = learner.head_init(fs, y)
     w, b = head.adapt_head(w, b, fs, y, spec.inner_steps, *learner.head_lrs())
+    return head.linear_logits(fq, w, b)
+
+
+@torch.no_grad()
+def head_logits(
+    spec: EpisodeHead, params: HeadParams, fs: torch.Tensor, y: torch.Tensor, fq: torch.Tensor
+) -> torch.Tensor:
+    """The exported head from plain parameters, in PyTorch float: the reference for imported embeddings.
+
+    The same `metahw.models.head` math as `reference_head`, without a learner: prototypes and
+    squared L2 ('proto'), Matching Networks' cosine attention at `params.scale` ('cosine'),
+    or a linear head from prototypes or zero adapted by `spec.inner_steps` SGD steps ('sgd').
+    """
+    if spec.kind == "proto":
+        return head.squared_l2_logits(fq, head.prototypes(fs, y))
+    if spec.kind == "cosine":
+        return head.cosine_attention_logits(fq, fs, y, params.scale)
+    if spec.init == "prototypes":
+        w, b = head.proto_head_init(head.prototypes(fs, y))
+    else:
+        w, b = fs.new_zeros(spec.ways, fs.shape[1]), fs.new_zeros(spec.ways)
+    w, b = head.adapt_head(w, b, fs, y, spec.inner_steps, params.lr_w, params.lr_b)
     return head.linear_logits(fq, w, b)
 
 
@@ -287,11 +346,11 @@ def _backbone_nodes(backbone: torch.nn.Module, x: str, out: str) -> tuple[list[o
     return nodes, inits
 
 
-def _head_nodes(learner: MetaLearner, spec: EpisodeHead) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+def _head_nodes(spec: EpisodeHead, params: HeadParams) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
     if spec.kind == "proto":
         return [_call("ProtoHead", ["support_features", "support_y", "query_features"], ["logits"], "proto_head")], []
     if spec.kind == "cosine":
-        scale = _tensor("attention_scale", learner.log_scale.exp())
+        scale = _tensor("attention_scale", params.scale)
         return [
             _call(
                 "CosineAttentionHead",
@@ -304,10 +363,8 @@ def _head_nodes(learner: MetaLearner, spec: EpisodeHead) -> tuple[list[onnx.Node
     if spec.init == "prototypes":
         nodes.append(_call("ProtoHeadInit", ["support_features", "support_y"], ["head_w_0", "head_b_0"], "head_init"))
     else:
-        dim = learner.backbone_config.embedding_dim()
-        inits += [_tensor("head_w_0", np.zeros((spec.ways, dim))), _tensor("head_b_0", np.zeros(spec.ways))]
-    lr_w, lr_b = learner.head_lrs()
-    inits += [_tensor("head_lr_w", lr_w), _tensor("head_lr_b", lr_b)]
+        inits += [_tensor("head_w_0", np.zeros((spec.ways, params.dim))), _tensor("head_b_0", np.zeros(spec.ways))]
+    inits += [_tensor("head_lr_w", params.lr_w), _tensor("head_lr_b", params.lr_b)]
     for s in range(spec.inner_steps):
         nodes.append(
             _call(
@@ -322,11 +379,20 @@ def _head_nodes(learner: MetaLearner, spec: EpisodeHead) -> tuple[list[onnx.Node
     return nodes, inits
 
 
-def export_episode(learner: MetaLearner, spec: EpisodeHead) -> onnx.ModelProto:
-    """The whole few-shot episode of `learner` as a checked ONNX model."""
-    learner.eval()
+def episode_model(
+    name: str,
+    image: tuple[int, ...],
+    spec: EpisodeHead,
+    params: HeadParams,
+    embedding: tuple[list[onnx.NodeProto], list[onnx.TensorProto]],
+    meta: dict,
+) -> onnx.ModelProto:
+    """The checked episode ModelProto around `embedding` (nodes 'images' -> 'features', initializers).
+
+    Shared by shipped checkpoints and imported embeddings, so that both have the structure the
+    compiler lowers: Concat -> embedding -> Slice support / Slice query -> head -> ArgMax.
+    """
     n_support = spec.ways * spec.shots
-    image = [1, 28, 28]
     inputs = [
         helper.make_tensor_value_info("support_x", TensorProto.FLOAT, [n_support, *image]),
         helper.make_tensor_value_info("support_y", TensorProto.FLOAT, [n_support, spec.ways]),
@@ -336,16 +402,16 @@ def export_episode(learner: MetaLearner, spec: EpisodeHead) -> onnx.ModelProto:
         helper.make_tensor_value_info("logits", TensorProto.FLOAT, [QUERY_DIM, spec.ways]),
         helper.make_tensor_value_info("prediction", TensorProto.INT64, [QUERY_DIM]),
     ]
-    backbone, inits = _backbone_nodes(exported_backbone(learner), "images", "features")
-    head_nodes, head_inits = _head_nodes(learner, spec)
-    inits += head_inits + [
+    embedding_nodes, inits = embedding
+    head_nodes, head_inits = _head_nodes(spec, params)
+    inits = [*inits, *head_inits] + [
         numpy_helper.from_array(np.array([0], np.int64), "slice_begin"),
         numpy_helper.from_array(np.array([n_support], np.int64), "slice_split"),
         numpy_helper.from_array(np.array([np.iinfo(np.int64).max], np.int64), "slice_end"),
     ]
     nodes = [
         helper.make_node("Concat", ["support_x", "query_x"], ["images"], name="concat_images", axis=0),
-        *backbone,
+        *embedding_nodes,
         helper.make_node(
             "Slice", ["features", "slice_begin", "slice_split"], ["support_features"], name="support_slice"
         ),
@@ -353,7 +419,7 @@ def export_episode(learner: MetaLearner, spec: EpisodeHead) -> onnx.ModelProto:
         *head_nodes,
         helper.make_node("ArgMax", ["logits"], ["prediction"], name="prediction", axis=1, keepdims=0),
     ]
-    graph = helper.make_graph(nodes, f"{learner.algorithm}_episode", inputs, outputs, inits)
+    graph = helper.make_graph(nodes, name, inputs, outputs, inits)
     model = helper.make_model(
         graph,
         functions=function_library(),
@@ -362,6 +428,14 @@ def export_episode(learner: MetaLearner, spec: EpisodeHead) -> onnx.ModelProto:
         opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid(DOMAIN, 1)],
     )
     model.ir_version = IR_VERSION
+    helper.set_model_props(model, {k: str(v) for k, v in meta.items()})
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def export_episode(learner: MetaLearner, spec: EpisodeHead) -> onnx.ModelProto:
+    """The whole few-shot episode of `learner` as a checked ONNX model."""
+    learner.eval()
     meta = {
         "algorithm": learner.algorithm,
         "head": spec.kind,
@@ -375,6 +449,7 @@ def export_episode(learner: MetaLearner, spec: EpisodeHead) -> onnx.ModelProto:
         meta["qat"] = json.dumps(
             {"bits": learner.backbone_config.qat_bits, "activation_max": learner.backbone.activation_ranges()}
         )
-    helper.set_model_props(model, {k: str(v) for k, v in meta.items()})
-    onnx.checker.check_model(model, full_check=True)
-    return model
+    backbone = _backbone_nodes(exported_backbone(learner), "images", "features")
+    return episode_model(
+        f"{learner.algorithm}_episode", (1, 28, 28), spec, learner_head_params(learner, spec), backbone, meta
+    )

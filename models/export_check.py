@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -9,6 +10,7 @@ import onnx
 import onnxruntime as ort
 import torch
 
+from metahw.errors import UserError
 from metahw.models import head
 from metahw.models.data import OmniglotSplit
 from metahw.models.episodes import EpisodeSampler
@@ -57,18 +59,46 @@ def check_export(
     progress: bool = True,
 ) -> ExportCheck:
     """Run the same seeded episodes through onnxruntime and PyTorch and compare logits/predictions."""
-    session = ort_session(model)
     sampler = EpisodeSampler(split, spec.ways, spec.shots, queries, seed=seed)
+    drawn = ((ep.support_x, ep.support_y, ep.query_x) for ep in (sampler.sample() for _ in range(episodes)))
+
+    def reference(sx: np.ndarray, y: torch.Tensor, qx: np.ndarray) -> np.ndarray:
+        return reference_logits(learner, spec, torch.from_numpy(sx), y, torch.from_numpy(qx)).numpy()
+
+    return compare_episodes(model, drawn, episodes, spec.ways, reference, progress)
+
+
+#: (support images, support labels 0..N-1, query images) of one episode.
+EpisodeArrays = tuple[np.ndarray, np.ndarray, np.ndarray]
+#: Float reference logits of one episode from (support images, one-hot labels, query images).
+Reference = Callable[[np.ndarray, torch.Tensor, np.ndarray], np.ndarray]
+
+
+def compare_episodes(
+    model: onnx.ModelProto,
+    episodes: Iterable[EpisodeArrays],
+    count: int,
+    ways: int,
+    reference: Reference,
+    progress: bool = True,
+) -> ExportCheck:
+    """Run each episode through the episode graph in onnxruntime and through `reference`; worst disagreement."""
+    session = ort_session(model)
     worst, mismatched = 0.0, 0
-    for _ in track(range(episodes), episodes, "onnxruntime vs torch", progress):
-        ep = sampler.sample()
-        y = head.one_hot(torch.from_numpy(ep.support_y), spec.ways)
-        expected = reference_logits(
-            learner, spec, torch.from_numpy(ep.support_x), y, torch.from_numpy(ep.query_x)
-        ).numpy()
-        logits, prediction = session.run(
-            None, {"support_x": ep.support_x, "support_y": y.numpy(), "query_x": ep.query_x}
-        )
+    for sx, sy, qx in track(episodes, count, "onnxruntime vs torch", progress):
+        y = head.one_hot(torch.from_numpy(sy), ways)
+        expected = reference(sx, y, qx)
+        logits, prediction = session.run(None, {"support_x": sx, "support_y": y.numpy(), "query_x": qx})
         worst = max(worst, float(np.abs(logits - expected).max() / max(np.abs(expected).max(), 1e-30)))
         mismatched += int((prediction != expected.argmax(-1)).sum())
-    return ExportCheck(episodes, worst, mismatched == 0, mismatched)
+    return ExportCheck(count, worst, mismatched == 0, mismatched)
+
+
+def require_passed(result: ExportCheck, tolerance: float) -> None:
+    """UserError (nothing is written) when onnxruntime and the float reference disagree beyond `tolerance`."""
+    if not result.passed(tolerance):
+        raise UserError(
+            f"onnxruntime disagrees with PyTorch: max relative error {result.max_relative_error:.2e} "
+            f"(tolerance {tolerance:.0e}), {result.mismatched_predictions} predictions differ; "
+            "nothing was written."
+        )
