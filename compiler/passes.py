@@ -62,13 +62,20 @@ def _single_consumer(graph: Graph, value: str, *ops: str) -> Node | None:
 
 
 def reshape_to_flatten(graph: Graph) -> Graph:
-    """Replace each Reshape whose output is [B, product of the other axes] of its input by Flatten(axis=1)."""
-    nodes = []
+    """Replace each Reshape whose output is [B, product of the other axes] of its input by Flatten(axis=1).
+
+    A Flatten of a [B, D] value is the identity: its readers read the value itself.
+    """
+    nodes, alias = [], {}
     for node in graph.nodes:
+        node = Node(node.op, node.name, tuple(alias.get(i, i) for i in node.inputs), node.outputs, node.attrs)
         src, out = graph.shapes.get(node.inputs[0]), graph.shapes.get(node.outputs[0])
         flattens = src and out and len(out) == 2 and None not in src[1:] and out[1] == int(np.prod(src[1:]))
         if node.op == "Reshape" and flattens:
             node = Node("Flatten", node.name, node.inputs[:1], node.outputs, {"axis": 1})
+        if node.op == "Flatten" and src and len(src) == 2 and node.outputs[0] not in graph.outputs:
+            alias[node.outputs[0]] = node.inputs[0]
+            continue
         nodes.append(node)
     return eliminate_dead_code(graph.with_nodes(nodes))
 
