@@ -1,21 +1,24 @@
 """Float vs fixed point on the same episodes: accuracy, agreement, saturation, per-layer SQNR.
 
-For each bit width the episode is compiled (calibrated on meta-val episodes) and run by the
-golden executor on meta-test episodes: the embedding program once over every test image
-(`stages.embedding_program`), then the head program per episode, which gives exactly the
-integers of running the whole program per episode (see compiler/stages.py). PyTorch float
-and onnxruntime run the same episodes.
+For each bit width the episode is compiled (calibrated on meta-val episodes, or on the given
+calibration episodes) and run by the golden executor on the episodes (an `EpisodeSet`: seeded
+meta-test episodes, or the user's own): the embedding program once over every image of the
+set's pool (`stages.embedding_program`), then the head program per episode, which gives
+exactly the integers of running the whole program per episode (see compiler/stages.py).
+PyTorch float and onnxruntime run the same episodes. Without query labels, accuracies are
+None and only the agreement between the rows is measured.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import onnx
 import torch
 
-from metahw.compiler.compile import compile_episode
+from metahw.compiler.compile import calibration_episodes, compile_calibrated
 from metahw.compiler.episode_io import program_logits
 from metahw.compiler.golden import execute
 from metahw.compiler.program import Program
@@ -23,7 +26,7 @@ from metahw.compiler.quant_config import QuantConfig
 from metahw.compiler.stages import embedding_program, head_program
 from metahw.models import head
 from metahw.models.data import OmniglotSplit
-from metahw.models.episodes import EpisodeIndex, EpisodeSampler
+from metahw.models.episodes import Episode, EpisodeSampler, EpisodeSet
 from metahw.models.export import EpisodeHead, exported_backbone, reference_head
 from metahw.models.export_check import ort_session
 from metahw.models.learners import MetaLearner
@@ -43,16 +46,11 @@ class FloatRun:
     activations: list[np.ndarray]  # per conv block: [images, C, H, W] float
 
 
-def _images(split: OmniglotSplit) -> np.ndarray:
-    return split.images.reshape(-1, 1, *split.images.shape[2:]).astype(np.float32) / 255.0
-
-
 def run_float(
-    learner: MetaLearner, spec: EpisodeHead, model: onnx.ModelProto, split: OmniglotSplit,
-    episodes: list[EpisodeIndex], progress: bool,
-) -> FloatRun:  # fmt: skip
-    """Float predictions (PyTorch, onnxruntime) on the episodes and every block's float output per image."""
-    images = torch.from_numpy(_images(split))
+    learner: MetaLearner, spec: EpisodeHead, model: onnx.ModelProto, episodes: EpisodeSet, progress: bool
+) -> FloatRun:
+    """Float predictions (PyTorch, onnxruntime) on the episodes and every block's float output per pool image."""
+    images = torch.from_numpy(episodes.images)
     backbone = exported_backbone(learner)
     activations: list[list[np.ndarray]] = [[] for _ in backbone.blocks]
     with torch.no_grad():
@@ -64,7 +62,7 @@ def run_float(
     features = torch.from_numpy(np.concatenate(activations[-1])).flatten(1)
     session = ort_session(model)
     t_pred, t_logits, o_pred = [], [], []
-    for index in track(episodes, len(episodes), "float (torch, onnxruntime)", progress):
+    for index in track(episodes.indices, len(episodes), "float (torch, onnxruntime)", progress):
         sx, qx = images[index.support], images[index.query]
         y = head.one_hot(torch.from_numpy(index.support_y), spec.ways)
         logits = reference_head(learner, spec, features[index.support], y, features[index.query]).numpy()
@@ -101,15 +99,20 @@ def sqnr_db(reference: np.ndarray, approximation: np.ndarray) -> float:
     return float("inf") if noise == 0 else 10 * np.log10(signal / noise)
 
 
-def run_fixed(
-    program: Program, split: OmniglotSplit, episodes: list[EpisodeIndex], floats: FloatRun, progress: bool, label: str
-) -> dict:
+def _accuracy(predictions: np.ndarray, episodes: EpisodeSet) -> dict | None:
+    if not episodes.labelled:
+        return None
+    labels = np.array([index.query_y for index in episodes.indices])
+    return AccuracySummary.of((predictions == labels).mean(axis=1)).to_dict()
+
+
+def run_fixed(program: Program, episodes: EpisodeSet, floats: FloatRun, progress: bool, label: str) -> dict:
     """Golden predictions on the episodes and their statistics against the labels and the float run."""
-    embedded, saturation = embed_all(program, _images(split))
+    embedded, saturation = embed_all(program, episodes.images)
     features = embedded["query.features"]
     head_prog = head_program(program)
     predictions, logits = [], []
-    for index in track(episodes, len(episodes), label, progress):
+    for index in track(episodes.indices, len(episodes), label, progress):
         inputs = {"support.features": features[index.support], "query.features": features[index.query]}
         run = execute(head_prog, {**inputs, "support_labels": index.support_y})
         predictions.append(run.values["prediction"])
@@ -117,7 +120,6 @@ def run_fixed(
         for name, count in run.saturation.items():
             saturation[name] = saturation.get(name, 0) + count
     predictions = np.array(predictions)
-    labels = np.array([e.query_y for e in episodes])
     buffers = program.buffer_map
     sqnr = {}
     for i, reference in enumerate(floats.activations):
@@ -126,7 +128,8 @@ def run_fixed(
     if program.meta.algorithm != "matchingnet":  # Matching Networks' scores are probabilities
         sqnr["logits"] = sqnr_db(floats.torch_logits, np.array(logits))
     return {
-        "accuracy": AccuracySummary.of((predictions == labels).mean(axis=1)).to_dict(),
+        "accuracy": _accuracy(predictions, episodes),
+        "predictions": predictions,
         "agreement_with_float": float((predictions == floats.torch_predictions).mean()),
         "saturation": {k: v for k, v in sorted(saturation.items())},
         "sqnr_db": sqnr,
@@ -139,24 +142,49 @@ def compare(
     calibration: OmniglotSplit, episodes: int, queries: int = 15, seed: int = 0, progress: bool = True,
     base_config: QuantConfig | None = None,
 ) -> dict:  # fmt: skip
-    """The comparison table as a dict: float rows and one row per bit width."""
+    """The comparison table (without predictions) on seeded episodes of `test`, calibrated on `calibration`'s."""
+    chosen, calibrating = omniglot_comparison(spec, test, calibration, episodes, queries, seed)
+    result = compare_episodes(learner, spec, model, bits, chosen, calibrating, progress, base_config)
+    del result["predictions"]
+    return {**result, "queries_per_class": queries, "seed": seed}
+
+
+def omniglot_comparison(
+    spec: EpisodeHead, test: OmniglotSplit, calibration: OmniglotSplit, episodes: int, queries: int, seed: int
+) -> tuple[EpisodeSet, list[Episode]]:
+    """The default comparison's seeded test episodes and the meta-val episodes each bit width calibrates on."""
     sampler = EpisodeSampler(test, spec.ways, spec.shots, queries, seed=seed)
-    indices = [sampler.sample_index() for _ in range(episodes)]
-    floats = run_float(learner, spec, model, test, indices, progress)
-    labels = np.array([e.query_y for e in indices])
+    chosen = EpisodeSet.sampled(sampler, episodes, f"Omniglot meta-{test.name} alphabets (seed {seed})")
+    calibrating = calibration_episodes(calibration, spec.ways, spec.shots, max(1, min(queries, 5)), seed=seed)
+    return chosen, calibrating
+
+
+def compare_episodes(
+    learner: MetaLearner, spec: EpisodeHead, model: onnx.ModelProto, bits: list[int], episodes: EpisodeSet,
+    calibration: Sequence[Episode], progress: bool = True, base_config: QuantConfig | None = None,
+) -> dict:  # fmt: skip
+    """The comparison table as a dict: float rows and one row per bit width (each calibrated on `calibration`).
+
+    Each row's "predictions" is an array [E, Q] of predicted class ids; the CLI writes them
+    with --predictions and drops them from compare.json.
+    """
+    floats = run_float(learner, spec, model, episodes, progress)
     result = {
-        "algorithm": learner.algorithm, "ways": spec.ways, "shots": spec.shots, "queries_per_class": queries,
-        "inner_steps": spec.inner_steps, "episodes": episodes, "seed": seed,
+        "algorithm": learner.algorithm, "ways": spec.ways, "shots": spec.shots, "queries": episodes.queries,
+        "inner_steps": spec.inner_steps, "episodes": len(episodes), "source": episodes.source,
         "float": {
-            "torch": AccuracySummary.of((floats.torch_predictions == labels).mean(axis=1)).to_dict(),
-            "onnxruntime": AccuracySummary.of((floats.ort_predictions == labels).mean(axis=1)).to_dict(),
+            "torch": _accuracy(floats.torch_predictions, episodes),
+            "onnxruntime": _accuracy(floats.ort_predictions, episodes),
             "onnxruntime_agreement": float((floats.ort_predictions == floats.torch_predictions).mean()),
         },
+        "predictions": {"torch": floats.torch_predictions, "onnxruntime": floats.ort_predictions},
         "fixed": {},
     }  # fmt: skip
     base = base_config or QuantConfig()
     for b in bits:
         config = QuantConfig(**{**base.to_dict(), "bits": b})
-        compiled = compile_episode(model, config, calibration, queries=spec.ways * queries, seed=seed)
-        result["fixed"][str(b)] = run_fixed(compiled.program, test, indices, floats, progress, f"golden {b}-bit")
+        compiled = compile_calibrated(model, config, calibration, queries=episodes.queries)
+        row = run_fixed(compiled.program, episodes, floats, progress, f"golden {b}-bit")
+        result["predictions"][f"{b}-bit"] = row.pop("predictions")
+        result["fixed"][str(b)] = row
     return result

@@ -1,7 +1,8 @@
 """ONNX episode -> Program: import, passes, calibration, quantisation, lowering, report.
 
-`compile_episode` is the whole compiler as one function; `save_build` writes its result
-(program.json, weights.npz, quantisation.json) into a folder atomically.
+`compile_episode` is the whole compiler as one function (calibrating on seeded episodes of an
+Omniglot split; `compile_calibrated` on any episodes, e.g. the user's own); `save_build` writes
+its result (program.json, weights.npz, quantisation.json) into a folder atomically.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +26,7 @@ from metahw.compiler.passes import standard_pipeline
 from metahw.compiler.program import Program
 from metahw.compiler.quant_config import QuantConfig
 from metahw.models.data import OmniglotSplit
-from metahw.models.episodes import EpisodeSampler
+from metahw.models.episodes import Episode, EpisodeSampler
 
 REPORT_FILE = "quantisation.json"
 
@@ -64,12 +66,21 @@ class CompileResult:
 
 def episode_feeds(split: OmniglotSplit, ways: int, shots: int, queries: int, episodes: int, seed: int) -> list[dict]:
     """Float onnxruntime feeds of seeded episodes (support_y one-hot)."""
+    return calibration_feeds(calibration_episodes(split, ways, shots, queries, episodes, seed), ways)
+
+
+def calibration_episodes(
+    split: OmniglotSplit, ways: int, shots: int, queries: int, episodes: int = 32, seed: int = 0
+) -> list[Episode]:
+    """Seeded episodes of `split` with `queries` queries per class: what `compile_episode` calibrates on."""
     sampler = EpisodeSampler(split, ways, shots, queries, seed=seed)
+    return [sampler.sample() for _ in range(episodes)]
+
+
+def calibration_feeds(episodes: Iterable[Episode], ways: int) -> list[dict]:
+    """Float onnxruntime feeds of the episodes (support_y one-hot over `ways` classes)."""
     eye = np.eye(ways, dtype=np.float32)
-    return [
-        {"support_x": e.support_x, "support_y": eye[e.support_y], "query_x": e.query_x}
-        for e in (sampler.sample() for _ in range(episodes))
-    ]
+    return [{"support_x": e.support_x, "support_y": eye[e.support_y], "query_x": e.query_x} for e in episodes]
 
 
 def episode_shape(model: onnx.ModelProto) -> tuple[int, int]:
@@ -87,9 +98,22 @@ def compile_episode(
     seed: int = 0,
 ) -> CompileResult:
     """Compile an exported episode to a Program, calibrating on seeded episodes of `calibration`."""
-    graph = standard_pipeline(import_model(model))
     ways, shots = episode_shape(model)
     feeds = episode_feeds(calibration, ways, shots, max(1, min(queries // ways, 5)), calibration_episodes, seed)
+    return _compile(model, config, feeds, queries)
+
+
+def compile_calibrated(
+    model: onnx.ModelProto, config: QuantConfig, calibration: Iterable[Episode], queries: int
+) -> CompileResult:
+    """Compile an exported episode to a Program, calibrating on the given episodes (the user's own data)."""
+    ways, _ = episode_shape(model)
+    return _compile(model, config, calibration_feeds(calibration, ways), queries)
+
+
+def _compile(model: onnx.ModelProto, config: QuantConfig, feeds: list[dict], queries: int) -> CompileResult:
+    """Import, pass, calibrate on the float feeds, and lower to a Program classifying `queries` queries."""
+    graph = standard_pipeline(import_model(model))
     ranges = calibrate(model, feeds)
     return CompileResult(lower(graph, ranges, config, queries), graph, ranges, config)
 

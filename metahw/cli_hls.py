@@ -9,10 +9,27 @@ from typing import Annotated
 import typer
 
 from metahw.cli import app
+from metahw.cli_episodes import (
+    EpisodeOptions,
+    EpisodesFrom,
+    Images,
+    ImageShape,
+    Invert,
+    Mean,
+    Predictions,
+    Resample,
+    Runs,
+    Std,
+    describe,
+    echo_runs,
+    finish,
+    program_episodes,
+)
 from metahw.compiler.episode_io import program_inputs
 from metahw.compiler.program import Program
 from metahw.errors import UserError
-from metahw.hw.hls4ml import HlsMismatch, ProjectOptions, build_hls_project, run_hls_episodes
+from metahw.hw.hls4ml import HlsMismatch, ProjectOptions, build_hls_project
+from metahw.hw.hls4ml.episodes import check_hls_episodes
 from metahw.models.data import load_omniglot
 from metahw.sim.episodes import episode_sampler
 
@@ -94,7 +111,9 @@ def build_command(
 @app.command("hls-sim")
 def hls_sim_command(
     build: Annotated[Path, typer.Argument(help="Build folder written by `metahw compile`.")],
-    episodes: Annotated[int, typer.Option(help="Meta-test episodes.")] = 10,
+    episodes: Annotated[
+        int | None, typer.Option(help="Episodes (default 10; of a file or runs folder: all of them).")
+    ] = None,
     project: Annotated[Path | None, typer.Option(help="Keep the hls4ml project here (default: temporary).")] = None,
     hls_backend: HlsBackend = "vitis",
     part: Part = "xcvu13p-flga2577-2-e",
@@ -104,30 +123,44 @@ def hls_sim_command(
     seed: int = 0,
     data: Data = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
+    episodes_from: EpisodesFrom = None,
+    images: Images = None,
+    runs: Runs = None,
+    image_shape: ImageShape = None,
+    invert: Invert = None,
+    mean: Mean = None,
+    std: Std = None,
+    resample: Resample = "box",
+    predictions: Predictions = None,
     progress: bool = True,
 ) -> None:
-    """Run meta-test episodes through the hls4ml C simulation (g++) and compare every output with golden."""
+    """Run episodes through the hls4ml C simulation (g++) and compare every output with golden."""
     options = _options(hls_backend, part, clock_period, strategy, reuse_factor)
+    source = EpisodeOptions(episodes_from, images, runs, image_shape, invert, mean, std, resample)
     program = Program.load(build)
-    split = load_omniglot(data).split("test")
+    chosen = program_episodes(program, source, episodes, seed, data)
     try:
-        runs = run_hls_episodes(program, split, episodes, seed, project, options, progress and not as_json)
+        checked = check_hls_episodes(program, chosen, project, options, progress and not as_json)
     except HlsMismatch as exc:
         typer.echo(f"metahw: {exc}", err=True)
         raise typer.Exit(1) from None
     meta = program.meta
     report = {"build": str(build), "algorithm": meta.algorithm, "ways": meta.ways, "shots": meta.shots,
-              "queries": meta.queries, "hls_backend": options.hls_backend, **runs.to_dict()}  # fmt: skip
+              "queries": meta.queries, "hls_backend": options.hls_backend, **checked.to_dict()}  # fmt: skip
+    finish(report, chosen, {"hls4ml": checked.predictions}, predictions)
     if as_json:
         typer.echo(json.dumps(report, indent=2))
         return
-    acc = runs.accuracy
+    acc, episodes = checked.accuracy, checked.episodes
     typer.echo(f"{meta.algorithm} {meta.ways}-way {meta.shots}-shot, {meta.queries} queries per episode, "
-               f"{episodes} meta-test episodes through the hls4ml C simulation ({options.hls_backend})")  # fmt: skip
-    typer.echo(f"C simulation      g++ build {runs.compile_seconds:.1f} s; {report['csim_episodes_per_second']:.2f} "
+               f"{describe(chosen)} through the hls4ml C simulation ({options.hls_backend})")  # fmt: skip
+    typer.echo(f"C simulation      g++ build {checked.compile_seconds:.1f} s; "
+               f"{report['csim_episodes_per_second']:.2f} "
                f"episodes/s ({report['checked_episodes_per_second']:.2f} with the golden check)")  # fmt: skip
-    typer.echo(f"golden executor   {episodes}/{episodes} episodes identical: {runs.compared:,} integers of the "
-               f"outputs and {len(runs.traced_layers)} traced layers, 0 mismatches")  # fmt: skip
-    if runs.unchecked:
-        typer.echo(f"not compared      {', '.join(runs.unchecked)} (wider than float64 traces carry exactly)")
-    typer.echo(f"accuracy          {100 * acc.mean:.2f} +- {100 * acc.ci95:.2f} %")
+    typer.echo(f"golden executor   {episodes}/{episodes} episodes identical: {checked.compared:,} integers of the "
+               f"outputs and {len(checked.traced_layers)} traced layers, 0 mismatches")  # fmt: skip
+    if checked.unchecked:
+        typer.echo(f"not compared      {', '.join(checked.unchecked)} (wider than float64 traces carry exactly)")
+    shown = "not known (the episodes have no query labels)" if acc is None else str(acc)
+    typer.echo(f"accuracy          {shown}")
+    echo_runs(report)

@@ -10,13 +10,26 @@ import torch
 import typer
 
 from metahw.cli import app
+from metahw.cli_episodes import (
+    EpisodeOptions,
+    EpisodesFrom,
+    Images,
+    ImageShape,
+    Invert,
+    Mean,
+    Predictions,
+    Resample,
+    Std,
+    finish,
+)
 from metahw.errors import UserError
 from metahw.models.checkpoint import load_checkpoint, save_checkpoint
 from metahw.models.data import load_omniglot
-from metahw.models.evaluate import evaluate
-from metahw.models.learners import ALGORITHMS
+from metahw.models.episode_sources import EpisodeShape, run_errors, write_predictions
+from metahw.models.episodes import EpisodeSampler, EpisodeSet
+from metahw.models.evaluate import accuracy_of, evaluate, predict_episodes
+from metahw.models.learners import ALGORITHMS, MetaLearner
 from metahw.models.learners.base import MODES
-from metahw.models.runs import read_runs, run_error
 from metahw.models.train import TrainConfig, train
 
 DataOption = Annotated[
@@ -100,10 +113,10 @@ def train_command(
 @app.command("eval")
 def eval_command(
     ckpt: Annotated[Path, typer.Argument(help="Checkpoint written by `metahw train`.")],
-    ways: int = 5,
-    shots: int = 1,
-    queries: Annotated[int, typer.Option(help="Query examples per class.")] = 15,
-    episodes: int = 1000,
+    ways: Annotated[int | None, typer.Option(help="Ways N (default 5; with --episodes-from: the file's).")] = None,
+    shots: Annotated[int | None, typer.Option(help="Shots K (default 1; with --episodes-from: the file's).")] = None,
+    queries: Annotated[int | None, typer.Option(help="Query examples per class (default 15).")] = None,
+    episodes: Annotated[int | None, typer.Option(help="Episodes (default 1000; of a file: all).")] = None,
     within_alphabet: Annotated[
         bool, typer.Option("--within-alphabet", help="All N classes from one alphabet.")
     ] = False,
@@ -119,40 +132,47 @@ def eval_command(
     seed: int = 0,
     data: DataOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
+    episodes_from: EpisodesFrom = None,
+    images: Images = None,
+    image_shape: ImageShape = None,
+    invert: Invert = None,
+    mean: Mean = None,
+    std: Std = None,
+    resample: Resample = "box",
+    predictions: Predictions = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Evaluate a checkpoint: mean accuracy and 95% CI over seeded episodes, or the one-shot runs."""
     modes = MODES if mode == "both" else (mode,)
     if any(m not in MODES for m in modes):
         raise UserError(f"unknown --mode {mode!r}: accepted are full, head, both.")
+    source = EpisodeOptions(episodes_from, images, runs, image_shape, invert, mean, std, resample)
     checkpoint = load_checkpoint(ckpt)
     learner = checkpoint.learner
     torch.manual_seed(seed)
     if runs is not None:
-        one_shot = read_runs(runs)
-        result = {"checkpoint": str(ckpt), "algorithm": learner.algorithm, "runs": {}}
-        for m in modes:
-            errors = {r.name: run_error(learner, r, m) for r in one_shot}
-            result["runs"][m] = {"mean_error": sum(errors.values()) / len(errors), "per_run_error": errors}
-        if as_json:
-            typer.echo(json.dumps(result, indent=2))
-            return
-        for m, r in result["runs"].items():
-            typer.echo(f"{learner.algorithm} ({m}): mean error {r['mean_error']:.2f}% over {len(one_shot)} runs")
-            for name, err in r["per_run_error"].items():
-                typer.echo(f"  {name}: {err:.2f}%")
+        _eval_runs(ckpt, learner, source.load(EpisodeShape(), None, seed, "eval"), modes, as_json, predictions)
         return
-    images = load_omniglot(data).split(split)
+    if source.given:
+        chosen = _user_episodes(learner, source, ways, shots, queries, episodes, seed)
+        _eval_episodes(ckpt, learner, chosen, modes, seed, as_json, progress and not as_json, predictions)
+        return
+    ways, shots, queries, episodes = ways or 5, shots or 1, queries or 15, episodes or 1000
+    images_of = load_omniglot(data).split(split)
     results = {}
     for m in modes:
         summary = evaluate(
-            learner, images, ways, shots, queries, episodes, seed, within_alphabet, m, progress and not as_json
+            learner, images_of, ways, shots, queries, episodes, seed, within_alphabet, m, progress and not as_json
         )
         results[m] = summary.to_dict()
         if not as_json:
             where = f"{split}, within alphabet" if within_alphabet else split
             shape = f"{ways}-way {shots}-shot"
             typer.echo(f"{learner.algorithm} {shape} ({m}, {where}): {summary} over {summary.episodes} episodes")
+    if predictions is not None:  # the same seeded episodes again, as an EpisodeSet that keeps per-episode predictions
+        sampler = EpisodeSampler(images_of, ways, shots, queries, seed=seed, within_alphabet=within_alphabet)
+        chosen = EpisodeSet.sampled(sampler, episodes, f"Omniglot meta-{split} alphabets (seed {seed})")
+        write_predictions(predictions, chosen, {m: predict_episodes(learner, chosen, m, False) for m in modes})
     if as_json:
         typer.echo(
             json.dumps(
@@ -170,3 +190,54 @@ def eval_command(
                 indent=2,
             )
         )
+
+
+def _user_episodes(learner: MetaLearner, source: EpisodeOptions, ways: int | None, shots: int | None,
+                   queries: int | None, count: int | None, seed: int) -> EpisodeSet:  # fmt: skip
+    """The user's episodes for a learner: drawn from --images (in the learner's channels), or a file's."""
+    channels = learner.backbone_config.in_channels
+    if source.images is not None:
+        ways, shots, queries = ways or 5, shots or 1, queries or 15
+        shape = EpisodeShape(ways, shots, ways * queries, source.transform((channels, 28, 28)).shape)
+        return source.load(shape, count or 1000, seed, f"{ways}-way {shots}-shot evaluation")
+    total = None if ways is None or queries is None else ways * queries
+    chosen = source.load(EpisodeShape(ways, shots, total), count, seed, "--ways, --shots and --queries")
+    if chosen.image_shape[0] != channels:
+        raise UserError(f"{chosen.source} holds {chosen.image_shape[0]}-channel images, but the learner takes "
+                        f"{channels}-channel images.")  # fmt: skip
+    return chosen
+
+
+def _eval_episodes(ckpt: Path, learner: MetaLearner, chosen: EpisodeSet, modes: tuple[str, ...], seed: int,
+                   as_json: bool, progress: bool, path: Path | None) -> None:  # fmt: skip
+    """Accuracy (when labelled) and predictions of the learner on the user's episodes, per mode."""
+    produced = {m: predict_episodes(learner, chosen, m, progress) for m in modes}
+    results = {m: None if (a := accuracy_of(chosen, p)) is None else a.to_dict() for m, p in produced.items()}
+    report = {"checkpoint": str(ckpt), "algorithm": learner.algorithm, "ways": chosen.ways, "shots": chosen.shots,
+              "queries": chosen.queries, "episodes": len(chosen), "seed": seed, "modes": results}  # fmt: skip
+    finish(report, chosen, produced, path)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    for m, result in results.items():
+        shape = f"{chosen.ways}-way {chosen.shots}-shot"
+        score = "no query labels: predictions only" if result is None else (
+            f"{100 * result['accuracy']:.2f} +- {100 * result['ci95']:.2f} %")  # fmt: skip
+        typer.echo(f"{learner.algorithm} {shape} ({m}, {chosen.source}): {score} over {len(chosen)} episodes")
+
+
+def _eval_runs(ckpt: Path, learner: MetaLearner, chosen: EpisodeSet, modes: tuple[str, ...], as_json: bool,
+               path: Path | None) -> None:  # fmt: skip
+    """Mean error over the one-shot runs per mode (every run's images through the learner, as `run_error`)."""
+    produced = {m: predict_episodes(learner, chosen, m, progress=False, cached=False) for m in modes}
+    result = {"checkpoint": str(ckpt), "algorithm": learner.algorithm,
+              "runs": {m: run_errors(chosen, p) for m, p in produced.items()}}  # fmt: skip
+    if path is not None:
+        write_predictions(path, chosen, produced)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    for m, r in result["runs"].items():
+        typer.echo(f"{learner.algorithm} ({m}): mean error {r['mean_error']:.2f}% over {len(chosen)} runs")
+        for name, err in r["per_run_error"].items():
+            typer.echo(f"  {name}: {err:.2f}%")

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import typer
 
+from metahw.cli_episodes import describe, echo_runs, finish
 from metahw.compiler.program import Program
 from metahw.errors import UserError
 from metahw.hw.amaranth.build import build_rtl
-from metahw.hw.amaranth.check import check_episodes, rtl_hardware
+from metahw.hw.amaranth.check import check_rtl_episodes, rtl_hardware
 from metahw.hw.amaranth.verilator import RtlMismatch, lint
-from metahw.models.data import load_omniglot
+from metahw.models.episodes import EpisodeSet
 from metahw.sim.config import HardwareConfig
 
 
@@ -43,26 +44,29 @@ def build_amaranth(program: Program, hw: HardwareConfig, out: Path, as_json: boo
                f"next: metahw report {out} --target ecp5-85k")  # fmt: skip
 
 
-def simulate_rtl(program: Program, hw: HardwareConfig, build: Path, episodes: int, seed: int, data: Path | None,
-                 stall_seed: int, as_json: bool, progress: bool) -> None:  # fmt: skip
+def simulate_rtl(program: Program, hw: HardwareConfig, build: Path, episodes: EpisodeSet, stall_seed: int,
+                 as_json: bool, progress: bool, predictions: Path | None = None) -> None:  # fmt: skip
     """Episodes in Verilator against the simulator: outputs and cycle counts side by side, exit 1 on a difference."""
     hw = rtl_hardware(program, hw)
     folder = build / f"rtl_p{hw.lanes}"
-    split = load_omniglot(data).split("test")
     try:
-        check = check_episodes(program, hw, split, episodes, folder, seed, stall_seed, progress and not as_json)
+        check = check_rtl_episodes(program, hw, episodes, folder, stall_seed, progress and not as_json)
     except RtlMismatch as exc:
         typer.echo(f"metahw: RTL and simulator disagree: {exc}", err=True)
         raise typer.Exit(1) from None
     report = {"build": str(build), "rtl": str(folder), "lanes": hw.lanes, **check.to_dict()}
+    finish(report, episodes, {"rtl": check.predictions}, predictions)
     if as_json:
         typer.echo(json.dumps(report, indent=2))
         return
-    typer.echo(f"Verilator RTL vs cycle simulator, {episodes} episodes, P={hw.lanes}: {check.matched}/{episodes} "
+    n = check.episodes
+    typer.echo(f"Verilator RTL vs cycle simulator, {describe(episodes)}, P={hw.lanes}: {check.matched}/{n} "
                f"identical (every output element, every instruction's issue cycle)")  # fmt: skip
     typer.echo(f"  cycles per episode   RTL {check.rtl_cycles:,}   simulator {check.sim_cycles:,}   "
                f"difference {check.rtl_cycles - check.sim_cycles}")  # fmt: skip
-    typer.echo(f"  accuracy             {100 * check.accuracy:.2f} %")
+    shown = "not known (no query labels)" if check.accuracy is None else f"{100 * check.accuracy:.2f} %"
+    typer.echo(f"  accuracy             {shown}")
+    echo_runs(report)
     typer.echo(f"  Verilator            {report['rtl_cycles_per_second'] / 1e6:.1f} M cycles/s "
                f"(build {check.build_seconds:.0f} s)")  # fmt: skip
 

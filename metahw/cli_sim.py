@@ -1,4 +1,8 @@
-"""`metahw simulate`: meta-test episodes of a compiled program on the cycle simulator, checked against golden."""
+"""`metahw simulate`: episodes of a compiled program on the cycle simulator, checked against golden.
+
+The episodes are seeded Omniglot meta-test episodes, or the user's own (--episodes-from,
+--images, --runs; metahw/cli_episodes.py), for the simulator, --hls and --rtl alike.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +14,27 @@ from typing import Annotated
 import typer
 
 from metahw.cli import app
+from metahw.cli_episodes import (
+    EpisodeOptions,
+    EpisodesFrom,
+    Images,
+    ImageShape,
+    Invert,
+    Mean,
+    Predictions,
+    Resample,
+    Runs,
+    Std,
+    describe,
+    echo_runs,
+    finish,
+    program_episodes,
+)
 from metahw.cli_hls import hls_sim_command
 from metahw.compiler.program import Program
 from metahw.errors import UserError
-from metahw.models.data import load_omniglot
 from metahw.sim.config import HardwareConfig, default_groups
-from metahw.sim.episodes import run_episodes
+from metahw.sim.episodes import simulate_episodes
 from metahw.sim.report import run_report
 from metahw.sim.trace import write_vcd
 
@@ -34,7 +53,9 @@ def simulate_command(
     groups: Annotated[
         int | None, typer.Option(help="Lane groups G (default: the largest that keeps every conv's lanes busy).")
     ] = None,
-    episodes: Annotated[int, typer.Option(help="Meta-test episodes.")] = 10,
+    episodes: Annotated[
+        int | None, typer.Option(help="Episodes (default 10; of a file or runs folder: all of them).")
+    ] = None,
     config: Annotated[Path | None, typer.Option(help="Hardware config JSON for the other parameters.")] = None,
     vcd: Annotated[Path | None, typer.Option(help="Write the first episode's instruction trace as VCD.")] = None,
     seed: int = 0,
@@ -45,11 +66,23 @@ def simulate_command(
         str | None, typer.Option(help="Also run the generated RTL: 'verilator' (outputs and cycles vs the simulator).")
     ] = None,
     stall_seed: Annotated[int, typer.Option(help="--rtl: withhold stream handshakes at random (0: never).")] = 0,
+    episodes_from: EpisodesFrom = None,
+    images: Images = None,
+    runs: Runs = None,
+    image_shape: ImageShape = None,
+    invert: Invert = None,
+    mean: Mean = None,
+    std: Std = None,
+    resample: Resample = "box",
+    predictions: Predictions = None,
     progress: bool = True,
 ) -> None:
     """Run episodes on the cycle simulator: accuracy, cycles, utilisation, latency, golden agreement."""
+    source = EpisodeOptions(episodes_from, images, runs, image_shape, invert, mean, std, resample)
     if hls:
-        hls_sim_command(build, episodes=episodes, seed=seed, data=data, as_json=as_json, progress=progress)
+        hls_sim_command(build, episodes=episodes, seed=seed, data=data, as_json=as_json, progress=progress,
+                        episodes_from=episodes_from, images=images, runs=runs, image_shape=image_shape,
+                        invert=invert, mean=mean, std=std, resample=resample, predictions=predictions)  # fmt: skip
         return
     if lanes is None:
         raise UserError("--lanes is required for the cycle simulator (or give --hls for the hls4ml C simulation).")
@@ -59,13 +92,14 @@ def simulate_command(
 
         refuse_unknown_rtl(rtl)
         hw = hardware_for(program, lanes, 1 if groups is None else groups, config)
-        simulate_rtl(program, hw, build, episodes, seed, data, stall_seed, as_json, progress)
+        chosen = program_episodes(program, source, episodes, seed, data)
+        simulate_rtl(program, hw, build, chosen, stall_seed, as_json, progress, predictions)
         return
     hw = hardware_for(program, lanes, groups, config)
-    split = load_omniglot(data).split("test")
+    chosen = program_episodes(program, source, episodes, seed, data)
     on_first = (lambda run: write_vcd(run, hw.clock_mhz, vcd)) if vcd is not None else None
-    runs = run_episodes(program, hw, split, episodes, seed, progress and not as_json, on_first)
-    report = run_report(program, hw, runs.first)
+    sim = simulate_episodes(program, hw, chosen, progress and not as_json, on_first)
+    report = run_report(program, hw, sim.first)
     meta = program.meta
     report |= {
         "build": str(build),
@@ -73,26 +107,27 @@ def simulate_command(
         "ways": meta.ways,
         "shots": meta.shots,
         "queries": meta.queries,
-        "episodes": episodes,
-        "accuracy": runs.accuracy.to_dict(),
-        "golden_matched": runs.matched,
-        "golden_mismatches": runs.mismatches,
-        "sim_seconds_per_episode": runs.sim_seconds / episodes,
-        "sim_cycles_per_second": episodes * runs.first.total_cycles / runs.sim_seconds,
+        "episodes": sim.episodes,
+        "accuracy": None if sim.accuracy is None else sim.accuracy.to_dict(),
+        "golden_matched": sim.matched,
+        "golden_mismatches": sim.mismatches,
+        "sim_seconds_per_episode": sim.sim_seconds / sim.episodes,
+        "sim_cycles_per_second": sim.episodes * sim.first.total_cycles / sim.sim_seconds,
     }
+    finish(report, chosen, {"simulator": sim.predictions}, predictions)
     if as_json:
         typer.echo(json.dumps(report, indent=2))
     else:
-        _print(report, hw)
-    if runs.matched != episodes:
-        typer.echo(f"metahw: simulator and golden executor disagree in {episodes - runs.matched} episode(s): "
-                   f"{runs.mismatches[0]}", err=True)  # fmt: skip
+        _print(report, hw, describe(chosen))
+    if sim.matched != sim.episodes:
+        typer.echo(f"metahw: simulator and golden executor disagree in {sim.episodes - sim.matched} episode(s): "
+                   f"{sim.mismatches[0]}", err=True)  # fmt: skip
         raise typer.Exit(1)
 
 
-def _print(r: dict, hw: HardwareConfig) -> None:
+def _print(r: dict, hw: HardwareConfig, described: str) -> None:
     typer.echo(f"{r['algorithm']} {r['ways']}-way {r['shots']}-shot, {r['queries']} queries per episode, "
-               f"{r['episodes']} meta-test episodes")  # fmt: skip
+               f"{described}")  # fmt: skip
     typer.echo(f"hardware: P={hw.lanes} lanes ({hw.groups} group(s) of {hw.group_lanes}), {hw.operand_bits}-bit "
                f"operands, {hw.acc_bits}-bit accumulators, {hw.clock_mhz:g} MHz, {hw.device}")  # fmt: skip
     typer.echo(f"{'step':<28} {'op':<20} {'cycles':>12} {'MAC util':>9}")
@@ -100,7 +135,11 @@ def _print(r: dict, hw: HardwareConfig) -> None:
         util = f"{100 * s['utilisation']:.1f}%" if s["lane_macs"] else ""
         typer.echo(f"{s['name']:<28} {s['op']:<20} {s['cycles']:>12,} {util:>9}")
     acc = r["accuracy"]
-    typer.echo(f"accuracy          {100 * acc['accuracy']:.2f} +- {100 * acc['ci95']:.2f} %")
+    if acc is None:
+        typer.echo("accuracy          not known (the episodes have no query labels)")
+    else:
+        typer.echo(f"accuracy          {100 * acc['accuracy']:.2f} +- {100 * acc['ci95']:.2f} %")
+    echo_runs(r)
     typer.echo(f"cycles/episode    {r['cycles']:,} (adaptation {r['adaptation_cycles']:,}, queries "
                f"{r['query_cycles']:,} = {r['cycles_per_query']:,.0f} per query)")  # fmt: skip
     typer.echo(f"latency           {r['latency_us']:,.1f} us per episode, {r['latency_per_query_us']:,.2f} us per "

@@ -1,14 +1,18 @@
-"""Seeded N-way K-shot Q-query episodic sampling over an `OmniglotSplit`.
+"""Seeded N-way K-shot Q-query episodic sampling over an `OmniglotSplit`, and episode sets.
 
 An episode is drawn as *indices* into the split's flattened image array (class-major: the
 k-th support example of class n sits at row n*K + k). The same indices can then gather
 either images (for training / full adaptation) or precomputed embeddings (for fast
 evaluation of frozen backbones), so both paths see identical episodes.
+
+`EpisodeSet` is the form every command that runs episodes takes: indices into one float image
+pool, whatever the episodes came from (Omniglot sampling, or the user's data through
+`models/episode_sources.py`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,22 +23,25 @@ from metahw.models.data import OmniglotSplit
 
 @dataclass(frozen=True)
 class EpisodeIndex:
-    """Flat image indices of one episode: support [N*K], query [N*Q], labels 0..N-1."""
+    """Flat image indices of one episode: support [N*K], query [Q], labels 0..N-1 (query_y None: not known)."""
 
     support: np.ndarray
     support_y: np.ndarray
     query: np.ndarray
-    query_y: np.ndarray
+    query_y: np.ndarray | None
 
 
 @dataclass(frozen=True)
 class Episode:
-    """One few-shot episode as float32 images in [0, 1] (strokes = 1) and int64 labels."""
+    """One few-shot episode as float32 images and int64 labels (query_y None when the user gave none).
 
-    support_x: np.ndarray  # [N*K, 1, 28, 28]
+    Omniglot images are in [0, 1] (strokes = 1); the user's images are as their transform made them.
+    """
+
+    support_x: np.ndarray  # [N*K, C, H, W]
     support_y: np.ndarray  # [N*K]
-    query_x: np.ndarray  # [N*Q, 1, 28, 28]
-    query_y: np.ndarray  # [N*Q]
+    query_x: np.ndarray  # [Q, C, H, W]
+    query_y: np.ndarray | None = None  # [Q]
 
     @property
     def ways(self) -> int:
@@ -113,3 +120,61 @@ class EpisodeSampler:
     def __iter__(self) -> Iterator[Episode]:
         while True:
             yield self.sample()
+
+
+@dataclass(frozen=True, eq=False)
+class EpisodeSet(Sequence[Episode]):
+    """E episodes as indices into one float32 image pool [M, C, H, W]: random access, gathered lazily.
+
+    Embedding the pool once serves every episode (eval, compare), and any backend can iterate
+    the episodes; `source` says where they came from, `names` names them (the one-shot runs).
+    """
+
+    images: np.ndarray
+    indices: tuple[EpisodeIndex, ...]
+    source: str
+    names: tuple[str, ...] | None = None
+
+    @classmethod
+    def sampled(cls, sampler: EpisodeSampler, count: int, source: str) -> EpisodeSet:
+        """The next `count` episodes of `sampler`, exactly those its `sample()` would give."""
+        split = sampler.split
+        images = split.images.reshape(-1, 1, *split.images.shape[2:]).astype(np.float32) / np.float32(255.0)
+        return cls(images, tuple(sampler.sample_index() for _ in range(count)), source)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def first(self, count: int) -> EpisodeSet:
+        """The first `count` episodes."""
+        names = None if self.names is None else self.names[:count]
+        return EpisodeSet(self.images, self.indices[:count], self.source, names)
+
+    def __getitem__(self, i: int) -> Episode:  # type: ignore[override]  # no slices: episodes are read one by one
+        index = self.indices[i]
+        return Episode(self.images[index.support], index.support_y, self.images[index.query], index.query_y)
+
+    @property
+    def labelled(self) -> bool:
+        """Whether every episode's query labels are known (else only predictions can be reported)."""
+        return all(index.query_y is not None for index in self.indices)
+
+    @property
+    def ways(self) -> int:
+        """Classes N per episode."""
+        return int(self.indices[0].support_y.max()) + 1
+
+    @property
+    def shots(self) -> int:
+        """Support examples K per class."""
+        return len(self.indices[0].support) // self.ways
+
+    @property
+    def queries(self) -> int:
+        """Query examples per episode (all classes together)."""
+        return len(self.indices[0].query)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of every image."""
+        return tuple(int(d) for d in self.images.shape[1:])  # type: ignore[return-value]

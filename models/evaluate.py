@@ -1,8 +1,9 @@
-"""Episodic evaluation of a learner: mean accuracy and 95% CI over seeded test episodes.
+"""Episodic evaluation of a learner: mean accuracy and 95% CI over seeded test episodes, or given episodes.
 
 When the backbone is frozen during adaptation (every mode except 'full' of the MAML
-family), all images of the split are embedded once and episodes are classified from the
-cached embeddings, which makes 1000-episode evaluations take seconds.
+family), all images of the split (or of the episode set's pool) are embedded once and
+episodes are classified from the cached embeddings, which makes 1000-episode evaluations
+take seconds. `evaluate_episodes` runs the user's own episodes (models/episode_sources.py).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import numpy as np
 import torch
 
 from metahw.models.data import OmniglotSplit
-from metahw.models.episodes import EpisodeSampler
+from metahw.models.episodes import EpisodeSampler, EpisodeSet
 from metahw.models.learners import MetaLearner
 from metahw.models.stats import AccuracySummary
 from metahw.progress import track
@@ -62,3 +63,40 @@ def evaluate(
             logits = learner.logits(sx, sy, qx, ways, mode)
         accuracies[i] = (logits.argmax(-1) == qy).float().mean().item()
     return AccuracySummary.of(accuracies)
+
+
+@torch.no_grad()
+def predict_episodes(
+    learner: MetaLearner, episodes: EpisodeSet, mode: str = "full", progress: bool = True, cached: bool = True
+) -> list[np.ndarray]:
+    """Predicted class ids [Q] of `learner` on every episode of the set.
+
+    With `cached` the pool is embedded once when the backbone stays frozen; without, every
+    episode's images go through `learner.logits` as `run_error` does (the one-shot runs).
+    """
+    learner.eval()
+    device = next(learner.parameters()).device
+    images = torch.from_numpy(episodes.images)
+    features = None
+    if cached and not (mode == "full" and learner.adapts_backbone):
+        features = torch.cat([learner.backbone(images[s : s + 500].to(device)) for s in range(0, len(images), 500)])
+    predictions = []
+    desc = f"eval {learner.algorithm} {episodes.ways}w{episodes.shots}s {mode}"
+    for index in track(episodes.indices, len(episodes), desc, progress):
+        ways = int(index.support_y.max()) + 1
+        sy = torch.from_numpy(index.support_y).to(device)
+        if features is not None:
+            logits = learner.logits_from_features(features[index.support], sy, features[index.query], ways, mode)
+        else:
+            with torch.enable_grad():  # the MAML family adapts the backbone by gradient steps
+                sx, qx = images[index.support].to(device), images[index.query].to(device)
+                logits = learner.logits(sx, sy, qx, ways, mode)
+        predictions.append(logits.argmax(-1).cpu().numpy())
+    return predictions
+
+
+def accuracy_of(episodes: EpisodeSet, predictions: list[np.ndarray]) -> AccuracySummary | None:
+    """Accuracy of per-episode predictions against the set's query labels (None when they are not known)."""
+    if not episodes.labelled:
+        return None
+    return AccuracySummary.of(np.array([np.mean(p == i.query_y) for p, i in zip(predictions, episodes.indices)]))

@@ -1,15 +1,16 @@
 """Meta-test episodes through the simulator, each checked against the golden executor.
 
-Used by `metahw simulate` and benchmarks/sim_speed.py: samples seeded episodes with the
-program's ways, shots and queries, turns them into the program's integer inputs, simulates
-them, compares every buffer and saturation count with the golden executor, and scores the
-predicted class ids.
+Used by `metahw simulate` and benchmarks/sim_speed.py: `simulate_episodes` takes the episodes
+(an `EpisodeSet`: seeded Omniglot episodes of the program's ways, shots and queries from
+`omniglot_episodes`, or the user's own from models/episode_sources.py), turns them into the
+program's integer inputs, simulates them, compares every buffer and saturation count with the
+golden executor, and scores the predicted class ids where the labels are known.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,7 +20,8 @@ from metahw.compiler.golden import GoldenRun, execute
 from metahw.compiler.program import Program
 from metahw.errors import UserError
 from metahw.models.data import OmniglotSplit
-from metahw.models.episodes import EpisodeSampler
+from metahw.models.episode_sources import EpisodeShape
+from metahw.models.episodes import Episode, EpisodeSampler, EpisodeSet
 from metahw.models.stats import AccuracySummary
 from metahw.progress import track
 from metahw.sim.config import HardwareConfig
@@ -30,10 +32,13 @@ PREDICTION = "prediction"
 
 @dataclass(frozen=True)
 class EpisodeRuns:
-    """What E simulated episodes gave: accuracy, golden agreement, one run's report, wall times."""
+    """What E simulated episodes gave: predictions, accuracy, golden agreement, one run's report, wall times."""
 
-    accuracy: AccuracySummary
+    #: None when the episodes carry no query labels
+    accuracy: AccuracySummary | None
     episodes: int
+    #: per episode, the predicted class id of every query
+    predictions: list[np.ndarray]
     #: episodes in which every buffer and every saturation count equalled the golden executor's
     matched: int
     #: per mismatching episode, the tensors that differed
@@ -62,6 +67,30 @@ def episode_sampler(program: Program, split: OmniglotSplit, seed: int) -> Episod
     return EpisodeSampler(split, meta.ways, meta.shots, meta.queries // meta.ways, seed=seed)
 
 
+def program_shape(program: Program) -> EpisodeShape:
+    """The episodes a compiled program takes: its ways, shots, queries and input image shape (C, H, W)."""
+    if PREDICTION not in program.buffer_map:
+        raise UserError(f"the program has no '{PREDICTION}' output to score; it is not a compiled episode")
+    meta = program.meta
+    image = tuple(program.buffer_map["support_x"].shape[1:])
+    return EpisodeShape(meta.ways, meta.shots, meta.queries, image)  # type: ignore[arg-type]
+
+
+def omniglot_episodes(program: Program, split: OmniglotSplit, episodes: int, seed: int = 0) -> EpisodeSet:
+    """`episodes` seeded episodes of `split` in the program's shape: the default source of every command."""
+    if episodes < 1:
+        raise UserError(f"--episodes must be >= 1 (got {episodes})")
+    sampler = episode_sampler(program, split, seed)
+    return EpisodeSet.sampled(sampler, episodes, f"Omniglot meta-{split.name} alphabets (seed {seed})")
+
+
+def scored(predictions: list[np.ndarray], labels: list[np.ndarray | None]) -> AccuracySummary | None:
+    """Accuracy over episodes of the predicted class ids, None when any episode's labels are unknown."""
+    if any(y is None for y in labels):
+        return None
+    return AccuracySummary.of(np.array([np.mean(p == y) for p, y in zip(predictions, labels, strict=True)]))
+
+
 def run_episodes(
     program: Program,
     hw: HardwareConfig,
@@ -71,16 +100,25 @@ def run_episodes(
     progress: bool = False,
     on_first: Callable[[SimRun], None] | None = None,
 ) -> EpisodeRuns:
-    """Simulate `episodes` seeded episodes and run the golden executor on each to compare every integer."""
-    if episodes < 1:
-        raise UserError(f"--episodes must be >= 1 (got {episodes})")
+    """Simulate `episodes` seeded episodes of `split` (see `simulate_episodes`)."""
+    return simulate_episodes(program, hw, omniglot_episodes(program, split, episodes, seed), progress, on_first)
+
+
+def simulate_episodes(
+    program: Program,
+    hw: HardwareConfig,
+    episodes: Sequence[Episode],
+    progress: bool = False,
+    on_first: Callable[[SimRun], None] | None = None,
+) -> EpisodeRuns:
+    """Simulate every episode and run the golden executor on each to compare every integer."""
+    if not episodes:
+        raise UserError("there are no episodes to simulate")
     simulator = Simulator(program, hw)
-    sampler = episode_sampler(program, split, seed)
-    accuracies, mismatches = [], []
+    predictions, labels, mismatches = [], [], []
     matched, sim_seconds, golden_seconds = 0, 0.0, 0.0
     first: SimRun | None = None
-    for _ in track(range(episodes), episodes, "simulating", progress):
-        episode = sampler.sample()
+    for episode in track(episodes, len(episodes), "simulating", progress):
         inputs = program_inputs(program, episode)
         started = time.perf_counter()
         run = simulator.run(inputs)
@@ -91,7 +129,8 @@ def run_episodes(
                 on_first(run)
         elif run.total_cycles != first.total_cycles:
             raise AssertionError("simulator bug: the cycle count depends on the data")
-        accuracies.append(float(np.mean(run.values[PREDICTION] == episode.query_y)))
+        predictions.append(run.values[PREDICTION])
+        labels.append(episode.query_y)
         started = time.perf_counter()
         differ = differences(run, execute(program, inputs))
         golden_seconds += time.perf_counter() - started
@@ -100,8 +139,9 @@ def run_episodes(
         else:
             matched += 1
     return EpisodeRuns(
-        accuracy=AccuracySummary.of(np.array(accuracies)),
-        episodes=episodes,
+        accuracy=scored(predictions, labels),
+        episodes=len(episodes),
+        predictions=predictions,
         matched=matched,
         mismatches=mismatches,
         first=first,

@@ -5,8 +5,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from metahw.compiler.episode_io import program_inputs
 from metahw.compiler.program import Program
@@ -16,9 +19,10 @@ from metahw.hw.amaranth.digests import generator_digest, program_digest
 from metahw.hw.amaranth.spec import rtl_plan
 from metahw.hw.amaranth.verilator import compare_with_sim, compile_testbench, run_rtl
 from metahw.models.data import OmniglotSplit
+from metahw.models.episodes import Episode
 from metahw.progress import StatusTracker
 from metahw.sim.config import HardwareConfig
-from metahw.sim.episodes import PREDICTION, episode_sampler
+from metahw.sim.episodes import PREDICTION, omniglot_episodes, scored
 from metahw.sim.simulator import Simulator
 from metahw.sim.widths import widest
 
@@ -53,22 +57,35 @@ class RtlCheck:
     matched: int
     rtl_cycles: int
     sim_cycles: int
-    accuracy: float
+    #: None when the episodes carry no query labels
+    accuracy: float | None
     rtl_seconds: float
     build_seconds: float
+    #: per episode, the RTL's predicted class id of every query
+    predictions: list[np.ndarray] = field(default_factory=list, repr=False)
 
     def to_dict(self) -> dict:
-        """JSON-ready."""
-        return dataclasses.asdict(self) | {"rtl_cycles_per_second": self.episodes * self.rtl_cycles / self.rtl_seconds}
+        """JSON-ready (without the predictions)."""
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "predictions"}
+        return fields | {"rtl_cycles_per_second": self.episodes * self.rtl_cycles / self.rtl_seconds}
 
 
 def check_episodes(
     program: Program, hw: HardwareConfig, split: OmniglotSplit, episodes: int, folder: Path, seed: int = 0,
     stall_seed: int = 0, progress: bool = True,
 ) -> RtlCheck:  # fmt: skip
-    """Run seeded meta-test episodes in Verilator and the simulator; raise RtlMismatch at the first difference."""
-    if episodes < 1:
-        raise UserError(f"--episodes must be >= 1 (got {episodes})")
+    """Run `episodes` seeded episodes of `split` in Verilator and the simulator (see `check_rtl_episodes`)."""
+    samples = omniglot_episodes(program, split, episodes, seed)
+    return check_rtl_episodes(program, hw, samples, folder, stall_seed, progress)
+
+
+def check_rtl_episodes(
+    program: Program, hw: HardwareConfig, episodes: Sequence[Episode], folder: Path, stall_seed: int = 0,
+    progress: bool = True,
+) -> RtlCheck:  # fmt: skip
+    """Run the episodes in Verilator and the simulator; raise RtlMismatch at the first difference."""
+    if not episodes:
+        raise UserError("there are no episodes to run in Verilator")
     with StatusTracker(3, "RTL check", progress) as status:
         started = time.perf_counter()
         ensure_rtl(program, hw, folder)
@@ -76,19 +93,18 @@ def check_episodes(
         build_seconds = time.perf_counter() - started
         status.advance(1, "RTL and Verilator testbench built")
         rp = rtl_plan(program, hw)
-        sampler = episode_sampler(program, split, seed)
-        samples = [sampler.sample() for _ in range(episodes)]
-        inputs = [program_inputs(program, s) for s in samples]
+        labels = [e.query_y for e in episodes]
+        inputs = [program_inputs(program, e) for e in episodes]
         started = time.perf_counter()
         runs = run_rtl(exe, rp, inputs, folder / "run", seed=stall_seed)
         rtl_seconds = time.perf_counter() - started
-        status.advance(1, f"{episodes} episodes run in Verilator")
+        status.advance(1, f"{len(episodes)} episodes run in Verilator")
         simulator = Simulator(program, hw)
-        correct = 0.0
-        for k, (rtl, episode, sample) in enumerate(zip(runs, inputs, samples)):
+        for k, (rtl, episode) in enumerate(zip(runs, inputs)):
             sim = simulator.run(episode)
             compare_with_sim(rp, rtl, sim, k)
-            correct += float((rtl.outputs[PREDICTION] == sample.query_y).mean())
         status.advance(1, "compared with the cycle simulator")
-    return RtlCheck(episodes, len(runs), runs[0].total_cycles, sim.total_cycles, correct / episodes, rtl_seconds,
-                    build_seconds)  # fmt: skip
+    predictions = [rtl.outputs[PREDICTION] for rtl in runs]
+    accuracy = scored(predictions, labels)
+    return RtlCheck(len(episodes), len(runs), runs[0].total_cycles, sim.total_cycles,
+                    None if accuracy is None else accuracy.mean, rtl_seconds, build_seconds, predictions)  # fmt: skip

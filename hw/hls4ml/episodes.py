@@ -1,17 +1,18 @@
 """Meta-test episodes of a compiled Program through the hls4ml C simulation, each checked against golden.
 
-`run_hls_episodes` is the library entry point behind `metahw hls-sim` (and `metahw simulate
---hls`): it builds the design, writes and compiles the hls4ml project, samples seeded
-episodes with the program's ways, shots and queries, and runs every one through the C
-simulation, comparing every output and traced layer with the golden executor. The first
-difference raises `HlsMismatch`.
+`check_hls_episodes` is the library entry point behind `metahw hls-sim` (and `metahw simulate
+--hls`): it builds the design, writes and compiles the hls4ml project, and runs every given
+episode (seeded Omniglot episodes with the program's ways, shots and queries from
+`run_hls_episodes`, or the user's own) through the C simulation, comparing every output and
+traced layer with the golden executor. The first difference raises `HlsMismatch`.
 """
 
 from __future__ import annotations
 
 import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +24,10 @@ from metahw.hw.hls4ml.design import build_design
 from metahw.hw.hls4ml.project import ProjectOptions
 from metahw.hw.hls4ml.simulation import HlsSimulation
 from metahw.models.data import OmniglotSplit
+from metahw.models.episodes import Episode
 from metahw.models.stats import AccuracySummary
 from metahw.progress import track
-from metahw.sim.episodes import PREDICTION, episode_sampler
+from metahw.sim.episodes import PREDICTION, omniglot_episodes, scored
 
 
 @dataclass(frozen=True)
@@ -41,12 +43,15 @@ class HlsEpisodeRuns:
     traced_layers: list[str]
     #: buffers too wide to compare through hls4ml's float64 traces
     unchecked: list[str]
-    accuracy: AccuracySummary
+    #: None when the episodes carry no query labels
+    accuracy: AccuracySummary | None
     compile_seconds: float
     csim_seconds: float
     golden_seconds: float
     wall_seconds: float
     project: str
+    #: per episode, the C simulation's predicted class id of every query
+    predictions: list[np.ndarray] = field(default_factory=list, repr=False)
 
     def to_dict(self) -> dict:
         """JSON-ready summary, with episodes per second of the C simulation alone and of the checked run."""
@@ -57,7 +62,7 @@ class HlsEpisodeRuns:
             "integers_compared": self.compared,
             "traced_layers": self.traced_layers,
             "unchecked_buffers": self.unchecked,
-            "accuracy": self.accuracy.to_dict(),
+            "accuracy": None if self.accuracy is None else self.accuracy.to_dict(),
             "compile_seconds": self.compile_seconds,
             "csim_seconds": self.csim_seconds,
             "csim_episodes_per_second": self.episodes / self.csim_seconds,
@@ -76,35 +81,47 @@ def run_hls_episodes(
     options: ProjectOptions | None = None,
     progress: bool = False,
 ) -> HlsEpisodeRuns:
-    """Compile `program`'s hls4ml design (into `project_dir`, else a temporary folder) and check `episodes` episodes."""
-    if episodes < 1:
-        raise UserError(f"--episodes must be >= 1 (got {episodes})")
+    """Check `episodes` seeded episodes of `split` through the C simulation (see `check_hls_episodes`)."""
+    samples = omniglot_episodes(program, split, episodes, seed)
+    return check_hls_episodes(program, samples, project_dir, options, progress)
+
+
+def check_hls_episodes(
+    program: Program,
+    episodes: Sequence[Episode],
+    project_dir: str | Path | None = None,
+    options: ProjectOptions | None = None,
+    progress: bool = False,
+) -> HlsEpisodeRuns:
+    """Compile `program`'s hls4ml design (into `project_dir`, else a temporary folder) and check every episode."""
+    if not episodes:
+        raise UserError("there are no episodes for the C simulation")
     design = build_design(program)
-    sampler = episode_sampler(program, split, seed)
     with tempfile.TemporaryDirectory(prefix="metahw-hls-") as scratch:
         folder = Path(project_dir) if project_dir is not None else Path(scratch) / "project"
         simulation = HlsSimulation.build(design, folder, options or ProjectOptions())
-        accuracies, compared, csim, golden = [], 0, 0.0, 0.0
+        predictions, labels, compared, csim, golden = [], [], 0, 0.0, 0.0
         started = time.perf_counter()
-        for index in track(range(episodes), episodes, "hls4ml C simulation", progress):
-            episode = sampler.sample()
+        for index, episode in enumerate(track(episodes, len(episodes), "hls4ml C simulation", progress)):
             result = simulation.run_episode(program_inputs(program, episode), index)
-            accuracies.append(float(np.mean(result.outputs[PREDICTION] == episode.query_y)))
+            predictions.append(result.outputs[PREDICTION])
+            labels.append(episode.query_y)
             compared += result.compared
             csim += result.csim_seconds
             golden += result.golden_seconds
         wall = time.perf_counter() - started
     meta = program.meta
     return HlsEpisodeRuns(
-        episodes=episodes,
-        samples=episodes * (meta.ways * meta.shots + meta.queries),
+        episodes=len(episodes),
+        samples=len(episodes) * (meta.ways * meta.shots + meta.queries),
         compared=compared,
         traced_layers=[tap.layer for tap in design.taps],
         unchecked=design.unchecked,
-        accuracy=AccuracySummary.of(np.array(accuracies)),
+        accuracy=scored(predictions, labels),
         compile_seconds=simulation.compile_seconds,
         csim_seconds=csim,
         golden_seconds=golden,
         wall_seconds=wall,
         project=str(folder) if project_dir is not None else "(temporary, removed)",
+        predictions=predictions,
     )
