@@ -16,14 +16,18 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 import torch
+from onnxruntime.capi.onnxruntime_pybind11_state import EPFail, Fail, InvalidArgument, InvalidGraph, RuntimeException
 
 from metahw.errors import UserError
 from metahw.models.data import load_omniglot
+from metahw.models.embedding_onnx import first_line
 from metahw.models.episodes import EpisodeSampler
 from metahw.models.export import EpisodeHead, HeadParams, head_logits
 from metahw.models.export_check import EpisodeArrays, ExportCheck, compare_episodes, ort_session
 
 OMNIGLOT_IMAGE = (1, 28, 28)
+#: What onnxruntime raises for a graph it cannot load or run.
+ORT_ERRORS = (EPFail, Fail, InvalidArgument, InvalidGraph, RuntimeException)
 #: An embedding as a function: float images [B, C, H, W] -> features [B, D].
 Embedder = Callable[[np.ndarray], torch.Tensor]
 
@@ -40,8 +44,8 @@ def onnx_embedder(model: onnx.ModelProto) -> Embedder:
     """The user's embedding ONNX as it was given, in onnxruntime (a fixed batch size is fed in chunks)."""
     try:
         session = ort_session(model)
-    except Exception as exc:  # onnxruntime raises its own Fail / InvalidGraph / RuntimeException types
-        raise UserError(f"onnxruntime cannot run the embedding ({str(exc).strip().splitlines()[0][:200]}).") from None
+    except ORT_ERRORS as exc:
+        raise UserError(f"onnxruntime cannot load the embedding ({first_line(exc)}).") from None
     image = session.get_inputs()[0]
     fixed = image.shape[0] if isinstance(image.shape[0], int) and image.shape[0] > 0 else None
 
@@ -102,4 +106,8 @@ def check_embedding_episode(
         features = embed(np.concatenate([sx, qx]))
         return head_logits(spec, params, features[: len(sx)], y, features[len(sx) :]).numpy()
 
-    return EmbeddingCheck(compare_episodes(model, drawn, episodes, spec.ways, reference, progress), images)
+    try:
+        result = compare_episodes(model, drawn, episodes, spec.ways, reference, progress)
+    except ORT_ERRORS as exc:
+        raise UserError(f"onnxruntime failed on the episode or the embedding ({first_line(exc)}).") from None
+    return EmbeddingCheck(result, images)

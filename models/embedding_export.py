@@ -24,7 +24,7 @@ from onnx import helper
 
 from metahw.errors import UserError
 from metahw.models.embedding_check import EmbeddingCheck, check_embedding_episode, module_embedder, onnx_embedder
-from metahw.models.embedding_onnx import Embedding, load_embedding_onnx, module_to_onnx, prepare_embedding
+from metahw.models.embedding_onnx import Embedding, first_line, load_embedding_onnx, module_to_onnx, prepare_embedding
 from metahw.models.export import (
     EpisodeHead,
     HeadParams,
@@ -155,7 +155,10 @@ def export_embedding(embedding: Embedding, head: str, spec: EpisodeHead, params:
             }
         ),
     }
-    return episode_model(f"{head}_episode", embedding.input_shape, spec, params, splice(embedding), meta)
+    try:
+        return episode_model(f"{head}_episode", embedding.input_shape, spec, params, splice(embedding), meta)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+        raise UserError(f"the episode graph around {embedding.source} is not valid ONNX ({first_line(exc)}).") from None
 
 
 def embedding_episode(

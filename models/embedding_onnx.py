@@ -60,7 +60,7 @@ def load_embedding_onnx(path: str | os.PathLike) -> onnx.ModelProto:
     try:
         return onnx.load(path)
     except (DecodeError, ValueError, OSError) as exc:
-        raise UserError(f"{path} is not a readable ONNX model ({_first_line(exc)}).") from None
+        raise UserError(f"{path} is not a readable ONNX model ({first_line(exc)}).") from None
 
 
 def module_to_onnx(module: torch.nn.Module, input_shape: tuple[int, ...]) -> onnx.ModelProto:
@@ -88,7 +88,7 @@ def module_to_onnx(module: torch.nn.Module, input_shape: tuple[int, ...]) -> onn
                 dynamic_axes={"x": {0: BATCH}, "features": {0: BATCH}},
             )
     except Exception as exc:  # the exporter raises many types (RuntimeError, TypeError, OnnxExporterError, ...)
-        raise UserError(f"torch.onnx.export failed on the embedding module ({_first_line(exc)}).") from None
+        raise UserError(f"torch.onnx.export failed on the embedding module ({first_line(exc)}).") from None
     return onnx.load_from_string(buffer.getvalue())
 
 
@@ -105,7 +105,8 @@ def prepare_embedding(model: onnx.ModelProto, source: str) -> Embedding:
     return Embedding(model, _dims(graph.input[0])[1:], _dims(graph.output[0])[1:], source)
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name if empty), for a one-sentence UserError."""
     text = str(exc).strip()
     return (text.splitlines()[0] if text else type(exc).__name__)[:200]
 
@@ -125,7 +126,7 @@ def _checked(model: onnx.ModelProto, source: str) -> onnx.ModelProto:
     try:
         onnx.checker.check_model(model)
     except (onnx.checker.ValidationError, ValueError) as exc:
-        raise UserError(f"{source} is not a valid ONNX model ({_first_line(exc)}).") from None
+        raise UserError(f"{source} is not a valid ONNX model ({first_line(exc)}).") from None
     graph = model.graph
     inputs = _graph_inputs(graph)
     if len(inputs) != 1 or len(graph.output) != 1:
@@ -162,7 +163,7 @@ def _at_episode_opset(model: onnx.ModelProto, source: str) -> onnx.ModelProto:
         return version_converter.convert_version(model, OPSET)
     except Exception as exc:  # the converter raises RuntimeError or its own C++ errors
         raise UserError(
-            f"{source} uses opset {version}, which cannot be converted to {OPSET} ({_first_line(exc)})."
+            f"{source} uses opset {version}, which cannot be converted to {OPSET} ({first_line(exc)})."
         ) from None
 
 
@@ -249,9 +250,11 @@ def _with_symbolic_batch(model: onnx.ModelProto, source: str) -> onnx.ModelProto
     output = graph.output[0].name
     probed = _probe_shapes(result).get(output)
     if not probed or len(probed) < 2 or probed[0] != _PROBE_BATCH or not all(isinstance(d, int) for d in probed[1:]):
+        found = "unknown" if probed is None else [d if isinstance(d, int) else "?" for d in probed]
         raise UserError(
-            f"{source}: the output {output!r} must be [batch, ...] with fixed sizes that follow the input's batch "
-            "(export it with a dynamic batch axis)."
+            f"{source}: at an input batch of {_PROBE_BATCH}, ONNX shape inference gives the output {output!r} the "
+            f"shape {found}, not [{_PROBE_BATCH}, fixed sizes...] (export with a dynamic batch axis and no "
+            "batch-size constants)."
         )
     dims = graph.output[0].type.tensor_type.shape.dim
     dims.add().dim_param = BATCH
@@ -260,7 +263,7 @@ def _with_symbolic_batch(model: onnx.ModelProto, source: str) -> onnx.ModelProto
     try:
         return shape_inference.infer_shapes(result, check_type=True, strict_mode=True)
     except onnx.shape_inference.InferenceError as exc:
-        raise UserError(f"ONNX shape inference failed on {source} ({_first_line(exc)}).") from None
+        raise UserError(f"ONNX shape inference failed on {source} ({first_line(exc)}).") from None
 
 
 def _replace_nodes(model: onnx.ModelProto, nodes: list[onnx.NodeProto]) -> onnx.ModelProto:

@@ -245,10 +245,18 @@ def _relu(shape: list, dtype: int = TensorProto.FLOAT) -> onnx.ModelProto:
     )
 
 
+def _batch_constant() -> onnx.ModelProto:
+    """A Reshape to the constant shape [1, 1, 16]: right for the batch it was exported at, not for any other."""
+    shape = numpy_helper.from_array(np.array([1, 1, 16], np.int64), "shape")
+    reshape = helper.make_node("Reshape", ["x", "shape"], ["y"])
+    return _graph_model([reshape], [_value("x", [1, 1, 4, 4])], [_value("y", [1, 1, 16])], [shape])
+
+
 @pytest.mark.parametrize(
     ("model", "message"),
     [
         (_two_inputs(), "one image input and one feature output"),
+        (_batch_constant(), r"gives the output 'y' the shape \[1, 1, 16\], not \[11, fixed sizes"),
         (_relu([1, 1, 4, 4], TensorProto.DOUBLE), "must be float32 images"),
         (_relu([1, 16]), r"must be \[batch, C, H, W\]"),
     ],
