@@ -199,9 +199,11 @@ def _user_episodes(learner: MetaLearner, source: EpisodeOptions, ways: int | Non
     if source.images is not None:
         ways, shots, queries = ways or 5, shots or 1, queries or 15
         shape = EpisodeShape(ways, shots, ways * queries, source.transform((channels, 28, 28)).shape)
-        return source.load(shape, count or 1000, seed, f"{ways}-way {shots}-shot evaluation")
-    total = None if ways is None or queries is None else ways * queries
-    chosen = source.load(EpisodeShape(ways, shots, total), count, seed, "--ways, --shots and --queries")
+        chosen = source.load(shape, count or 1000, seed, f"{ways}-way {shots}-shot evaluation")
+    else:
+        total = None if ways is None or queries is None else ways * queries
+        target = "the command line (--ways, --shots, --queries)"
+        chosen = source.load(EpisodeShape(ways, shots, total), count, seed, target)
     if chosen.image_shape[0] != channels:
         raise UserError(f"{chosen.source} holds {chosen.image_shape[0]}-channel images, but the learner takes "
                         f"{channels}-channel images.")  # fmt: skip

@@ -48,13 +48,14 @@ class EpisodeShape:
     image: tuple[int, int, int] | None = None
 
     def support(self) -> str:
-        """The support_x shape as text, '?' where not fixed."""
-        n = "?" if self.ways is None or self.shots is None else self.ways * self.shots
+        """The support_x shape as text, with N, K, C, H, W where not fixed."""
+        fixed = self.ways is not None and self.shots is not None
+        n = self.ways * self.shots if fixed else f"{self.ways or 'N'}*{self.shots or 'K'}"
         return _shape_text(n, self.image)
 
     def query(self) -> str:
-        """The query_x shape as text, '?' where not fixed."""
-        return _shape_text("?" if self.queries is None else self.queries, self.image)
+        """The query_x shape as text, with Q, C, H, W where not fixed."""
+        return _shape_text("Q" if self.queries is None else self.queries, self.image)
 
     def accepts(self, ways: int, shots: int, queries: int, image: tuple[int, ...]) -> bool:
         """Whether episodes of this N, K, Q and image shape fit (unfixed fields fit anything)."""
@@ -150,12 +151,15 @@ def read_npz_episodes(path: str | os.PathLike, shape: EpisodeShape, target: str 
                             f"{list(sx.shape)} and query_x {list(qx.shape)}.")  # fmt: skip
     if len(sx) == 0:
         raise UserError(f"{path} holds no episodes (support_x has E = 0).")
+    inferred = int(sy.max()) + 1
     n = shape.ways * shape.shots if shape.ways is not None and shape.shots is not None else sx.shape[1]
     image = shape.image or sx.shape[2:]
-    if (sx.shape[1], qx.shape[1], sx.shape[2:], qx.shape[2:]) != (n, shape.queries or qx.shape[1], image, image):
+    wrong_ways = shape.ways is not None and shape.shots is None and inferred != shape.ways
+    if wrong_ways or (sx.shape[1], qx.shape[1], sx.shape[2:], qx.shape[2:]) != (n, shape.queries or qx.shape[1], image,
+                                                                                image):  # fmt: skip
         raise UserError(f"{path} holds support_x {list(sx.shape)} and query_x {list(qx.shape)}, but {target} takes "
                         f"support_x [E, {shape.support()[1:]} and query_x [E, {shape.query()[1:]}.")  # fmt: skip
-    ways = shape.ways if shape.ways is not None else int(sy.max()) + 1
+    ways = shape.ways if shape.ways is not None else inferred
     _check_labels(path, "support_y", sy, ways)
     if qy is not None:
         _check_labels(path, "query_y", qy, ways)
