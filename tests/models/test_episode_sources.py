@@ -121,8 +121,9 @@ def test_eval_on_own_episodes_and_predictions(omniglot, tiny_checkpoint, tmp_pat
             assert report["modes"][mode]["accuracy"] == pytest.approx(accuracy)
     assert (report["ways"], report["shots"], report["queries"], report["episodes"]) == (5, 1, 10, 3)
     wrong = cli("eval", tiny_checkpoint, "--episodes-from", path, "--ways", "3")
-    assert wrong.code == 2 and "holds support_x [3, 5, 1, 28, 28] and query_x [3, 10, 1, 28, 28], but the command " \
-        "line (--ways, --shots, --queries) takes support_x [E, 3*K, C, H, W]" in wrong.stderr
+    expected = ("holds support_x [3, 5, 1, 28, 28] and query_x [3, 10, 1, 28, 28], but the command line (--ways, "
+                "--shots, --queries) takes support_x [E, 3*K, C, H, W]")  # fmt: skip
+    assert wrong.code == 2 and expected in wrong.stderr
 
 
 def test_eval_runs_predictions(runs, tiny_checkpoint, tmp_path, cli):
