@@ -2,8 +2,8 @@
 
 docs/microarchitecture.md §5. Per output channel tile t, per output position in pool-window
 order (py, px, then wy, wx), per input channel c and kernel offset (i, j), one beat reads the
-input element at window coordinates (yy, xx) = (y + i - pad, x + j - pad), where (y, x) is
-the conv position (2 py + wy, 2 px + wx under a 2x2 pool). A streamed image (linear layout)
+input element at window coordinates (yy, xx) = (S y + i - pad, S x + j - pad), where (y, x) is
+the conv position (2 py + wy, 2 px + wx under a 2x2 pool) and S the stride. A streamed image (linear layout)
 holds it at element `c * H * W + yy * W + xx`, lane that mod P; a conv output (channel layout)
 at word `(c / P) * H * W + yy * W + xx`, lane c mod P.
 
@@ -77,8 +77,8 @@ def conv_walk(
         tap=Signal(name="conv_tap"), waddr=waddr, oaddr=oaddr, first=Signal(name="conv_first"),
         last=Signal(name="conv_last"), win0=Signal(name="conv_win0"), winlast=Signal(name="conv_winlast"), t=t,
     )  # fmt: skip
-    span = max(conv.height * conv.width + 2 * (conv.width + 1) * conv.kernel + 2 * conv.out_width + conv.fan_in
-               for conv in convs) + 2  # fmt: skip
+    span = max(conv.height * conv.width + 2 * (conv.width + 1) * conv.kernel
+               + 2 * conv.stride * (conv.out_width + conv.width) + conv.fan_in for conv in convs) + 2  # fmt: skip
     steps = _Steps(*(Signal(range(-span, span), name=f"conv_{n}") for n in (f.name for f in fields(_Steps))))
     loops = dict(t=t, py=py, px=px, wy=wy, wx=wx, c=c, i=i, j=j, k=k, beat=beat)
     flags = dict(jwrap=Signal(name="conv_jwrap"), iwrap=Signal(name="conv_iwrap"), cwrap=Signal(name="conv_cwrap"),
@@ -161,8 +161,9 @@ def _position_steps(m: Module, conv: ConvLayer, loops: dict, flags: dict, steps:
     advance = loops["beat"] & flags["advance"]
     ow = conv.out_width
 
-    def move(dx: int, dy: int) -> None:
-        m.d.comb += [steps.dx.eq(dx), steps.dy.eq(dy), steps.corner.eq(dy * conv.width + dx)]
+    def move(dx: int, dy: int) -> None:  # a move of the conv position: S times as far in the input
+        s = conv.stride
+        m.d.comb += [steps.dx.eq(s * dx), steps.dy.eq(s * dy), steps.corner.eq(s * (dy * conv.width + dx))]
 
     def next_pixel(dx: int, dy: int, dx_row: int, dy_row: int) -> None:
         move(dx, dy)
@@ -191,6 +192,8 @@ def _position_steps(m: Module, conv: ConvLayer, loops: dict, flags: dict, steps:
                     m.d.sync += wy.eq(0)
                 next_pixel(1, -1, -(2 * ow - 1), 1)
     else:
+        with m.If(advance):  # no window: wx, wy stay 0 (assigned in every layer's case, a complete case statement)
+            m.d.sync += [wx.eq(0), wy.eq(0)]
         next_pixel(1, 0, -(ow - 1), 1)
 
 

@@ -106,10 +106,14 @@ def _conv(top: Accelerator, m: Module) -> None:
         Signal(name="conv_relu"),
         Signal.like(top.ppu_select, name="conv_requant"),
     )
+    leaky, accumulate = Signal(name="conv_leaky"), Signal(name="conv_accumulate")
+    scale, negative_scale = (Signal.like(top.ppu_scale, name=f"conv_{n}") for n in ("scale", "negative_scale"))
     with m.Switch(lop):
         for index, layer in enumerate(rp.convs):
             with case(m, index, len(rp.convs)):
                 m.d.comb += [bias_base.eq(layer.bias_base), relu.eq(layer.relu), requant.eq(layer.requant)]
+                m.d.comb += [leaky.eq(layer.leaky), accumulate.eq(layer.accumulate), scale.eq(layer.scale),
+                             negative_scale.eq(layer.negative_scale)]  # fmt: skip
     top.drive(top.bias_rd.addr, Mux(active, bias_base + t3, 0))
     for n in range(p):
         bias = top.bias_rd.data.word_select(n, rp.hw.acc_bits).as_signed()
@@ -117,7 +121,8 @@ def _conv(top: Accelerator, m: Module) -> None:
     # PPU controls with the accumulators (stage 5); the write with the PPU output (stage 6)
     win0_5, winlast5 = delay(m, walk.win0, 5, "conv_win0"), delay(m, walk.winlast, 5, "conv_winlast")
     oaddr6 = delay(m, walk.oaddr, 6, "conv_oaddr")
-    top.ppu_controls(active, select=requant, relu=relu, first=win0_5, emit=winlast5)
+    top.ppu_controls(active, select=requant, relu=relu, first=win0_5, emit=winlast5, scale=scale, leaky=leaky,
+                     negative_scale=negative_scale, accumulate=accumulate)  # fmt: skip
     write = top.ppu_valid & active
     result = Cat(*[top.ppu_result[n][: rp.act_bits] for n in range(p)])
     for b in range(2):
@@ -129,7 +134,12 @@ def _conv(top: Accelerator, m: Module) -> None:
 
 
 def _flatten(top: Accelerator, m: Module) -> None:
-    """VECTOR: one AMEM word (P channels of a 1x1 map) per beat into row `image` of a head memory."""
+    """VECTOR: one AMEM word (P channels at one map position) per beat into row `image` of a head memory.
+
+    AMEM words are read in address order (channel tile t, then position pos); the word's P
+    lanes are features pos * C + t * P + lane of the channels-last row (`FlattenOp`), a
+    running sum `col` of C per position and P per tile.
+    """
     rp, p = top.rp, top.lanes
     ops = rp.engine_ops(FLATTEN)
     if not ops:
@@ -139,19 +149,47 @@ def _flatten(top: Accelerator, m: Module) -> None:
         m.d.sync += block.eq(0)
     with m.Elif(top.beat_of(FLATTEN)):
         m.d.sync += block.eq(block + 1)
+
     bank = top.cur["bank"]
     for b in range(2):
         top.drive(top.amem_rd[b].addr, Mux(top.active(FLATTEN) & (bank == b), block, 0))
-    v1, block1 = delay(m, top.beat_of(FLATTEN), 1, "flat_v"), delay(m, block, 1, "flat_block")
+    v1 = delay(m, top.beat_of(FLATTEN), 1, "flat_v")
     data = Signal(p * rp.act_bits, name="flat_data")
     m.d.sync += data.eq(Mux(bank, top.amem_rd[1].data, top.amem_rd[0].data))
-    v2, block2 = delay(m, v1, 1, "flat_v2"), delay(m, block1, 1, "flat_b2")
+    v2 = delay(m, v1, 1, "flat_v2")
+    if any(op.positions > 1 for op in ops):
+        tile, col = _flatten_columns(top, m, ops)
+        tile2, col2 = delay(m, tile, 2, "flat_tile"), delay(m, col, 2, "flat_col")
+    else:  # 1x1 maps: the word index is the tile, its first feature tile * P
+        tile2 = delay(m, block, 2, "flat_block")
+        col2 = tile2 * p
     lanes = [data.word_select(n, rp.act_bits) for n in range(p)]
     for op, flat in enumerate(ops):
         cols = rp.heads[flat.out].cols
         here = v2 & top.mine(FLATTEN, op)
-        start = top.cur["image"] * cols + block2 * p
-        top.write(flat.out, start, block_mask(block2, cols, p), lanes, here)
+        start = top.cur["image"] * cols + col2
+        top.write(flat.out, start, block_mask(tile2, flat.channels, p), lanes, here)
+
+
+def _flatten_columns(top: Accelerator, m: Module, ops: list) -> tuple[Signal, Signal]:
+    """The channel tile and the first feature column of each beat's word, for maps larger than 1x1."""
+    p = top.lanes
+    largest = max(op.channels * op.positions for op in ops)
+    pos, tile = Signal(range(max(op.positions for op in ops) + 1), name="flat_pos"), Signal(16, name="flat_tile")
+    col, tile_col = Signal(range(largest + p + 1), name="flat_col"), Signal(range(largest + p + 1), name="flat_tcol")
+    channels, last_pos = Signal.like(col, name="flat_channels"), Signal.like(pos, name="flat_last_pos")
+    with m.Switch(top.cur["op"]):
+        for index, op in enumerate(ops):
+            with case(m, index, len(ops)):
+                m.d.comb += [channels.eq(op.channels), last_pos.eq(op.positions - 1)]
+    with m.If(top.issued(FLATTEN)):
+        m.d.sync += [pos.eq(0), tile.eq(0), col.eq(0), tile_col.eq(0)]
+    with m.Elif(top.beat_of(FLATTEN)):
+        with m.If(pos == last_pos):
+            m.d.sync += [pos.eq(0), tile.eq(tile + 1), tile_col.eq(tile_col + p), col.eq(tile_col + p)]
+        with m.Else():
+            m.d.sync += [pos.eq(pos + 1), col.eq(col + channels)]
+    return tile, col
 
 
 def block_mask(block: object, cols: int, lanes: int) -> object:

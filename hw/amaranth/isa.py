@@ -68,8 +68,15 @@ class ConvLayer:
     out_channels: int
     kernel: int
     padding: int
+    stride: int
     pool: bool
     relu: bool
+    #: LeakyReLU: the PPU scales negative sums by factor `negative_scale`, the others by factor `scale`
+    leaky: bool
+    scale: int
+    negative_scale: int
+    #: a 2x2 average: the PPU sums the window (else it takes the max)
+    accumulate: bool
     #: the input is a streamed image in the linear AMEM layout (else the channel layout)
     linear_input: bool
     in_format: QFormat
@@ -85,14 +92,24 @@ class ConvLayer:
         return self.channels * self.kernel * self.kernel
 
     @property
+    def conv_height(self) -> int:
+        """Rows of the convolution's output: (H + 2 pad - K) // stride + 1."""
+        return (self.height + 2 * self.padding - self.kernel) // self.stride + 1
+
+    @property
+    def conv_width(self) -> int:
+        """Columns of the convolution's output."""
+        return (self.width + 2 * self.padding - self.kernel) // self.stride + 1
+
+    @property
     def rows(self) -> int:
         """Output rows computed (a floor-mode pool drops the last odd row)."""
-        return self.height // 2 * 2 if self.pool else self.height
+        return self.conv_height // 2 * 2 if self.pool else self.conv_height
 
     @property
     def cols(self) -> int:
         """Output columns computed."""
-        return self.width // 2 * 2 if self.pool else self.width
+        return self.conv_width // 2 * 2 if self.pool else self.conv_width
 
     @property
     def out_height(self) -> int:
@@ -115,6 +132,8 @@ class HeadBuffer:
     qformat: QFormat
     #: read-only contents in linear order (a state buffer's initial value); empty for run-time memories
     init: tuple[int, ...] = ()
+    #: a writer stores windows that start inside a word (`store.memory_depths`)
+    unaligned: bool = False
 
 
 @dataclass(frozen=True)
@@ -137,9 +156,15 @@ class Instruction:
 
 @dataclass(frozen=True)
 class FlattenOp:
-    """FLATTEN: one AMEM word (P channels of a 1x1 map) per beat into row `image` of `out`."""
+    """FLATTEN: one AMEM word (P channels at one position of a C x H x W map) per beat into row `image` of `out`.
+
+    The word of channel tile t at position pos holds features pos * C + t * P + lane (the
+    program's channels-last order; C order for a 1x1 map).
+    """
 
     out: str
+    channels: int = 1
+    positions: int = 1
 
 
 @dataclass(frozen=True)

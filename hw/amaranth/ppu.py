@@ -2,10 +2,12 @@
 
 docs/microarchitecture.md §4. One register stage, then the requantisers (combinational):
 
-    scaled   = value * factor              factor: one of the constant `factors`, or `operand` (per lane)
+    scaled   = value * factor              factor: one of the constant `factors` (`negative_scale` for a
+                                           negative value under `leaky`: LeakyReLU), or `operand` (per lane)
     combined = (addend << a) - (scaled << g)   for update case (a, g) of `updates`, else scaled
     rectified = max(combined, 0) with `relu`
     running  = rectified if `first`, else max(held, rectified)         (2x2 max pooling)
+                                     or held + rectified with `accumulate` (2x2 average)
     raw     <= running when `valid & emit`; `out_valid` one cycle later
     result   = requantise(raw, `requants[select]`)
 
@@ -43,8 +45,12 @@ class PpuLane(wiring.Component):
         rounding: str,
         overflow: str,
         built: frozenset[int] | None = None,
+        leaky: bool = False,
+        accumulate: bool = False,
     ) -> None:
         self.width = width
+        #: build the LeakyReLU factor choice and the running sum only for programs that use them
+        self.has_leaky, self.has_accumulate = leaky, accumulate
         self.built = built
         self.factors = list(factors)
         self.updates = list(updates)
@@ -59,6 +65,9 @@ class PpuLane(wiring.Component):
                 "first": In(1),
                 "emit": In(1),
                 "scale": In(range(max(2, len(self.factors)))),
+                "leaky": In(1),
+                "negative_scale": In(range(max(2, len(self.factors)))),
+                "accumulate": In(1),
                 "variable": In(1),
                 "operand": In(signed(operand_bits)),
                 "update": In(range(len(self.updates) + 2)),
@@ -78,7 +87,10 @@ class PpuLane(wiring.Component):
         with m.If(self.variable):  # the multiplicand is an operand then (an exp value, a feature)
             m.d.comb += scaled.eq(self.value[: len(self.operand)].as_signed() * self.operand)
         with m.Else():
-            with m.Switch(self.scale):
+            factor = self.scale
+            if self.has_leaky:
+                factor = Mux(self.leaky & (self.value < 0), self.negative_scale, self.scale)
+            with m.Switch(factor):
                 for index, factor in enumerate(self.factors):
                     with _cases(m, index, len(self.factors)):
                         m.d.comb += scaled.eq(times_constant(self.value, factor, w))
@@ -92,6 +104,8 @@ class PpuLane(wiring.Component):
         rectified = Mux(self.relu & (combined < 0), 0, combined)
         held = Signal(signed(w), name="held")
         running = Mux(self.first | (rectified > held), rectified, held)
+        if self.has_accumulate:
+            running = Mux(self.accumulate & ~self.first, held + rectified, running)
         select = Signal.like(self.select, name="select_out")
         with m.If(self.valid):
             m.d.sync += held.eq(running)

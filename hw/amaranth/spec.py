@@ -148,7 +148,7 @@ class RtlPlan:
     def _head(self, head: HeadBuffer) -> HeadBuffer:
         old = self.heads.get(head.name)
         if old is not None:
-            head = dataclasses.replace(head, init=old.init)
+            head = dataclasses.replace(head, init=old.init, unaligned=old.unaligned or head.unaligned)
         self.heads[head.name] = head
         return head
 
@@ -162,7 +162,7 @@ class RtlPlan:
             ("amem1", p * self.act_bits, max(2, self.amem_depth)),
         ]
         for head in self.heads.values():
-            depths = memory_depths(head.rows, head.cols, p)
+            depths = memory_depths(head.rows, head.cols, p, head.unaligned)
             for k, depth in enumerate(depths):
                 bank = f" (bank {k})" if len(depths) > 1 else ""
                 mems.append((f"head {head.name}{bank}", p * head.qformat.bits, depth))
@@ -216,10 +216,14 @@ def _segment(rp: RtlPlan, segment, buffers: dict[str, Buffer]) -> None:
         convs.append(_conv_layer(rp, op, buffers, linear=k == 0))
     flat = ops[-1]
     last = buffers[flat.input]
-    if last.shape[2:] != (1, 1):
-        raise refuse(f"Flatten '{flat.name}' flattens {last.shape[2]}x{last.shape[3]} maps (the RTL needs 1x1)")
+    positions = last.shape[2] * last.shape[3]
+    if positions > 1 and not flat.channels_last:
+        raise refuse(f"Flatten '{flat.name}' flattens a {last.shape[2]}x{last.shape[3]} map in C order (the RTL "
+                     "writes maps channels last, as the compiler flattens them)")  # fmt: skip
     feats = buffers[flat.output]
-    rp.store(feats)
+    head = rp.store(feats)
+    if positions > 1 and last.shape[1] % rp.lanes:  # words of a position start at pos * C: inside a word
+        rp.heads[feats.name] = dataclasses.replace(head, unaligned=True)
     rp.act_bits = max(rp.act_bits, last.qformat.bits)
     for b in range(segment.batch):
         rp.instructions.append(
@@ -236,7 +240,8 @@ def _segment(rp: RtlPlan, segment, buffers: dict[str, Buffer]) -> None:
             beats = layer.tiles * layer.rows * layer.cols * layer.fan_in
             rp.instructions.append(Instruction(CONV, beats, op=conv, image=b, bank=k % 2, label=ops[k].name))
         tiles = -(-last.shape[1] // rp.lanes)
-        rp.emit(FLATTEN, tiles, FlattenOp(feats.name), flat.name, image=b, bank=len(convs) % 2)
+        descriptor = FlattenOp(feats.name, last.shape[1], positions)
+        rp.emit(FLATTEN, tiles * positions, descriptor, flat.name, image=b, bank=len(convs) % 2)
 
 
 def _conv_layer(rp: RtlPlan, op: Conv2d, buffers: dict[str, Buffer], linear: bool) -> int:
@@ -247,7 +252,10 @@ def _conv_layer(rp: RtlPlan, op: Conv2d, buffers: dict[str, Buffer], linear: boo
             raise refuse(f"'{buf.name}' has per-channel formats")
     o, c, k, _ = w.shape
     acc_frac = x.qformat.frac + w.qformat.frac
-    requant = rp.requant_index(RequantSpec(acc_frac - out.qformat.frac, out.qformat))
+    requant = rp.requant_index(RequantSpec(acc_frac + op.post_frac() - out.qformat.frac, out.qformat))
+    leaky = op.leaky_slope is not None
+    scale = rp.factor_index(1 << op.leaky_frac) if leaky else 0
+    negative_scale = rp.factor_index(op.leaky_slope) if leaky else 0
     p = rp.lanes
     tiles = -(-o // p)
     key = (op.weight, op.bias)
@@ -270,8 +278,13 @@ def _conv_layer(rp: RtlPlan, op: Conv2d, buffers: dict[str, Buffer], linear: boo
         out_channels=o,
         kernel=k,
         padding=op.padding,
+        stride=op.stride,
         pool=op.pool,
         relu=op.relu,
+        leaky=leaky,
+        scale=scale,
+        negative_scale=negative_scale,
+        accumulate=op.pool and op.pool_mode == "avg",
         linear_input=linear,
         in_format=x.qformat,
         tiles=tiles,

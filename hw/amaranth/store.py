@@ -19,10 +19,14 @@ def _lg(n: int) -> int:
     return (n - 1).bit_length()
 
 
-def memory_depths(rows: int, cols: int, lanes: int) -> list[int]:
-    """Words of each memory of a [rows, cols] head memory: one memory, or the even and the odd words."""
+def memory_depths(rows: int, cols: int, lanes: int, unaligned: bool = False) -> list[int]:
+    """Words of each memory of a [rows, cols] head memory: one memory, or the even and the odd words.
+
+    `unaligned`: some writer stores windows that start inside a word even where rows start on words
+    (the flatten of a map whose channel count is not a multiple of P).
+    """
     words = -(-rows * cols // lanes)
-    if cols % lanes == 0 or rows == 1:
+    if (cols % lanes == 0 or rows == 1) and not unaligned:
         return [max(2, words)]
     return [max(2, -(-(words + 1) // 2))] * 2
 
@@ -52,10 +56,10 @@ class LinearStore(wiring.Component):
     """
 
     def __init__(self, rows: int, cols: int, lanes: int, bits: int, init: list[int] | None = None,
-                 window_writes: bool = True) -> None:  # fmt: skip
+                 window_writes: bool = True, unaligned: bool = False) -> None:  # fmt: skip
         self.rows, self.cols, self.lanes, self.bits = rows, cols, lanes, bits
         self.size = rows * cols
-        self.depths = memory_depths(rows, cols, lanes)
+        self.depths = memory_depths(rows, cols, lanes, unaligned)
         self.windows = len(self.depths) == 2
         self.window_writes = window_writes
         self._elaborated = False

@@ -151,12 +151,14 @@ class Accelerator(wiring.Component):
         """Some label of `name` lies outside 0..ways-1."""
         return Cat(*[reg >= ways for reg in self.labels[name]]).any()
 
-    def ppu_controls(self, enable: object, *, scale: int = 0, select: int = 0, update: int = 0, relu: object = 0,
-                     first: object = 1, emit: object = 1, variable: int = 0) -> None:  # fmt: skip
+    def ppu_controls(self, enable: object, *, scale: object = 0, select: object = 0, update: int = 0,
+                     relu: object = 0, first: object = 1, emit: object = 1, variable: int = 0, leaky: object = 0,
+                     negative_scale: object = 0, accumulate: object = 0) -> None:  # fmt: skip
         """Drive the PPU's shared controls for one engine's op while `enable`."""
         for port, value in ((self.ppu_scale, scale), (self.ppu_select, select), (self.ppu_update, update),
                             (self.ppu_relu, relu), (self.ppu_first, first), (self.ppu_emit, emit),
-                            (self.ppu_variable, variable)):  # fmt: skip
+                            (self.ppu_variable, variable), (self.ppu_leaky, leaky),
+                            (self.ppu_negative_scale, negative_scale), (self.ppu_accumulate, accumulate)):  # fmt: skip
             self.drive(port, Mux(enable, value, 0))
 
     # ------------------------------------------------------------------ datapath
@@ -176,7 +178,9 @@ class Accelerator(wiring.Component):
         self.ppu_relu, self.ppu_first, self.ppu_emit, self.ppu_variable, self.ppu_vec_valid = (
             Signal(name=f"ppu_{n}") for n in ("relu", "first", "emit", "variable", "vec_valid")
         )
+        self.ppu_leaky, self.ppu_accumulate = Signal(name="ppu_leaky"), Signal(name="ppu_accumulate")
         self.ppu_scale = Signal(range(max(2, len(rp.factors))), name="ppu_scale")
+        self.ppu_negative_scale = Signal.like(self.ppu_scale, name="ppu_negative_scale")
         self.ppu_update = Signal(range(len(rp.updates) + 2), name="ppu_update")
         self.ppu_select = Signal(range(max(2, len(rp.requants))), name="ppu_select")
         self.ppu_lane_select = [Signal.like(self.ppu_select, name=f"ppu_lane_select{k}") for k in range(p)]
@@ -190,7 +194,8 @@ class Accelerator(wiring.Component):
         for k in range(p):
             built = frozenset(range(len(rp.requants))) - (reduce_only if k else set())
             lane = PpuLane(a, ob, rp.factors, rp.updates, rp.requants, rp.program.meta.rounding,
-                           rp.program.meta.overflow, built or None)  # fmt: skip
+                           rp.program.meta.overflow, built or None, leaky=any(c.leaky for c in rp.convs),
+                           accumulate=any(c.accumulate for c in rp.convs))  # fmt: skip
             m.submodules[f"ppu{k}"] = lane
             self.ppu.append(lane)
             value = Mux(mac.lane_valid, mac.lane_acc[k], self.ppu_vec[k])
@@ -203,6 +208,9 @@ class Accelerator(wiring.Component):
                 lane.first.eq(self.ppu_first),
                 lane.emit.eq(self.ppu_emit),
                 lane.scale.eq(self.ppu_scale),
+                lane.leaky.eq(self.ppu_leaky),
+                lane.negative_scale.eq(self.ppu_negative_scale),
+                lane.accumulate.eq(self.ppu_accumulate),
                 lane.variable.eq(self.ppu_variable),
                 lane.operand.eq(self.ppu_operand[k]),
                 lane.update.eq(self.ppu_update),
@@ -238,7 +246,8 @@ class Accelerator(wiring.Component):
             self.amem_wr.append(mem.write_port(granularity=rp.act_bits))
         self.stores: dict[str, LinearStore] = {}
         for name, head in rp.heads.items():
-            store = LinearStore(head.rows, head.cols, p, head.qformat.bits, list(head.init), window_writes=False)
+            store = LinearStore(head.rows, head.cols, p, head.qformat.bits, list(head.init), window_writes=False,
+                                unaligned=head.unaligned)  # fmt: skip
             m.submodules[f"head_{_safe(name)}"] = store
             self.stores[name] = store
         self._row_registers()
