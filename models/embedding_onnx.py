@@ -136,9 +136,7 @@ def _checked(model: onnx.ModelProto, source: str) -> onnx.ModelProto:
         )
     image = inputs[0]
     if image.type.tensor_type.elem_type != TensorProto.FLOAT:
-        kind = (
-            TensorProto.DataType.Name(image.type.tensor_type.elem_type) if image.type.HasField("tensor_type") else "?"
-        )
+        kind = TensorProto.DataType.Name(image.type.tensor_type.elem_type)
         raise UserError(f"{source}: the input {image.name!r} must be float32 images (it is {kind}).")
     if graph.output[0].type.tensor_type.elem_type != TensorProto.FLOAT:
         raise UserError(f"{source}: the output {graph.output[0].name!r} must be float32 features.")
