@@ -1,6 +1,7 @@
-"""hls4ml layer classes of the metahw head kernels (hls4ml's extension API: one IR class per op).
+"""hls4ml layer classes of the metahw kernels (hls4ml's extension API: one IR class per op).
 
-Every metahw layer is described by plain attributes that `head.py` fills in: the C++
+They are the head's layers and the embedding ops that hls4ml has no exact layer for. Every
+metahw layer is described by plain attributes that `head.py` (or `embedding_ops.py`) fills in: the C++
 function (`cpp_function`, in nnet_metahw.h), the output shape and precision, whether it
 computes per query image or once per episode (`per_sample`), the integer constants and the
 types of its config struct (`cpp_ints`, `cpp_types`), and constant tables passed to the
@@ -56,6 +57,10 @@ class MetahwOutput(MetahwLayer):
     """Copies a tensor that other layers read to a model output port."""
 
 
+class MetahwGlobalAverage(MetahwLayer):
+    """GlobalAvgPool of a map whose H*W is not a power of two: the sum times the program's reciprocal."""
+
+
 class MetahwPrototypeAccumulate(MetahwLayer):
     """PrototypeAccumulate: class means of the support features."""
 
@@ -99,6 +104,7 @@ LAYERS: dict[str, type[MetahwLayer]] = {
         MetahwSupportMemory,
         MetahwConstant,
         MetahwOutput,
+        MetahwGlobalAverage,
         MetahwPrototypeAccumulate,
         MetahwDistance,
         MetahwArgReduce,

@@ -70,6 +70,20 @@ template <class CONFIG_T, class x_T, class res_T> void output(x_T x[CONFIG_T::n_
     }
 }
 
+// GlobalAvgPool when H*W is not a power of two (an embedding layer, on every image, no ctrl):
+// res[c] = requantise(factor * sum_p data[p, c]), factor = scale * 2^-shift (exact product).
+template <class CONFIG_T, class data_T, class res_T>
+void global_average(data_T data[CONFIG_T::n_pixels * CONFIG_T::n_chan], res_T res[CONFIG_T::n_chan]) {
+    typename CONFIG_T::factor_t factor = from_raw<typename CONFIG_T::factor_t>(ap_uint<64>(CONFIG_T::factor_raw));
+    for (int c = 0; c < CONFIG_T::n_chan; c++) {
+        typename CONFIG_T::sum_t sum = 0;
+        for (int p = 0; p < CONFIG_T::n_pixels; p++) {
+            sum += data[p * CONFIG_T::n_chan + c];
+        }
+        res[c] = sum * factor;
+    }
+}
+
 // PrototypeAccumulate: c[n,d] = requantise(factor * sum_{m: y_m = n} F[m,d]); factor = 2^-k or R * 2^-r.
 template <class CONFIG_T, class feat_T, class label_T, class ctrl_T, class res_T>
 void prototypes(feat_T feats[CONFIG_T::n_support * CONFIG_T::n_feat], label_T labels[CONFIG_T::n_support],

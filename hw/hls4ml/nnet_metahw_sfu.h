@@ -102,7 +102,10 @@ void softmax_row(x_T x[N], table_T table[CONFIG_T::sm_size], p_T p[N]) {
     ap_uint<64> e[N];
     ap_uint<64> sum = 0;
     for (int n = 0; n < N; n++) {
-        typename CONFIG_T::sm_index_t d = x[n] - top;
+        // exact and wide: rounding it to sm_index_t never reads a bit beyond its MSB (ap_fixed asserts on that when
+        // more fractional bits are dropped than the difference has bits, e.g. logits sq16.22 to index_frac 4)
+        ap_fixed<x_T::width + 65, x_T::iwidth + 65> diff = x[n] - top;
+        typename CONFIG_T::sm_index_t d = diff;
         ap_int<CONFIG_T::sm_index_t::width + 2> k = -raw_of(d);
         e[n] = k < CONFIG_T::sm_size ? ap_uint<64>(table[k.to_int()]) : ap_uint<64>(0);
         sum += e[n];

@@ -10,6 +10,8 @@ ever holds exact values (accumulators, products, aligned sums) keeps ap_fixed's 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from hls4ml.model.types import FixedPrecisionType, IntegerPrecisionType, RoundingMode, SaturationMode
 
@@ -47,15 +49,65 @@ def exact_type(lo: int, hi: int, frac: int) -> FixedPrecisionType:
     return FixedPrecisionType(width=bits, integer=bits - frac, signed=signed)
 
 
-def accumulator_type(a: QFormat, b: QFormat, fan_in: int, bias: QFormat | None = None) -> FixedPrecisionType:
-    """Exact type of bias + a sum of `fan_in` products a*b at frac a.frac + b.frac (docs/numerics.md §3), any width."""
+@dataclass(frozen=True)
+class Exact:
+    """The values a layer can hold: the integers lo..hi at `frac` fractional bits (its exact-only type)."""
+
+    lo: int
+    hi: int
+    frac: int
+
+    @classmethod
+    def of(cls, fmt: QFormat) -> Exact:
+        """Every value of `fmt`."""
+        return cls(fmt.min_int, fmt.max_int, fmt.frac)
+
+    @property
+    def type(self) -> FixedPrecisionType:
+        """The narrowest exact-only type holding every value."""
+        return exact_type(self.lo, self.hi, self.frac)
+
+    def at(self, frac: int) -> Exact:
+        """The same values read at `frac` >= self.frac fractional bits."""
+        return Exact(self.lo << (frac - self.frac), self.hi << (frac - self.frac), frac)
+
+    def summed(self, count: int, extra_frac: int = 0) -> Exact:
+        """A sum of `count` such values, read at `extra_frac` more fractional bits (a sum times 2^-extra_frac)."""
+        return Exact(count * self.lo, count * self.hi, self.frac).at(self.frac + extra_frac)
+
+    def relu(self) -> Exact:
+        """max(v, 0)."""
+        return Exact(max(self.lo, 0), max(self.hi, 0), self.frac)
+
+    def leaky(self, slope: int, slope_frac: int) -> Exact:
+        """v * slope * 2^-slope_frac for v < 0, else v, at `slope_frac` more fractional bits."""
+
+        def one(v: int) -> int:
+            return v * slope if v < 0 else v << slope_frac
+
+        return Exact(one(self.lo), one(self.hi), self.frac + slope_frac)
+
+    def plus(self, other: Exact) -> Exact:
+        """The exact sum of a value of each, aligned to the finer frac."""
+        frac = max(self.frac, other.frac)
+        a, b = self.at(frac), other.at(frac)
+        return Exact(a.lo + b.lo, a.hi + b.hi, frac)
+
+
+def accumulator_range(a: QFormat, b: QFormat, fan_in: int, bias: QFormat | None = None) -> Exact:
+    """Values of bias + a sum of `fan_in` products a*b at frac a.frac + b.frac (docs/numerics.md §3)."""
     frac = a.frac + b.frac
     pmin, pmax = product_range(a, b)
     lo, hi = fan_in * pmin, fan_in * pmax
     if bias is not None:
         shift = frac - bias.frac  # >= 0: the program accepts only biases that align by a left shift
         lo, hi = lo + (bias.min_int << shift), hi + (bias.max_int << shift)
-    return exact_type(lo, hi, frac)
+    return Exact(lo, hi, frac)
+
+
+def accumulator_type(a: QFormat, b: QFormat, fan_in: int, bias: QFormat | None = None) -> FixedPrecisionType:
+    """Exact type of bias + a sum of `fan_in` products a*b at frac a.frac + b.frac, any width."""
+    return accumulator_range(a, b, fan_in, bias).type
 
 
 def aligned(fmt: QFormat, fracs: np.ndarray) -> QFormat:

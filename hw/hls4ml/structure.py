@@ -1,11 +1,13 @@
-"""A Program seen the way the hls4ml design computes it: one embedding chain per image, then the head.
+"""A Program seen the way the hls4ml design computes it: one embedding per image, then the head.
 
-The golden program embeds the support images and the query images with two chains of ops
-(``support_x`` -> Conv2d ... -> Flatten and ``query_x`` -> ...) that share their weights.
-The hls4ml design has one set of embedding layers that every image passes through, so the
-two chains must be the same computation: the same op types, attributes, weight buffers and
-formats, differing only in the names of the activations they write. Everything after the
-two feature buffers is the head.
+The golden program embeds the support images and the query images with two sets of ops
+(``support_x`` -> ... -> ``support.features`` and ``query_x`` -> ... -> ``query.features``, the
+compiler's names) that share their weights. An embedding is a chain of image-wise ops in program
+order; a residual Add also reads an earlier tensor of its chain. The hls4ml design has one set of
+embedding layers that every image passes through, so the two chains must be the same
+computation: the same op types, attributes, weight buffers and formats, reading the same
+positions of their chain, differing only in the names of the activations they write.
+Everything after the two feature buffers is the head.
 """
 
 from __future__ import annotations
@@ -13,14 +15,24 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from metahw.compiler.kernels import Conv2d, Flatten, Kernel
+from metahw.compiler.kernels import (
+    Add,
+    AvgPool2d,
+    Conv2d,
+    Dense,
+    Flatten,
+    GlobalAvgPool,
+    Kernel,
+    MaxPool2d,
+    Requant,
+)
 from metahw.compiler.program import Program
 from metahw.errors import UserError
 
 SUPPORT_IMAGES, QUERY_IMAGES = "support_x", "query_x"
-#: ops that work image by image and map onto hls4ml's own layers
-EMBEDDING_OPS = (Conv2d, Flatten)
-_ACTIVATION_FIELDS = ("input", "output", "name")
+SUPPORT_FEATURES, QUERY_FEATURES = "support.features", "query.features"
+#: ops that work image by image and map onto hls4ml layers (Dense: a projection on weight buffers)
+EMBEDDING_OPS = (Conv2d, MaxPool2d, AvgPool2d, GlobalAvgPool, Add, Requant, Flatten, Dense)
 
 
 @dataclass(frozen=True)
@@ -46,34 +58,49 @@ def episode_structure(program: Program) -> EpisodeStructure:
     labels = [b.name for b in program.buffers_of("input") if len(b.shape) == 1]
     if len(labels) != 1:
         raise UserError(f"the hls4ml backend needs exactly one 1-d input buffer (the support labels), found {labels}")
-    support, query = _chain(program, SUPPORT_IMAGES), _chain(program, QUERY_IMAGES)
+    support = _chain(program, SUPPORT_IMAGES, SUPPORT_FEATURES)
+    query = _chain(program, QUERY_IMAGES, QUERY_FEATURES)
     _check_same_computation(program, support, query)
     in_chains = {op.name for op in support + query}
     head = tuple(op for op in program.ops if op.name not in in_chains)
     intermediates = {op.output for op in support[:-1] + query[:-1]} | {SUPPORT_IMAGES, QUERY_IMAGES}
     for op in head:
-        if isinstance(op, EMBEDDING_OPS) or set(op.reads()) & intermediates:
+        if set(op.reads()) & intermediates:
             raise UserError(
                 f"{op.op} '{op.name}' is outside the two embedding chains (support_x -> ... -> features, query_x "
                 "-> ...); the hls4ml backend runs the embedding on one image at a time and cannot place it"
             )
-    return EpisodeStructure(support, query, support[-1].output, query[-1].output, labels[0], head)
+    return EpisodeStructure(support, query, SUPPORT_FEATURES, QUERY_FEATURES, labels[0], head)
 
 
-def _chain(program: Program, images: str) -> tuple[Kernel, ...]:
-    """The ops that embed `images`: each embedding op reading the previous one's output, ending at a Flatten."""
-    chain: list[Kernel] = []
-    current = images
+def _chain(program: Program, images: str, features: str) -> tuple[Kernel, ...]:
+    """The ops between `images` and `features` (program order); each must be an embedding op on weight buffers."""
+    buffers = program.buffer_map
+    descendants, candidates = {images}, []
     for op in program.ops:
-        if isinstance(op, EMBEDDING_OPS) and op.input == current:
-            chain.append(op)
-            current = op.output
-    if not chain or not isinstance(chain[-1], Flatten):
-        supported = ", ".join(cls.op for cls in EMBEDDING_OPS)
-        raise UserError(
-            f"the embedding of '{images}' must be a chain of {supported} ops ending in a Flatten; the hls4ml backend "
-            f"found {[op.op for op in chain]}"
-        )
+        if set(op.reads()) & descendants:
+            descendants |= set(op.writes())
+            candidates.append(op)
+    if features not in descendants:
+        raise UserError(f"the hls4ml backend needs the embedding of '{images}' to end in a buffer '{features}'; "
+                        "this program has none computed from the images")  # fmt: skip
+    needed, chain = {features}, []
+    for op in reversed(candidates):
+        if set(op.writes()) & needed:
+            needed |= set(op.reads())
+            chain.insert(0, op)
+    supported = ", ".join(cls.op for cls in EMBEDDING_OPS)
+    written = {images}
+    for op in chain:
+        if not isinstance(op, EMBEDDING_OPS):
+            raise UserError(f"{op.op} '{op.name}' is in the embedding of '{images}', where the hls4ml backend maps "
+                            f"only {supported} ops")  # fmt: skip
+        foreign = [b for b in op.reads() if b not in written and buffers[b].kind != "weight"]
+        if foreign:
+            raise UserError(f"{op.op} '{op.name}' in the embedding of '{images}' reads '{foreign[0]}', which is "
+                            "neither a weight nor computed from that image; the hls4ml design embeds one image "
+                            "at a time")  # fmt: skip
+        written.add(op.output)
     return tuple(chain)
 
 
@@ -82,9 +109,13 @@ def _check_same_computation(program: Program, support: tuple[Kernel, ...], query
     if len(support) != len(query):
         raise UserError(f"the support and query embeddings have {len(support)} and {len(query)} ops; the hls4ml "
                         "design embeds every image with one chain, so they must be the same")  # fmt: skip
+    s_at = {SUPPORT_IMAGES: -1} | {op.output: i for i, op in enumerate(support)}
+    q_at = {QUERY_IMAGES: -1} | {op.output: i for i, op in enumerate(query)}
     for s, q in zip(support, query):
-        fields = [f.name for f in dataclasses.fields(s) if f.name not in _ACTIVATION_FIELDS]
-        same = type(s) is type(q) and all(getattr(s, f) == getattr(q, f) for f in fields)
+        same = type(s) is type(q)
+        for field in (f.name for f in dataclasses.fields(s) if f.name != "name") if same else ():
+            a, b = getattr(s, field), getattr(q, field)
+            same = same and (s_at[a] == q_at[b] if a in s_at or b in q_at else a == b)
         same = same and buffers[s.output].qformat == buffers[q.output].qformat
         same = same and buffers[s.output].shape[1:] == buffers[q.output].shape[1:]
         if not same:
