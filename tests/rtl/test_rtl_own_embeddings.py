@@ -1,0 +1,45 @@
+"""Imported plain-PyTorch embeddings in Verilator: every output and the cycle count equal to the cycle simulator.
+
+The networks exercise what the RTL gained for them: stride-2 convolutions without padding
+or pooling (`strided`), a Linear projection after the flatten (`projection`), 3-channel
+signed inputs with LeakyReLU, a 2x2 average and a bias-free convolution, and a final 6 x 2 x 2
+map flattened channels last across lane words (`leaky_average`).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from metahw.hw.amaranth.build import build_rtl
+from metahw.hw.amaranth.check import rtl_hardware
+from metahw.hw.amaranth.spec import rtl_plan
+from metahw.hw.amaranth.verilator import compare_with_sim, compile_testbench, run_rtl
+from metahw.sim.config import HardwareConfig
+from metahw.sim.simulator import Simulator
+from tests.compiler.own_programs import own_inputs, own_program
+
+
+@pytest.mark.parametrize(
+    ("network", "head", "lanes"),
+    [("strided", "anil", 4), ("projection", "protomaml", 4), ("leaky_average", "protonet", 4)],
+)
+def test_own_embedding_in_verilator_equals_the_simulator(network, head, lanes, tmp_path):
+    program = own_program(network, head).program
+    hw = rtl_hardware(program, HardwareConfig(lanes=lanes, groups=1))
+    out = build_rtl(program, hw, tmp_path / "rtl")
+    rp = rtl_plan(program, hw)
+    episodes = own_inputs(own_program(network, head), count=2)
+    runs = run_rtl(compile_testbench(out), rp, episodes, tmp_path / "run")
+    simulator = Simulator(program, hw)
+    for k, (run, inputs) in enumerate(zip(runs, episodes)):
+        sim = simulator.run(inputs)
+        compare_with_sim(rp, run, sim, k)
+        assert run.total_cycles == sim.total_cycles
+
+
+def test_ops_the_rtl_does_not_build_are_refused_with_the_reason(tmp_path):
+    from metahw.errors import UserError
+
+    program = own_program("residual", "matchingnet").program
+    with pytest.raises(UserError, match="cannot build this program"):
+        build_rtl(program, rtl_hardware(program, HardwareConfig(lanes=4, groups=1)), tmp_path)
