@@ -122,11 +122,13 @@ def measure_float(checkpoint: str, settings: TrialSettings) -> tuple[dict, bool]
 
     def compute() -> dict:
         from metahw.compiler.compare import run_float
+        from metahw.models.episodes import EpisodeSet
         from metahw.models.stats import AccuracySummary
 
         learner, spec, model = _exported(checkpoint, settings)
         episodes = _episodes(settings)
-        run = run_float(learner, spec, model, _splits(settings.data)[0], episodes, progress=False)
+        chosen = EpisodeSet(_images(_splits(settings.data)[0]), tuple(episodes), "Omniglot meta-test alphabets")
+        run = run_float(learner, spec, model, chosen, progress=False)
         labels = np.array([e.query_y for e in episodes])
         ort = AccuracySummary.of((run.ort_predictions == labels).mean(axis=1)).to_dict()
         return {**AccuracySummary.of((run.torch_predictions == labels).mean(axis=1)).to_dict(), "onnxruntime": ort}
