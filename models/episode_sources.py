@@ -309,5 +309,5 @@ def write_predictions(path: str | os.PathLike, episodes: EpisodeSet, predictions
             row["labels"] = index.query_y.tolist()
         row["predictions"] = {k: np.asarray(v[e]).astype(int).tolist() for k, v in predictions.items()}
         rows.append(row)
-    document = {"source": episodes.source, "episodes": rows}
-    write_text_atomic(path, json.dumps(document, indent=1) + "\n")
+    lines = ",\n  ".join(json.dumps(row) for row in rows)  # one episode per line
+    write_text_atomic(path, f'{{"source": {json.dumps(episodes.source)},\n "episodes": [\n  {lines}\n ]}}\n')
