@@ -26,7 +26,6 @@ from PIL import Image, UnidentifiedImageError
 from metahw.atomic import write_text_atomic
 from metahw.errors import UserError
 from metahw.models.episodes import EpisodeIndex, EpisodeSet
-from metahw.models.runs import read_runs
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 RESAMPLING = {
@@ -279,6 +278,8 @@ def image_folder_episodes(
 def runs_episodes(root: str | os.PathLike, shape: EpisodeShape, target: str = "the program") -> EpisodeSet:
     """The official one-shot runs under `root` as episodes: per run, its N training images (one per class) as
     support with labels 0..N-1 and its test items as queries; named after the runs."""
+    from metahw.models.runs import read_runs  # here, not above: models.runs imports torch, the simulator needs none
+
     runs = read_runs(root)
     images, indices = _pool([(r.training, np.arange(len(r.training)), r.test, r.labels) for r in runs])
     episodes = EpisodeSet(images, indices, str(root), tuple(r.name for r in runs))
