@@ -226,7 +226,7 @@ def _user_comparison(
         chosen = source.load(shape, count, seed, "the exported episode")
     else:
         wanted = EpisodeShape(ways, shots, None if ways is None or queries is None else ways * queries)
-        loaded = source.load(wanted, count, seed, "--ways, --shots and --queries")
+        loaded = source.load(wanted, count, seed, "the command line (--ways, --shots, --queries)")
         spec = episode_head(learner, loaded.ways, loaded.shots, inner_steps)
         model = export_episode(learner, spec)
         shape = EpisodeShape(spec.ways, spec.shots, loaded.queries, onnx_image_shape(model))
