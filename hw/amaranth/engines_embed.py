@@ -62,16 +62,19 @@ def _conv(top: Accelerator, m: Module) -> None:
     if not rp.convs:
         return
     lop = Signal(range(max(2, len(rp.convs))), name="conv_op")
-    bank = Signal(name="conv_bank")
+    bank = Signal.like(top.fetched["bank"], name="conv_bank")
+    dst = Signal.like(top.fetched["dst"], name="conv_dst") if "dst" in top.fetched else None
     with m.If(top.issued(CONV)):
         m.d.sync += [lop.eq(top.fetched["op"]), bank.eq(top.fetched["bank"])]
+        if dst is not None:
+            m.d.sync += dst.eq(top.fetched["dst"])
     beat = top.beat_of(CONV)
     walk = conv_walk(m, rp.convs, p, rp.amem_depth, len(rp.weight_words), lop, beat, top.issued(CONV),
                      top.fetched["op"])  # fmt: skip
     active = top.active(CONV)
     # stage 0 -> 1: addresses out, control registered
     rd, wrd = top.amem_rd, top.wmem_rd
-    for b in range(2):
+    for b in range(rp.amem_banks):
         top.drive(rd[b].addr, Mux(active & (bank == b), walk.s_addr, 0))
     top.drive(wrd.addr, Mux(active, walk.waddr, 0))
     v1 = delay(m, beat, 1, "conv_valid")
@@ -81,7 +84,7 @@ def _conv(top: Accelerator, m: Module) -> None:
     )
     # stage 1 -> 2: operand registers
     pixel = Signal(signed(rp.hw.operand_bits), name="conv_pixel")
-    raw = Mux(bank, rd[1].data, rd[0].data).word_select(lane1, rp.act_bits)
+    raw = top.bank_data(bank).word_select(lane1, rp.act_bits)
     with m.Switch(lop):
         for index, layer in enumerate(rp.convs):
             with case(m, index, len(rp.convs)):
@@ -125,9 +128,9 @@ def _conv(top: Accelerator, m: Module) -> None:
                      negative_scale=negative_scale, accumulate=accumulate)  # fmt: skip
     write = top.ppu_valid & active
     result = Cat(*[top.ppu_result[n][: rp.act_bits] for n in range(p)])
-    for b in range(2):
+    for b in range(rp.amem_banks):
         wr = top.amem_wr[b]
-        here = write & (bank != b)
+        here = write & top.writes_bank(b, bank, dst)
         top.drive(wr.addr, Mux(here, oaddr6, 0))
         top.drive(wr.data, Mux(here, result, 0))
         top.drive(wr.en, Mux(here, (1 << p) - 1, 0))
@@ -151,11 +154,11 @@ def _flatten(top: Accelerator, m: Module) -> None:
         m.d.sync += block.eq(block + 1)
 
     bank = top.cur["bank"]
-    for b in range(2):
+    for b in range(rp.amem_banks):
         top.drive(top.amem_rd[b].addr, Mux(top.active(FLATTEN) & (bank == b), block, 0))
     v1 = delay(m, top.beat_of(FLATTEN), 1, "flat_v")
     data = Signal(p * rp.act_bits, name="flat_data")
-    m.d.sync += data.eq(Mux(bank, top.amem_rd[1].data, top.amem_rd[0].data))
+    m.d.sync += data.eq(top.bank_data(bank))
     v2 = delay(m, v1, 1, "flat_v2")
     if any(op.positions > 1 for op in ops):
         tile, col = _flatten_columns(top, m, ops)

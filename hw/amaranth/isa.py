@@ -16,9 +16,9 @@ from metahw.errors import UserError
 
 #: engine codes of the instruction ROM
 (IO_IMAGE, IO_LABELS, CONV, FLATTEN, SCAN, WIDE, REDUCE, ROWRED, IO_OUT, VECTOR, EXP, RECIP, RSQRT,
- OUTER) = range(14)  # fmt: skip
+ OUTER, MAP) = range(15)  # fmt: skip
 ENGINE_NAMES = ("io_image", "io_labels", "conv", "flatten", "scan", "wide", "reduce", "rowred", "io_out", "vector",
-                "exp", "recip", "rsqrt", "outer")  # fmt: skip
+                "exp", "recip", "rsqrt", "outer", "map")  # fmt: skip
 #: the instruction kind (docs/microarchitecture.md §6) whose pipeline depth each engine drains
 ENGINE_KINDS = {
     IO_IMAGE: timing.IO,
@@ -35,11 +35,13 @@ ENGINE_KINDS = {
     RECIP: timing.RECIP,
     RSQRT: timing.RSQRT,
     OUTER: timing.OUTER,
+    MAP: timing.VECTOR,
 }
 #: error codes on the `error_code` port: a label out of range, a class without `shots` examples
 ERROR_LABEL_RANGE, ERROR_CLASS_COUNT = 1, 2
 SUPPORTED = (
-    "Conv2d (ReLU, fused 2x2 pool), Flatten, PrototypeAccumulate, Distance l2/dot/cosine, ArgMin, ArgMax, Dense, "
+    "Conv2d (stride 1/2, any padding, ReLU/LeakyReLU, fused 2x2 max/average), MaxPool2d, AvgPool2d, GlobalAvgPool, "
+    "Add, Requant (ReLU) after a Conv2d, Flatten, PrototypeAccumulate, Distance l2/dot/cosine, ArgMin, ArgMax, Dense, "
     "Softmax, ProtoHeadInit, SGDHeadStep (scalar learning rates), CosineAttention, state initialisation"
 )
 
@@ -144,8 +146,10 @@ class Instruction:
     beats: int
     op: int = 0
     image: int = 0
-    #: the AMEM bank a conv or flatten reads (a conv writes the other one)
+    #: the AMEM bank a segment op reads, the bank it writes, and a residual Add's skip bank
     bank: int = 0
+    dst: int = 0
+    skip: int = 0
     label: str = ""
     #: the streamed buffer (IO instructions)
     buffer: str = ""
@@ -165,6 +169,41 @@ class FlattenOp:
     out: str
     channels: int = 1
     positions: int = 1
+
+
+MAX_POOL, AVG_POOL, GLOBAL_AVG, ADD, PASS = "max_pool", "avg_pool", "global_avg", "add", "pass"
+
+
+@dataclass(frozen=True)
+class MapOp:
+    """MAP: a vector pass over activation maps in AMEM's channel layout ([tiles][H][W] words of P channels).
+
+    max_pool / avg_pool: 4 beats (window elements) per output position, a running max or sum;
+    global_avg: H*W beats per tile, a running sum of value * factor `scale`; add: input << `shift`
+    plus skip << `skip_shift` per word; pass: the word itself. Then ReLU or LeakyReLU (factor
+    `negative_scale` for negative values, `scale` for the others) and requantiser `requant`.
+    """
+
+    kind: str
+    tiles: int
+    height: int
+    width: int
+    in_format: QFormat
+    requant: int
+    relu: bool = False
+    leaky: bool = False
+    scale: int = 0
+    negative_scale: int = 0
+    skip_format: QFormat | None = None
+    shift: int = 0
+    skip_shift: int = 0
+
+    @property
+    def beats(self) -> int:
+        """4 per pooled output position, else one per input word."""
+        if self.kind in (MAX_POOL, AVG_POOL):
+            return 4 * self.tiles * (self.height // 2) * (self.width // 2)
+        return self.tiles * self.height * self.width
 
 
 @dataclass(frozen=True)

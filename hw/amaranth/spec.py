@@ -9,6 +9,8 @@ Everything here is plain Python and integers, so the generator, the testbench dr
 tests share one description. The head ops are lowered in `lower_head.py`.
 
 The Amaranth backend builds one lane group (G = 1) and refuses anything else with the reason.
+Segment ops other than convolutions (pools, global average, residual Add, ReLU) run on the
+MAP engine (`engines_map.py`); a residual's skip tensor takes a third AMEM bank.
 """
 
 from __future__ import annotations
@@ -19,30 +21,41 @@ from typing import Any
 
 import numpy as np
 
-from metahw.compiler.kernels import Conv2d, Flatten, timing
+from metahw.compiler.kernels import Add, AvgPool2d, Conv2d, Flatten, GlobalAvgPool, Kernel, MaxPool2d, Requant, timing
+from metahw.compiler.kernels.pool import POOL_SHIFT
 from metahw.compiler.program import Buffer, Program
 from metahw.compiler.qformat import QFormat
 from metahw.errors import UserError
 from metahw.hw.amaranth.isa import (
+    ADD,
+    AVG_POOL,
     CONV,
     ENGINE_KINDS,
     ENGINE_NAMES,
     FLATTEN,
+    GLOBAL_AVG,
     IO_IMAGE,
     IO_LABELS,
     IO_OUT,
+    MAP,
+    MAX_POOL,
+    PASS,
     SUPPORTED,
     ConvLayer,
     FlattenOp,
     HeadBuffer,
     Instruction,
+    MapOp,
     RequantSpec,
     refuse,
 )
 from metahw.hw.amaranth.lower_head import lower_head_op, lower_init
 from metahw.hw.amaranth.store import memory_depths
 from metahw.sim.config import HardwareConfig
-from metahw.sim.plan import INIT, OP, SEGMENT, STREAM_IN, STREAM_OUT, Plan, build_plan
+from metahw.sim.plan import INIT, OP, SEGMENT, STREAM_IN, STREAM_OUT, Plan, activation_banks, build_plan
+
+#: segment kernels the MAP engine runs
+MAP_KERNELS = (MaxPool2d, AvgPool2d, GlobalAvgPool, Add, Requant)
 
 __all__ = ["ENGINE_KINDS", "ENGINE_NAMES", "IO_IMAGE", "IO_LABELS", "SUPPORTED", "HeadBuffer", "Instruction",
            "RequantSpec", "RtlPlan", "rtl_plan"]  # fmt: skip
@@ -83,6 +96,8 @@ class RtlPlan:
     weight_bits: int = 1
     act_bits: int = 1
     amem_depth: int = 1
+    #: activation banks: 2, or 3 where a residual's skip tensor stays live
+    amem_banks: int = 2
     in_bits: int = 1
     out_bits: int = 1
     label_inputs: list[str] = field(default_factory=list)
@@ -202,18 +217,33 @@ def rtl_plan(program: Program, hw: HardwareConfig) -> RtlPlan:
     return rp
 
 
-def _segment(rp: RtlPlan, segment, buffers: dict[str, Buffer]) -> None:
-    """Per image: stream the image in, run every conv, flatten into a head buffer."""
+def _segment(rp: RtlPlan, segment, buffers: dict[str, Buffer]) -> None:  # noqa: ANN001 - sim.plan.Segment
+    """Per image: stream the image in, run every conv and map op in its AMEM banks, flatten into a head buffer."""
     if segment.streamed is None:
         raise refuse(f"segment '{segment.ops[0].name}' reads its input from memory, not from the stream")
     image = buffers[segment.streamed]
     per_image = int(np.prod(image.shape[1:]))
-    convs, ops = [], list(segment.ops)
-    if not isinstance(ops[-1], Flatten) or any(not isinstance(op, Conv2d) for op in ops[:-1]):
+    ops = list(segment.ops)
+    body = ops[:-1]
+    if (
+        not isinstance(ops[-1], Flatten)
+        or not body
+        or not isinstance(body[0], Conv2d)
+        or any(not isinstance(op, (Conv2d, *MAP_KERNELS)) or (isinstance(op, Requant) and not op.relu) for op in body)
+    ):
         names = ", ".join(f"{type(op).__name__} '{op.name}'" for op in ops)
-        raise refuse(f"segment {names} is not a chain of Conv2d ops ending in Flatten")
-    for k, op in enumerate(ops[:-1]):
-        convs.append(_conv_layer(rp, op, buffers, linear=k == 0))
+        raise refuse(f"segment {names} is not a Conv2d followed by convs, pools, Add or ReLU ending in Flatten")
+    banks = activation_banks(segment)
+    rp.amem_banks = max(rp.amem_banks, max(banks.values()) + 1)
+    steps = []  # (engine, op index, beats, op)
+    for k, op in enumerate(body):
+        if isinstance(op, Conv2d):
+            index = _conv_layer(rp, op, buffers, linear=k == 0)
+            layer = rp.convs[index]
+            steps.append((CONV, index, layer.tiles * layer.rows * layer.cols * layer.fan_in, op, None))
+        else:
+            descriptor = _map_op(rp, op, buffers)
+            steps.append((MAP, None, descriptor.beats, op, descriptor))
     flat = ops[-1]
     last = buffers[flat.input]
     positions = last.shape[2] * last.shape[3]
@@ -235,13 +265,45 @@ def _segment(rp: RtlPlan, segment, buffers: dict[str, Buffer]) -> None:
                 buffer=image.name,
             )
         )
-        for k, conv in enumerate(convs):
-            layer = rp.convs[conv]
-            beats = layer.tiles * layer.rows * layer.cols * layer.fan_in
-            rp.instructions.append(Instruction(CONV, beats, op=conv, image=b, bank=k % 2, label=ops[k].name))
+        for engine, index, beats, op, descriptor in steps:
+            where = dict(image=b, bank=banks[op.input], dst=banks[op.output],
+                         skip=banks[op.residual] if isinstance(op, Add) else 0)  # fmt: skip
+            if engine == CONV:
+                rp.instructions.append(Instruction(CONV, beats, op=index, label=op.name, **where))
+            else:
+                rp.emit(MAP, beats, descriptor, op.name, **where)
         tiles = -(-last.shape[1] // rp.lanes)
         descriptor = FlattenOp(feats.name, last.shape[1], positions)
-        rp.emit(FLATTEN, tiles * positions, descriptor, flat.name, image=b, bank=len(convs) % 2)
+        rp.emit(FLATTEN, tiles * positions, descriptor, flat.name, image=b, bank=banks[flat.input])
+
+
+def _map_op(rp: RtlPlan, op: Kernel, buffers: dict[str, Buffer]) -> MapOp:
+    """The MAP engine's constants of one pool, global average, residual Add or ReLU pass."""
+    x, out = buffers[op.input], buffers[op.output]
+    _, c, h, w = x.shape
+    fields: dict[str, Any] = {}
+    src_frac = x.qformat.frac
+    if isinstance(op, MaxPool2d):
+        kind = MAX_POOL
+    elif isinstance(op, AvgPool2d):
+        kind, src_frac = AVG_POOL, src_frac + POOL_SHIFT
+    elif isinstance(op, GlobalAvgPool):
+        kind, src_frac = GLOBAL_AVG, src_frac + op.shift
+        fields["scale"] = rp.factor_index(op.scale)
+    elif isinstance(op, Add):
+        kind, skip = ADD, buffers[op.residual]
+        src_frac = op.aligned_frac(buffers)
+        fields.update(skip_format=skip.qformat, shift=src_frac - x.qformat.frac,
+                      skip_shift=src_frac - skip.qformat.frac, relu=op.relu)  # fmt: skip
+        if op.leaky_slope is not None:
+            fields.update(leaky=True, scale=rp.factor_index(1 << op.leaky_frac),
+                          negative_scale=rp.factor_index(op.leaky_slope))  # fmt: skip
+            src_frac += op.leaky_frac
+    else:  # Requant with ReLU
+        kind, fields["relu"] = PASS, True
+    requant = rp.requant_index(RequantSpec(src_frac - out.qformat.frac, out.qformat))
+    rp.act_bits = max(rp.act_bits, x.qformat.bits, out.qformat.bits)
+    return MapOp(kind, -(-c // rp.lanes), h, w, x.qformat, requant, **fields)
 
 
 def _conv_layer(rp: RtlPlan, op: Conv2d, buffers: dict[str, Buffer], linear: bool) -> int:
@@ -326,6 +388,8 @@ def _finish(rp: RtlPlan, buffers: dict[str, Buffer]) -> None:
         else:
             depth = max(depth, -(-c.channels // p) * c.height * c.width)
         depth = max(depth, -(-c.out_channels // p) * c.out_height * c.out_width)
+    for d in rp.engine_ops(MAP):
+        depth = max(depth, d.tiles * d.height * d.width)
     rp.amem_depth = depth
     inputs = [b for b in buffers.values() if b.kind == "input"]
     rp.in_bits = max(b.qformat.bits for b in inputs)

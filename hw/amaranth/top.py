@@ -21,12 +21,15 @@ from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from metahw.hw.amaranth import engines_embed, engines_head, engines_sfu, engines_vector
+from metahw.hw.amaranth import engines_embed, engines_head, engines_map, engines_sfu, engines_vector
 from metahw.hw.amaranth.isa import (
+    AVG_POOL,
     ENGINE_NAMES,
     ERROR_CLASS_COUNT,
     ERROR_LABEL_RANGE,
     EXP,
+    GLOBAL_AVG,
+    MAP,
     OUTER,
     RECIP,
     REDUCE,
@@ -83,6 +86,7 @@ class Accelerator(wiring.Component):
         self._memories(m)
         self._controller(m)
         engines_embed.elaborate(self, m)
+        engines_map.elaborate(self, m)
         engines_head.elaborate(self, m)
         engines_vector.elaborate(self, m)
         engines_sfu.elaborate(self, m)
@@ -116,6 +120,20 @@ class Accelerator(wiring.Component):
     def beat_of(self, engine: int) -> object:
         """A beat of `engine` happens this cycle."""
         return self.beat & self.active(engine)
+
+    def bank_data(self, bank: object) -> object:
+        """The read data of activation bank `bank` (a signal)."""
+        rd = self.amem_rd
+        if len(rd) == 2:
+            return Mux(bank, rd[1].data, rd[0].data)
+        data = rd[-1].data
+        for b in reversed(range(len(rd) - 1)):
+            data = Mux(bank == b, rd[b].data, data)
+        return data
+
+    def writes_bank(self, b: int, bank: object, dst: object) -> object:
+        """Whether a segment op reading `bank` writes activation bank `b` (the other one of two; else `dst`)."""
+        return bank != b if len(self.amem_rd) == 2 else dst == b
 
     def read(self, name: str, start: object, enable: object) -> LinearStore:
         """Drive a head memory's read window (element `start`) when `enable`; returns the memory (data next cycle)."""
@@ -194,8 +212,8 @@ class Accelerator(wiring.Component):
         for k in range(p):
             built = frozenset(range(len(rp.requants))) - (reduce_only if k else set())
             lane = PpuLane(a, ob, rp.factors, rp.updates, rp.requants, rp.program.meta.rounding,
-                           rp.program.meta.overflow, built or None, leaky=any(c.leaky for c in rp.convs),
-                           accumulate=any(c.accumulate for c in rp.convs))  # fmt: skip
+                           rp.program.meta.overflow, built or None, leaky=_uses_leaky(rp),
+                           accumulate=_uses_running_sum(rp))  # fmt: skip
             m.submodules[f"ppu{k}"] = lane
             self.ppu.append(lane)
             value = Mux(mac.lane_valid, mac.lane_acc[k], self.ppu_vec[k])
@@ -238,7 +256,7 @@ class Accelerator(wiring.Component):
         )
         self.bias_rd = self.bias.read_port()
         self.amem, self.amem_rd, self.amem_wr = [], [], []
-        for bank in range(2):
+        for bank in range(rp.amem_banks):
             mem = memory.Memory(shape=unsigned(p * rp.act_bits), depth=max(2, rp.amem_depth), init=[])
             m.submodules[f"amem{bank}"] = mem
             self.amem.append(mem)
@@ -283,6 +301,9 @@ class Accelerator(wiring.Component):
         op_bits = bits_for(max(i.op for i in instrs) + 1)
         image_bits = bits_for(max(i.image for i in instrs) + 1)
         fields = [(4, "engine"), (beats_bits, "beats"), (op_bits, "op"), (image_bits, "image"), (1, "bank")]
+        if rp.amem_banks > 2:  # three activation banks: each segment op names its source, destination and skip
+            bank_bits = bits_for(rp.amem_banks)
+            fields[-1:] = [(bank_bits, "bank"), (bank_bits, "dst"), (bank_bits, "skip")]
         width = sum(w for w, _ in fields)
         words = []
         for ins in instrs:
@@ -366,10 +387,20 @@ class Accelerator(wiring.Component):
         m.d.comb += self.error_code.eq(error_code)
 
 
+def _uses_leaky(rp: RtlPlan) -> bool:
+    """Some conv or residual Add applies a LeakyReLU (the PPU then builds the slope factor choice)."""
+    return any(c.leaky for c in rp.convs) or any(d.leaky for d in rp.engine_ops(MAP))
+
+
+def _uses_running_sum(rp: RtlPlan) -> bool:
+    """Some op sums a window in the PPU (a 2x2 average, a global average)."""
+    return any(c.accumulate for c in rp.convs) or any(d.kind in (AVG_POOL, GLOBAL_AVG) for d in rp.engine_ops(MAP))
+
+
 def _lane_specs(rp: RtlPlan) -> set[int]:
-    """The requantisation specs that engines writing all P lanes use (conv, WIDE, OUTER, VECTOR)."""
+    """The requantisation specs that engines writing all P lanes use (conv, WIDE, OUTER, VECTOR, MAP)."""
     specs = {layer.requant for layer in rp.convs}
-    for engine in (WIDE, OUTER, VECTOR):
+    for engine in (WIDE, OUTER, VECTOR, MAP):
         for d in rp.engine_ops(engine):
             specs.add(d.requant)
             specs.update(getattr(d, "selects", ()))

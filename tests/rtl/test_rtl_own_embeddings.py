@@ -3,7 +3,9 @@
 The networks exercise what the RTL gained for them: stride-2 convolutions without padding
 or pooling (`strided`), a Linear projection after the flatten (`projection`), 3-channel
 signed inputs with LeakyReLU, a 2x2 average and a bias-free convolution, and a final 6 x 2 x 2
-map flattened channels last across lane words (`leaky_average`).
+map flattened channels last across lane words (`leaky_average`), and a residual block (Add + ReLU
+in the MAP engine, its skip tensor in a third activation bank), a standalone max pool and a
+7x7 global average with its 16-bit reciprocal (`residual`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,12 @@ from tests.compiler.own_programs import own_inputs, own_program
 
 @pytest.mark.parametrize(
     ("network", "head", "lanes"),
-    [("strided", "anil", 4), ("projection", "protomaml", 4), ("leaky_average", "protonet", 4)],
+    [
+        ("strided", "anil", 4),
+        ("projection", "protomaml", 4),
+        ("leaky_average", "protonet", 4),
+        ("residual", "matchingnet", 8),
+    ],
 )
 def test_own_embedding_in_verilator_equals_the_simulator(network, head, lanes, tmp_path):
     program = own_program(network, head).program
@@ -35,11 +42,3 @@ def test_own_embedding_in_verilator_equals_the_simulator(network, head, lanes, t
         sim = simulator.run(inputs)
         compare_with_sim(rp, run, sim, k)
         assert run.total_cycles == sim.total_cycles
-
-
-def test_ops_the_rtl_does_not_build_are_refused_with_the_reason(tmp_path):
-    from metahw.errors import UserError
-
-    program = own_program("residual", "matchingnet").program
-    with pytest.raises(UserError, match="cannot build this program"):
-        build_rtl(program, rtl_hardware(program, HardwareConfig(lanes=4, groups=1)), tmp_path)
