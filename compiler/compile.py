@@ -25,6 +25,7 @@ from metahw.compiler.onnx_import import import_model
 from metahw.compiler.passes import standard_pipeline
 from metahw.compiler.program import Program
 from metahw.compiler.quant_config import QuantConfig
+from metahw.errors import UserError
 from metahw.models.data import OmniglotSplit
 from metahw.models.episodes import Episode, EpisodeSampler
 
@@ -99,6 +100,12 @@ def compile_episode(
 ) -> CompileResult:
     """Compile an exported episode to a Program, calibrating on seeded episodes of `calibration`."""
     ways, shots = episode_shape(model)
+    image = tuple(d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim[1:])
+    split_image = (1, *calibration.images.shape[2:])
+    if image != split_image:
+        raise UserError(f"the episode's images are {list(image)} but the Omniglot calibration images are "
+                        f"{list(split_image)}: calibrate on your own episodes (--episodes-from FILE.npz or "
+                        "--images DIR).")  # fmt: skip
     feeds = episode_feeds(calibration, ways, shots, max(1, min(queries // ways, 5)), calibration_episodes, seed)
     return _compile(model, config, feeds, queries)
 
