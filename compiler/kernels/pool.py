@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -58,29 +58,23 @@ def _check_map(op: Kernel, x: Buffer, smallest: int) -> None:
         raise op.error(f"input must be [B,C,H,W] with H, W >= {smallest} and one format, got {x.shape}")
 
 
-def _pool_cycles(buffers: Mapping[str, Buffer], input_name: str, hw: Any) -> int:
-    """Per group of G images, VECTOR: 4 beats per (channel block of L, output pixel)."""
-    b, c, h, w = buffers[input_name].shape
-    beats = 4 * timing.ceil_div(c, timing.group_lanes(hw)) * (h // 2) * (w // 2)
-    return timing.segment_groups(b, hw) * timing.instruction(timing.VECTOR, beats, hw)
-
-
 @dataclass(frozen=True, kw_only=True)
-class MaxPool2d(Kernel):
-    """Standalone 2x2 max-pool [B,C,H,W] -> [B,C,H//2,W//2], same format."""
+class _Pool2x2(Kernel):
+    """What the standalone 2x2 pools share: [B,C,H,W] -> [B,C,H//2,W//2], no multiplies, 4 VECTOR beats per output."""
 
-    op = "MaxPool2d"
     reads_fields = ("input",)
     writes_fields = ("output",)
+    #: the output keeps the input's format (max: values are only compared), else the program chooses it
+    keeps_format: ClassVar[bool]
 
     input: str
     output: str
 
     def infer(self, buffers: Mapping[str, Buffer]) -> dict[str, OutputSpec]:
-        """Needs a 4-d input of at least 2x2 with a per-tensor format; output keeps the format."""
+        """Needs a 4-d input of at least 2x2 with a per-tensor format (max keeps it; average: the program's)."""
         x = buffers[self.input]
         _check_map(self, x, 2)
-        return {self.output: OutputSpec(pooled_shape(x.shape), x.qformat)}
+        return {self.output: OutputSpec(pooled_shape(x.shape), x.qformat if self.keeps_format else None)}
 
     def macs(self, buffers: Mapping[str, Buffer]) -> int:
         """No multiplies: 0."""
@@ -88,7 +82,17 @@ class MaxPool2d(Kernel):
 
     def cycles(self, buffers: Mapping[str, Buffer], hw: Any) -> int:
         """Per group of G images, VECTOR: 4 beats per (channel block of L, output pixel)."""
-        return _pool_cycles(buffers, self.input, hw)
+        b, c, h, w = buffers[self.input].shape
+        beats = 4 * timing.ceil_div(c, timing.group_lanes(hw)) * (h // 2) * (w // 2)
+        return timing.segment_groups(b, hw) * timing.instruction(timing.VECTOR, beats, hw)
+
+
+@dataclass(frozen=True, kw_only=True)
+class MaxPool2d(_Pool2x2):
+    """Standalone 2x2 max-pool [B,C,H,W] -> [B,C,H//2,W//2], same format."""
+
+    op = "MaxPool2d"
+    keeps_format = True
 
     def execute(self, env: Env) -> None:
         """Window maximum."""
@@ -96,36 +100,17 @@ class MaxPool2d(Kernel):
 
 
 @dataclass(frozen=True, kw_only=True)
-class AvgPool2d(Kernel):
+class AvgPool2d(_Pool2x2):
     """Standalone 2x2 average pool [B,C,H,W] -> [B,C,H//2,W//2], requantised to the output format."""
 
     op = "AvgPool2d"
-    reads_fields = ("input",)
-    writes_fields = ("output",)
-
-    input: str
-    output: str
-
-    def infer(self, buffers: Mapping[str, Buffer]) -> dict[str, OutputSpec]:
-        """Needs a 4-d input of at least 2x2 with a per-tensor format; the output format is the program's."""
-        x = buffers[self.input]
-        _check_map(self, x, 2)
-        return {self.output: OutputSpec(pooled_shape(x.shape))}
-
-    def macs(self, buffers: Mapping[str, Buffer]) -> int:
-        """No multiplies: 0."""
-        return 0
-
-    def cycles(self, buffers: Mapping[str, Buffer], hw: Any) -> int:
-        """Per group of G images, VECTOR: 4 beats per (channel block of L, output pixel)."""
-        return _pool_cycles(buffers, self.input, hw)
+    keeps_format = False
 
     def execute(self, env: Env) -> None:
         """Window sum at frac + 2, requantised."""
         src = env.fmt(self.input).frac + POOL_SHIFT
-        env.write(
-            self.output, env.requant(pool2x2(env.read(self.input), "avg"), src, env.fmt(self.output), self.output)
-        )
+        total = pool2x2(env.read(self.input), "avg")
+        env.write(self.output, env.requant(total, src, env.fmt(self.output), self.output))
 
 
 @dataclass(frozen=True, kw_only=True)

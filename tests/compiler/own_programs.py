@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-import torch
 from torch import nn
 
 from metahw import export_embedding_episode
@@ -18,7 +17,7 @@ from metahw.compiler.compile import CompileResult, compile_calibrated
 from metahw.compiler.episode_io import program_inputs
 from metahw.compiler.quant_config import QuantConfig
 from metahw.models.episodes import Episode
-from tests.models.user_networks import NETWORKS, UserNetwork, build, conv_block, trained_batchnorm
+from tests.models.user_networks import NETWORKS, UserNetwork, build, conv_block, instantiate
 
 WAYS, SHOTS, QUERIES = 3, 2, 3
 GRADIENT_HEADS = {"protomaml": {"inner_steps": 2, "inner_lr": 0.5}, "anil": {"inner_steps": 1, "inner_lr": 0.5}}
@@ -56,14 +55,7 @@ EXTRA_NETWORKS = {"leaky_average": UserNetwork(lambda: leaky_average_encoder(8),
 
 
 def _module(network: str) -> nn.Module:
-    if network in NETWORKS:
-        return build(network)
-    extra = EXTRA_NETWORKS[network]
-    with torch.random.fork_rng():
-        torch.manual_seed(extra.seed)
-        module = extra.make()
-    trained_batchnorm(module, torch.Generator().manual_seed(extra.seed))
-    return module.eval()
+    return build(network) if network in NETWORKS else instantiate(EXTRA_NETWORKS[network])
 
 
 @functools.cache

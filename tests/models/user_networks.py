@@ -105,7 +105,11 @@ def trained_batchnorm(module: nn.Module, generator: torch.Generator) -> None:
 
 def build(name: str) -> nn.Module:
     """The network `name` of `NETWORKS`, deterministic and in eval mode (the global RNG is left as it was)."""
-    network = NETWORKS[name]
+    return instantiate(NETWORKS[name])
+
+
+def instantiate(network: UserNetwork) -> nn.Module:
+    """Make `network` from its seed with trained-looking BatchNorm, in eval mode (the global RNG untouched)."""
     with torch.random.fork_rng():
         torch.manual_seed(network.seed)
         module = network.make()
