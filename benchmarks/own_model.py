@@ -141,15 +141,20 @@ def mini_imagenet_row(out: Path) -> dict:
         "--check-episodes", "2")  # fmt: skip
     build_dir = folder / "build"
     run("compile", episode, "-o", str(build_dir), "--queries", "5", "--episodes-from", str(eps))
+    default = subprocess.run([METAHW, "build", str(build_dir), "--backend", "amaranth", "--lanes", "8", "-o",
+                              str(folder / "rtl_default")], capture_output=True, text=True)  # fmt: skip
+    refusal = default.stderr.strip().removeprefix("metahw: error: ") if default.returncode else None
+    config = folder / "hardware.json"  # memories as large as this network needs
+    config.write_text(json.dumps({"format": "metahw.hardware", "version": 1, "lanes": 8, "act_bytes": 1 << 18,
+                                  "weight_bytes": 1 << 18}))  # fmt: skip
     rtl_dir = folder / "rtl"
-    run("build", str(build_dir), "--backend", "amaranth", "--lanes", "8", "-o", str(rtl_dir))
+    run("build", str(build_dir), "--backend", "amaranth", "--lanes", "8", "--config", str(config), "-o", str(rtl_dir))
     manifest = json.loads((rtl_dir / "manifest.json").read_text())
     kbit = sum(m["bits"] for m in manifest["memories"]) / 1024
     amem = max(m["bits"] for m in manifest["memories"] if m["name"].startswith("amem")) / 1024
-    targets = {
-        name: {"memory_kbit": d.memory_kbit, "fits_memory": kbit <= d.memory_kbit} for name, d in DEVICES.items()
-    }
-    return {"memory_kbit": round(kbit, 1), "largest_activation_bank_kbit": round(amem, 1), "targets": targets}
+    targets = {n: {"memory_kbit": d.memory_kbit, "fits_memory": kbit <= d.memory_kbit} for n, d in DEVICES.items()}
+    return {"default_config": refusal or "builds", "memory_kbit": round(kbit, 1),
+            "largest_activation_bank_kbit": round(amem, 1), "targets": targets}  # fmt: skip
 
 
 def main() -> None:
@@ -171,7 +176,9 @@ def main() -> None:
           f"{runs['sim8_error']:.2f} % (per-channel weights {runs['sim8_per_channel_error']:.2f} %), golden "
           f"{runs['sim8_error_golden_matched']}, {runs['sim8_per_channel_error_golden_matched']}")  # fmt: skip
     mini = mini_imagenet_row(args.out)
-    print(f"Conv-4-64 84x84x3 at P = 8: {mini['memory_kbit']:,} kbit of memories (largest activation bank "
+    print(f"Conv-4-64 84x84x3, default hardware config: {mini['default_config']}")
+    print(f"Conv-4-64 84x84x3 at P = 8 with 256 KiB activation banks: {mini['memory_kbit']:,} kbit of memories "
+          "(largest activation bank "
           f"{mini['largest_activation_bank_kbit']:,} kbit)")  # fmt: skip
     for name, t in mini["targets"].items():
         print(f"  {name:<12} {t['memory_kbit']:>6,} kbit block memory: {'fits' if t['fits_memory'] else 'too small'}")
