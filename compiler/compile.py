@@ -100,9 +100,9 @@ def compile_episode(
 ) -> CompileResult:
     """Compile an exported episode to a Program, calibrating on seeded episodes of `calibration`."""
     ways, shots = episode_shape(model)
-    image = tuple(d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim[1:])
+    image, query = (tuple(d.dim_value for d in i.type.tensor_type.shape.dim[1:]) for i in model.graph.input[::2])
     split_image = (1, *calibration.images.shape[2:])
-    if image != split_image:
+    if image == query and image != split_image:  # (unequal shapes: the importer names both)
         raise UserError(f"the episode's images are {list(image)} but the Omniglot calibration images are "
                         f"{list(split_image)}: calibrate on your own episodes (--episodes-from FILE.npz or "
                         "--images DIR).")  # fmt: skip
