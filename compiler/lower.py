@@ -50,7 +50,7 @@ SUPPORT, QUERY = "support", "query"
 
 
 @dataclass
-class _Builder:
+class ProgramBuilder:
     """Accumulates buffers, ops and weights while walking the graph."""
 
     config: QuantConfig
@@ -68,14 +68,17 @@ class _Builder:
         return self.config.choose(tensor, lo, hi, bits, signed)
 
     def buffer(self, name: str, shape: tuple[int, ...], fmt: QFormat, kind: str, fracs: tuple | None = None) -> str:
+        """Declare buffer `name` (its shape, format, kind and per-channel fracs); returns the name."""
         self.buffers[name] = Buffer(name, tuple(int(d) for d in shape), fmt, kind, fracs)
         return name
 
     def constant(self, name: str, value: np.ndarray, fmt: QFormat, kind: str = "weight") -> str:
+        """Quantise a float constant into `fmt` (saturating) and declare its buffer."""
         self.weights[name] = np.asarray(fmt.quantize(value, self.config.rounding, "saturate"), dtype=np.int64)
         return self.buffer(name, np.shape(value), fmt, kind)
 
     def range_of(self, *values: str) -> Range:
+        """The calibrated float range covering all of `values` (UserError if none was calibrated)."""
         found = [self.ranges[v] for v in values if v in self.ranges]
         if not found:
             raise UserError(f"no calibration range for {', '.join(values)}: calibrate on at least one episode.")
@@ -98,7 +101,7 @@ def lower(graph: Graph, ranges: Mapping[str, Range], config: QuantConfig, querie
     shots = n_support // ways
     if shots * ways != n_support:
         raise UserError(f"support_y {list(label_shape)} is not a whole number of shots per class.")
-    b = _Builder(config, _qat_ranges(graph, ranges))
+    b = ProgramBuilder(config, _qat_ranges(graph, ranges))
     nodes = iter(graph.nodes)
     _expect(next(nodes, None), "Concat", "support and query images")
 
@@ -146,7 +149,7 @@ def _qat_ranges(graph: Graph, ranges: Mapping[str, Range]) -> dict[str, Range]:
     return merged
 
 
-def _prototypes(b: _Builder, features: str, ways: int, shots: int) -> str:
+def _prototypes(b: ProgramBuilder, features: str, ways: int, shots: int) -> str:
     fmt = b.buffers[features].qformat
     b.buffer("prototypes", (ways, b.buffers[features].shape[1]), fmt, "activation")
     b.ops.append(PrototypeAccumulate(name="prototypes", features=features, labels="support_labels",
@@ -154,7 +157,7 @@ def _prototypes(b: _Builder, features: str, ways: int, shots: int) -> str:
     return "prototypes"
 
 
-def _lower_head(b: _Builder, graph: Graph, head: list[Node], support: str, ways: int, shots: int, embed_queries):  # noqa: ANN001, ANN202
+def _lower_head(b: ProgramBuilder, graph: Graph, head: list[Node], support: str, ways: int, shots: int, embed_queries):  # noqa: ANN001, ANN202
     """Emit the adaptation ops now, the query embedding, and return the classifier's ArgMax builder."""
     ops = [n.op for n in head]
     cfg = b.config
@@ -183,7 +186,9 @@ def _lower_head(b: _Builder, graph: Graph, head: list[Node], support: str, ways:
                     "CosineAttentionHead, and [ProtoHeadInit] -> SGDHeadStep* -> LinearHead.")  # fmt: skip
 
 
-def _lower_sgd_head(b: _Builder, graph: Graph, head: list[Node], support: str, ways: int, shots: int, embed_queries):  # noqa: ANN001, ANN202
+def _lower_sgd_head(
+    b: ProgramBuilder, graph: Graph, head: list[Node], support: str, ways: int, shots: int, embed_queries
+):  # noqa: ANN001, ANN202
     cfg = b.config
     steps = [n for n in head if n.op == "metahw.SGDHeadStep"]
     linear = head[-1]
@@ -231,7 +236,7 @@ def _lower_sgd_head(b: _Builder, graph: Graph, head: list[Node], support: str, w
     return lambda b: _argreduce(b, ArgMax)
 
 
-def _argreduce(b: _Builder, op: type[Kernel]) -> Kernel:
+def _argreduce(b: ProgramBuilder, op: type[Kernel]) -> Kernel:
     shape = b.buffers["scores"].shape
     b.buffer("prediction", shape[:1], index_format(shape[1]), "output")
     return op(name="prediction", input="scores", output="prediction")

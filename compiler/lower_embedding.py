@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -28,6 +29,9 @@ from metahw.compiler.kernels.pool import global_average_scale
 from metahw.compiler.qformat import QFormat, format_for_range
 from metahw.compiler.quant_config import bias_format
 from metahw.errors import UserError
+
+if TYPE_CHECKING:
+    from metahw.compiler.lower import ProgramBuilder
 
 FEATURES = "features"
 MAP_OPS = ("metahw.ConvBlock", "MaxPool", "AveragePool", "GlobalAveragePool", "Relu", "metahw.Add")
@@ -45,7 +49,7 @@ class Layer:
     out_format: QFormat
     weight: str | None = None
     bias: str | None = None
-    fields: Mapping = None
+    fields: Mapping | None = None
 
 
 @dataclass(frozen=True)
@@ -60,7 +64,7 @@ def _shape(graph: Graph, value: str) -> tuple:
     return tuple(graph.shapes[value])
 
 
-def embedding_layers(b, graph: Graph, nodes: list[Node], pixel: QFormat) -> EmbeddingLayers:  # noqa: ANN001 - lower._Builder
+def embedding_layers(b: ProgramBuilder, graph: Graph, nodes: list[Node], pixel: QFormat) -> EmbeddingLayers:
     """Quantise the embedding nodes (Concat's output up to the first Slice) into layers, or refuse with the node."""
     formats: dict[str, QFormat] = {"images": pixel}
     layers: list[Layer] = []
@@ -102,7 +106,7 @@ def _refuse(node: Node, what: str) -> UserError:
                      "Add (residual), one Flatten, then Gemm/MatMul [Relu].")  # fmt: skip
 
 
-def _choose(b, node: Node, value: str, signed: bool | None = None) -> QFormat:  # noqa: ANN001
+def _choose(b: ProgramBuilder, value: str, signed: bool | None = None) -> QFormat:
     return b.choose(value, *b.range_of(value), b.config.bits, signed=signed)
 
 
@@ -114,7 +118,7 @@ def _leaky(node: Node) -> dict:
     return {"leaky_slope": slope, "leaky_frac": frac}
 
 
-def _map_layer(b, graph: Graph, node: Node, formats: dict[str, QFormat]) -> Layer:  # noqa: ANN001
+def _map_layer(b: ProgramBuilder, graph: Graph, node: Node, formats: dict[str, QFormat]) -> Layer:
     out = node.outputs[0]
     x = node.inputs[0]
     if node.op == "metahw.ConvBlock":
@@ -122,25 +126,25 @@ def _map_layer(b, graph: Graph, node: Node, formats: dict[str, QFormat]) -> Laye
     if node.op == "MaxPool":
         return Layer(node, MaxPool2d, (x,), out, formats[x])
     if node.op == "AveragePool":
-        return Layer(node, AvgPool2d, (x,), out, _choose(b, node, out, formats[x].signed))
+        return Layer(node, AvgPool2d, (x,), out, _choose(b, out, formats[x].signed))
     if node.op == "GlobalAveragePool":
         _, _, h, w = _shape(graph, x)
         scale, shift = global_average_scale(h * w)
-        return Layer(node, GlobalAvgPool, (x,), out, _choose(b, node, out, formats[x].signed),
+        return Layer(node, GlobalAvgPool, (x,), out, _choose(b, out, formats[x].signed),
                      fields={"scale": scale, "shift": shift})  # fmt: skip
     if node.op == "Relu":
-        return Layer(node, Requant, (x,), out, _choose(b, node, out, False), fields={"relu": True})
+        return Layer(node, Requant, (x,), out, _choose(b, out, False), fields={"relu": True})
     a, r = node.inputs  # metahw.Add: the later-computed operand is the chain's predecessor, the other the skip
     if _shape(graph, a) != _shape(graph, r):
         raise _refuse(node, f"an Add of shapes {list(_shape(graph, a))} and {list(_shape(graph, r))} (no broadcasting)")
     position = {n: i for i, n in enumerate(formats)}
     first, skip = (a, r) if position[a] > position[r] else (r, a)
     signed = False if node.attrs["relu"] else None
-    return Layer(node, Add, (first, skip), out, _choose(b, node, out, signed),
+    return Layer(node, Add, (first, skip), out, _choose(b, out, signed),
                  fields={"relu": node.attrs["relu"], **_leaky(node)})  # fmt: skip
 
 
-def _conv(b, graph: Graph, block: Node, in_fmt: QFormat) -> Layer:  # noqa: ANN001
+def _conv(b: ProgramBuilder, graph: Graph, block: Node, in_fmt: QFormat) -> Layer:
     """Quantise one conv block's weights (symmetric range rule) and choose its output format."""
     attrs = block.attrs
     cfg = b.config
@@ -160,10 +164,12 @@ def _conv(b, graph: Graph, block: Node, in_fmt: QFormat) -> Layer:  # noqa: ANN0
     signed = False if attrs["relu"] else None
     fields = {"padding": pad, "stride": attrs["strides"][0], "relu": bool(attrs["relu"]), **_leaky(block),
               "pool": attrs["pool"] == 2, "pool_mode": attrs["pool_mode"]}  # fmt: skip
-    return Layer(block, Conv2d, block.inputs[:1], out_key, _choose(b, block, out_key, signed), w_name, b_name, fields)
+    return Layer(block, Conv2d, block.inputs[:1], out_key, _choose(b, out_key, signed), w_name, b_name, fields)
 
 
-def _quantise_weight(b, name: str, weight: np.ndarray, bits: int, per_channel: bool | None = None) -> tuple:  # noqa: ANN001
+def _quantise_weight(
+    b: ProgramBuilder, name: str, weight: np.ndarray, bits: int, per_channel: bool | None = None
+) -> tuple:
     """Quantise a weight tensor (per output channel with --per-channel); returns each channel's frac."""
     cfg = b.config
     b.chosen.add(name)
@@ -182,7 +188,9 @@ def _quantise_weight(b, name: str, weight: np.ndarray, bits: int, per_channel: b
     return (fmt.frac,) * len(weight)
 
 
-def _quantise_bias(b, name: str, bias: np.ndarray, in_frac: int, fracs: tuple, per_channel: bool | None = None) -> None:  # noqa: ANN001
+def _quantise_bias(
+    b: ProgramBuilder, name: str, bias: np.ndarray, in_frac: int, fracs: tuple, per_channel: bool | None = None
+) -> None:
     """Quantise a bias at each output channel's accumulator frac (or the override's format)."""
     cfg = b.config
     b.chosen.add(name)
@@ -199,7 +207,7 @@ def _quantise_bias(b, name: str, bias: np.ndarray, in_frac: int, fracs: tuple, p
     b.buffer(name, bias.shape, replace(fmt, frac=min(b_fracs)), "weight", b_fracs if len(set(b_fracs)) > 1 else None)
 
 
-def _dense(b, graph: Graph, node: Node, in_fmt: QFormat, order: np.ndarray | None) -> Layer:  # noqa: ANN001
+def _dense(b: ProgramBuilder, graph: Graph, node: Node, in_fmt: QFormat, order: np.ndarray | None) -> Layer:
     """A projection after the Flatten: per-tensor weight format (columns permuted for a channels-last Flatten)."""
     weight = np.asarray(graph.constants[node.inputs[1]], np.float64)
     if order is not None:
@@ -211,11 +219,11 @@ def _dense(b, graph: Graph, node: Node, in_fmt: QFormat, order: np.ndarray | Non
         b_name = f"{node.name}.bias"
         _quantise_bias(b, b_name, np.asarray(graph.constants[node.inputs[2]], np.float64), in_fmt.frac, fracs, False)
     out = node.outputs[0]
-    fmt = _choose(b, node, out, False if node.attrs["relu"] else None)
+    fmt = _choose(b, out, False if node.attrs["relu"] else None)
     return Layer(node, Dense, node.inputs[:1], out, fmt, w_name, b_name, {"relu": bool(node.attrs["relu"])})
 
 
-def emit_embedding(b, chain: str, embedding: EmbeddingLayers, batch: int) -> str:  # noqa: ANN001
+def emit_embedding(b: ProgramBuilder, chain: str, embedding: EmbeddingLayers, batch: int) -> str:
     """Emit the embedding's ops for `batch` images of `chain` (support or query); returns the features buffer."""
     names = {"images": f"{chain}_x"}
     layers = embedding.layers
