@@ -125,9 +125,34 @@ def _compile(model: onnx.ModelProto, config: QuantConfig, feeds: list[dict], que
     return CompileResult(lower(graph, ranges, config, queries), graph, ranges, config)
 
 
-def save_build(result: CompileResult, out: str | os.PathLike) -> Path:
-    """Write program.json, weights.npz and quantisation.json into `out`, replacing it atomically."""
+#: what a build folder holds: an existing folder with anything else in it is not replaced
+BUILD_FILES = frozenset({"program.json", "weights.npz", REPORT_FILE})
+
+
+def check_build_target(out: str | os.PathLike) -> Path:
+    """`out` as a build folder to write: new, empty, or an earlier build (nothing else in it); else UserError.
+
+    Writing a build replaces the folder, so a folder holding files the compiler did not write
+    (or a file at that path) is refused rather than deleted. Call it before any work is done.
+    """
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out} is a file; give a new folder, an empty one or an earlier build for the build.")
+    if out.is_dir():
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in BUILD_FILES)
+        if foreign:
+            raise UserError(f"{out} holds files that are not a build ({', '.join(foreign[:3])}"
+                            f"{', ...' if len(foreign) > 3 else ''}); give a new folder, an empty one or an "
+                            "earlier build, nothing in it is replaced.")  # fmt: skip
+    return out
+
+
+def save_build(result: CompileResult, out: str | os.PathLike) -> Path:
+    """Write program.json, weights.npz and quantisation.json into `out`, replacing it atomically.
+
+    `out` must pass `check_build_target`: a new or empty folder, or an earlier build.
+    """
+    out = check_build_target(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:

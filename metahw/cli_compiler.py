@@ -35,6 +35,7 @@ from metahw.compiler.compare import compare_episodes, omniglot_comparison
 from metahw.compiler.compare_plot import plot_accuracy_vs_bits
 from metahw.compiler.compile import (
     calibration_episodes,
+    check_build_target,
     compile_calibrated,
     compile_episode,
     episode_shape,
@@ -94,6 +95,7 @@ def compile_command(
 ) -> None:
     """Compile an ONNX episode to a fixed-point Program (program.json, weights.npz, quantisation.json)."""
     started = time.perf_counter()
+    check_build_target(out)
     config = _config(bits, head_bits, rounding, overflow, per_channel, overrides)
     source = EpisodeOptions(episodes_from, images, None, image_shape, invert, mean, std, resample)
     model = load_onnx(onnx_file)

@@ -74,11 +74,15 @@ def test_compile_options_reach_the_program(cli, onnx_file, tmp_path):
 def test_recompiling_replaces_the_build(cli, onnx_file, tmp_path):
     out = tmp_path / "build"
     assert cli("compile", onnx_file, "--out", out, "--bits", 8, "--calibration-episodes", 2).code == 0
-    (out / "notes.txt").write_text("stale")
     assert cli("compile", onnx_file, "--out", out, "--bits", 4, "--calibration-episodes", 2).code == 0
     assert sorted(p.name for p in out.iterdir()) == BUILD_FILES
     assert Program.load(out).buffer_map["block0.conv.weight"].qformat.bits == 4
     assert sorted(p.name for p in tmp_path.iterdir()) == ["build"]
+    (out / "notes.txt").write_text("mine")  # a file the compiler did not write: the build is no longer replaced
+    assert cli("compile", onnx_file, "--out", out, "--bits", 8, "--calibration-episodes", 2).code == 2
+    assert (out / "notes.txt").read_text() == "mine" and Program.load(out).buffer_map[
+        "block0.conv.weight"
+    ].qformat.bits == 4
 
 
 @pytest.mark.parametrize(
@@ -148,3 +152,20 @@ def test_export_cli_refuses_bad_inner_steps(cli, one_line_error, tiny_checkpoint
     one_line_error(cli("export", matching, "--out", out, "--inner-steps", 1), "Matching Networks", "must be 0")
     one_line_error(cli("export", tiny_checkpoint, "--out", out, "--ways", 1), "--ways >= 2")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["matching.pt"]
+
+
+def test_compile_never_deletes_files_it_did_not_write(cli, onnx_file, tmp_path):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "mine.txt").write_text("keep me")
+    result = cli("compile", onnx_file, "-o", folder)
+    assert result.code == 2 and "holds files that are not a build (mine.txt)" in result.stderr
+    assert [p.name for p in folder.iterdir()] == ["mine.txt"] and (folder / "mine.txt").read_text() == "keep me"
+    afile = tmp_path / "a_file"
+    afile.write_text("x")
+    result = cli("compile", onnx_file, "-o", afile)
+    assert result.code == 2 and "is a file" in result.stderr and afile.read_text() == "x"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "mine"]  # no .old, no temporary folder
+    build = tmp_path / "build"
+    assert cli("compile", onnx_file, "-o", build).code == 0
+    assert cli("compile", onnx_file, "-o", build).code == 0  # an earlier build is replaced

@@ -13,6 +13,7 @@ from metahw.compiler.golden import execute
 from metahw.compiler.kernels import ArgMax, ArgMin
 from metahw.compiler.program import Program
 from metahw.compiler.stages import embedding_program, head_program
+from metahw.errors import UserError
 from metahw.models.episodes import EpisodeSampler
 from metahw.models.export import exported_backbone, reference_logits
 
@@ -82,11 +83,14 @@ def test_save_build_writes_and_replaces(compiled, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["program.json", REPORT_FILE, "weights.npz"]
     assert Program.load(out) == r16.program
     assert json.loads((out / REPORT_FILE).read_text()) == json.loads(json.dumps(r16.report()))
-    (out / "stale.txt").write_text("from an older build")
     save_build(r8, out)
     assert sorted(p.name for p in out.iterdir()) == ["program.json", REPORT_FILE, "weights.npz"]
     assert Program.load(out) == r8.program != r16.program
     assert [p.name for p in tmp_path.iterdir()] == ["build"]  # no temporary or old folders left
+    (out / "notes.txt").write_text("the user's")
+    with pytest.raises(UserError, match=r"holds files that are not a build \(notes.txt\)"):
+        save_build(r16, out)
+    assert Program.load(out) == r8.program and (out / "notes.txt").read_text() == "the user's"
 
 
 @pytest.mark.parametrize(("algorithm", "steps"), STAGE_CASES)
