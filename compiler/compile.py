@@ -21,13 +21,14 @@ import onnx
 from metahw.compiler.calibrate import Range, calibrate
 from metahw.compiler.ir import Graph
 from metahw.compiler.lower import lower
-from metahw.compiler.onnx_import import import_model
+from metahw.compiler.onnx_import import check_episode_inputs, import_model
 from metahw.compiler.passes import standard_pipeline
 from metahw.compiler.program import Program
 from metahw.compiler.quant_config import QuantConfig
 from metahw.errors import UserError
 from metahw.models.data import OmniglotSplit
 from metahw.models.episodes import Episode, EpisodeSampler
+from metahw.outputs import writable_folder
 
 REPORT_FILE = "quantisation.json"
 
@@ -86,6 +87,7 @@ def calibration_feeds(episodes: Iterable[Episode], ways: int) -> list[dict]:
 
 def episode_shape(model: onnx.ModelProto) -> tuple[int, int]:
     """(ways, shots) of an exported episode, read from its support_y input."""
+    check_episode_inputs(model)
     dims = [d.dim_value for d in model.graph.input[1].type.tensor_type.shape.dim]
     return dims[1], dims[0] // dims[1]
 
@@ -106,6 +108,10 @@ def compile_episode(
         raise UserError(f"the episode's images are {list(image)} but the Omniglot calibration images are "
                         f"{list(split_image)}: calibrate on your own episodes (--episodes-from FILE.npz or "
                         "--images DIR).")  # fmt: skip
+    if ways > calibration.num_classes:
+        raise UserError(f"the episode is {ways}-way but the Omniglot {calibration.name} split has only "
+                        f"{calibration.num_classes} classes to calibrate on: calibrate on your own episodes "
+                        "(--episodes-from FILE.npz or --images DIR).")  # fmt: skip
     feeds = episode_feeds(calibration, ways, shots, max(1, min(queries // ways, 5)), calibration_episodes, seed)
     return _compile(model, config, feeds, queries)
 
@@ -116,6 +122,20 @@ def compile_calibrated(
     """Compile an exported episode to a Program, calibrating on the given episodes (the user's own data)."""
     ways, _ = episode_shape(model)
     return _compile(model, config, calibration_feeds(calibration, ways), queries)
+
+
+def check_compilable(model: onnx.ModelProto, config: QuantConfig, queries: int) -> None:
+    """Refuse, before any calibration, an episode that cannot be compiled with `config` (UserError).
+
+    Imports, passes and lowers the graph with a placeholder range [-1, 1] on every value:
+    unsupported ops and attributes, an episode shape the lowering rejects, and overrides naming
+    no tensor of the program are all found in well under a second, not after calibration.
+    """
+    if queries < 1:
+        raise UserError(f"the program must classify at least 1 query (got {queries}).")
+    graph = standard_pipeline(import_model(model))
+    values = {v for node in model.graph.node for v in node.output} | {i.name for i in model.graph.input}
+    lower(graph, dict.fromkeys(values, (-1.0, 1.0)), config, queries)
 
 
 def _compile(model: onnx.ModelProto, config: QuantConfig, feeds: list[dict], queries: int) -> CompileResult:
@@ -133,18 +153,10 @@ def check_build_target(out: str | os.PathLike) -> Path:
     """`out` as a build folder to write: new, empty, or an earlier build (nothing else in it); else UserError.
 
     Writing a build replaces the folder, so a folder holding files the compiler did not write
-    (or a file at that path) is refused rather than deleted. Call it before any work is done.
+    (or a file at that path, or a place that cannot be written) is refused rather than
+    deleted. Call it before any work is done.
     """
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out} is a file; give a new folder, an empty one or an earlier build for the build.")
-    if out.is_dir():
-        foreign = sorted(p.name for p in out.iterdir() if p.name not in BUILD_FILES)
-        if foreign:
-            raise UserError(f"{out} holds files that are not a build ({', '.join(foreign[:3])}"
-                            f"{', ...' if len(foreign) > 3 else ''}); give a new folder, an empty one or an "
-                            "earlier build, nothing in it is replaced.")  # fmt: skip
-    return out
+    return writable_folder(out, "build", lambda folder: all(p.name in BUILD_FILES for p in folder.iterdir()))
 
 
 def save_build(result: CompileResult, out: str | os.PathLike) -> Path:

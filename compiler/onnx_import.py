@@ -56,11 +56,17 @@ def _check_supported(node: onnx.NodeProto) -> str:
     raise UserError(f"unsupported op {qualified} in node {node.name or '<unnamed>'!r}; metahw supports {supported}.")
 
 
-def import_model(model: onnx.ModelProto) -> Graph:
-    """Convert a checked episode ModelProto into a float Graph with static shapes."""
+def check_episode_inputs(model: onnx.ModelProto) -> None:
+    """UserError unless the graph's inputs are exactly support_x, support_y, query_x (an exported episode)."""
     names = [i.name for i in model.graph.input]
     if tuple(names) != EPISODE_INPUTS:
-        raise UserError(f"the episode graph must have inputs {', '.join(EPISODE_INPUTS)} (got {', '.join(names)}).")
+        raise UserError(f"the episode graph must have inputs {', '.join(EPISODE_INPUTS)} (got "
+                        f"{', '.join(names) or 'none'}); write one with `metahw export`.")  # fmt: skip
+
+
+def import_model(model: onnx.ModelProto) -> Graph:
+    """Convert a checked episode ModelProto into a float Graph with static shapes."""
+    check_episode_inputs(model)
     _check_episode_shapes({vi.name: _shape(vi) for vi in model.graph.input})
     nodes = []
     for n in model.graph.node:
@@ -79,7 +85,7 @@ def import_model(model: onnx.ModelProto) -> Graph:
     constants = {t.name: numpy_helper.to_array(t) for t in g.initializer}
     shapes.update({k: tuple(v.shape) for k, v in constants.items()})
     metadata = {p.key: p.value for p in model.metadata_props}
-    return Graph(tuple(nodes), constants, shapes, tuple(names), tuple(o.name for o in g.output), metadata)
+    return Graph(tuple(nodes), constants, shapes, EPISODE_INPUTS, tuple(o.name for o in g.output), metadata)
 
 
 def _check_episode_shapes(shapes: dict) -> None:

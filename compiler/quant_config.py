@@ -20,6 +20,7 @@ from metahw.compiler.qformat import OVERFLOW_MODES, ROUNDING_MODES, QFormat, for
 from metahw.errors import UserError
 
 MIN_BITS, MAX_BITS = 2, 16
+MAX_FRAC = 64  # |frac| of an overridden format: binary points this far out are a typo, not a design
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,11 @@ class QuantConfig:
                 raise UserError(f"override for {tensor!r} must be a mapping with keys among bits, frac, signed.")
             if "bits" in spec and (type(spec["bits"]) is not int or not MIN_BITS <= spec["bits"] <= 32):
                 raise UserError(f"override for {tensor!r}: bits must be an integer in {MIN_BITS}..32.")
+            if "frac" in spec and (type(spec["frac"]) is not int or not -MAX_FRAC <= spec["frac"] <= MAX_FRAC):
+                raise UserError(f"override for {tensor!r}: frac must be an integer in -{MAX_FRAC}..{MAX_FRAC}, "
+                                f"got {spec['frac']!r}.")  # fmt: skip
+            if "signed" in spec and type(spec["signed"]) is not bool:
+                raise UserError(f"override for {tensor!r}: signed must be true or false, got {spec['signed']!r}.")
 
     @property
     def weight_width(self) -> int:
@@ -67,7 +73,7 @@ class QuantConfig:
         signed = spec.get("signed", lo < 0 if signed is None else signed)
         bits = spec.get("bits", bits)
         if "frac" in spec:
-            return QFormat(bits, int(spec["frac"]), signed)
+            return QFormat(bits, spec["frac"], signed)
         return format_for_range(min(lo, 0.0) if signed else max(lo, 0.0), max(hi, 0.0), bits, signed, self.rounding)
 
 

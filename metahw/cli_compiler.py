@@ -36,6 +36,7 @@ from metahw.compiler.compare_plot import plot_accuracy_vs_bits
 from metahw.compiler.compile import (
     calibration_episodes,
     check_build_target,
+    check_compilable,
     compile_calibrated,
     compile_episode,
     episode_shape,
@@ -50,6 +51,7 @@ from metahw.models.episode_sources import EpisodeShape, require_shape
 from metahw.models.episodes import Episode, EpisodeSet
 from metahw.models.export import EpisodeHead, episode_head, export_episode
 from metahw.models.learners import MetaLearner
+from metahw.outputs import exclusive, writable_file, writable_folder
 
 Bits = Annotated[int, typer.Option(help="Bits of weights and activations of the embedding (2..16).")]
 HeadBits = Annotated[int, typer.Option(help="Bits of the head's state and internal values (2..16).")]
@@ -75,10 +77,13 @@ def compile_command(
     per_channel: PerChannel = False,
     overrides: Annotated[Path | None, typer.Option(help="Per-tensor format overrides (JSON or YAML).")] = None,
     queries: Annotated[
-        int | None, typer.Option(help="Queries per episode the program classifies (default: ways).")
+        int | None, typer.Option(min=1, help="Queries per episode the program classifies (default: ways).")
     ] = None,
     calibration_episodes: Annotated[
-        int, typer.Option(help="Calibration episodes (meta-val, drawn from --images, or the first of --episodes-from).")
+        int,
+        typer.Option(
+            min=1, help="Calibration episodes (meta-val, drawn from --images, or the first of --episodes-from)."
+        ),
     ] = 32,
     data: Data = None,
     episodes_from: Annotated[
@@ -100,15 +105,16 @@ def compile_command(
     source = EpisodeOptions(episodes_from, images, None, image_shape, invert, mean, std, resample)
     model = load_onnx(onnx_file)
     ways, _ = episode_shape(model)
-    if calibration_episodes < 1:
-        raise UserError(f"--calibration-episodes must be >= 1 (got {calibration_episodes}).")
     classified = ways if queries is None else queries
-    if source.given:
-        calibration = _user_calibration(model, source, classified, calibration_episodes)
-        result = compile_calibrated(model, config, calibration, classified)
-    else:
-        result = compile_episode(model, config, load_omniglot(data).split("val"), classified, calibration_episodes)
-    save_build(result, out)
+    check_compilable(model, config, classified)
+    with exclusive(out, "build"):
+        if source.given:
+            calibration = _user_calibration(model, source, classified, calibration_episodes)
+            result = compile_calibrated(model, config, calibration, classified)
+        else:
+            split = load_omniglot(data).split("val")
+            result = compile_episode(model, config, split, classified, calibration_episodes)
+        save_build(result, out)
     report = result.report()
     typer.echo(f"wrote {out}: {len(report['ops'])} ops ({', '.join(dict.fromkeys(report['ops']))}), "
                f"{report['weight_bytes']} weight bytes, {report['macs']:,} MACs per episode, "
@@ -152,13 +158,13 @@ def parse_bit_widths(text: str, option: str = "--bits") -> list[int]:
 def compare_command(
     ckpt: Annotated[str, typer.Argument(help="Checkpoint or zoo:NAME.")],
     bits: Annotated[str, typer.Option(help="Comma-separated bit widths.")] = "4,6,8,16",
-    ways: Annotated[int | None, typer.Option(help="Ways N (default 5; with a file or runs: theirs).")] = None,
-    shots: Annotated[int | None, typer.Option(help="Shots K (default 1; with a file or runs: theirs).")] = None,
-    inner_steps: Annotated[int | None, typer.Option(help="Head SGD steps (default: the learner's).")] = None,
+    ways: Annotated[int | None, typer.Option(min=2, help="Ways N (default 5; with a file or runs: theirs).")] = None,
+    shots: Annotated[int | None, typer.Option(min=1, help="Shots K (default 1; with a file or runs: theirs).")] = None,
+    inner_steps: Annotated[int | None, typer.Option(min=0, help="Head SGD steps (default: the learner's).")] = None,
     episodes: Annotated[
         int | None, typer.Option(help="Episodes, the same for every row (default 1000; of a file or runs: all).")
     ] = None,
-    queries: Annotated[int | None, typer.Option(help="Query examples per class (default 15).")] = None,
+    queries: Annotated[int | None, typer.Option(min=1, help="Query examples per class (default 15).")] = None,
     head_bits: HeadBits = 16,
     rounding: Rounding = "half_up",
     overflow: Overflow = "saturate",
@@ -187,6 +193,9 @@ def compare_command(
     count = 1000 if episodes is None and (not source.given or images is not None) else episodes
     if count is not None and count < 2:
         raise UserError(f"--episodes must be >= 2 for a confidence interval (got {count}).")
+    writable_folder(out, "comparison folder", lambda folder: (folder / "compare.json").is_file())
+    if predictions is not None:
+        writable_file(predictions, "--predictions file")
     learner = load_checkpoint(ckpt).learner
     if source.given:
         spec, model, chosen, calibration = _user_comparison(learner, source, ways, shots, queries, inner_steps,
@@ -242,7 +251,11 @@ def _user_comparison(
 
 def _print_comparison(result: dict, algorithm: str, described: str, out: Path, labelled: bool) -> None:
     def shown(acc: dict | None) -> str:
-        return f"{'n/a':>16}" if acc is None else f"{100 * acc['accuracy']:>9.2f} +- {100 * acc['ci95']:.2f}"
+        if acc is None:
+            return f"{'n/a':>16}"
+        if acc["ci95"] is None:
+            return f"{100 * acc['accuracy']:>9.2f}{'':>7}"
+        return f"{100 * acc['accuracy']:>9.2f} +- {100 * acc['ci95']:.2f}"
 
     flt = result["float"]
     typer.echo(f"{algorithm} {result['ways']}-way {result['shots']}-shot, {described} x {result['queries']} queries")

@@ -27,34 +27,46 @@ from metahw.compiler.compile import compile_episode, save_build
 from metahw.compiler.program import Program
 from metahw.compiler.quant_config import QuantConfig
 from metahw.demo_hardware import hardware_stage, start_synthesis, warm_up_synthesis, write_report
+from metahw.errors import UserError
+from metahw.hw.synth.devices import get_device
 from metahw.models.checkpoint import load_checkpoint
 from metahw.models.data import load_omniglot
 from metahw.models.export import episode_head, export_episode
 from metahw.models.export_check import check_export
+from metahw.outputs import writable_folder
+from metahw.sim.config import MAX_LANES
+
+#: files the demo writes first; a folder holding one of them is an earlier demo's output
+DEMO_MARKERS = ("episode.onnx", "summary.json")
 
 
 @app.command("demo")
 def demo_command(
     model: Annotated[str, typer.Option(help="Checkpoint or zoo:NAME.")] = "zoo:protonet32",
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the demo's outputs.")] = Path("out/demo"),
-    ways: int = 5,
-    shots: int = 1,
+    ways: Annotated[int, typer.Option(min=2, help="Ways N of the demo's episodes.")] = 5,
+    shots: Annotated[int, typer.Option(min=1, help="Shots K of the demo's episodes.")] = 1,
     bits: Annotated[int, typer.Option(help="Bits of the compiled program (and of the hardware).")] = 8,
     sweep: Annotated[str, typer.Option(help="Bit widths compared with float (--bits is added).")] = "4,6,8",
     episodes: Annotated[int, typer.Option(help="Meta-test episodes for float and fixed-point accuracy.")] = 1000,
     data: Annotated[Path | None, typer.Option(help="Omniglot data.")] = None,
     lanes: Annotated[int, typer.Option(help="MAC lanes P of the generated accelerator.")] = 8,
     target: Annotated[str, typer.Option(help="FPGA for synthesis and place-and-route ('none': skip).")] = "ecp5-25k",
-    sim_episodes: Annotated[int, typer.Option(help="Episodes through the cycle simulator (checked vs golden).")] = 5,
-    rtl_episodes: Annotated[int, typer.Option(help="Episodes through Verilator (checked vs the simulator).")] = 2,
+    sim_episodes: Annotated[
+        int, typer.Option(min=1, help="Episodes through the cycle simulator (checked vs golden).")
+    ] = 5,
+    rtl_episodes: Annotated[
+        int, typer.Option(min=1, help="Episodes through Verilator (checked vs the simulator).")
+    ] = 2,
     progress: bool = True,
 ) -> None:
     """Run the pipeline on a shipped model: float vs fixed point, simulator, Verilator, synthesis, report page."""
     started = time.perf_counter()
-    widths = sorted(set(parse_bit_widths(sweep, "--sweep")) | {bits})
+    widths = sorted(set(parse_bit_widths(sweep, "--sweep")) | set(parse_bit_widths(str(bits), "--bits")))
     target_name = None if target == "none" else target
-    warming = warm_up_synthesis(target_name)
+    _check_demo_options(out, target_name, episodes, lanes)
     ckpt = load_checkpoint(model)
+    warming = warm_up_synthesis(target_name)
     learner = ckpt.learner
     omniglot = load_omniglot(data)
     test, val = omniglot.split("test"), omniglot.split("val")
@@ -142,6 +154,17 @@ def demo_command(
         typer.echo(f"  {rung['rung']:<28} {rung['status']:<8} {rung['detail']}")
     typer.echo(f"  report               {page}")
     typer.echo(f"  summary              {out / 'summary.json'} ({summary['seconds']:.0f} s)")
+
+
+def _check_demo_options(out: Path, target: str | None, episodes: int, lanes: int) -> None:
+    """Refuse, before any work, a demo that could not finish: bad counts, an unknown target, a user's folder."""
+    if episodes < 2:
+        raise UserError(f"--episodes must be >= 2 for a confidence interval (got {episodes}).")
+    if lanes < 1 or lanes & (lanes - 1) or lanes > MAX_LANES:
+        raise UserError(f"--lanes must be a power of two in 1..{MAX_LANES} (got {lanes}).")
+    if target is not None:
+        get_device(target)
+    writable_folder(out, "demo folder", lambda folder: any((folder / name).exists() for name in DEMO_MARKERS))
 
 
 def _backbone_width(program: Program) -> int:

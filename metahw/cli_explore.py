@@ -16,10 +16,11 @@ from metahw.explore.objectives import parse_objectives
 from metahw.explore.pareto import front_table, meets_target, pareto_document, pareto_front, write_pareto_json
 from metahw.explore.plot import plot_pareto
 from metahw.explore.space import Candidate, SearchSpace, parse_range, parse_widths, select_widths
-from metahw.explore.study import run_study
+from metahw.explore.study import CONFIG_FILE, run_study
 from metahw.explore.trial import TrialSettings, checkpoint_key, evaluate_design
 from metahw.hw.synth.devices import get_device
 from metahw.hw.synth.nextpnr import check_pnr_effort
+from metahw.outputs import writable_folder
 from metahw.sim.config import MAX_LANES
 
 #: bit widths the compiler accepts
@@ -45,7 +46,7 @@ def explore_command(
     bits: Annotated[str, typer.Option(help="Bit widths: A..B (every integer) or a comma list.")] = "4..8",
     lanes: Annotated[str, typer.Option(help="MAC lanes P: A..B (every power of two) or a comma list.")] = "4..64",
     widths: Annotated[str | None, typer.Option(help="Backbone widths to use (comma list; default: all).")] = None,
-    budget: Annotated[int, typer.Option(help="Completed trials (a smaller space is searched as a grid).")] = 24,
+    budget: Annotated[int, typer.Option(min=1, help="Completed trials (a smaller space is searched as a grid).")] = 24,
     objective: Annotated[str, typer.Option(help="Objectives among accuracy,latency,luts, in order.")] = (
         "accuracy,latency,luts"
     ),
@@ -74,6 +75,7 @@ def explore_command(
         raise UserError(f"--episodes must be >= 2 for a confidence interval (got {episodes}).")
     get_device(target)
     check_pnr_effort(pnr)
+    writable_folder(out, "exploration folder", lambda folder: (folder / CONFIG_FILE).is_file())
     candidates = select_widths(_candidates(checkpoints, ways, shots), width_values)
     space = SearchSpace(candidates, bit_values, lane_values)
     out = out.resolve()

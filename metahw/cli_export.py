@@ -16,12 +16,15 @@ import typer
 
 from metahw.atomic import atomic_path
 from metahw.cli import app
+from metahw.compiler.compile import check_compilable
+from metahw.compiler.quant_config import QuantConfig
 from metahw.errors import UserError
 from metahw.models.checkpoint import load_checkpoint
 from metahw.models.data import load_omniglot
 from metahw.models.embedding_export import HEADS, embedding_episode
 from metahw.models.export import EpisodeHead, episode_head, export_episode
 from metahw.models.export_check import check_export, require_passed
+from metahw.outputs import writable_file
 
 
 @app.command("export")
@@ -30,16 +33,17 @@ def export_command(
         Path, typer.Argument(help="Checkpoint written by `metahw train` (or zoo:NAME), or an embedding .onnx file.")
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="ONNX file to write.")],
-    ways: int = 5,
-    shots: int = 1,
+    ways: Annotated[int, typer.Option(min=2, help="Ways N of the exported episode.")] = 5,
+    shots: Annotated[int, typer.Option(min=1, help="Shots K of the exported episode.")] = 1,
     head: Annotated[
         str | None, typer.Option(help=f"Head for an embedding .onnx: {', '.join(HEADS)} (not for checkpoints).")
     ] = None,
     inner_steps: Annotated[
         int | None,
         typer.Option(
+            min=0,
             help="Head SGD steps unrolled in the graph (default: the learner's head-mode steps; "
-            "protomaml 5, anil 10 for an embedding)."
+            "protomaml 5, anil 10 for an embedding).",
         ),
     ] = None,
     inner_lr: Annotated[
@@ -50,7 +54,7 @@ def export_command(
         float | None, typer.Option(help="Cosine attention scale for an embedding with --head matchingnet (default 10).")
     ] = None,
     check_episodes: Annotated[
-        int, typer.Option(help="Random meta-test episodes run in onnxruntime against PyTorch (0: skip).")
+        int, typer.Option(min=0, help="Random meta-test episodes run in onnxruntime against PyTorch (0: skip).")
     ] = 100,
     tolerance: Annotated[float, typer.Option(help="Largest accepted relative logit error.")] = 1e-4,
     data: Annotated[Path | None, typer.Option(help="Omniglot data for the check.")] = None,
@@ -59,6 +63,9 @@ def export_command(
 ) -> None:
     """Export the episode (support_x, support_y one-hot, query_x) -> (logits, prediction) to ONNX."""
     show = progress and not as_json
+    writable_file(out, "ONNX file")
+    if not tolerance > 0:
+        raise UserError(f"--tolerance must be > 0 (got {tolerance}).")
     if model.suffix.lower() == ".onnx":
         heads = (head, inner_steps, inner_lr, attention_scale)
         exported = _from_embedding(model, ways, shots, heads, check_episodes, tolerance, data, show)
@@ -80,6 +87,7 @@ def export_command(
     }
     if exported.check is not None:
         report["check"] = {**exported.check, "tolerance": tolerance}
+    check_compilable(exported.model, QuantConfig(), ways)  # what export writes, compile takes
     with atomic_path(out) as tmp:
         onnx.save_model(exported.model, tmp)
     if as_json:

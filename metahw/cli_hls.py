@@ -30,7 +30,9 @@ from metahw.compiler.program import Program
 from metahw.errors import UserError
 from metahw.hw.hls4ml import HlsMismatch, ProjectOptions, build_hls_project
 from metahw.hw.hls4ml.episodes import check_hls_episodes
+from metahw.hw.hls4ml.project import CONFIG_FILE
 from metahw.models.data import load_omniglot
+from metahw.outputs import exclusive, writable_file, writable_folder
 from metahw.sim.episodes import episode_sampler
 
 BACKENDS = ("hls4ml", "amaranth")
@@ -42,9 +44,19 @@ Strategy = Annotated[str, typer.Option(help="hls4ml strategy of the embedding la
 ReuseFactor = Annotated[int, typer.Option(help="hls4ml reuse factor of the embedding layers.")]
 
 
-def _options(hls_backend: str, part: str, clock_period: float, strategy: str, reuse_factor: int) -> ProjectOptions:
-    return ProjectOptions(hls_backend=hls_backend.lower(), part=part, clock_period=clock_period,
-                          strategy=strategy.lower(), reuse_factor=reuse_factor)  # fmt: skip
+#: the hls4ml project options' defaults, where the command line leaves one out
+HLS_DEFAULTS = {"hls_backend": "vitis", "part": "xcvu13p-flga2577-2-e", "clock_period": 5.0, "strategy": "latency",
+                "reuse_factor": 1}  # fmt: skip
+
+
+def _options(hls_backend: str | None, part: str | None, clock_period: float | None, strategy: str | None,
+             reuse_factor: int | None) -> ProjectOptions:  # fmt: skip
+    given = {"hls_backend": hls_backend, "part": part, "clock_period": clock_period, "strategy": strategy,
+             "reuse_factor": reuse_factor}  # fmt: skip
+    chosen = {name: HLS_DEFAULTS[name] if value is None else value for name, value in given.items()}
+    for name in ("hls_backend", "strategy"):
+        chosen[name] = chosen[name].lower()
+    return ProjectOptions(**chosen)
 
 
 @app.command("build")
@@ -52,39 +64,54 @@ def build_command(
     build: Annotated[Path, typer.Argument(help="Build folder written by `metahw compile`.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Project folder to write.")],
     backend: Annotated[str, typer.Option(help="Hardware backend: hls4ml or amaranth (Verilog).")] = "hls4ml",
-    lanes: Annotated[int, typer.Option(help="amaranth: MAC lanes P (a power of two).")] = 8,
+    lanes: Annotated[int | None, typer.Option(help="amaranth: MAC lanes P, a power of two (default 8).")] = None,
     config: Annotated[
-        Path | None, typer.Option(help="amaranth: hardware config JSON for the other parameters.")
+        Path | None, typer.Option(help="amaranth: hardware config JSON (its lanes unless --lanes is given).")
     ] = None,
-    hls_backend: HlsBackend = "vitis",
-    part: Part = "xcvu13p-flga2577-2-e",
-    clock_period: ClockPeriod = 5.0,
-    strategy: Strategy = "latency",
-    reuse_factor: ReuseFactor = 1,
-    tb_episodes: Annotated[int, typer.Option(help="Meta-test episodes written as testbench data (0: none).")] = 1,
+    hls_backend: Annotated[str | None, typer.Option(help="hls4ml backend: vitis (default) or vivado.")] = None,
+    part: Annotated[str | None, typer.Option(help=f"hls4ml: FPGA part (default {HLS_DEFAULTS['part']}).")] = None,
+    clock_period: Annotated[float | None, typer.Option(help="hls4ml: target clock period in ns (default 5).")] = None,
+    strategy: Annotated[str | None, typer.Option(help="hls4ml: latency (default) or resource.")] = None,
+    reuse_factor: Annotated[int | None, typer.Option(help="hls4ml: reuse factor of the embedding (default 1).")] = None,
+    tb_episodes: Annotated[
+        int | None,
+        typer.Option(min=0, help="hls4ml: meta-test episodes written as testbench data (default 1; 0: none)."),
+    ] = None,
     seed: int = 0,
     data: Data = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
 ) -> None:
     """Write the whole episode as hardware: Amaranth Verilog, or an hls4ml project (Vitis HLS or Vivado HLS C++)."""
-    if backend == "amaranth":
-        from metahw.cli_rtl import build_amaranth
-        from metahw.cli_sim import hardware_for
-
-        program = Program.load(build)
-        build_amaranth(program, hardware_for(program, lanes, 1, config), out, as_json)
-        return
     if backend not in BACKENDS:
         raise UserError(f"unknown --backend {backend!r}; accepted are {', '.join(BACKENDS)}.")
-    if tb_episodes < 0:
-        raise UserError(f"--tb-episodes must be >= 0 (got {tb_episodes}).")
+    hls_only = {"--hls-backend": hls_backend, "--part": part, "--clock-period": clock_period, "--strategy": strategy,
+                "--reuse-factor": reuse_factor, "--tb-episodes": tb_episodes}  # fmt: skip
+    amaranth_only = {"--lanes": lanes, "--config": config}
+    foreign = hls_only if backend == "amaranth" else amaranth_only
+    given = [option for option, value in foreign.items() if value is not None]
+    if given:
+        raise UserError(f"{', '.join(given)} apply to the {'hls4ml' if backend == 'amaranth' else 'amaranth'} "
+                        f"backend, not to --backend {backend}.")  # fmt: skip
+    if backend == "amaranth":
+        from metahw.cli_rtl import build_amaranth, is_rtl_build
+        from metahw.cli_sim import hardware_for
+
+        writable_folder(out, "RTL build", is_rtl_build)
+        program = Program.load(build)
+        hw = hardware_for(program, 8 if lanes is None and config is None else lanes, 1, config)
+        with exclusive(out, "RTL build"):
+            build_amaranth(program, hw, out, as_json)
+        return
     options = _options(hls_backend, part, clock_period, strategy, reuse_factor)
+    writable_folder(out, "hls4ml project", lambda folder: (folder / CONFIG_FILE).is_file())
     program = Program.load(build)
     testbench = []
+    tb_episodes = 1 if tb_episodes is None else tb_episodes
     if tb_episodes:
         sampler = episode_sampler(program, load_omniglot(data).split("test"), seed)
         testbench = [program_inputs(program, sampler.sample()) for _ in range(tb_episodes)]
-    result = build_hls_project(program, out, options, testbench)
+    with exclusive(out, "hls4ml project"):
+        result = build_hls_project(program, out, options, testbench)
     design = result.design
     report = {
         "project": str(result.folder),
@@ -112,7 +139,7 @@ def build_command(
 def hls_sim_command(
     build: Annotated[Path, typer.Argument(help="Build folder written by `metahw compile`.")],
     episodes: Annotated[
-        int | None, typer.Option(help="Episodes (default 10; of a file or runs folder: all of them).")
+        int | None, typer.Option(min=1, help="Episodes (default 10; of a file or runs folder: all of them).")
     ] = None,
     project: Annotated[Path | None, typer.Option(help="Keep the hls4ml project here (default: temporary).")] = None,
     hls_backend: HlsBackend = "vitis",
@@ -137,6 +164,10 @@ def hls_sim_command(
     """Run episodes through the hls4ml C simulation (g++) and compare every output with golden."""
     options = _options(hls_backend, part, clock_period, strategy, reuse_factor)
     source = EpisodeOptions(episodes_from, images, runs, image_shape, invert, mean, std, resample)
+    if project is not None:
+        writable_folder(project, "hls4ml project", lambda folder: (folder / CONFIG_FILE).is_file())
+    if predictions is not None:
+        writable_file(predictions, "--predictions file")
     program = Program.load(build)
     chosen = program_episodes(program, source, episodes, seed, data)
     try:

@@ -30,7 +30,9 @@ from metahw.models.episodes import EpisodeSampler, EpisodeSet
 from metahw.models.evaluate import accuracy_of, evaluate, predict_episodes
 from metahw.models.learners import ALGORITHMS, MetaLearner
 from metahw.models.learners.base import MODES
+from metahw.models.stats import shown
 from metahw.models.train import TrainConfig, train
+from metahw.outputs import exclusive, writable_file
 
 DataOption = Annotated[
     Path | None,
@@ -92,17 +94,15 @@ def train_command(
         algo = load_checkpoint(init).algorithm
     if algo not in ALGORITHMS:
         raise UserError(f"unknown or missing --algo {algo!r}: accepted are {', '.join(sorted(ALGORITHMS))}.")
-    if out.is_dir():  # found now, not after training, when saving would fail with a traceback
-        raise UserError(f"--out {out} is a folder: give the checkpoint's file name, e.g. {out / (algo + '.pt')}.")
+    writable_file(out, "checkpoint")  # found now, not after training, when saving would fail
     cfg = TrainConfig(
         algo, ways, shots, queries, episodes, meta_batch, lr, width, depth, not no_bn, seed, device,
         _parse_hparams(hparam), qat_bits=qat_bits, qat_episodes=qat_episodes, init=init, augment=not no_augment,
     )  # fmt: skip
-    try:
+    cfg.validate()
+    with exclusive(out, "checkpoint"):
         ckpt = train(cfg, load_omniglot(data), progress=progress)
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
-    save_checkpoint(ckpt, out)
+        save_checkpoint(ckpt, out)
     m = ckpt.metrics
     typer.echo(
         f"wrote {out}: {algo}, {m['train_episodes_per_second']:.1f} episodes/s, "
@@ -113,10 +113,14 @@ def train_command(
 @app.command("eval")
 def eval_command(
     ckpt: Annotated[Path, typer.Argument(help="Checkpoint written by `metahw train`.")],
-    ways: Annotated[int | None, typer.Option(help="Ways N (default 5; with --episodes-from: the file's).")] = None,
-    shots: Annotated[int | None, typer.Option(help="Shots K (default 1; with --episodes-from: the file's).")] = None,
-    queries: Annotated[int | None, typer.Option(help="Query examples per class (default 15).")] = None,
-    episodes: Annotated[int | None, typer.Option(help="Episodes (default 1000; of a file: all).")] = None,
+    ways: Annotated[
+        int | None, typer.Option(min=2, help="Ways N (default 5; with --episodes-from: the file's).")
+    ] = None,
+    shots: Annotated[
+        int | None, typer.Option(min=1, help="Shots K (default 1; with --episodes-from: the file's).")
+    ] = None,
+    queries: Annotated[int | None, typer.Option(min=1, help="Query examples per class (default 15).")] = None,
+    episodes: Annotated[int | None, typer.Option(min=1, help="Episodes (default 1000; of a file: all).")] = None,
     within_alphabet: Annotated[
         bool, typer.Option("--within-alphabet", help="All N classes from one alphabet.")
     ] = False,
@@ -147,6 +151,8 @@ def eval_command(
     if any(m not in MODES for m in modes):
         raise UserError(f"unknown --mode {mode!r}: accepted are full, head, both.")
     source = EpisodeOptions(episodes_from, images, runs, image_shape, invert, mean, std, resample)
+    if predictions is not None:
+        writable_file(predictions, "--predictions file")
     checkpoint = load_checkpoint(ckpt)
     learner = checkpoint.learner
     torch.manual_seed(seed)
@@ -159,6 +165,7 @@ def eval_command(
         return
     ways, shots, queries, episodes = ways or 5, shots or 1, queries or 15, episodes or 1000
     images_of = load_omniglot(data).split(split)
+    sampler = EpisodeSampler(images_of, ways, shots, queries, seed=seed, within_alphabet=within_alphabet)
     results = {}
     for m in modes:
         summary = evaluate(
@@ -170,7 +177,6 @@ def eval_command(
             shape = f"{ways}-way {shots}-shot"
             typer.echo(f"{learner.algorithm} {shape} ({m}, {where}): {summary} over {summary.episodes} episodes")
     if predictions is not None:  # the same seeded episodes again, as an EpisodeSet that keeps per-episode predictions
-        sampler = EpisodeSampler(images_of, ways, shots, queries, seed=seed, within_alphabet=within_alphabet)
         chosen = EpisodeSet.sampled(sampler, episodes, f"Omniglot meta-{split} alphabets (seed {seed})")
         write_predictions(predictions, chosen, {m: predict_episodes(learner, chosen, m, False) for m in modes})
     if as_json:
@@ -223,8 +229,7 @@ def _eval_episodes(ckpt: Path, learner: MetaLearner, chosen: EpisodeSet, modes: 
         return
     for m, result in results.items():
         shape = f"{chosen.ways}-way {chosen.shots}-shot"
-        score = "no query labels: predictions only" if result is None else (
-            f"{100 * result['accuracy']:.2f} +- {100 * result['ci95']:.2f} %")  # fmt: skip
+        score = "no query labels: predictions only" if result is None else shown(result)
         typer.echo(f"{learner.algorithm} {shape} ({m}, {chosen.source}): {score} over {len(chosen)} episodes")
 
 

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from metahw.cli import app
-from metahw.hw.synth import DEVICES, SynthReport, synthesize
+from metahw.hw.synth import DEVICES, SynthReport, check_synthesis_inputs, synthesize
 
 
 def _amount(value: float) -> str:
@@ -61,6 +61,7 @@ def report_command(
     progress: bool = True,
 ) -> None:
     """Synthesise (Yosys) and place and route (nextpnr) the RTL for a target: resources, fit, fmax, latency."""
+    check_synthesis_inputs(build, target, pnr)
     report = synthesize(build, target, place_and_route=not no_pnr, progress=progress and not as_json, pnr_effort=pnr)
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))

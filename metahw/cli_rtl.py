@@ -11,11 +11,19 @@ import typer
 from metahw.cli_episodes import describe, echo_runs, finish
 from metahw.compiler.program import Program
 from metahw.errors import UserError
-from metahw.hw.amaranth.build import build_rtl
+from metahw.hw.amaranth.build import FORMAT_TAG, MANIFEST, build_rtl
 from metahw.hw.amaranth.check import check_rtl_episodes, rtl_hardware
 from metahw.hw.amaranth.verilator import RtlMismatch, lint
 from metahw.models.episodes import EpisodeSet
 from metahw.sim.config import HardwareConfig
+
+
+def is_rtl_build(folder: Path) -> bool:
+    """Whether `folder` is an earlier `metahw build --backend amaranth` output (its manifest says so)."""
+    try:
+        return json.loads((folder / MANIFEST).read_text()).get("format") == FORMAT_TAG
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def build_amaranth(program: Program, hw: HardwareConfig, out: Path, as_json: bool) -> None:
@@ -44,9 +52,13 @@ def build_amaranth(program: Program, hw: HardwareConfig, out: Path, as_json: boo
                f"next: metahw report {out} --target ecp5-85k")  # fmt: skip
 
 
-def simulate_rtl(program: Program, hw: HardwareConfig, build: Path, episodes: EpisodeSet, stall_seed: int,
+def simulate_rtl(program: Program, hw: HardwareConfig, build: Path, episodes: EpisodeSet, seeds: tuple[int, int],
                  as_json: bool, progress: bool, predictions: Path | None = None) -> None:  # fmt: skip
-    """Episodes in Verilator against the simulator: outputs and cycle counts side by side, exit 1 on a difference."""
+    """Episodes in Verilator against the simulator: outputs and cycle counts side by side, exit 1 on a difference.
+
+    `seeds` are the episodes' seed and the stall seed (0: the stream never stalls), both recorded in the report.
+    """
+    seed, stall_seed = seeds
     hw = rtl_hardware(program, hw)
     folder = build / f"rtl_p{hw.lanes}"
     try:
@@ -54,7 +66,8 @@ def simulate_rtl(program: Program, hw: HardwareConfig, build: Path, episodes: Ep
     except RtlMismatch as exc:
         typer.echo(f"metahw: RTL and simulator disagree: {exc}", err=True)
         raise typer.Exit(1) from None
-    report = {"build": str(build), "rtl": str(folder), "lanes": hw.lanes, **check.to_dict()}
+    report = {"build": str(build), "rtl": str(folder), "lanes": hw.lanes, "seed": seed, "stall_seed": stall_seed,
+              **check.to_dict()}  # fmt: skip
     finish(report, episodes, {"rtl": check.predictions}, predictions)
     if as_json:
         typer.echo(json.dumps(report, indent=2))

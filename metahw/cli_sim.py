@@ -33,17 +33,46 @@ from metahw.cli_episodes import (
 from metahw.cli_hls import hls_sim_command
 from metahw.compiler.program import Program
 from metahw.errors import UserError
+from metahw.models.stats import shown
+from metahw.outputs import writable_file
 from metahw.sim.config import HardwareConfig, default_groups
 from metahw.sim.episodes import simulate_episodes
 from metahw.sim.report import run_report
 from metahw.sim.trace import write_vcd
 
 
-def hardware_for(program: Program, lanes: int, groups: int | None, config: Path | None) -> HardwareConfig:
-    """The config file's parameters (or the defaults) with P lanes and G groups (default: `default_groups`)."""
+def hardware_for(program: Program, lanes: int | None, groups: int | None, config: Path | None) -> HardwareConfig:
+    """The --config file's parameters (or the defaults), with --lanes and --groups overriding the file's.
+
+    Without a file, or with --lanes changing the file's lanes, G defaults to `default_groups`.
+    `lanes` may be None only with a file (its lanes are used).
+    """
     base = HardwareConfig.load(config) if config is not None else HardwareConfig()
-    hw = dataclasses.replace(base, lanes=lanes, groups=1)
-    return dataclasses.replace(hw, groups=groups if groups is not None else default_groups(program, lanes))
+    if lanes is None and config is None:
+        raise UserError("give --lanes or a --config file with the lanes.")
+    chosen = base.lanes if lanes is None else lanes
+    if groups is None:
+        groups = base.groups if config is not None and chosen == base.lanes else None
+    hw = dataclasses.replace(base, lanes=chosen, groups=1)
+    return dataclasses.replace(hw, groups=groups if groups is not None else default_groups(program, chosen))
+
+
+def check_simulate_options(hls: bool, rtl: str | None, stall_seed: int, vcd: Path | None, hardware: dict) -> None:
+    """Refuse options that the chosen engine would ignore, and a --vcd that cannot be written."""
+    if hls:
+        given = [option for option, value in {**hardware, "--rtl": rtl, "--vcd": vcd}.items() if value is not None]
+        if stall_seed:
+            given.append("--stall-seed")
+        if given:
+            raise UserError(f"{', '.join(given)} configure the cycle simulator or the RTL, not --hls (the hls4ml C "
+                            "simulation has no lanes, trace or stream stalls).")  # fmt: skip
+    if stall_seed and rtl is None:
+        raise UserError("--stall-seed withholds the RTL's stream handshakes: it needs --rtl verilator.")
+    if vcd is not None and rtl is not None:
+        raise UserError("--vcd writes the cycle simulator's trace; with --rtl the simulator is the reference and "
+                        "writes none (drop --vcd, or run without --rtl).")  # fmt: skip
+    if vcd is not None:
+        writable_file(vcd, "VCD file")
 
 
 @app.command("simulate")
@@ -54,7 +83,7 @@ def simulate_command(
         int | None, typer.Option(help="Lane groups G (default: the largest that keeps every conv's lanes busy).")
     ] = None,
     episodes: Annotated[
-        int | None, typer.Option(help="Episodes (default 10; of a file or runs folder: all of them).")
+        int | None, typer.Option(min=1, help="Episodes (default 10; of a file or runs folder: all of them).")
     ] = None,
     config: Annotated[Path | None, typer.Option(help="Hardware config JSON for the other parameters.")] = None,
     vcd: Annotated[Path | None, typer.Option(help="Write the first episode's instruction trace as VCD.")] = None,
@@ -79,21 +108,25 @@ def simulate_command(
 ) -> None:
     """Run episodes on the cycle simulator: accuracy, cycles, utilisation, latency, golden agreement."""
     source = EpisodeOptions(episodes_from, images, runs, image_shape, invert, mean, std, resample)
+    check_simulate_options(hls, rtl, stall_seed, vcd, {"--lanes": lanes, "--groups": groups, "--config": config})
+    if predictions is not None:
+        writable_file(predictions, "--predictions file")
     if hls:
         hls_sim_command(build, episodes=episodes, seed=seed, data=data, as_json=as_json, progress=progress,
                         episodes_from=episodes_from, images=images, runs=runs, image_shape=image_shape,
                         invert=invert, mean=mean, std=std, resample=resample, predictions=predictions)  # fmt: skip
         return
-    if lanes is None:
-        raise UserError("--lanes is required for the cycle simulator (or give --hls for the hls4ml C simulation).")
+    if lanes is None and config is None:
+        raise UserError("--lanes (or a --config file) is required for the cycle simulator, or give --hls for the "
+                        "hls4ml C simulation.")  # fmt: skip
     program = Program.load(build)
     if rtl is not None:
         from metahw.cli_rtl import refuse_unknown_rtl, simulate_rtl
 
         refuse_unknown_rtl(rtl)
-        hw = hardware_for(program, lanes, 1 if groups is None else groups, config)
+        hw = hardware_for(program, lanes, 1 if groups is None and config is None else groups, config)
         chosen = program_episodes(program, source, episodes, seed, data)
-        simulate_rtl(program, hw, build, chosen, stall_seed, as_json, progress, predictions)
+        simulate_rtl(program, hw, build, chosen, (seed, stall_seed), as_json, progress, predictions)
         return
     hw = hardware_for(program, lanes, groups, config)
     chosen = program_episodes(program, source, episodes, seed, data)
@@ -103,6 +136,7 @@ def simulate_command(
     meta = program.meta
     report |= {
         "build": str(build),
+        "seed": seed,
         "algorithm": meta.algorithm,
         "ways": meta.ways,
         "shots": meta.shots,
@@ -138,7 +172,7 @@ def _print(r: dict, hw: HardwareConfig, described: str) -> None:
     if acc is None:
         typer.echo("accuracy          not known (the episodes have no query labels)")
     else:
-        typer.echo(f"accuracy          {100 * acc['accuracy']:.2f} +- {100 * acc['ci95']:.2f} %")
+        typer.echo(f"accuracy          {shown(acc)}")
     echo_runs(r)
     typer.echo(f"cycles/episode    {r['cycles']:,} (adaptation {r['adaptation_cycles']:,}, queries "
                f"{r['query_cycles']:,} = {r['cycles_per_query']:,.0f} per query)")  # fmt: skip

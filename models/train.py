@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -55,8 +56,18 @@ class TrainConfig:
         """Raise UserError on arguments no training run could use."""
         if self.algorithm not in ALGORITHMS:
             raise UserError(f"unknown algorithm {self.algorithm!r}: accepted are {', '.join(sorted(ALGORITHMS))}.")
-        if self.episodes < 1 or self.width < 1 or self.depth < 1:
-            raise UserError("--episodes, --width and --depth must be positive.")
+        counts = {"--episodes": self.episodes, "--width": self.width, "--depth": self.depth,
+                  "--shots": self.shots, "--queries": self.queries, "--meta-batch": self.meta_batch,
+                  "--qat-episodes": self.qat_episodes}  # fmt: skip
+        for option, value in counts.items():
+            if value is not None and value < 1:
+                raise UserError(f"{option} must be >= 1 (got {value}).")
+        if self.ways < 2:
+            raise UserError(f"--ways must be >= 2: an episode tells classes apart (got {self.ways}).")
+        if not self.lr > 0:
+            raise UserError(f"--lr must be > 0 (got {self.lr}).")
+        if self.device != "cpu" and not re.fullmatch(r"cuda(:\d+)?", self.device):
+            raise UserError(f"unknown --device {self.device!r}: accepted are cpu, cuda and cuda:N.")
         if 28 >> self.depth == 0:
             raise UserError(f"depth {self.depth} pools a 28x28 image below 1x1; accepted depths are 1..4.")
         if self.qat_bits is not None and not 2 <= self.qat_bits <= 16:
@@ -70,6 +81,11 @@ class TrainConfig:
             raise UserError("--init starts QAT from a trained checkpoint, so it needs --qat-bits.")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise UserError("--device cuda was given but no CUDA device is available; use --device cpu.")
+        if self.init is None:
+            try:  # unknown hyper-parameters are found now, not by the training loop
+                build_learner(self.algorithm, BackboneConfig(width=self.width, depth=self.depth), self.hparams)
+            except ValueError as exc:
+                raise UserError(f"--hparam: {exc}.") from None
 
     @property
     def tasks_per_step(self) -> int:

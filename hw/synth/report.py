@@ -97,6 +97,17 @@ def _status(tracker: StatusTracker, label: str, stop: threading.Event | None):
     return tick
 
 
+def check_synthesis_inputs(build_dir: Path, target: str, pnr_effort: str = "timing") -> None:
+    """UserError for an unknown target, placement effort or a folder that is no RTL build, before any tool runs.
+
+    Cheap (reads the manifest only), so a command line can refuse bad input at once rather
+    than after a warm-up of the synthesis tools.
+    """
+    get_device(target)
+    check_pnr_effort(pnr_effort)
+    load_manifest(Path(build_dir))
+
+
 def synthesize(
     build_dir: Path, target: str, *, place_and_route: bool = True, progress: bool = True,
     stop: threading.Event | None = None, pnr_effort: str = "timing",
@@ -112,8 +123,8 @@ def synthesize(
     `pnr_effort` "fast" places without timing-driven placement (`PNR_EFFORTS`): a lower bound
     on the fmax that timing-driven placement reaches, in about 70 % of the time.
     """
+    check_synthesis_inputs(build_dir, target, pnr_effort)  # before any tool runs
     device = get_device(target)
-    check_pnr_effort(pnr_effort)  # before any tool runs
     manifest = load_manifest(Path(build_dir))
     workdir = manifest.folder / "synth" / device.name
     workdir.mkdir(parents=True, exist_ok=True)

@@ -29,7 +29,7 @@ def _png_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
 
 
 def _check_summary(summary: dict, episodes: int) -> None:
-    assert set(summary) == {"accuracy", "ci95", "episodes"} and summary["episodes"] == episodes
+    assert set(summary) == {"accuracy", "ci95", "episodes", "interval"} and summary["episodes"] == episodes
     assert 0.0 <= summary["accuracy"] <= 1.0 and 0.0 <= summary["ci95"] < 1.0
 
 

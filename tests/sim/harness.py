@@ -52,19 +52,34 @@ def program_of(buffers: list[Buffer], ops: list, weights: dict, rounding: str, o
     return Program(meta, buffers, ops, {k: np.asarray(v, dtype=np.int64) for k, v in weights.items()})
 
 
-def check(program: Program, inputs: dict[str, np.ndarray], hw: HardwareConfig) -> SimRun:
-    """Sim == golden on every buffer and saturation count; cycles per op == Kernel.cycles; total == formula."""
+def sim_problems(program: Program, inputs: dict[str, np.ndarray], hw: HardwareConfig) -> tuple[SimRun, list[str]]:
+    """The simulator's run and what in it differs from golden and the cycle formulas (empty: nothing).
+
+    Compared: every buffer and saturation count with the golden executor, the cycles of each op with
+    `Kernel.cycles`, the totals with `episode_cycles`, and the lane-MACs with P x cycles.
+    """
     golden = execute(program, inputs)
     run = Simulator(program, hw).run(inputs)
-    assert differences(run, golden) == []
+    problems = [f"{name} differs from golden" for name in differences(run, golden)]
     budget = episode_cycles(program, hw)
-    assert run.cycles == budget.cycles
-    assert (run.total_cycles, run.adaptation_cycles, run.query_cycles) == (
-        budget.total, budget.adaptation, budget.query,
-    )  # fmt: skip
+    if run.cycles != budget.cycles:
+        problems.append(f"cycles per op {run.cycles} != episode_cycles {budget.cycles}")
+    totals = (run.total_cycles, run.adaptation_cycles, run.query_cycles)
+    if totals != (budget.total, budget.adaptation, budget.query):
+        problems.append(f"total/adaptation/query cycles {totals} != {(budget.total, budget.adaptation, budget.query)}")
     buffers = program.buffer_map
     for op in program.ops:
-        assert run.cycles[op.name] == op.cycles(buffers, hw)
-        assert 0 <= run.lane_macs.get(op.name, 0) <= hw.lanes * run.cycles[op.name]
-    assert sum(e.cycles for e in run.events) + 2 == run.total_cycles
+        if run.cycles.get(op.name) != op.cycles(buffers, hw):
+            problems.append(f"{op.name}: {run.cycles.get(op.name)} cycles != Kernel.cycles {op.cycles(buffers, hw)}")
+        if not 0 <= run.lane_macs.get(op.name, 0) <= hw.lanes * run.cycles.get(op.name, 0):
+            problems.append(f"{op.name}: {run.lane_macs.get(op.name)} lane-MACs exceed P x cycles")
+    if sum(e.cycles for e in run.events) + 2 != run.total_cycles:
+        problems.append(f"events sum to {sum(e.cycles for e in run.events)} cycles + 2 != {run.total_cycles}")
+    return run, problems
+
+
+def check(program: Program, inputs: dict[str, np.ndarray], hw: HardwareConfig) -> SimRun:
+    """Sim == golden on every buffer and saturation count; cycles per op == Kernel.cycles; total == formula."""
+    run, problems = sim_problems(program, inputs, hw)
+    assert problems == []
     return run

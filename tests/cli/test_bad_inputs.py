@@ -1,0 +1,117 @@
+"""Every bad input to every command: one sentence on stderr, exit code 2, nothing written or changed.
+
+Each case of tests/cli/bad_input_cases.py runs in this process through the real entry point
+with the long-running work of every command replaced by a tripwire, so a case also proves its
+input is refused before any work starts (not after training, calibration or synthesis). The
+case's folder, the shared fixtures and the working folder are hashed before and after.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import onnx
+import pytest
+import torch
+from onnx import TensorProto, helper
+
+from metahw.cli import run
+from metahw.models.checkpoint import load_checkpoint
+from metahw.models.export import episode_head, export_episode
+from metahw.models.zoo import zoo_path
+from tests.cli.bad_input_cases import CASES, scratch
+
+#: The long-running work of each command: reaching any of these means the input was not checked first.
+WORK = (
+    "metahw.cli_models.train",
+    "metahw.cli_models.evaluate",
+    "metahw.cli_models.predict_episodes",
+    "metahw.cli_export.check_export",
+    "metahw.compiler.compile.calibrate",
+    "metahw.cli_compiler.compare_episodes",
+    "metahw.cli_sim.simulate_episodes",
+    "metahw.cli_rtl.build_rtl",
+    "metahw.cli_rtl.check_rtl_episodes",
+    "metahw.cli_hls.build_hls_project",
+    "metahw.cli_hls.check_hls_episodes",
+    "metahw.cli_report.synthesize",
+    "metahw.cli_explore.run_study",
+    "metahw.cli_demo.compare",
+    "metahw.cli_demo.warm_up_synthesis",
+    "metahw.cli_demo.start_synthesis",
+)
+
+
+class WorkStarted(AssertionError):
+    """A command began its long-running work although its input was bad."""
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Read-only inputs the cases point at: an ONNX episode, its build, checkpoints, odd ONNX graphs."""
+    from metahw.compiler.compile import compile_episode, save_build
+    from metahw.compiler.onnx_import import load_onnx
+    from metahw.compiler.quant_config import QuantConfig
+    from metahw.models.data import load_omniglot
+
+    folder = tmp_path_factory.mktemp("bad-inputs-shared")
+    ckpt = folder / "protonet32.pt"
+    shutil.copy(zoo_path("protonet32"), ckpt)
+    learner = load_checkpoint(ckpt).learner
+    onnx.save_model(export_episode(learner, episode_head(learner, 5, 1, None)), folder / "episode.onnx")
+    onnx.save_model(export_episode(learner, episode_head(learner, 1000, 1, None)), folder / "w1000.onnx")
+    result = compile_episode(load_onnx(folder / "episode.onnx"), QuantConfig(bits=8),
+                             load_omniglot(None).split("val"), 5, 4)  # fmt: skip
+    save_build(result, folder / "build")
+    payload = torch.load(ckpt, weights_only=True)
+    torch.save({**payload, "format_version": 99}, folder / "v99.pt")
+    single = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "one-input",
+                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [5, 1, 28, 28])],
+                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [5, 1, 28, 28])])  # fmt: skip
+    onnx.save_model(helper.make_model(single), folder / "single.onnx")
+    encoder = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Flatten())
+    torch.onnx.export(encoder, (torch.zeros(1, 1, 28, 28),), folder / "encoder.onnx", dynamo=False)
+    names = {"onnx": "episode.onnx", "prog": "build", "v99": "v99.pt", "single": "single.onnx", "enc": "encoder.onnx",
+             "w1000": "w1000.onnx"}  # fmt: skip
+    return {"ckpt": ckpt, "root": folder, **{key: folder / name for key, name in names.items()}}
+
+
+def tree(folder: Path) -> dict[str, str]:
+    """Every path under `folder` with the SHA-256 of its bytes ('dir' for folders)."""
+    return {
+        str(p.relative_to(folder)): "dir" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+    }
+
+
+def _tripwires(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    for dotted in WORK:
+        module, name = dotted.rsplit(".", 1)
+
+        def tripped(*args, _name=dotted, **kwargs):
+            raise WorkStarted(f"{_name} ran although the input was bad")
+
+        monkeypatch.setattr(importlib.import_module(module), name, tripped)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_bad_input_gets_one_sentence_and_exit_2(name, shared, tmp_path, monkeypatch, capsys, data_dir):
+    case = CASES[name]
+    scratch(tmp_path)
+    monkeypatch.setenv("METAHW_DATA", str(data_dir))
+    monkeypatch.chdir(tmp_path)
+    _tripwires(monkeypatch)
+    argv = [a.format(tmp=tmp_path, **{k: str(v) for k, v in shared.items()}) for a in case.argv]
+    before = tree(tmp_path), tree(shared["root"])
+    capsys.readouterr()
+    code = run(argv)
+    out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert code == 2, f"exit code {code}; stderr: {err!r}; stdout: {out[-500:]!r}"
+    assert len(lines) == 1 and lines[0].startswith("metahw: error: "), err
+    assert case.says.lower() in lines[0].lower(), lines[0]
+    assert (tree(tmp_path), tree(shared["root"])) == before, "the command changed files although it refused"
