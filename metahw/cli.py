@@ -52,8 +52,9 @@ def run(argv: list[str] | None = None) -> int:
     except typer.Exit as exc:
         return exc.exit_code
     except (typer.Abort, KeyboardInterrupt):
+        code = INTERRUPTED
+    if code == INTERRUPTED:  # typer turns Ctrl-C inside a command into exit code 130, silently
         typer.echo("metahw: interrupted; outputs written before are untouched, none is half-written", err=True)
-        return INTERRUPTED
     return code if isinstance(code, int) else 0
 
 
