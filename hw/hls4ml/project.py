@@ -3,14 +3,13 @@
 `hls_model` converts the design with hls4ml (`ModelGraph.from_layer_list`, its own layers for
 the embedding, the registered metahw layers for the head); `write_project` writes the
 project (firmware, build scripts, testbench) and its testbench data; `compile_project` builds
-the C simulation library with g++ as `hls_model.compile()` does. Vendor synthesis
+the C simulation library that `hls_model.compile()` builds, faster and cached (`gxx.py`). Vendor synthesis
 (`hls_model.build()`, Vitis/Vivado HLS) is not run here.
 """
 
 from __future__ import annotations
 
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from hls4ml.model import ModelGraph
 from metahw.errors import UserError
 from metahw.hw.hls4ml.design import HlsDesign
 from metahw.hw.hls4ml.extension import register_extension
+from metahw.hw.hls4ml.gxx import build_library
 
 #: --hls-backend value -> hls4ml backend
 HLS_BACKENDS = {"vitis": "Vitis", "vivado": "Vivado"}
@@ -109,16 +109,17 @@ def write_project(model: ModelGraph, testbench: tuple[np.ndarray, np.ndarray] | 
 
 
 def compile_project(model: ModelGraph) -> tuple[Path, float]:
-    """Write the project and build its C simulation library with g++; returns (library, seconds)."""
+    """Write the project and build its C simulation library with g++; returns (library, seconds).
+
+    The library is the one `hls_model.compile()` builds (same sources, same path), built by
+    `gxx.build_library`: hls4ml's im2col code at -O0, translation units in parallel, objects cached.
+    """
     model.write()
-    started = time.perf_counter()
-    try:
-        library = model.config.backend.compile(model)
-    except Exception as exc:  # hls4ml raises a bare Exception and prints g++'s output
-        raise UserError(
-            f"g++ could not build the hls4ml C simulation in {model.config.get_output_dir()}: {exc}"
-        ) from None
-    return Path(library), time.perf_counter() - started
+    folder = Path(model.config.get_output_dir())
+    project = model.config.get_project_name()
+    library = folder / "firmware" / f"{project}-{model.config.get_config_value('Stamp')}.so"
+    build = build_library(folder, project, library)
+    return build.output, build.seconds
 
 
 def _write_rows(path: Path, rows: np.ndarray) -> None:
