@@ -11,7 +11,7 @@ a pure function of (seed, index). For every configuration:
 1. the simulator equals the golden executor on every buffer and saturation count, and its
    cycles equal the closed-form `episode_cycles` and each op's `Kernel.cycles`
    (`tests/sim/harness.sim_problems`);
-2. the RTL generator is asked for a plan on the config the RTL is built with (`rtl_hardware`);
+2. the RTL generator is asked for a plan on the config the RTL is built with (`derive_hardware`);
    a refusal is recorded with its reason and not counted as a Verilator run;
 3. the first `--verilator` accepted configurations are built (Amaranth -> Verilog ->
    Verilator, one job) and run twice (without and with random stream stalls): every output
@@ -44,10 +44,10 @@ from metahw.atomic import write_text_atomic  # noqa: E402
 from metahw.compiler.golden import execute  # noqa: E402
 from metahw.errors import UserError  # noqa: E402
 from metahw.hw.amaranth.build import build_rtl  # noqa: E402
-from metahw.hw.amaranth.check import rtl_hardware  # noqa: E402
 from metahw.hw.amaranth.spec import RtlPlan, rtl_plan  # noqa: E402
 from metahw.hw.amaranth.verilator import RtlMismatch, compare_with_sim, compile_testbench, run_rtl  # noqa: E402
 from metahw.progress import StatusTracker  # noqa: E402
+from metahw.sim.config import derive_hardware  # noqa: E402
 from tests.sim.harness import sim_problems  # noqa: E402
 from tests.sim.random_programs import Config, draw_config, families  # noqa: E402
 
@@ -94,7 +94,7 @@ def check_sim(config: Config, outcome: Outcome) -> None:
 def rtl_refusal(config: Config) -> tuple[RtlPlan | None, str | None]:
     """The RTL plan on the RTL's config, or None and the generator's reason for refusing the program."""
     try:
-        return rtl_plan(config.program, rtl_hardware(config.program, config.hw)), None
+        return rtl_plan(config.program, derive_hardware(config.program, base=config.hw)), None
     except UserError as exc:
         return None, str(exc)
 

@@ -156,7 +156,9 @@ def check_build_target(out: str | os.PathLike) -> Path:
     (or a file at that path, or a place that cannot be written) is refused rather than
     deleted. Call it before any work is done.
     """
-    return writable_folder(out, "build", lambda folder: all(p.name in BUILD_FILES for p in folder.iterdir()))
+    return writable_folder(
+        out, "build", lambda folder: all(p.name in BUILD_FILES for p in folder.iterdir()), BUILD_FILES
+    )
 
 
 def save_build(result: CompileResult, out: str | os.PathLike) -> Path:

@@ -36,6 +36,8 @@ from metahw.outputs import exclusive, writable_file, writable_folder
 from metahw.sim.episodes import episode_sampler
 
 BACKENDS = ("hls4ml", "amaranth")
+#: MAC lanes of an Amaranth build where neither --lanes nor a --config file says
+DEFAULT_LANES = 8
 Data = Annotated[Path | None, typer.Option(help="Omniglot data (episodes from the meta-test alphabets).")]
 HlsBackend = Annotated[str, typer.Option(help="hls4ml backend: vitis (Vitis HLS) or vivado (Vivado HLS).")]
 Part = Annotated[str, typer.Option(help="FPGA part the HLS project targets.")]
@@ -64,7 +66,9 @@ def build_command(
     build: Annotated[Path, typer.Argument(help="Build folder written by `metahw compile`.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Project folder to write.")],
     backend: Annotated[str, typer.Option(help="Hardware backend: hls4ml or amaranth (Verilog).")] = "hls4ml",
-    lanes: Annotated[int | None, typer.Option(help="amaranth: MAC lanes P, a power of two (default 8).")] = None,
+    lanes: Annotated[
+        int | None, typer.Option(help=f"amaranth: MAC lanes P, a power of two (default {DEFAULT_LANES}).")
+    ] = None,
     config: Annotated[
         Path | None, typer.Option(help="amaranth: hardware config JSON (its lanes unless --lanes is given).")
     ] = None,
@@ -98,7 +102,7 @@ def build_command(
 
         writable_folder(out, "RTL build", is_rtl_build)
         program = Program.load(build)
-        hw = hardware_for(program, 8 if lanes is None and config is None else lanes, 1, config)
+        hw = hardware_for(program, DEFAULT_LANES if lanes is None and config is None else lanes, None, config)
         with exclusive(out, "RTL build"):
             build_amaranth(program, hw, out, as_json)
         return

@@ -12,7 +12,7 @@ from metahw.cli_episodes import describe, echo_runs, finish
 from metahw.compiler.program import Program
 from metahw.errors import UserError
 from metahw.hw.amaranth.build import FORMAT_TAG, MANIFEST, build_rtl
-from metahw.hw.amaranth.check import check_rtl_episodes, rtl_hardware
+from metahw.hw.amaranth.check import check_rtl_episodes
 from metahw.hw.amaranth.verilator import RtlMismatch, lint
 from metahw.models.episodes import EpisodeSet
 from metahw.sim.config import HardwareConfig
@@ -29,7 +29,6 @@ def is_rtl_build(folder: Path) -> bool:
 def build_amaranth(program: Program, hw: HardwareConfig, out: Path, as_json: bool) -> None:
     """Write the Verilog, the manifest and the instruction listing; lint the Verilog with Verilator."""
     started = time.perf_counter()
-    hw = rtl_hardware(program, hw)
     build_rtl(program, hw, out)
     seconds = time.perf_counter() - started
     lint(out)
@@ -59,7 +58,6 @@ def simulate_rtl(program: Program, hw: HardwareConfig, build: Path, episodes: Ep
     `seeds` are the episodes' seed and the stall seed (0: the stream never stalls), both recorded in the report.
     """
     seed, stall_seed = seeds
-    hw = rtl_hardware(program, hw)
     folder = build / f"rtl_p{hw.lanes}"
     try:
         check = check_rtl_episodes(program, hw, episodes, folder, stall_seed, progress and not as_json)

@@ -6,7 +6,6 @@ The episodes are seeded Omniglot meta-test episodes, or the user's own (--episod
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 from typing import Annotated
@@ -35,26 +34,20 @@ from metahw.compiler.program import Program
 from metahw.errors import UserError
 from metahw.models.stats import shown
 from metahw.outputs import writable_file
-from metahw.sim.config import HardwareConfig, default_groups
+from metahw.sim.config import HardwareConfig, derive_hardware
 from metahw.sim.episodes import simulate_episodes
 from metahw.sim.report import run_report
 from metahw.sim.trace import write_vcd
 
 
 def hardware_for(program: Program, lanes: int | None, groups: int | None, config: Path | None) -> HardwareConfig:
-    """The --config file's parameters (or the defaults), with --lanes and --groups overriding the file's.
+    """The design `metahw build` builds from --lanes, --groups and a --config file (`derive_hardware`).
 
-    Without a file, or with --lanes changing the file's lanes, G defaults to `default_groups`.
     `lanes` may be None only with a file (its lanes are used).
     """
-    base = HardwareConfig.load(config) if config is not None else HardwareConfig()
     if lanes is None and config is None:
         raise UserError("give --lanes or a --config file with the lanes.")
-    chosen = base.lanes if lanes is None else lanes
-    if groups is None:
-        groups = base.groups if config is not None and chosen == base.lanes else None
-    hw = dataclasses.replace(base, lanes=chosen, groups=1)
-    return dataclasses.replace(hw, groups=groups if groups is not None else default_groups(program, chosen))
+    return derive_hardware(program, lanes, groups, HardwareConfig.load(config) if config is not None else None)
 
 
 def check_simulate_options(hls: bool, rtl: str | None, stall_seed: int, vcd: Path | None, hardware: dict) -> None:
@@ -80,7 +73,10 @@ def simulate_command(
     build: Annotated[Path, typer.Argument(help="Build folder written by `metahw compile`.")],
     lanes: Annotated[int | None, typer.Option(help="MAC lanes P (a power of two).")] = None,
     groups: Annotated[
-        int | None, typer.Option(help="Lane groups G (default: the largest that keeps every conv's lanes busy).")
+        int | None,
+        typer.Option(
+            help="Lane groups G (default: the largest that keeps every conv's lanes busy and the RTL builds)."
+        ),
     ] = None,
     episodes: Annotated[
         int | None, typer.Option(min=1, help="Episodes (default 10; of a file or runs folder: all of them).")
@@ -124,7 +120,7 @@ def simulate_command(
         from metahw.cli_rtl import refuse_unknown_rtl, simulate_rtl
 
         refuse_unknown_rtl(rtl)
-        hw = hardware_for(program, lanes, 1 if groups is None and config is None else groups, config)
+        hw = hardware_for(program, lanes, groups, config)
         chosen = program_episodes(program, source, episodes, seed, data)
         simulate_rtl(program, hw, build, chosen, (seed, stall_seed), as_json, progress, predictions)
         return

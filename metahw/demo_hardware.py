@@ -20,7 +20,7 @@ from pathlib import Path
 
 from metahw.compiler.program import Program
 from metahw.errors import UserError
-from metahw.hw.amaranth.check import check_episodes, ensure_rtl, rtl_hardware
+from metahw.hw.amaranth.check import check_episodes, ensure_rtl
 from metahw.hw.amaranth.verilator import RtlMismatch, lint
 from metahw.hw.synth.devices import get_device
 from metahw.hw.synth.nextpnr import TOOLS as NEXTPNR
@@ -28,13 +28,8 @@ from metahw.hw.synth.report import synthesize
 from metahw.hw.synth.tools import warm_up
 from metahw.models.data import OmniglotSplit
 from metahw.report_page import render_report, sections_from_compare
-from metahw.sim.config import HardwareConfig
+from metahw.sim.config import derive_hardware
 from metahw.sim.episodes import run_episodes
-
-
-def demo_hardware(program: Program, lanes: int) -> HardwareConfig:
-    """The accelerator the demo builds: P = `lanes`, one lane group, RTL widths."""
-    return rtl_hardware(program, HardwareConfig(lanes=lanes, groups=1))
 
 
 def warm_up_synthesis(target: str | None) -> list[subprocess.Popen]:
@@ -73,7 +68,7 @@ def start_synthesis(
     """
     if target is None:
         return None
-    rtl_dir = ensure_rtl(program, demo_hardware(program, lanes), out / "rtl")
+    rtl_dir = ensure_rtl(program, derive_hardware(program, lanes), out / "rtl")
     stop = threading.Event()
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="synthesis")
     future = pool.submit(_synthesis, rtl_dir, target, warming, stop)
@@ -94,7 +89,7 @@ def hardware_stage(
     progress: bool,
 ) -> tuple[dict, list[dict]]:
     """Simulate, check the RTL in Verilator, collect the synthesis; returns (report sections, verification rungs)."""
-    hw = demo_hardware(program, lanes)
+    hw = derive_hardware(program, lanes)
     rungs: list[dict] = []
     runs = run_episodes(program, hw, split, sim_episodes, seed=1, progress=progress)
     first = runs.first

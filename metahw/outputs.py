@@ -58,10 +58,13 @@ def writable_file(path: str | os.PathLike, what: str) -> Path:
     return path
 
 
-def writable_folder(path: str | os.PathLike, what: str, earlier: Callable[[Path], bool]) -> Path:
+def writable_folder(
+    path: str | os.PathLike, what: str, earlier: Callable[[Path], bool], own: frozenset[str] = frozenset()
+) -> Path:
     """`path` as a folder to fill: new, empty, or one for which `earlier(path)` says it is an earlier output.
 
     A folder holding anything else is refused, never cleared: the tool deletes only what it wrote.
+    The refusal names the folder's entries, leaving out the names in `own` (what the tool writes).
     """
     path = Path(path)
     here = Path.cwd().resolve()
@@ -70,7 +73,7 @@ def writable_folder(path: str | os.PathLike, what: str, earlier: Callable[[Path]
     if path.resolve() == here or path.resolve() in here.parents:
         raise UserError(f"{what} {path} is the current folder or one above it; give a subfolder, e.g. ./out.")
     if path.is_dir() and any(path.iterdir()) and not earlier(path):
-        shown = sorted(p.name for p in path.iterdir())
+        shown = sorted(p.name for p in path.iterdir() if p.name not in own) or sorted(p.name for p in path.iterdir())
         more = ", ..." if len(shown) > 3 else ""
         raise UserError(f"{path} holds files that are not an earlier {what} ({', '.join(shown[:3])}{more}); give a "
                         f"new folder, an empty one or an earlier {what}: nothing in it is replaced.")  # fmt: skip

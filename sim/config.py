@@ -25,6 +25,9 @@ FORMAT_VERSION = 1
 MAX_LANES = 1024
 #: operand and accumulator widths the datapath supports (the golden model holds 62-bit values)
 MAX_WIDTH = 64
+#: lane groups the generated RTL builds (docs/rtl.md): a derived config defaults to no more;
+#: the simulator models any G that is asked for explicitly
+RTL_MAX_GROUPS = 1
 
 
 def _power_of_two(n: int) -> bool:
@@ -150,6 +153,40 @@ def _field_of(memory: str) -> str:
         "SMEM": "support_bytes",
         "QBUF": "query_bytes",
     }[memory]
+
+
+def derive_hardware(
+    program: Program,
+    lanes: int | None = None,
+    groups: int | None = None,
+    base: HardwareConfig | None = None,
+) -> HardwareConfig:
+    """The exact accelerator `metahw build` builds for `program`; every command derives its config here.
+
+    simulate, simulate --rtl, build, demo, explore and the RTL check all call this, so what
+    one command measures is what another builds. `base` holds the parameters not named (a
+    config file's, or the defaults); `lanes` and `groups` override it. Derived:
+
+    - G: as given; else the base file's G where its lanes are kept; else the largest G that
+      keeps every conv's lanes busy (`default_groups`) and the RTL builds (`RTL_MAX_GROUPS`);
+    - E = min(base E, P) stream elements per beat (the RTL needs E to divide P);
+    - accumulators as wide as the program needs (`widest`), at most the base's.
+    """
+    from metahw.sim.widths import widest
+
+    chosen = base or HardwareConfig()
+    if lanes is not None and lanes != chosen.lanes:
+        chosen = dataclasses.replace(chosen, lanes=lanes, groups=1)
+        if groups is None:
+            groups = min(default_groups(program, lanes), RTL_MAX_GROUPS)
+    elif base is None and groups is None:
+        groups = min(default_groups(program, chosen.lanes), RTL_MAX_GROUPS)
+    return dataclasses.replace(
+        chosen,
+        groups=chosen.groups if groups is None else groups,
+        stream_elements=min(chosen.stream_elements, chosen.lanes),
+        acc_bits=min(chosen.acc_bits, max(2, widest(program)["accumulator"])),
+    )
 
 
 def default_groups(program: Program, lanes: int) -> int:

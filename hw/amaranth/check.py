@@ -24,16 +24,6 @@ from metahw.progress import StatusTracker
 from metahw.sim.config import HardwareConfig
 from metahw.sim.episodes import PREDICTION, omniglot_episodes, scored
 from metahw.sim.simulator import Simulator
-from metahw.sim.widths import widest
-
-
-def rtl_hardware(program: Program, hw: HardwareConfig) -> HardwareConfig:
-    """The config the RTL is built with: accumulators as wide as the program needs, E dividing P."""
-    return dataclasses.replace(
-        hw,
-        acc_bits=min(hw.acc_bits, max(2, widest(program)["accumulator"])),
-        stream_elements=min(hw.stream_elements, hw.lanes),
-    )
 
 
 def ensure_rtl(program: Program, hw: HardwareConfig, folder: Path) -> Path:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,7 @@ import numpy as np
 from metahw.errors import UserError
 from metahw.explore.cache import cached_json, locked
 from metahw.explore.space import Design
-from metahw.sim.config import HardwareConfig, default_groups
+from metahw.sim.config import HardwareConfig, derive_hardware
 
 if TYPE_CHECKING:
     import onnx
@@ -185,26 +186,25 @@ def measure_accuracy(checkpoint: str, bits: int, settings: TrialSettings) -> tup
     return cached_json(path, compute)
 
 
-def hardware_config(program: Program, lanes: int, target: str) -> HardwareConfig:
-    """The accelerator the exploration builds for P = `lanes`: default groups, stream width min(8, P)."""
-    return HardwareConfig(
-        lanes=lanes, groups=default_groups(program, lanes), stream_elements=min(8, lanes), device=target
-    )
-
-
 def measure_cycles(checkpoint: str, bits: int, lanes: int, settings: TrialSettings) -> tuple[dict, bool]:
     """Cycles per episode (total, adaptation, query) on P = `lanes`; cached."""
+
+    program = _load_program(checkpoint, bits, settings)
+    hw = derive_hardware(program, lanes)
 
     def compute() -> dict:
         from metahw.sim.cost import episode_cycles
 
-        program = _load_program(checkpoint, bits, settings)
-        hw = hardware_config(program, lanes, settings.target)
         budget = episode_cycles(program, hw)
         return {"total": budget.total, "adaptation": budget.adaptation, "query": budget.query, "groups": hw.groups}
 
-    path = settings.cache / "cycles" / f"{checkpoint_key(checkpoint)}-b{bits}-p{lanes}-{settings.episode_tag()}.json"
-    return cached_json(path, compute)
+    name = f"{checkpoint_key(checkpoint)}-b{bits}-p{lanes}-{settings.episode_tag()}-h{hardware_key(hw)}"
+    return cached_json(settings.cache / "cycles" / f"{name}.json", compute)
+
+
+def hardware_key(hw: HardwareConfig) -> str:
+    """A short digest of the derived design: a cached result of another derivation is not reused."""
+    return hashlib.sha256(json.dumps(hw.to_json(), sort_keys=True).encode()).hexdigest()[:12]
 
 
 def measure_resources(checkpoint: str, bits: int, lanes: int, settings: TrialSettings) -> tuple[dict, bool]:
@@ -215,15 +215,15 @@ def measure_resources(checkpoint: str, bits: int, lanes: int, settings: TrialSet
     """
     from metahw.hw.amaranth.digests import generator_digest
 
-    name = f"{checkpoint_key(checkpoint)}-b{bits}-p{lanes}-{settings.episode_tag()}"
+    program = _load_program(checkpoint, bits, settings)
+    hw = derive_hardware(program, lanes)
+    name = f"{checkpoint_key(checkpoint)}-b{bits}-p{lanes}-{settings.episode_tag()}-h{hardware_key(hw)}"
     generator = generator_digest()[:12]  # a result of an older RTL generator is not reused
 
     def compute() -> dict:
         from metahw.hw.amaranth.build import build_rtl
         from metahw.hw.synth.report import synthesize
 
-        program = _load_program(checkpoint, bits, settings)
-        hw = hardware_config(program, lanes, settings.target)
         try:
             hw.validate(program)
             build = build_rtl(program, hw, settings.cache / "rtl" / name)

@@ -88,7 +88,7 @@ def test_save_build_writes_and_replaces(compiled, tmp_path):
     assert Program.load(out) == r8.program != r16.program
     assert [p.name for p in tmp_path.iterdir()] == ["build"]  # no temporary or old folders left
     (out / "notes.txt").write_text("the user's")
-    with pytest.raises(UserError, match=r"holds files that are not a build \(notes.txt\)"):
+    with pytest.raises(UserError, match=r"holds files that are not an earlier build \(notes.txt\);"):
         save_build(r16, out)
     assert Program.load(out) == r8.program and (out / "notes.txt").read_text() == "the user's"
 

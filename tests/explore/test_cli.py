@@ -21,7 +21,7 @@ BASE = ("explore", "zoo:protonet", "--target", "ecp5-25k", "--no-progress")
         (("--workers", "2", "--ray", "127.0.0.1:6379"), "either --workers"),
         (("--workers", "0"), "--workers must be >= 1"),
         (("--episodes", "1"), "--episodes must be >= 2"),
-        (("--budget", "0"), "--budget must be >= 1"),
+        (("--budget", "0"), "--budget': Input should be greater than or equal to 1"),
         (("--widths", "32"), "--widths 32: no checkpoint has that backbone width"),
         (("--target", "nope"), "unknown target 'nope'"),
     ],

@@ -10,8 +10,8 @@ import pytest
 from metahw.compiler.program import Program
 from metahw.errors import UserError
 from metahw.explore.space import Design
-from metahw.explore.trial import TrialSettings, compiled_program, evaluate_design, hardware_config
-from metahw.sim import episode_cycles
+from metahw.explore.trial import TrialSettings, compiled_program, evaluate_design
+from metahw.sim import derive_hardware, episode_cycles
 
 
 class FakeReport:
@@ -53,13 +53,13 @@ def test_measurements_are_computed_once(tiny_checkpoint: Path, data_dir: Path, t
     assert record["accuracy"]["episodes"] == record["float_accuracy"]["episodes"] == 6
     assert 0 < record["accuracy"]["accuracy"] <= 1 and record["accuracy"]["ci95"] >= 0
     program = Program.load(compiled_program(design.checkpoint, 6, settings))
-    cycles = episode_cycles(program, hardware_config(program, 16, "ecp5-25k")).total
+    cycles = episode_cycles(program, derive_hardware(program, 16)).total
     assert record["cycles"]["total"] == cycles
     assert record["objectives"] == pytest.approx(
         {"accuracy": record["accuracy"]["accuracy"], "latency_ms": cycles / 50e3, "luts": 8000}
     )
     assert record["fits"] and record["clock_source"] == "fmax"
-    assert fake_hardware == [("rtl", 16, 4, 8), ("synth", "ecp5-25k", "timing")]  # width 4: G = 16 / 4
+    assert fake_hardware == [("rtl", 16, 1, 8), ("synth", "ecp5-25k", "timing")]  # G = 1: what `build` builds
 
     other_lanes = evaluate_design(Design(str(tiny_checkpoint), 4, 6, 4), settings)
     assert other_lanes["cached"] == {"float_accuracy": True, "accuracy": True, "cycles": False, "resources": False}

@@ -163,7 +163,7 @@ def test_eval_unknown_mode_and_split(tiny_checkpoint: Path, cli):
         (("--algo", "protonet", "--hparam", "inner_lr=0.1"), "unknown hyper-parameters"),
         (("--algo", "maml", "--hparam", "inner_lr"), "KEY=VALUE"),
         (("--algo", "protonet", "--depth", "5"), "depth 5"),
-        (("--algo", "protonet", "--ways", "1"), "ways >= 2"),
+        (("--algo", "protonet", "--ways", "1"), "--ways must be >= 2"),
     ],
 )
 def test_bad_training_arguments_leave_no_file(tmp_path: Path, cli, args: tuple[str, ...], fragment: str):

@@ -12,7 +12,6 @@ from amaranth.sim import Simulator
 
 from metahw.compiler.kernels import sfu as golden
 from metahw.compiler.qformat import QFormat
-from metahw.hw.amaranth.check import rtl_hardware
 from metahw.hw.amaranth.isa import ERROR_LABEL_RANGE, RequantSpec
 from metahw.hw.amaranth.mac import MacArray
 from metahw.hw.amaranth.ppu import PpuLane
@@ -28,7 +27,7 @@ from metahw.hw.amaranth.sfu import (
 from metahw.hw.amaranth.spec import rtl_plan
 from metahw.hw.amaranth.store import LinearStore
 from metahw.sim import ppu
-from metahw.sim.config import HardwareConfig
+from metahw.sim.config import HardwareConfig, derive_hardware
 from metahw.sim.simulator import Simulator as CycleSimulator
 from tests.rtl.amaranth_bench import amaranth_episode
 from tests.rtl.rtl_fixtures import tiny_anil, tiny_inputs
@@ -217,7 +216,7 @@ def test_normaliser_divider_and_square_root_give_rsqrt():
 def test_whole_tiny_anil_episode_in_amaranths_simulator():
     """State initialisation from its read-only copy, SGD steps (no SCAN before them), Dense, ArgMax."""
     program = tiny_anil(ways=3, shots=2, queries=2, width=4, steps=1, overflow="wrap")
-    hw = rtl_hardware(program, HardwareConfig(lanes=4, stream_elements=2))
+    hw = derive_hardware(program, base=HardwareConfig(lanes=4, stream_elements=2))
     rp = rtl_plan(program, hw)
     inputs = tiny_inputs(program, 3)
     want = CycleSimulator(program, hw).run(inputs)

@@ -20,11 +20,10 @@ import pytest
 from metahw.compiler.program import Buffer, Program
 from metahw.errors import UserError
 from metahw.hw.amaranth.build import build_rtl
-from metahw.hw.amaranth.check import rtl_hardware
 from metahw.hw.amaranth.isa import ERROR_LABEL_RANGE
 from metahw.hw.amaranth.spec import rtl_plan
 from metahw.hw.amaranth.verilator import compare_with_sim, compile_testbench, lint, run_rtl
-from metahw.sim.config import HardwareConfig
+from metahw.sim.config import HardwareConfig, derive_hardware
 from metahw.sim.simulator import Simulator
 from tests.rtl.rtl_fixtures import tiny_anil, tiny_heads, tiny_inputs, tiny_protomaml
 
@@ -32,7 +31,7 @@ from tests.rtl.rtl_fixtures import tiny_anil, tiny_heads, tiny_inputs, tiny_prot
 @pytest.fixture(scope="module")
 def heads_build(tmp_path_factory):
     program = tiny_heads()
-    hw = rtl_hardware(program, HardwareConfig(lanes=4, stream_elements=2))
+    hw = derive_hardware(program, base=HardwareConfig(lanes=4, stream_elements=2))
     out = build_rtl(program, hw, tmp_path_factory.mktemp("heads"))
     lint(out)
     return program, hw, out, compile_testbench(out)
@@ -82,10 +81,10 @@ def test_per_column_learning_rates_are_refused_with_the_reason():
     weights = program.weights | {"head.lr_w": np.full(8, 52429)}
     vector_lr = Program(program.meta, buffers, list(program.ops), weights)
     with pytest.raises(UserError, match=r"SGDHeadStep 'sgd0' reads 'head.lr_w' \(8,\).*scalar weights only"):
-        rtl_plan(vector_lr, rtl_hardware(vector_lr, HardwareConfig(lanes=4, stream_elements=2)))
+        rtl_plan(vector_lr, derive_hardware(vector_lr, base=HardwareConfig(lanes=4, stream_elements=2)))
 
 
 def test_one_lane_is_lint_clean(tmp_path):
     """P = 1: every lane index and window shift has its own (one-bit) register, no zero-width signal."""
     program = tiny_anil(width=4, steps=1)
-    lint(build_rtl(program, rtl_hardware(program, HardwareConfig(lanes=1, stream_elements=1)), tmp_path))
+    lint(build_rtl(program, derive_hardware(program, base=HardwareConfig(lanes=1, stream_elements=1)), tmp_path))

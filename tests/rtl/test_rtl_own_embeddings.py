@@ -13,10 +13,9 @@ from __future__ import annotations
 import pytest
 
 from metahw.hw.amaranth.build import build_rtl
-from metahw.hw.amaranth.check import rtl_hardware
 from metahw.hw.amaranth.spec import rtl_plan
 from metahw.hw.amaranth.verilator import compare_with_sim, compile_testbench, run_rtl
-from metahw.sim.config import HardwareConfig
+from metahw.sim.config import HardwareConfig, derive_hardware
 from metahw.sim.simulator import Simulator
 from tests.compiler.own_programs import own_inputs, own_program
 
@@ -32,7 +31,7 @@ from tests.compiler.own_programs import own_inputs, own_program
 )
 def test_own_embedding_in_verilator_equals_the_simulator(network, head, lanes, tmp_path):
     program = own_program(network, head).program
-    hw = rtl_hardware(program, HardwareConfig(lanes=lanes, groups=1))
+    hw = derive_hardware(program, base=HardwareConfig(lanes=lanes, groups=1))
     out = build_rtl(program, hw, tmp_path / "rtl")
     rp = rtl_plan(program, hw)
     episodes = own_inputs(own_program(network, head), count=2)

@@ -7,7 +7,7 @@ import pytest
 
 from metahw.compiler.compile import save_build
 from metahw.compiler.program import Program
-from metahw.sim import HardwareConfig, default_groups, episode_cycles
+from metahw.sim import HardwareConfig, default_groups, derive_hardware, episode_cycles
 
 
 @pytest.fixture(scope="module")
@@ -28,13 +28,14 @@ def test_json_report_matches_the_formula_and_the_golden_executor(cli, build):
     assert result.code == 0, result.stderr
     report = json.loads(result.stdout)
     program = Program.load(build)
-    hw = HardwareConfig(lanes=16, groups=default_groups(program, 16))
+    hw = derive_hardware(program, 16)  # what `metahw build --lanes 16` builds
     budget = episode_cycles(program, hw)
     assert (report["cycles"], report["adaptation_cycles"], report["query_cycles"]) == (
         budget.total, budget.adaptation, budget.query,
     )  # fmt: skip
     assert report["golden_matched"] == 2 and report["golden_mismatches"] == []
-    assert report["hardware"]["groups"] == hw.groups == 4  # 4 output channels: L = 4
+    assert report["hardware"] == hw.to_json()
+    assert hw.groups == 1 < default_groups(program, 16) == 4  # the RTL builds one group; 4 channels would allow 4
     assert report["cycles_per_query"] == budget.query / 6
     assert report["latency_us"] == pytest.approx(budget.total / 200)
     assert {s["name"] for s in report["steps"]} == set(budget.cycles)
@@ -63,7 +64,7 @@ def test_hardware_config_file_sets_the_other_parameters(cli, build, tmp_path):
 def test_bad_input_is_one_line(cli, build, tmp_path):
     _one_line_error(cli("simulate", build, "--lanes", 6), "lanes must be a power of two")
     _one_line_error(cli("simulate", build, "--lanes", 8, "--groups", 16), "groups must be a power of two")
-    _one_line_error(cli("simulate", build, "--lanes", 8, "--episodes", 0), "--episodes must be >= 1")
+    _one_line_error(cli("simulate", build, "--lanes", 8, "--episodes", 0), "Invalid value for '--episodes'")
     _one_line_error(cli("simulate", tmp_path / "missing", "--lanes", 8), "has no program.json")
     small = dataclasses.replace(HardwareConfig(), act_bytes=100).save(tmp_path / "small.json")
     _one_line_error(cli("simulate", build, "--lanes", 8, "--config", small), "support_x needs", "act_bytes")

@@ -1,0 +1,86 @@
+"""One derivation of the hardware: every command measures the design that `metahw build` builds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from metahw.cli import run
+from metahw.compiler.program import Program
+from metahw.explore.space import Design
+from metahw.explore.trial import TrialSettings, compiled_program, evaluate_design
+from metahw.sim.config import RTL_MAX_GROUPS, HardwareConfig, default_groups, derive_hardware
+from metahw.sim.widths import widest
+
+LANES = 16  # the tiny checkpoint's 4-channel convs would keep G = 4 groups busy: more than the RTL builds
+
+
+class Captured(Exception):
+    """Raised by a stand-in once it has recorded the config a command handed to the expensive work."""
+
+
+@pytest.fixture(scope="module")
+def program_folder(tiny_checkpoint: Path, data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The 6-bit program that `explore` compiles for the tiny checkpoint (every command below uses it)."""
+    settings = TrialSettings(tmp_path_factory.mktemp("explore"), "ecp5-25k", episodes=3, queries=2, data=data_dir)
+    return compiled_program(str(tiny_checkpoint), 6, settings)
+
+
+def test_defaults_are_the_rtl_buildable_design(program_folder: Path):
+    program = Program.load(program_folder)
+    hw = derive_hardware(program, LANES)
+    assert default_groups(program, LANES) == 4 and hw.groups == RTL_MAX_GROUPS == 1
+    assert hw.acc_bits == widest(program)["accumulator"] < HardwareConfig().acc_bits
+    assert derive_hardware(program, 4).stream_elements == 4  # E divides P
+    assert derive_hardware(program, LANES, groups=4).groups == 4  # asked for: the simulator models it
+
+
+def test_a_config_file_keeps_its_groups_unless_its_lanes_change(program_folder: Path):
+    program = Program.load(program_folder)
+    base = HardwareConfig(lanes=16, groups=4, acc_bits=20, clock_mhz=100.0)
+    assert (derive_hardware(program, base=base).groups, derive_hardware(program, 16, base=base).groups) == (4, 4)
+    moved = derive_hardware(program, 32, base=base)
+    assert (moved.lanes, moved.groups, moved.clock_mhz) == (32, 1, 100.0)
+    assert moved.acc_bits == min(20, widest(program)["accumulator"])
+
+
+def test_every_command_measures_the_design_build_builds(
+    program_folder: Path, tiny_checkpoint: Path, data_dir: Path, tmp_path: Path, monkeypatch, capsys
+):
+    monkeypatch.setenv("METAHW_DATA", str(data_dir))
+    folder, lanes = str(program_folder), str(LANES)
+    assert run(["build", folder, "--backend", "amaranth", "--lanes", lanes, "-o", str(tmp_path / "rtl")]) == 0
+    built = json.loads((tmp_path / "rtl" / "manifest.json").read_text())["hardware"]
+    seen: dict[str, dict] = {}
+
+    capsys.readouterr()
+    assert run(["simulate", folder, "--lanes", lanes, "--episodes", "1", "--json"]) == 0
+    seen["simulate"] = json.loads(capsys.readouterr().out)["hardware"]
+
+    def record(command: str):
+        def stand_in(program: Program, hw: HardwareConfig, *args, **kwargs):
+            seen[command] = hw.to_json()
+            raise Captured
+
+        return stand_in
+
+    monkeypatch.setattr("metahw.cli_rtl.check_rtl_episodes", record("simulate --rtl"))
+    with pytest.raises(Captured):
+        run(["simulate", folder, "--lanes", lanes, "--episodes", "1", "--rtl", "verilator"])
+
+    monkeypatch.setattr("metahw.hw.amaranth.build.build_rtl", record("explore"))
+    settings = TrialSettings(program_folder.parents[2], "ecp5-25k", episodes=3, queries=2, data=data_dir)
+    assert compiled_program(str(tiny_checkpoint), 6, settings) == program_folder  # explore's own program
+    with pytest.raises(Captured):
+        evaluate_design(Design(str(tiny_checkpoint), 4, 6, LANES), settings)
+
+    from metahw.demo_hardware import start_synthesis
+
+    monkeypatch.setattr("metahw.demo_hardware.ensure_rtl", record("demo"))
+    with pytest.raises(Captured):
+        start_synthesis(Program.load(program_folder), LANES, tmp_path / "demo", "ecp5-25k", [])
+
+    assert seen.keys() == {"simulate", "simulate --rtl", "explore", "demo"}
+    assert all(hardware == built for hardware in seen.values()), {"build": built, **seen}
