@@ -187,18 +187,18 @@ def parse_memories(text: str) -> list[MemoryMacro]:
 
 def memory_differences(kept: list[MemoryMacro], listed: tuple[Memory, ...]) -> list[str]:
     """Notes on memories Yosys kept that the manifest does not list, and the reverse (matched by width x depth)."""
-    unlisted = [f"{m.name} {m.width} x {m.depth}" for m in kept]
+    unlisted = list(kept)
     lost = []
     for memory in listed:
-        shape = f" {memory.width} x {memory.depth}"
-        match = next((i for i, text in enumerate(unlisted) if text.endswith(shape)), None)
+        match = next((m for m in unlisted if (m.width, m.depth) == (memory.width, memory.depth)), None)
         if match is None:
-            lost.append(f"{memory.name}{shape}")
+            lost.append(f"{memory.name} {memory.width} x {memory.depth}")
         else:
-            unlisted.pop(match)
+            unlisted.remove(match)
     notes = []
     if unlisted:
-        notes.append(f"memories the manifest does not list (in the memory bits): {', '.join(unlisted)}")
+        names = ", ".join(f"{m.name} {m.width} x {m.depth}" for m in unlisted)
+        notes.append(f"memories the manifest does not list (in the memory bits): {names}")
     if lost:
         notes.append(f"manifest memories Yosys did not keep as memories (removed as unused or turned into logic or "
                      f"registers): {', '.join(lost)}")  # fmt: skip

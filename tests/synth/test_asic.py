@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from importlib import metadata
 from itertools import product
 from pathlib import Path
@@ -50,6 +51,26 @@ def test_cells_come_from_the_pdk_files():
     text = sky130.liberty_text(library)
     assert "cell (sky130_fd_sc_hd__dfxtp_1) {\n    area : 20.019200 ;\n    ff (IQ, IQN)" in text
     assert library.source.startswith("sky130 0.15.")
+
+
+@needs_pdk
+def test_functions_agree_with_the_pdk_equations():
+    """Each combinational output against the `equation` of its cell's definition.json, where that one is readable."""
+    library, folder = sky130.load_library(), sky130.library_dir()
+    checked = 0
+    for cell in library.cells:
+        kind = cell.name.removeprefix(sky130.PREFIX).rsplit("_", 1)[0]
+        equation = json.loads((folder / "cells" / kind / "definition.json").read_text()).get("equation") or ""
+        for part in re.split(r"[;,]", equation):
+            pin, _, reference = (text.strip() for text in part.partition("="))
+            names = set(re.findall(r"[A-Za-z_]\w*", reference))
+            if cell.ff is not None or pin not in cell.outputs or not names <= set(cell.inputs):
+                continue  # some equations name pins the cell does not have
+            for values in product((False, True), repeat=len(cell.inputs)):
+                pins = dict(zip(cell.inputs, values))
+                assert sky130.evaluate(cell.outputs[pin], pins) == sky130.evaluate(reference.replace(" ", ""), pins)
+            checked += 1
+    assert checked >= 130
 
 
 @needs_pdk
