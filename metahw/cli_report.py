@@ -11,9 +11,15 @@ from rich.console import Console
 from rich.table import Table
 
 from metahw.cli import app
-from metahw.hw.synth import DEVICES, SynthReport, check_synthesis_inputs, synthesize
-from metahw.hw.synth.asic import AsicReport, synthesize_asic
-from metahw.hw.synth.devices import ASIC_TARGETS
+from metahw.hw.synth import (
+    ASIC_TARGETS,
+    DEVICES,
+    AsicReport,
+    SynthReport,
+    check_synthesis_inputs,
+    synthesize,
+    synthesize_asic,
+)
 
 
 def _amount(value: float) -> str:
