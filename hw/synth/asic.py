@@ -200,8 +200,8 @@ def memory_differences(kept: list[MemoryMacro], listed: tuple[Memory, ...]) -> l
         names = ", ".join(f"{m.name} {m.width} x {m.depth}" for m in unlisted)
         notes.append(f"memories the manifest does not list (in the memory bits): {names}")
     if lost:
-        notes.append(f"manifest memories Yosys did not keep as memories (removed as unused or turned into logic or "
-                     f"registers): {', '.join(lost)}")  # fmt: skip
+        notes.append(f"manifest memories Yosys did not keep in that shape (removed as unused, narrowed to the bits "
+                     f"that are not constant, or turned into logic or registers): {', '.join(lost)}")  # fmt: skip
     return notes
 
 

@@ -130,7 +130,7 @@ def test_memory_differences_name_what_the_manifest_lacks():
     listed = (Memory("wmem", 100, 64), Memory("head prediction", 2, 24))
     assert memory_differences(kept, listed) == [
         "memories the manifest does not list (in the memory bits): instructions 25 x 67",
-        "manifest memories Yosys did not keep as memories (removed as unused or turned into logic or registers): "
-        "head prediction 24 x 2",
+        "manifest memories Yosys did not keep in that shape (removed as unused, narrowed to the bits that are not "
+        "constant, or turned into logic or registers): head prediction 24 x 2",
     ]
     assert memory_differences(kept[:1], listed[:1]) == []
