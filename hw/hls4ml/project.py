@@ -3,8 +3,8 @@
 `hls_model` converts the design with hls4ml (`ModelGraph.from_layer_list`, its own layers for
 the embedding, the registered metahw layers for the head); `write_project` writes the
 project (firmware, build scripts, testbench) and its testbench data; `compile_project` builds
-the C simulation library that `hls_model.compile()` builds, faster and cached (`gxx.py`). Vendor synthesis
-(`hls_model.build()`, Vitis/Vivado HLS) is not run here.
+the C simulation library that `hls_model.compile()` builds, faster and with cached objects
+(`gxx.py`). Vendor synthesis (`hls_model.build()`, Vitis/Vivado HLS) is not run here.
 """
 
 from __future__ import annotations
