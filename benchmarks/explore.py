@@ -23,8 +23,8 @@ import sys
 import time
 from pathlib import Path
 
+from metahw.app.explore.study import read_trials
 from metahw.atomic import write_text_atomic
-from metahw.explore.study import read_trials
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = ("float_accuracy", "accuracy", "cycles", "resources")

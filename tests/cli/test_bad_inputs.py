@@ -18,22 +18,22 @@ from tests.cli.bad_input_cases import CASES, scratch
 
 #: The long-running work of each command: reaching any of these means the input was not checked first.
 WORK = (
-    "metahw.cli_models.train",
-    "metahw.cli_models.evaluate",
-    "metahw.cli_models.predict_episodes",
-    "metahw.cli_export.check_export",
+    "metahw.cli.models.train",
+    "metahw.cli.models.evaluate",
+    "metahw.cli.models.predict_episodes",
+    "metahw.cli.export.check_export",
     "metahw.compiler.compile.calibrate",
-    "metahw.cli_compiler.compare_episodes",
-    "metahw.cli_sim.simulate_episodes",
-    "metahw.cli_rtl.build_rtl",
-    "metahw.cli_rtl.check_rtl_episodes",
-    "metahw.cli_hls.build_hls_project",
-    "metahw.cli_hls.check_hls_episodes",
-    "metahw.cli_report.synthesize",
-    "metahw.cli_explore.run_study",
-    "metahw.cli_demo.compare",
-    "metahw.cli_demo.warm_up_synthesis",
-    "metahw.cli_demo.start_synthesis",
+    "metahw.cli.compiler.compare_episodes",
+    "metahw.cli.sim.simulate_episodes",
+    "metahw.cli.rtl.build_rtl",
+    "metahw.cli.rtl.check_rtl_episodes",
+    "metahw.cli.hls.build_hls_project",
+    "metahw.cli.hls.check_hls_episodes",
+    "metahw.cli.report.synthesize",
+    "metahw.cli.explore.run_study",
+    "metahw.cli.demo.compare",
+    "metahw.cli.demo.warm_up_synthesis",
+    "metahw.cli.demo.start_synthesis",
 )
 
 

@@ -35,8 +35,18 @@ def test_every_op_kind_round_trips_through_json():
         K.AvgPool2d(name="v", input="a", output="b"),
         K.GlobalAvgPool(name="g", input="a", output="b", scale=5243, shift=20),
         K.Add(name="s", input="a", residual="c", output="b", leaky_slope=205, leaky_frac=11),
-        K.Conv2d(name="c", input="a", weight="w", output="b", padding=0, stride=2, leaky_slope=164, leaky_frac=14,
-                 pool=True, pool_mode="avg"),
+        K.Conv2d(
+            name="c",
+            input="a",
+            weight="w",
+            output="b",
+            padding=0,
+            stride=2,
+            leaky_slope=164,
+            leaky_frac=14,
+            pool=True,
+            pool_mode="avg",
+        ),
         K.Flatten(name="f", input="a", output="b", channels_last=True),
     ]
     assert {op.op for op in ops} | {op.op for op in extra} >= set(K.KERNELS)

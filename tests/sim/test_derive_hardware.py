@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from metahw.app.explore.space import Design
+from metahw.app.explore.trial import TrialSettings, compiled_program, evaluate_design
 from metahw.cli import run
 from metahw.compiler.program import Program
-from metahw.explore.space import Design
-from metahw.explore.trial import TrialSettings, compiled_program, evaluate_design
 from metahw.sim.config import RTL_MAX_GROUPS, HardwareConfig, default_groups, derive_hardware
 from metahw.sim.widths import widest
 
@@ -66,7 +66,7 @@ def test_every_command_measures_the_design_build_builds(
 
         return stand_in
 
-    monkeypatch.setattr("metahw.cli_rtl.check_rtl_episodes", record("simulate --rtl"))
+    monkeypatch.setattr("metahw.cli.rtl.check_rtl_episodes", record("simulate --rtl"))
     with pytest.raises(Captured):
         run(["simulate", folder, "--lanes", lanes, "--episodes", "1", "--rtl", "verilator"])
 
@@ -76,9 +76,9 @@ def test_every_command_measures_the_design_build_builds(
     with pytest.raises(Captured):
         evaluate_design(Design(str(tiny_checkpoint), 4, 6, LANES), settings)
 
-    from metahw.demo_hardware import start_synthesis
+    from metahw.app.demo import start_synthesis
 
-    monkeypatch.setattr("metahw.demo_hardware.ensure_rtl", record("demo"))
+    monkeypatch.setattr("metahw.app.demo.ensure_rtl", record("demo"))
     with pytest.raises(Captured):
         start_synthesis(Program.load(program_folder), LANES, tmp_path / "demo", "ecp5-25k", [])
 

@@ -1,0 +1,11 @@
+"""The command line: `metahw.cli.command` holds the typer app and the entry point; each other module adds
+one stage's commands.
+
+The CLI is the top layer. It maps options onto library calls (models, compiler, sim, hw and the
+application code in `metahw.app`) and prints their results; the library raises `UserError`
+in its own terms, and the CLI says which option was wrong where that is not already plain.
+"""
+
+from metahw.cli.command import INTERRUPTED, app, main, run
+
+__all__ = ["INTERRUPTED", "app", "main", "run"]
