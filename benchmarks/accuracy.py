@@ -35,8 +35,13 @@ def modes_of(learner: MetaLearner) -> list[str]:
 def main() -> None:
     """Evaluate every checkpoint of the zoo at the four standard settings."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--zoo", type=Path, nargs="+", default=[ROOT / "models" / "zoo"],
-                        help="checkpoint files, or folders whose *.pt files are evaluated")  # fmt: skip
+    parser.add_argument(
+        "--zoo",
+        type=Path,
+        nargs="+",
+        default=[ROOT / "models" / "zoo"],
+        help="checkpoint files, or folders whose *.pt files are evaluated",
+    )
     parser.add_argument("--episodes", type=int, default=1000)
     parser.add_argument("--full-episodes", type=int, default=200)
     parser.add_argument("--queries", type=int, default=15)
@@ -55,10 +60,15 @@ def main() -> None:
     rows = []
     for path, ckpt, mode in jobs:
         learner = ckpt.learner
-        row = {"checkpoint": str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path),
-               "algorithm": learner.algorithm, "width": learner.backbone_config.width, "mode": mode,
-               "train_seconds": ckpt.metrics.get("train_seconds"),
-               "train_episodes": ckpt.train_args.get("episodes"), "results": {}}  # fmt: skip
+        row = {
+            "checkpoint": str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path),
+            "algorithm": learner.algorithm,
+            "width": learner.backbone_config.width,
+            "mode": mode,
+            "train_seconds": ckpt.metrics.get("train_seconds"),
+            "train_episodes": ckpt.train_args.get("episodes"),
+            "results": {},
+        }
         episodes = args.full_episodes if (mode == "full" and learner.adapts_backbone) else args.episodes
         for ways, shots in SETTINGS:
             summary = evaluate(learner, test, ways, shots, args.queries, episodes, seed=0, mode=mode)

@@ -36,8 +36,12 @@ def _timings(records: list[dict]) -> dict:
     for step in STEPS:
         fresh = [r["timings"][f"{step}_s"] for r in records if not r["cached"][step]]
         mean = statistics.fmean(fresh) if fresh else None
-        table[step] = {"computed": len(fresh), "cached": len(records) - len(fresh), "mean_s": mean,
-                       "max_s": max(fresh, default=None)}  # fmt: skip
+        table[step] = {
+            "computed": len(fresh),
+            "cached": len(records) - len(fresh),
+            "mean_s": mean,
+            "max_s": max(fresh, default=None),
+        }
     return table
 
 
@@ -56,9 +60,25 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=None)
     args = parser.parse_args()
 
-    command = [str(Path(sys.executable).with_name("metahw")), "explore", *args.checkpoints, "--target", args.target,
-               "--budget", str(args.budget), "--bits", args.bits, "--lanes", args.lanes,
-               "--episodes", str(args.episodes), "--pnr", args.pnr, "-o", str(args.results)]  # fmt: skip
+    command = [
+        str(Path(sys.executable).with_name("metahw")),
+        "explore",
+        *args.checkpoints,
+        "--target",
+        args.target,
+        "--budget",
+        str(args.budget),
+        "--bits",
+        args.bits,
+        "--lanes",
+        args.lanes,
+        "--episodes",
+        str(args.episodes),
+        "--pnr",
+        args.pnr,
+        "-o",
+        str(args.results),
+    ]
     command += ["--workers", str(args.workers)] if args.workers else []
     command += ["--data", str(args.data)] if args.data else []
     started = time.perf_counter()
@@ -83,12 +103,14 @@ def main() -> None:
                 "clock_source": r["clock_source"],
             }
             for r in records
-        ],  # fmt: skip
+        ],
         "pareto": pareto,
     }
     write_text_atomic(args.out, json.dumps(result, indent=2) + "\n")
-    print(f"{len(records)} trials in {wall:.0f} s; {len(pareto['front'])} on the front, "
-          f"{len(pareto['meets_target'])} fit {args.target} within 0.5 points of float; wrote {args.out}")  # fmt: skip
+    print(
+        f"{len(records)} trials in {wall:.0f} s; {len(pareto['front'])} on the front, "
+        f"{len(pareto['meets_target'])} fit {args.target} within 0.5 points of float; wrote {args.out}"
+    )
 
 
 if __name__ == "__main__":

@@ -121,18 +121,36 @@ def _library_rows(design: HlsDesign, inputs: list[dict], scratch: Path, before: 
 def _testbench_rows(program: Program, scratch: Path, before: bool) -> list[dict]:
     """The testbench executable: before (one g++ -O0 of both sources), after cold and warm."""
     rows = []
-    for index, name in enumerate((["before: g++ -std=c++0x -O0, one command"] if before else [])
-                                 + [f"after: gxx.build_testbench ({s} cache)" for s in ("cold", "warm")]):  # fmt: skip
+    for index, name in enumerate(
+        (["before: g++ -std=c++0x -O0, one command"] if before else [])
+        + [f"after: gxx.build_testbench ({s} cache)" for s in ("cold", "warm")]
+    ):
         folder = build_hls_project(program, scratch / f"testbench{index}", ProjectOptions(), []).folder
         started = time.perf_counter()
         if name.startswith("before"):
-            command = ["g++", "-std=c++0x", "-O0", "-Ifirmware/ap_types", '-DWEIGHTS_DIR="firmware/weights"',
-                       f"{PROJECT}_test.cpp", f"firmware/{PROJECT}.cpp", "-o", "csim_testbench"]  # fmt: skip
+            command = [
+                "g++",
+                "-std=c++0x",
+                "-O0",
+                "-Ifirmware/ap_types",
+                '-DWEIGHTS_DIR="firmware/weights"',
+                f"{PROJECT}_test.cpp",
+                f"firmware/{PROJECT}.cpp",
+                "-o",
+                "csim_testbench",
+            ]
             subprocess.run(command, cwd=folder, check=True, capture_output=True)
         else:
             build_testbench(folder, PROJECT, "csim_testbench")
-        rows.append({"what": "testbench", "build": name, "seconds": time.perf_counter() - started,
-                     "mismatches": None, "message": None})  # fmt: skip
+        rows.append(
+            {
+                "what": "testbench",
+                "build": name,
+                "seconds": time.perf_counter() - started,
+                "mismatches": None,
+                "message": None,
+            }
+        )
     return rows
 
 

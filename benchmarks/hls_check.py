@@ -51,13 +51,23 @@ def main() -> None:
     val, test = omniglot.split("val"), omniglot.split("test")
     report = {
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_average": os.getloadavg()},
-        "settings": {"ways": args.ways, "shots": args.shots, "queries": args.ways, "episodes": args.episodes,
-                     "hls_backend": "vitis", "strategy": args.strategy, "head_bits": 16,
-                     "rounding": "half_up", "overflow": "saturate"},
+        "settings": {
+            "ways": args.ways,
+            "shots": args.shots,
+            "queries": args.ways,
+            "episodes": args.episodes,
+            "hls_backend": "vitis",
+            "strategy": args.strategy,
+            "head_bits": 16,
+            "rounding": "half_up",
+            "overflow": "saturate",
+        },
         "rows": [],
-    }  # fmt: skip
-    print(f"{args.ways}-way {args.shots}-shot, {args.ways} queries per episode, hls4ml Vitis io_parallel "
-          f"({args.strategy}), C simulation built with g++ on {os.cpu_count()} cores")  # fmt: skip
+    }
+    print(
+        f"{args.ways}-way {args.shots}-shot, {args.ways} queries per episode, hls4ml Vitis io_parallel "
+        f"({args.strategy}), C simulation built with g++ on {os.cpu_count()} cores"
+    )
     for name in args.models:
         learner = load_checkpoint(f"zoo:{name}").learner
         spec = episode_head(learner, args.ways, args.shots, None)
@@ -66,11 +76,24 @@ def main() -> None:
             program = compile_episode(model, QuantConfig(bits=bits), val, args.ways).program
             started = time.perf_counter()
             with tempfile.TemporaryDirectory(prefix=f"hls-{name}-{bits}-") as folder:
-                runs = run_hls_episodes(program, test, args.episodes, seed=0, project_dir=folder,
-                                        options=ProjectOptions(strategy=args.strategy), progress=True)  # fmt: skip
-            row = {"model": f"zoo:{name}", "algorithm": learner.algorithm, "width": learner.backbone_config.width,
-                   "bits": bits, "ops": [op.op for op in program.ops], **runs.to_dict(),
-                   "wall_seconds": time.perf_counter() - started}  # fmt: skip
+                runs = run_hls_episodes(
+                    program,
+                    test,
+                    args.episodes,
+                    seed=0,
+                    project_dir=folder,
+                    options=ProjectOptions(strategy=args.strategy),
+                    progress=True,
+                )
+            row = {
+                "model": f"zoo:{name}",
+                "algorithm": learner.algorithm,
+                "width": learner.backbone_config.width,
+                "bits": bits,
+                "ops": [op.op for op in program.ops],
+                **runs.to_dict(),
+                "wall_seconds": time.perf_counter() - started,
+            }
             row.pop("project")
             report["rows"].append(row)
             write_text_atomic(args.out, json.dumps(report, indent=2) + "\n")
@@ -79,11 +102,14 @@ def main() -> None:
 
 
 def _print_row(row: dict) -> None:
-    print(f"{row['model']:<16} {row['bits']:>2}-bit  {row['episodes']} episodes  {row['samples']} images  "
-          f"mismatches {row['mismatches']}  integers compared {row['integers_compared']:,}  "
-          f"g++ {row['compile_seconds']:.1f} s  {row['csim_episodes_per_second']:.2f} episodes/s "
-          f"({row['checked_episodes_per_second']:.2f} checked)  accuracy {100 * row['accuracy']['accuracy']:.2f} "
-          f"+- {100 * row['accuracy']['ci95']:.2f} %", flush=True)  # fmt: skip
+    print(
+        f"{row['model']:<16} {row['bits']:>2}-bit  {row['episodes']} episodes  {row['samples']} images  "
+        f"mismatches {row['mismatches']}  integers compared {row['integers_compared']:,}  "
+        f"g++ {row['compile_seconds']:.1f} s  {row['csim_episodes_per_second']:.2f} episodes/s "
+        f"({row['checked_episodes_per_second']:.2f} checked)  accuracy {100 * row['accuracy']['accuracy']:.2f} "
+        f"+- {100 * row['accuracy']['ci95']:.2f} %",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -126,15 +126,24 @@ def _rtl_problems(config: Config, rp: RtlPlan, exe: Path, folder: Path, outcome:
             compare_with_sim(rp, rtl, sim, 0)
         except RtlMismatch as exc:
             problems.append(f"stall seed {stall_seed}: {exc}")
-        problems += [f"stall seed {stall_seed}: RTL output '{name}' differs from golden" for name in rp.outputs
-                     if not np.array_equal(rtl.outputs.get(name), golden.values[name])]  # fmt: skip
+        problems += [
+            f"stall seed {stall_seed}: RTL output '{name}' differs from golden"
+            for name in rp.outputs
+            if not np.array_equal(rtl.outputs.get(name), golden.values[name])
+        ]
     return problems
 
 
 def run_config(config: Config, verilator: bool, work: Path) -> Outcome:
     """Every check of one configuration (Verilator only when `verilator` and the RTL accepts it)."""
-    outcome = Outcome(config.index, families(config.program), list(config.heads), config.hw.to_json(),
-                      len(config.program.ops), config.redraws)  # fmt: skip
+    outcome = Outcome(
+        config.index,
+        families(config.program),
+        list(config.heads),
+        config.hw.to_json(),
+        len(config.program.ops),
+        config.redraws,
+    )
     check_sim(config, outcome)
     rp, outcome.refusal = rtl_refusal(config)
     if verilator and rp is not None:
@@ -166,8 +175,15 @@ def family_rows(outcomes: list[Outcome]) -> dict[str, dict[str, int]]:
     for o in outcomes:
         for name in ["all", *o.families, *(f"head {h}" for h in o.heads)]:
             row = rows.setdefault(name, Counter({c: 0 for c in COLUMNS}))
-            row.update({"configs": 1, "golden==sim": not o.sim_problems, "RTL accepts": o.refusal is None,
-                        "Verilator runs": o.verilator, "mismatches": o.failed})  # fmt: skip
+            row.update(
+                {
+                    "configs": 1,
+                    "golden==sim": not o.sim_problems,
+                    "RTL accepts": o.refusal is None,
+                    "Verilator runs": o.verilator,
+                    "mismatches": o.failed,
+                }
+            )
     return {name: dict(row) for name, row in sorted(rows.items(), key=lambda kv: (kv[0] != "all", kv[0]))}
 
 
@@ -211,7 +227,7 @@ def report(args: argparse.Namespace, outcomes: list[Outcome], seconds: float) ->
         "mismatches": [
             {"index": o.index, "problems": o.sim_problems + o.rtl_problems, "reproduce": reproduce(args.seed, o.index)}
             for o in failed
-        ],  # fmt: skip
+        ],
         "configs": [asdict(o) for o in outcomes],
     }
 
@@ -237,15 +253,20 @@ def main(argv: list[str] | None = None) -> int:
     outcomes = list(run_all(args.seed, indices, args.verilator, work, not args.quiet))
     doc = report(args, outcomes, time.perf_counter() - started)
     print(table(doc["families"]))
-    print(f"\n{doc['cases']} configurations in {doc['wall_seconds']} s ({doc['verilator_seconds']} s in Verilator "
-          f"builds and runs), {doc['redraws']} invalid draws redrawn")  # fmt: skip
+    print(
+        f"\n{doc['cases']} configurations in {doc['wall_seconds']} s ({doc['verilator_seconds']} s in Verilator "
+        f"builds and runs), {doc['redraws']} invalid draws redrawn"
+    )
     for group in doc["refusals"]:
         print(f"RTL refused {group['count']:>4} (first: configuration {group['first']}): {group['reason']}")
     write_text_atomic(args.out, json.dumps(doc, indent=1) + "\n")
     print(f"wrote {args.out}")
     for failure in doc["mismatches"]:
-        print(f"MISMATCH in configuration {failure['index']} (seed {args.seed}): {'; '.join(failure['problems'])}\n"
-              f"  reproduce: {failure['reproduce']}", file=sys.stderr)  # fmt: skip
+        print(
+            f"MISMATCH in configuration {failure['index']} (seed {args.seed}): {'; '.join(failure['problems'])}\n"
+            f"  reproduce: {failure['reproduce']}",
+            file=sys.stderr,
+        )
     return 1 if doc["mismatches"] else 0
 
 

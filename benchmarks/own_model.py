@@ -87,13 +87,39 @@ def encoder_row(name: str, out: Path, episodes: int, rtl_episodes: int) -> dict:
     eps = folder / "eps.npz"
     write_episodes(eps, shape, episodes, seed=3)
     episode = str(folder / "episode.onnx")
-    exported = run("export", str(encoder), "--head", "protonet", "--ways", "5", "--shots", "1", "-o", episode,
-                   "--check-episodes", "20", "--json", "--no-progress")  # fmt: skip
+    exported = run(
+        "export",
+        str(encoder),
+        "--head",
+        "protonet",
+        "--ways",
+        "5",
+        "--shots",
+        "1",
+        "-o",
+        episode,
+        "--check-episodes",
+        "20",
+        "--json",
+        "--no-progress",
+    )
     build_dir = str(folder / "build")
     run("compile", episode, "-o", build_dir, "--queries", "5", "--episodes-from", str(eps))
     sim = run("simulate", build_dir, "--lanes", "8", "--episodes-from", str(eps), "--json", "--no-progress")
-    rtl = run("simulate", build_dir, "--lanes", "8", "--rtl", "verilator", "--episodes-from", str(eps), "--episodes",
-              str(rtl_episodes), "--json", "--no-progress")  # fmt: skip
+    rtl = run(
+        "simulate",
+        build_dir,
+        "--lanes",
+        "8",
+        "--rtl",
+        "verilator",
+        "--episodes-from",
+        str(eps),
+        "--episodes",
+        str(rtl_episodes),
+        "--json",
+        "--no-progress",
+    )
     return {
         "encoder": name,
         "input": list(shape),
@@ -137,24 +163,46 @@ def mini_imagenet_row(out: Path) -> dict:
     eps = folder / "eps.npz"
     write_episodes(eps, (3, 84, 84), 4, seed=5)
     episode = str(folder / "episode.onnx")
-    run("export", str(encoder), "--head", "protonet", "--ways", "5", "--shots", "1", "-o", episode,
-        "--check-episodes", "2")  # fmt: skip
+    run(
+        "export",
+        str(encoder),
+        "--head",
+        "protonet",
+        "--ways",
+        "5",
+        "--shots",
+        "1",
+        "-o",
+        episode,
+        "--check-episodes",
+        "2",
+    )
     build_dir = folder / "build"
     run("compile", episode, "-o", str(build_dir), "--queries", "5", "--episodes-from", str(eps))
-    default = subprocess.run([METAHW, "build", str(build_dir), "--backend", "amaranth", "--lanes", "8", "-o",
-                              str(folder / "rtl_default")], capture_output=True, text=True)  # fmt: skip
+    default = subprocess.run(
+        [METAHW, "build", str(build_dir), "--backend", "amaranth", "--lanes", "8", "-o", str(folder / "rtl_default")],
+        capture_output=True,
+        text=True,
+    )
     refusal = default.stderr.strip().removeprefix("metahw: error: ") if default.returncode else None
     config = folder / "hardware.json"  # memories as large as this network needs
-    config.write_text(json.dumps({"format": "metahw.hardware", "version": 1, "lanes": 8, "act_bytes": 1 << 18,
-                                  "weight_bytes": 1 << 18}))  # fmt: skip
+    config.write_text(
+        json.dumps(
+            {"format": "metahw.hardware", "version": 1, "lanes": 8, "act_bytes": 1 << 18, "weight_bytes": 1 << 18}
+        )
+    )
     rtl_dir = folder / "rtl"
     run("build", str(build_dir), "--backend", "amaranth", "--lanes", "8", "--config", str(config), "-o", str(rtl_dir))
     manifest = json.loads((rtl_dir / "manifest.json").read_text())
     kbit = sum(m["bits"] for m in manifest["memories"]) / 1024
     amem = max(m["bits"] for m in manifest["memories"] if m["name"].startswith("amem")) / 1024
     targets = {n: {"memory_kbit": d.memory_kbit, "fits_memory": kbit <= d.memory_kbit} for n, d in DEVICES.items()}
-    return {"default_config": refusal or "builds", "memory_kbit": round(kbit, 1),
-            "largest_activation_bank_kbit": round(amem, 1), "targets": targets}  # fmt: skip
+    return {
+        "default_config": refusal or "builds",
+        "memory_kbit": round(kbit, 1),
+        "largest_activation_bank_kbit": round(amem, 1),
+        "targets": targets,
+    }
 
 
 def main() -> None:
@@ -169,21 +217,28 @@ def main() -> None:
     print(f"{'encoder':<12} {'input':<10} {'ort err':>8} {'golden':>7} {'cycles':>12} {'RTL':>5} {'cyc diff':>8}")
     for r in rows:
         shape = "x".join(map(str, r["input"]))
-        print(f"{r['encoder']:<12} {shape:<10} {r['onnxruntime_vs_pytorch']:>8.1e} {r['golden_matched']:>7} "
-              f"{r['cycles']:>12,} {r['rtl_matched']:>5} {r['rtl_cycle_difference']:>8}")  # fmt: skip
+        print(
+            f"{r['encoder']:<12} {shape:<10} {r['onnxruntime_vs_pytorch']:>8.1e} {r['golden_matched']:>7} "
+            f"{r['cycles']:>12,} {r['rtl_matched']:>5} {r['rtl_cycle_difference']:>8}"
+        )
     runs = runs_row(args.out)
-    print(f"20 runs (Korean, 20-way 1-shot): float error {runs['float_error']:.2f} %, 8-bit simulator "
-          f"{runs['sim8_error']:.2f} % (per-channel weights {runs['sim8_per_channel_error']:.2f} %), golden "
-          f"{runs['sim8_error_golden_matched']}, {runs['sim8_per_channel_error_golden_matched']}")  # fmt: skip
+    print(
+        f"20 runs (Korean, 20-way 1-shot): float error {runs['float_error']:.2f} %, 8-bit simulator "
+        f"{runs['sim8_error']:.2f} % (per-channel weights {runs['sim8_per_channel_error']:.2f} %), golden "
+        f"{runs['sim8_error_golden_matched']}, {runs['sim8_per_channel_error_golden_matched']}"
+    )
     mini = mini_imagenet_row(args.out)
     print(f"Conv-4-64 84x84x3, default hardware config: {mini['default_config']}")
-    print(f"Conv-4-64 84x84x3 at P = 8 with 256 KiB activation banks: {mini['memory_kbit']:,} kbit of memories "
-          "(largest activation bank "
-          f"{mini['largest_activation_bank_kbit']:,} kbit)")  # fmt: skip
+    print(
+        f"Conv-4-64 84x84x3 at P = 8 with 256 KiB activation banks: {mini['memory_kbit']:,} kbit of memories "
+        "(largest activation bank "
+        f"{mini['largest_activation_bank_kbit']:,} kbit)"
+    )
     for name, t in mini["targets"].items():
         print(f"  {name:<12} {t['memory_kbit']:>6,} kbit block memory: {'fits' if t['fits_memory'] else 'too small'}")
-    write_text_atomic(args.out / "own_model.json", json.dumps({"encoders": rows, "runs": runs, "conv4_84": mini},
-                                                               indent=2) + "\n")  # fmt: skip
+    write_text_atomic(
+        args.out / "own_model.json", json.dumps({"encoders": rows, "runs": runs, "conv4_84": mini}, indent=2) + "\n"
+    )
 
 
 if __name__ == "__main__":

@@ -151,9 +151,11 @@ def main() -> None:
     print(f"{'model':<26} {'episode':<16} {'P':>3} {'G':>2} {'cycles/ep':>11} {'Mcycles/s':>10} {'ep/s':>7} golden")
     for r in speed:
         episode = f"{r['ways']}w{r['shots']}s {r['queries']}q"
-        print(f"{r['model']:<26} {episode:<16} {r['lanes']:>3} {r['groups']:>2} {r['cycles_per_episode']:>11,} "
-              f"{r['cycles_per_second'] / 1e6:>10.1f} {r['episodes_per_second']:>7.2f} "
-              f"{'match' if r['golden_match'] else 'MISMATCH'}")  # fmt: skip
+        print(
+            f"{r['model']:<26} {episode:<16} {r['lanes']:>3} {r['groups']:>2} {r['cycles_per_episode']:>11,} "
+            f"{r['cycles_per_second'] / 1e6:>10.1f} {r['episodes_per_second']:>7.2f} "
+            f"{'match' if r['golden_match'] else 'MISMATCH'}"
+        )
     print()
     layers = [f"{chain}.block{i}" for chain in ("support", "query") for i in range(4)]
     print(f"{'model':<26} {'episode':<16} {'P':>3} {'G':>2} " + " ".join(f"{n:>15}" for n in layers))
@@ -166,8 +168,10 @@ def main() -> None:
     for r in zoo:
         acc = r["accuracy"]
         matched = f"{r['golden_matched']}/{r['episodes']}"
-        print(f"{r['checkpoint']:<20} {r['algorithm']:<12} {r['width']:>5} {r['episodes']:>8} {matched:>12} "
-              f"{100 * acc['accuracy']:>9.2f} +- {100 * acc['ci95']:.2f}")  # fmt: skip
+        print(
+            f"{r['checkpoint']:<20} {r['algorithm']:<12} {r['width']:>5} {r['episodes']:>8} {matched:>12} "
+            f"{100 * acc['accuracy']:>9.2f} +- {100 * acc['ci95']:.2f}"
+        )
     print(f"wrote {args.out}")
 
 

@@ -138,10 +138,18 @@ def run_fixed(program: Program, episodes: EpisodeSet, floats: FloatRun, progress
 
 
 def compare(
-    learner: MetaLearner, spec: EpisodeHead, model: onnx.ModelProto, bits: list[int], test: OmniglotSplit,
-    calibration: OmniglotSplit, episodes: int, queries: int = 15, seed: int = 0, progress: bool = True,
+    learner: MetaLearner,
+    spec: EpisodeHead,
+    model: onnx.ModelProto,
+    bits: list[int],
+    test: OmniglotSplit,
+    calibration: OmniglotSplit,
+    episodes: int,
+    queries: int = 15,
+    seed: int = 0,
+    progress: bool = True,
     base_config: QuantConfig | None = None,
-) -> dict:  # fmt: skip
+) -> dict:
     """The comparison table (without predictions) on seeded episodes of `test`, calibrated on `calibration`'s."""
     chosen, calibrating = omniglot_comparison(spec, test, calibration, episodes, queries, seed)
     result = compare_episodes(learner, spec, model, bits, chosen, calibrating, progress, base_config)
@@ -160,9 +168,15 @@ def omniglot_comparison(
 
 
 def compare_episodes(
-    learner: MetaLearner, spec: EpisodeHead, model: onnx.ModelProto, bits: list[int], episodes: EpisodeSet,
-    calibration: Sequence[Episode], progress: bool = True, base_config: QuantConfig | None = None,
-) -> dict:  # fmt: skip
+    learner: MetaLearner,
+    spec: EpisodeHead,
+    model: onnx.ModelProto,
+    bits: list[int],
+    episodes: EpisodeSet,
+    calibration: Sequence[Episode],
+    progress: bool = True,
+    base_config: QuantConfig | None = None,
+) -> dict:
     """The comparison table as a dict: float rows and one row per bit width (each calibrated on `calibration`).
 
     Each row's "predictions" is an array [E, Q] of predicted class ids; the CLI writes them
@@ -170,8 +184,13 @@ def compare_episodes(
     """
     floats = run_float(learner, spec, model, episodes, progress)
     result = {
-        "algorithm": learner.algorithm, "ways": spec.ways, "shots": spec.shots, "queries": episodes.queries,
-        "inner_steps": spec.inner_steps, "episodes": len(episodes), "source": episodes.source,
+        "algorithm": learner.algorithm,
+        "ways": spec.ways,
+        "shots": spec.shots,
+        "queries": episodes.queries,
+        "inner_steps": spec.inner_steps,
+        "episodes": len(episodes),
+        "source": episodes.source,
         "float": {
             "torch": _accuracy(floats.torch_predictions, episodes),
             "onnxruntime": _accuracy(floats.ort_predictions, episodes),
@@ -179,7 +198,7 @@ def compare_episodes(
         },
         "predictions": {"torch": floats.torch_predictions, "onnxruntime": floats.ort_predictions},
         "fixed": {},
-    }  # fmt: skip
+    }
     base = base_config or QuantConfig()
     for b in bits:
         config = QuantConfig(**{**base.to_dict(), "bits": b})

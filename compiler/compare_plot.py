@@ -17,8 +17,14 @@ def plot_accuracy_vs_bits(result: dict, path: str | os.PathLike) -> None:
     bits = sorted(int(b) for b in result["fixed"])
     rows = [result["fixed"][str(b)]["accuracy"] for b in bits]
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
-    ax.errorbar(bits, [100 * r["accuracy"] for r in rows], yerr=[100 * r["ci95"] for r in rows], marker="o",
-                capsize=4, label="fixed point (golden)")  # fmt: skip
+    ax.errorbar(
+        bits,
+        [100 * r["accuracy"] for r in rows],
+        yerr=[100 * r["ci95"] for r in rows],
+        marker="o",
+        capsize=4,
+        label="fixed point (golden)",
+    )
     flt = result["float"]["torch"]
     ax.axhline(100 * flt["accuracy"], color="k", linestyle="--", label=f"float {100 * flt['accuracy']:.2f}%")
     ax.axhspan(100 * (flt["accuracy"] - flt["ci95"]), 100 * (flt["accuracy"] + flt["ci95"]), color="k", alpha=0.08)

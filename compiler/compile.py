@@ -48,13 +48,20 @@ class CompileResult:
         for buf in self.program.buffers:
             fmt = buf.qformat
             key = buf.name.split(".", 1)[1] if buf.name.split(".", 1)[0] in ("support", "query") else buf.name
-            buffers.append({
-                "name": buf.name, "kind": buf.kind, "shape": list(buf.shape), "format": str(fmt),
-                "bits": fmt.bits, "frac": fmt.frac, "signed": fmt.signed,
-                "representable": [fmt.dequantize(fmt.min_int).item(), fmt.dequantize(fmt.max_int).item()],
-                "calibrated": list(self.ranges[key]) if key in self.ranges else None,
-                "channel_fracs": None if buf.channel_fracs is None else list(buf.channel_fracs),
-            })  # fmt: skip
+            buffers.append(
+                {
+                    "name": buf.name,
+                    "kind": buf.kind,
+                    "shape": list(buf.shape),
+                    "format": str(fmt),
+                    "bits": fmt.bits,
+                    "frac": fmt.frac,
+                    "signed": fmt.signed,
+                    "representable": [fmt.dequantize(fmt.min_int).item(), fmt.dequantize(fmt.max_int).item()],
+                    "calibrated": list(self.ranges[key]) if key in self.ranges else None,
+                    "channel_fracs": None if buf.channel_fracs is None else list(buf.channel_fracs),
+                }
+            )
         weight_bits = sum(int(np.prod(b.shape)) * b.qformat.bits for b in self.program.buffers_of("weight"))
         return {
             "config": self.config.to_dict(),
@@ -105,13 +112,17 @@ def compile_episode(
     image, query = (tuple(d.dim_value for d in i.type.tensor_type.shape.dim[1:]) for i in model.graph.input[::2])
     split_image = (1, *calibration.images.shape[2:])
     if image == query and image != split_image:  # (unequal shapes: the importer names both)
-        raise UserError(f"the episode's images are {list(image)} but the Omniglot calibration images are "
-                        f"{list(split_image)}: calibrate on your own episodes (--episodes-from FILE.npz or "
-                        "--images DIR).")  # fmt: skip
+        raise UserError(
+            f"the episode's images are {list(image)} but the Omniglot calibration images are "
+            f"{list(split_image)}: calibrate on your own episodes (--episodes-from FILE.npz or "
+            "--images DIR)."
+        )
     if ways > calibration.num_classes:
-        raise UserError(f"the episode is {ways}-way but the Omniglot {calibration.name} split has only "
-                        f"{calibration.num_classes} classes to calibrate on: calibrate on your own episodes "
-                        "(--episodes-from FILE.npz or --images DIR).")  # fmt: skip
+        raise UserError(
+            f"the episode is {ways}-way but the Omniglot {calibration.name} split has only "
+            f"{calibration.num_classes} classes to calibrate on: calibrate on your own episodes "
+            "(--episodes-from FILE.npz or --images DIR)."
+        )
     feeds = episode_feeds(calibration, ways, shots, max(1, min(queries // ways, 5)), calibration_episodes, seed)
     return _compile(model, config, feeds, queries)
 

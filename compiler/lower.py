@@ -132,8 +132,10 @@ def lower(graph: Graph, ranges: Mapping[str, Range], config: QuantConfig, querie
     b.ops.append(classify(b))
     ignored = sorted(set(config.overrides) - b.chosen)
     if ignored:
-        raise UserError(f"override(s) for {', '.join(ignored)} name no tensor of this program; "
-                        f"overridable are {', '.join(sorted(b.chosen))}.")  # fmt: skip
+        raise UserError(
+            f"override(s) for {', '.join(ignored)} name no tensor of this program; "
+            f"overridable are {', '.join(sorted(b.chosen))}."
+        )
     meta = ProgramMeta(
         graph.metadata.get("algorithm", "unknown"), ways, shots, queries, config.rounding, config.overflow
     )
@@ -152,8 +154,11 @@ def _qat_ranges(graph: Graph, ranges: Mapping[str, Range]) -> dict[str, Range]:
 def _prototypes(b: ProgramBuilder, features: str, ways: int, shots: int) -> str:
     fmt = b.buffers[features].qformat
     b.buffer("prototypes", (ways, b.buffers[features].shape[1]), fmt, "activation")
-    b.ops.append(PrototypeAccumulate(name="prototypes", features=features, labels="support_labels",
-                                     output="prototypes", ways=ways, shots=shots))  # fmt: skip
+    b.ops.append(
+        PrototypeAccumulate(
+            name="prototypes", features=features, labels="support_labels", output="prototypes", ways=ways, shots=shots
+        )
+    )
     return "prototypes"
 
 
@@ -174,16 +179,27 @@ def _lower_head(b: ProgramBuilder, graph: Graph, head: list[Node], support: str,
         b.constant("attention.scale", np.asarray(scale), b.choose("attention.scale", 0.0, scale, cfg.head_bits, False))
         probs = b.choose("attention.probs", 0.0, 1.0, cfg.head_bits, signed=False)
         b.buffer("scores", (b.buffers[queries].shape[0], ways), probs, "output")
-        b.ops.append(CosineAttention(
-            name="attention", queries=queries, supports=support, labels="support_labels", scale="attention.scale",
-            output="scores", ways=ways, logits_format=b.choose("attention.logits", -scale, scale, cfg.head_bits),
-            attention_format=probs))  # fmt: skip
+        b.ops.append(
+            CosineAttention(
+                name="attention",
+                queries=queries,
+                supports=support,
+                labels="support_labels",
+                scale="attention.scale",
+                output="scores",
+                ways=ways,
+                logits_format=b.choose("attention.logits", -scale, scale, cfg.head_bits),
+                attention_format=probs,
+            )
+        )
         return lambda b: _argreduce(b, ArgMax)
     body = ops[1:] if ops[:1] == ["metahw.ProtoHeadInit"] else ops
     if body and body[-1] == "metahw.LinearHead" and all(op == "metahw.SGDHeadStep" for op in body[:-1]):
         return _lower_sgd_head(b, graph, head, support, ways, shots, embed_queries)
-    raise UserError(f"cannot lower the episode head {' -> '.join(ops) or '(empty)'}: supported heads are ProtoHead, "
-                    "CosineAttentionHead, and [ProtoHeadInit] -> SGDHeadStep* -> LinearHead.")  # fmt: skip
+    raise UserError(
+        f"cannot lower the episode head {' -> '.join(ops) or '(empty)'}: supported heads are ProtoHead, "
+        "CosineAttentionHead, and [ProtoHeadInit] -> SGDHeadStep* -> LinearHead."
+    )
 
 
 def _lower_sgd_head(
@@ -227,8 +243,18 @@ def _lower_sgd_head(
         grad = b.choose("head.grad", -1.0 / m, 1.0 / m, cfg.head_bits, signed=True)
         formats = {"logits_format": logits, "prob_format": probs, "grad_format": grad}
         for i, _ in enumerate(steps):
-            b.ops.append(SGDHeadStep(name=f"sgd{i}", features=support, labels="support_labels", weight="head.weight",
-                                     bias="head.bias", lr_w="head.lr_w", lr_b="head.lr_b", **formats))  # fmt: skip
+            b.ops.append(
+                SGDHeadStep(
+                    name=f"sgd{i}",
+                    features=support,
+                    labels="support_labels",
+                    weight="head.weight",
+                    bias="head.bias",
+                    lr_w="head.lr_w",
+                    lr_b="head.lr_b",
+                    **formats,
+                )
+            )
     queries = embed_queries()
     scores = b.choose("scores", *b.range_of("logits"), cfg.head_bits, signed=True)
     b.buffer("scores", (b.buffers[queries].shape[0], ways), scores, "output")

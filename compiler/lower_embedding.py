@@ -81,8 +81,9 @@ def embedding_layers(b: ProgramBuilder, graph: Graph, nodes: list[Node], pixel: 
             _, c, h, w = _shape(graph, node.inputs[0])
             last = h * w > 1
             order = channels_last_order(c, h, w) if last else None
-            layer = Layer(node, Flatten, node.inputs[:1], node.outputs[0], formats[node.inputs[0]],
-                          fields={"channels_last": last})  # fmt: skip
+            layer = Layer(
+                node, Flatten, node.inputs[:1], node.outputs[0], formats[node.inputs[0]], fields={"channels_last": last}
+            )
         elif node.op == "metahw.Dense":
             if not flat:
                 raise _refuse(node, "a Gemm/MatMul before the Flatten (metahw projects flattened features)")
@@ -101,9 +102,11 @@ def embedding_layers(b: ProgramBuilder, graph: Graph, nodes: list[Node], pixel: 
 
 
 def _refuse(node: Node, what: str) -> UserError:
-    return UserError(f"cannot lower the embedding: node {node.name!r} is {what}; the embedding is a chain of Conv "
-                     "[BatchNormalization] [Relu|LeakyRelu] [MaxPool|AveragePool 2x2], GlobalAveragePool, Relu, "
-                     "Add (residual), one Flatten, then Gemm/MatMul [Relu].")  # fmt: skip
+    return UserError(
+        f"cannot lower the embedding: node {node.name!r} is {what}; the embedding is a chain of Conv "
+        "[BatchNormalization] [Relu|LeakyRelu] [MaxPool|AveragePool 2x2], GlobalAveragePool, Relu, "
+        "Add (residual), one Flatten, then Gemm/MatMul [Relu]."
+    )
 
 
 def _choose(b: ProgramBuilder, value: str, signed: bool | None = None) -> QFormat:
@@ -130,8 +133,9 @@ def _map_layer(b: ProgramBuilder, graph: Graph, node: Node, formats: dict[str, Q
     if node.op == "GlobalAveragePool":
         _, _, h, w = _shape(graph, x)
         scale, shift = global_average_scale(h * w)
-        return Layer(node, GlobalAvgPool, (x,), out, _choose(b, out, formats[x].signed),
-                     fields={"scale": scale, "shift": shift})  # fmt: skip
+        return Layer(
+            node, GlobalAvgPool, (x,), out, _choose(b, out, formats[x].signed), fields={"scale": scale, "shift": shift}
+        )
     if node.op == "Relu":
         return Layer(node, Requant, (x,), out, _choose(b, out, False), fields={"relu": True})
     a, r = node.inputs  # metahw.Add: the later-computed operand is the chain's predecessor, the other the skip
@@ -140,8 +144,9 @@ def _map_layer(b: ProgramBuilder, graph: Graph, node: Node, formats: dict[str, Q
     position = {n: i for i, n in enumerate(formats)}
     first, skip = (a, r) if position[a] > position[r] else (r, a)
     signed = False if node.attrs["relu"] else None
-    return Layer(node, Add, (first, skip), out, _choose(b, out, signed),
-                 fields={"relu": node.attrs["relu"], **_leaky(node)})  # fmt: skip
+    return Layer(
+        node, Add, (first, skip), out, _choose(b, out, signed), fields={"relu": node.attrs["relu"], **_leaky(node)}
+    )
 
 
 def _conv(b: ProgramBuilder, graph: Graph, block: Node, in_fmt: QFormat) -> Layer:
@@ -162,8 +167,14 @@ def _conv(b: ProgramBuilder, graph: Graph, block: Node, in_fmt: QFormat) -> Laye
         _quantise_bias(b, b_name, bias, in_fmt.frac, fracs)
     out_key = block.outputs[0]
     signed = False if attrs["relu"] else None
-    fields = {"padding": pad, "stride": attrs["strides"][0], "relu": bool(attrs["relu"]), **_leaky(block),
-              "pool": attrs["pool"] == 2, "pool_mode": attrs["pool_mode"]}  # fmt: skip
+    fields = {
+        "padding": pad,
+        "stride": attrs["strides"][0],
+        "relu": bool(attrs["relu"]),
+        **_leaky(block),
+        "pool": attrs["pool"] == 2,
+        "pool_mode": attrs["pool_mode"],
+    }
     return Layer(block, Conv2d, block.inputs[:1], out_key, _choose(b, out_key, signed), w_name, b_name, fields)
 
 

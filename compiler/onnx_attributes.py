@@ -97,12 +97,16 @@ def check_attributes(op: str, node_name: str, attrs: Mapping[str, Any]) -> None:
     for key, value in attrs.items():
         if key not in allowed:
             accepted = ", ".join(allowed) or "none"
-            raise UserError(f"node {node_name!r} ({op}): attribute {key}={_show(value)} is not supported "
-                            f"(supported attributes: {accepted}).")  # fmt: skip
+            raise UserError(
+                f"node {node_name!r} ({op}): attribute {key}={_show(value)} is not supported "
+                f"(supported attributes: {accepted})."
+            )
         check, supported = allowed[key]
         if not check(value):
-            raise UserError(f"node {node_name!r} ({op}): {key}={_show(value)} is not supported; metahw supports "
-                            f"{key} = {supported}.")  # fmt: skip
+            raise UserError(
+                f"node {node_name!r} ({op}): {key}={_show(value)} is not supported; metahw supports "
+                f"{key} = {supported}."
+            )
 
 
 def _show(value: Any) -> str:

@@ -60,8 +60,10 @@ def check_episode_inputs(model: onnx.ModelProto) -> None:
     """UserError unless the graph's inputs are exactly support_x, support_y, query_x (an exported episode)."""
     names = [i.name for i in model.graph.input]
     if tuple(names) != EPISODE_INPUTS:
-        raise UserError(f"the episode graph must have inputs {', '.join(EPISODE_INPUTS)} (got "
-                        f"{', '.join(names) or 'none'}); write one with `metahw export`.")  # fmt: skip
+        raise UserError(
+            f"the episode graph must have inputs {', '.join(EPISODE_INPUTS)} (got "
+            f"{', '.join(names) or 'none'}); write one with `metahw export`."
+        )
 
 
 def import_model(model: onnx.ModelProto) -> Graph:

@@ -208,9 +208,14 @@ def eliminate_dead_code(graph: Graph) -> Graph:
 
 
 STANDARD_PASSES: tuple[Pass, ...] = (
-    fold_constants, reshape_to_flatten, fold_batchnorm, fuse_conv_blocks, fuse_residual_adds, fuse_dense,
+    fold_constants,
+    reshape_to_flatten,
+    fold_batchnorm,
+    fuse_conv_blocks,
+    fuse_residual_adds,
+    fuse_dense,
     eliminate_dead_code,
-)  # fmt: skip
+)
 
 
 def standard_pipeline(graph: Graph, passes: tuple[Pass, ...] = STANDARD_PASSES) -> Graph:

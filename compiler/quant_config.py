@@ -53,8 +53,10 @@ class QuantConfig:
             if "bits" in spec and (type(spec["bits"]) is not int or not MIN_BITS <= spec["bits"] <= 32):
                 raise UserError(f"override for {tensor!r}: bits must be an integer in {MIN_BITS}..32.")
             if "frac" in spec and (type(spec["frac"]) is not int or not -MAX_FRAC <= spec["frac"] <= MAX_FRAC):
-                raise UserError(f"override for {tensor!r}: frac must be an integer in -{MAX_FRAC}..{MAX_FRAC}, "
-                                f"got {spec['frac']!r}.")  # fmt: skip
+                raise UserError(
+                    f"override for {tensor!r}: frac must be an integer in -{MAX_FRAC}..{MAX_FRAC}, "
+                    f"got {spec['frac']!r}."
+                )
             if "signed" in spec and type(spec["signed"]) is not bool:
                 raise UserError(f"override for {tensor!r}: signed must be true or false, got {spec['signed']!r}.")
 

@@ -75,8 +75,10 @@ def writable_folder(
     if path.is_dir() and any(path.iterdir()) and not earlier(path):
         shown = sorted(p.name for p in path.iterdir() if p.name not in own) or sorted(p.name for p in path.iterdir())
         more = ", ..." if len(shown) > 3 else ""
-        raise UserError(f"{path} holds files that are not an earlier {what} ({', '.join(shown[:3])}{more}); give a "
-                        f"new folder, an empty one or an earlier {what}: nothing in it is replaced.")  # fmt: skip
+        raise UserError(
+            f"{path} holds files that are not an earlier {what} ({', '.join(shown[:3])}{more}); give a "
+            f"new folder, an empty one or an earlier {what}: nothing in it is replaced."
+        )
     _require_creatable(path, what)
     return path
 
@@ -100,8 +102,10 @@ def exclusive(path: str | os.PathLike, what: str) -> Iterator[None]:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise UserError(f"another metahw command is writing {what} {path} right now; wait for it to finish or "
-                            "give another output.") from None  # fmt: skip
+            raise UserError(
+                f"another metahw command is writing {what} {path} right now; wait for it to finish or "
+                "give another output."
+            ) from None
         try:
             yield
         finally:

@@ -85,8 +85,10 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
         raise UserError(f"{path} is not a metahw checkpoint (no '{FORMAT}' format tag).")
     if payload.get("format_version") != FORMAT_VERSION:
         version = payload.get("format_version")
-        raise UserError(f"{path} is a metahw checkpoint of format version {version!r}; this metahw reads version "
-                        f"{FORMAT_VERSION} (use the metahw that wrote it).")  # fmt: skip
+        raise UserError(
+            f"{path} is a metahw checkpoint of format version {version!r}; this metahw reads version "
+            f"{FORMAT_VERSION} (use the metahw that wrote it)."
+        )
     if payload.get("algorithm") not in ALGORITHMS:
         raise UserError(f"{path} holds unknown algorithm {payload.get('algorithm')!r}.")
     try:

@@ -230,6 +230,16 @@ def export_embedding_episode(
     `onnx.save_model`). Bad input raises UserError with one sentence.
     """
     return embedding_episode(
-        embedding, input_shape, head, ways, shots, inner_steps, inner_lr, attention_scale, check_episodes, tolerance,
-        data, seed,
-    ).model  # fmt: skip
+        embedding,
+        input_shape,
+        head,
+        ways,
+        shots,
+        inner_steps,
+        inner_lr,
+        attention_scale,
+        check_episodes,
+        tolerance,
+        data,
+        seed,
+    ).model

@@ -115,8 +115,10 @@ def _check_labels(path: Path, name: str, labels: np.ndarray, ways: int) -> None:
     bad = (labels < 0) | (labels >= ways)
     if bad.any():
         episode = int(np.flatnonzero(bad.any(axis=1))[0])
-        raise UserError(f"{path}: {name} of episode {episode} holds {int(labels[bad][0])}, outside the class ids "
-                        f"0..{ways - 1} of {ways}-way episodes.")  # fmt: skip
+        raise UserError(
+            f"{path}: {name} of episode {episode} holds {int(labels[bad][0])}, outside the class ids "
+            f"0..{ways - 1} of {ways}-way episodes."
+        )
 
 
 def read_npz_episodes(path: str | os.PathLike, shape: EpisodeShape, target: str = "the program") -> EpisodeSet:
@@ -143,21 +145,32 @@ def read_npz_episodes(path: str | os.PathLike, shape: EpisodeShape, target: str 
     _check_array(path, "support_y", sy, "int", 2)
     if qy is not None:
         _check_array(path, "query_y", qy, "int", 2)
-    for name, array, wanted in (("support_y", sy, sx.shape[:2]), ("query_x", qx, sx.shape[:1]),
-                                ("query_y", qy, qx.shape[:2])):  # fmt: skip
+    for name, array, wanted in (
+        ("support_y", sy, sx.shape[:2]),
+        ("query_x", qx, sx.shape[:1]),
+        ("query_y", qy, qx.shape[:2]),
+    ):
         if array is not None and array.shape[: len(wanted)] != wanted:
-            raise UserError(f"{path}: {name} of shape {list(array.shape)} does not fit support_x "
-                            f"{list(sx.shape)} and query_x {list(qx.shape)}.")  # fmt: skip
+            raise UserError(
+                f"{path}: {name} of shape {list(array.shape)} does not fit support_x "
+                f"{list(sx.shape)} and query_x {list(qx.shape)}."
+            )
     if len(sx) == 0:
         raise UserError(f"{path} holds no episodes (support_x has E = 0).")
     inferred = int(sy.max()) + 1
     n = shape.ways * shape.shots if shape.ways is not None and shape.shots is not None else sx.shape[1]
     image = shape.image or sx.shape[2:]
     wrong_ways = shape.ways is not None and shape.shots is None and inferred != shape.ways
-    if wrong_ways or (sx.shape[1], qx.shape[1], sx.shape[2:], qx.shape[2:]) != (n, shape.queries or qx.shape[1], image,
-                                                                                image):  # fmt: skip
-        raise UserError(f"{path} holds support_x {list(sx.shape)} and query_x {list(qx.shape)}, but {target} takes "
-                        f"support_x [E, {shape.support()[1:]} and query_x [E, {shape.query()[1:]}.")  # fmt: skip
+    if wrong_ways or (sx.shape[1], qx.shape[1], sx.shape[2:], qx.shape[2:]) != (
+        n,
+        shape.queries or qx.shape[1],
+        image,
+        image,
+    ):
+        raise UserError(
+            f"{path} holds support_x {list(sx.shape)} and query_x {list(qx.shape)}, but {target} takes "
+            f"support_x [E, {shape.support()[1:]} and query_x [E, {shape.query()[1:]}."
+        )
     ways = shape.ways if shape.ways is not None else inferred
     _check_labels(path, "support_y", sy, ways)
     if qy is not None:
@@ -166,8 +179,10 @@ def read_npz_episodes(path: str | os.PathLike, shape: EpisodeShape, target: str 
     uneven = (counts != counts[:, :1]).any(axis=1)
     if ways < 2 or uneven.any():
         episode = int(np.flatnonzero(uneven)[0]) if uneven.any() else 0
-        raise UserError(f"{path}: support_y of episode {episode} must hold each of at least 2 classes 0..{ways - 1} "
-                        f"equally often (it holds them {counts[episode].tolist()} times).")  # fmt: skip
+        raise UserError(
+            f"{path}: support_y of episode {episode} must hold each of at least 2 classes 0..{ways - 1} "
+            f"equally often (it holds them {counts[episode].tolist()} times)."
+        )
     images, indices = _pool([(sx[e], sy[e], qx[e], None if qy is None else qy[e]) for e in range(len(sx))])
     return EpisodeSet(images, indices, str(path))
 
@@ -254,8 +269,10 @@ def image_folder_episodes(
         raise UserError(f"an episode needs ways >= 2, shots >= 1, queries >= 1 (got {ways}, {shots}, {queries}).")
     eligible = [files for _, files in classes if len(files) >= shots + queries]
     if len(eligible) < ways:
-        raise UserError(f"{ways}-way {shots}-shot episodes with {queries} queries per class need {ways} classes of "
-                        f">= {shots + queries} images; {root} has {len(eligible)} such classes.")  # fmt: skip
+        raise UserError(
+            f"{ways}-way {shots}-shot episodes with {queries} queries per class need {ways} classes of "
+            f">= {shots + queries} images; {root} has {len(eligible)} such classes."
+        )
     rng = np.random.default_rng(seed)
     drawn: list[list[list[Path]]] = []
     for _ in range(count):
@@ -264,10 +281,14 @@ def image_folder_episodes(
     decoded = {p: transform.apply(p) for p in sorted({p for episode in drawn for files in episode for p in files})}
     labels = np.arange(ways)
     episodes = [
-        (np.stack([decoded[p] for files in ep for p in files[:shots]]), np.repeat(labels, shots),
-         np.stack([decoded[p] for files in ep for p in files[shots:]]), np.repeat(labels, queries))
+        (
+            np.stack([decoded[p] for files in ep for p in files[:shots]]),
+            np.repeat(labels, shots),
+            np.stack([decoded[p] for files in ep for p in files[shots:]]),
+            np.repeat(labels, queries),
+        )
         for ep in drawn
-    ]  # fmt: skip
+    ]
     images, indices = _pool(episodes)
     return EpisodeSet(images, indices, f"{root} (seed {seed})")
 

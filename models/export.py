@@ -77,8 +77,10 @@ def check_inner_steps(inner_steps: int | None) -> None:
 def zero_init_steps(algorithm: str, steps: int) -> None:
     """UserError for a zero-initialised head without steps: every query would get class 0."""
     if steps == 0:
-        raise UserError(f"{algorithm} starts its head at zero, so it needs --inner-steps >= 1 "
-                        "(with 0 steps every query would get class 0).")  # fmt: skip
+        raise UserError(
+            f"{algorithm} starts its head at zero, so it needs --inner-steps >= 1 "
+            "(with 0 steps every query would get class 0)."
+        )
 
 
 def episode_head(learner: MetaLearner, ways: int, shots: int, inner_steps: int | None) -> EpisodeHead:

@@ -56,9 +56,15 @@ class TrainConfig:
         """Raise UserError on arguments no training run could use."""
         if self.algorithm not in ALGORITHMS:
             raise UserError(f"unknown algorithm {self.algorithm!r}: accepted are {', '.join(sorted(ALGORITHMS))}.")
-        counts = {"--episodes": self.episodes, "--width": self.width, "--depth": self.depth,
-                  "--shots": self.shots, "--queries": self.queries, "--meta-batch": self.meta_batch,
-                  "--qat-episodes": self.qat_episodes}  # fmt: skip
+        counts = {
+            "--episodes": self.episodes,
+            "--width": self.width,
+            "--depth": self.depth,
+            "--shots": self.shots,
+            "--queries": self.queries,
+            "--meta-batch": self.meta_batch,
+            "--qat-episodes": self.qat_episodes,
+        }
         for option, value in counts.items():
             if value is not None and value < 1:
                 raise UserError(f"{option} must be >= 1 (got {value}).")

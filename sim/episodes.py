@@ -52,8 +52,11 @@ class EpisodeRuns:
 def differences(run: SimRun, golden: GoldenRun) -> list[str]:
     """Buffers whose integers differ, and tensors whose saturation counts differ, between sim and golden."""
     values = [k for k, v in golden.values.items() if not np.array_equal(run.values.get(k), v)]
-    counts = [f"saturation of {k}" for k in sorted(set(golden.saturation) | set(run.saturation))
-              if golden.saturation.get(k) != run.saturation.get(k)]  # fmt: skip
+    counts = [
+        f"saturation of {k}"
+        for k in sorted(set(golden.saturation) | set(run.saturation))
+        if golden.saturation.get(k) != run.saturation.get(k)
+    ]
     return values + counts
 
 

@@ -249,8 +249,10 @@ def activation_banks(segment: Segment) -> dict[str, int]:
     """
     ops = segment.ops
     chain = ([segment.streamed] if segment.streamed else []) + [op.output for op in ops[:-1]]
-    born = {name: (-1 if name == segment.streamed else next(k for k, op in enumerate(ops) if op.output == name))
-            for name in chain}  # fmt: skip
+    born = {
+        name: (-1 if name == segment.streamed else next(k for k, op in enumerate(ops) if op.output == name))
+        for name in chain
+    }
     last = {name: max(k for k, op in enumerate(ops) if name in op.reads()) for name in chain}
     banks: dict[str, int] = {}
     for name in chain:

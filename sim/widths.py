@@ -80,16 +80,22 @@ def _pool_sum(op: AvgPool2d | GlobalAvgPool, b: Mapping[str, Buffer]) -> Needs:
     x = b[op.input]
     terms = 4 if isinstance(op, AvgPool2d) else x.shape[2] * x.shape[3]
     scale = getattr(op, "scale", 1)
-    yield f"the window sum of '{op.input}'", ACCUMULATOR, signed_bits(terms * x.qformat.min_int * scale,
-                                                                       terms * x.qformat.max_int * scale)  # fmt: skip
+    yield (
+        f"the window sum of '{op.input}'",
+        ACCUMULATOR,
+        signed_bits(terms * x.qformat.min_int * scale, terms * x.qformat.max_int * scale),
+    )
 
 
 def _add(op: Add, b: Mapping[str, Buffer]) -> Needs:
     f = op.aligned_frac(b)
     lo = sum(b[n].qformat.min_int << (f - b[n].qformat.frac) for n in (op.input, op.residual))
     hi = sum(b[n].qformat.max_int << (f - b[n].qformat.frac) for n in (op.input, op.residual))
-    yield f"the sum of '{op.input}' and '{op.residual}'", ACCUMULATOR, signed_bits(lo, hi) + (
-        op.leaky_frac if op.leaky_slope is not None else 0)  # fmt: skip
+    yield (
+        f"the sum of '{op.input}' and '{op.residual}'",
+        ACCUMULATOR,
+        signed_bits(lo, hi) + (op.leaky_frac if op.leaky_slope is not None else 0),
+    )
 
 
 def _passthrough(op: MaxPool2d | Flatten | Requant | ArgMin | ArgMax, b: Mapping[str, Buffer]) -> Needs:

@@ -32,7 +32,10 @@ def ensure_rtl(program: Program, hw: HardwareConfig, folder: Path) -> Path:
     if manifest.is_file():
         old = json.loads(manifest.read_text())
         same = (old.get("hardware"), old.get("program_digest"), old.get("generator_digest")) == (
-            hw.to_json(), program_digest(program), generator_digest())  # fmt: skip
+            hw.to_json(),
+            program_digest(program),
+            generator_digest(),
+        )
         if same:
             return folder
     build_rtl(program, hw, folder)
@@ -61,18 +64,28 @@ class RtlCheck:
 
 
 def check_episodes(
-    program: Program, hw: HardwareConfig, split: OmniglotSplit, episodes: int, folder: Path, seed: int = 0,
-    stall_seed: int = 0, progress: bool = True,
-) -> RtlCheck:  # fmt: skip
+    program: Program,
+    hw: HardwareConfig,
+    split: OmniglotSplit,
+    episodes: int,
+    folder: Path,
+    seed: int = 0,
+    stall_seed: int = 0,
+    progress: bool = True,
+) -> RtlCheck:
     """Run `episodes` seeded episodes of `split` in Verilator and the simulator (see `check_rtl_episodes`)."""
     samples = omniglot_episodes(program, split, episodes, seed)
     return check_rtl_episodes(program, hw, samples, folder, stall_seed, progress)
 
 
 def check_rtl_episodes(
-    program: Program, hw: HardwareConfig, episodes: Sequence[Episode], folder: Path, stall_seed: int = 0,
+    program: Program,
+    hw: HardwareConfig,
+    episodes: Sequence[Episode],
+    folder: Path,
+    stall_seed: int = 0,
     progress: bool = True,
-) -> RtlCheck:  # fmt: skip
+) -> RtlCheck:
     """Run the episodes in Verilator and the simulator; raise RtlMismatch at the first difference."""
     if not episodes:
         raise UserError("there are no episodes to run in Verilator")
@@ -96,5 +109,13 @@ def check_rtl_episodes(
         status.advance(1, "compared with the cycle simulator")
     predictions = [rtl.outputs[PREDICTION] for rtl in runs]
     accuracy = scored(predictions, labels)
-    return RtlCheck(len(episodes), len(runs), runs[0].total_cycles, sim.total_cycles,
-                    None if accuracy is None else accuracy.mean, rtl_seconds, build_seconds, predictions)  # fmt: skip
+    return RtlCheck(
+        len(episodes),
+        len(runs),
+        runs[0].total_cycles,
+        sim.total_cycles,
+        None if accuracy is None else accuracy.mean,
+        rtl_seconds,
+        build_seconds,
+        predictions,
+    )

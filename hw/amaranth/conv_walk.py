@@ -52,17 +52,26 @@ class ConvWalk:
 
 
 def conv_walk(
-    m: Module, convs: list[ConvLayer], lanes: int, amem_depth: int, weight_words: int, layer: Signal, beat: object,
-    issued: object, issued_layer: Signal,
-) -> ConvWalk:  # fmt: skip
+    m: Module,
+    convs: list[ConvLayer],
+    lanes: int,
+    amem_depth: int,
+    weight_words: int,
+    layer: Signal,
+    beat: object,
+    issued: object,
+    issued_layer: Signal,
+) -> ConvWalk:
     """Build the loop nest of the conv layers `convs`, running layer `layer` (a register).
 
     `beat` steps it; `issued` (an instruction of layer `issued_layer` issues) restarts it.
     """
     p = lanes
     kernel = max(conv.kernel for conv in convs)
-    t, py, px = (_counter(n, max(getattr(conv, f) for conv in convs)) for n, f in
-                 (("t", "tiles"), ("py", "out_height"), ("px", "out_width")))  # fmt: skip
+    t, py, px = (
+        _counter(n, max(getattr(conv, f) for conv in convs))
+        for n, f in (("t", "tiles"), ("py", "out_height"), ("px", "out_width"))
+    )
     wy, wx = _counter("wy", 1), _counter("wx", 1)
     c, i, j = _counter("c", max(conv.channels for conv in convs)), _counter("i", kernel), _counter("j", kernel)
     k = _counter("k", max(conv.fan_in for conv in convs))
@@ -73,16 +82,36 @@ def conv_walk(
     high = amem_depth * p + max(conv.height * conv.width for conv in convs) + 2
     lin, pbase = Signal(range(-low, high), name="conv_lin"), Signal(range(-low, high), name="conv_pbase")
     walk = ConvWalk(
-        s_addr=_counter("addr", amem_depth), lane=Signal(range(max(2, p)), name="conv_lane"),
-        tap=Signal(name="conv_tap"), waddr=waddr, oaddr=oaddr, first=Signal(name="conv_first"),
-        last=Signal(name="conv_last"), win0=Signal(name="conv_win0"), winlast=Signal(name="conv_winlast"), t=t,
-    )  # fmt: skip
-    span = max(conv.height * conv.width + 2 * (conv.width + 1) * conv.kernel
-               + 2 * conv.stride * (conv.out_width + conv.width) + conv.fan_in for conv in convs) + 2  # fmt: skip
+        s_addr=_counter("addr", amem_depth),
+        lane=Signal(range(max(2, p)), name="conv_lane"),
+        tap=Signal(name="conv_tap"),
+        waddr=waddr,
+        oaddr=oaddr,
+        first=Signal(name="conv_first"),
+        last=Signal(name="conv_last"),
+        win0=Signal(name="conv_win0"),
+        winlast=Signal(name="conv_winlast"),
+        t=t,
+    )
+    span = (
+        max(
+            conv.height * conv.width
+            + 2 * (conv.width + 1) * conv.kernel
+            + 2 * conv.stride * (conv.out_width + conv.width)
+            + conv.fan_in
+            for conv in convs
+        )
+        + 2
+    )
     steps = _Steps(*(Signal(range(-span, span), name=f"conv_{n}") for n in (f.name for f in fields(_Steps))))
     loops = dict(t=t, py=py, px=px, wy=wy, wx=wx, c=c, i=i, j=j, k=k, beat=beat)
-    flags = dict(jwrap=Signal(name="conv_jwrap"), iwrap=Signal(name="conv_iwrap"), cwrap=Signal(name="conv_cwrap"),
-                 pixel=Signal(name="conv_pixel_step"), restart=Signal(name="conv_restart"))  # fmt: skip
+    flags = dict(
+        jwrap=Signal(name="conv_jwrap"),
+        iwrap=Signal(name="conv_iwrap"),
+        cwrap=Signal(name="conv_cwrap"),
+        pixel=Signal(name="conv_pixel_step"),
+        restart=Signal(name="conv_restart"),
+    )
     flags["advance"] = flags["jwrap"] & flags["iwrap"] & flags["cwrap"]  # the last beat of a position
     with m.Switch(layer):
         for index, conv in enumerate(convs):
@@ -116,9 +145,17 @@ class _Steps:
 
 
 def _layer_steps(
-    m: Module, p: int, conv: ConvLayer, walk: ConvWalk, loops: dict, flags: dict, steps: _Steps,
-    lin: Signal, yy: Signal, xx: Signal,
-) -> None:  # fmt: skip
+    m: Module,
+    p: int,
+    conv: ConvLayer,
+    walk: ConvWalk,
+    loops: dict,
+    flags: dict,
+    steps: _Steps,
+    lin: Signal,
+    yy: Signal,
+    xx: Signal,
+) -> None:
     """One layer's constants, flags and loop counters (inside the case of that layer)."""
     lg = bits_for(p) if p > 1 else 0
     c, i, j, k = (loops[n] for n in ("c", "i", "j", "k"))

@@ -69,8 +69,9 @@ def _conv(top: Accelerator, m: Module) -> None:
         if dst is not None:
             m.d.sync += dst.eq(top.fetched["dst"])
     beat = top.beat_of(CONV)
-    walk = conv_walk(m, rp.convs, p, rp.amem_depth, len(rp.weight_words), lop, beat, top.issued(CONV),
-                     top.fetched["op"])  # fmt: skip
+    walk = conv_walk(
+        m, rp.convs, p, rp.amem_depth, len(rp.weight_words), lop, beat, top.issued(CONV), top.fetched["op"]
+    )
     active = top.active(CONV)
     # stage 0 -> 1: addresses out, control registered
     rd, wrd = top.amem_rd, top.wmem_rd
@@ -115,8 +116,12 @@ def _conv(top: Accelerator, m: Module) -> None:
         for index, layer in enumerate(rp.convs):
             with case(m, index, len(rp.convs)):
                 m.d.comb += [bias_base.eq(layer.bias_base), relu.eq(layer.relu), requant.eq(layer.requant)]
-                m.d.comb += [leaky.eq(layer.leaky), accumulate.eq(layer.accumulate), scale.eq(layer.scale),
-                             negative_scale.eq(layer.negative_scale)]  # fmt: skip
+                m.d.comb += [
+                    leaky.eq(layer.leaky),
+                    accumulate.eq(layer.accumulate),
+                    scale.eq(layer.scale),
+                    negative_scale.eq(layer.negative_scale),
+                ]
     top.drive(top.bias_rd.addr, Mux(active, bias_base + t3, 0))
     for n in range(p):
         bias = top.bias_rd.data.word_select(n, rp.hw.acc_bits).as_signed()
@@ -124,8 +129,17 @@ def _conv(top: Accelerator, m: Module) -> None:
     # PPU controls with the accumulators (stage 5); the write with the PPU output (stage 6)
     win0_5, winlast5 = delay(m, walk.win0, 5, "conv_win0"), delay(m, walk.winlast, 5, "conv_winlast")
     oaddr6 = delay(m, walk.oaddr, 6, "conv_oaddr")
-    top.ppu_controls(active, select=requant, relu=relu, first=win0_5, emit=winlast5, scale=scale, leaky=leaky,
-                     negative_scale=negative_scale, accumulate=accumulate)  # fmt: skip
+    top.ppu_controls(
+        active,
+        select=requant,
+        relu=relu,
+        first=win0_5,
+        emit=winlast5,
+        scale=scale,
+        leaky=leaky,
+        negative_scale=negative_scale,
+        accumulate=accumulate,
+    )
     write = top.ppu_valid & active
     result = Cat(*[top.ppu_result[n][: rp.act_bits] for n in range(p)])
     for b in range(rp.amem_banks):

@@ -68,8 +68,9 @@ def _scan(top: Accelerator, m: Module) -> None:
     for op, scan in enumerate(top.rp.engine_ops(SCAN)):
         labels = top.labels[scan.labels]
         rows = len(labels)
-        table = [[Signal(range(max(2, rows)), name=f"idx{op}_{n}_{k}") for k in range(scan.shots)]
-                 for n in range(scan.ways)]  # fmt: skip
+        table = [
+            [Signal(range(max(2, rows)), name=f"idx{op}_{n}_{k}") for k in range(scan.shots)] for n in range(scan.ways)
+        ]
         counts = [Signal(range(rows + 2), name=f"count{op}_{n}") for n in range(scan.ways)]
         top.tables.append(table)
         row = Signal(range(rows + 1), name=f"scan_row{op}")

@@ -54,9 +54,17 @@ def elaborate(top: Accelerator, m: Module) -> None:
                 y = extend(other.word_select(k, rp.act_bits), d.skip_format)
                 x = (x << d.shift) + (y << d.skip_shift)
             value_in[k].append(Mux(mine, x, 0))
-        top.ppu_controls(mine, select=d.requant, relu=int(d.relu), scale=d.scale, leaky=int(d.leaky),
-                         negative_scale=d.negative_scale, accumulate=int(d.kind in (AVG_POOL, GLOBAL_AVG)),
-                         first=first2, emit=emit2)  # fmt: skip
+        top.ppu_controls(
+            mine,
+            select=d.requant,
+            relu=int(d.relu),
+            scale=d.scale,
+            leaky=int(d.leaky),
+            negative_scale=d.negative_scale,
+            accumulate=int(d.kind in (AVG_POOL, GLOBAL_AVG)),
+            first=first2,
+            emit=emit2,
+        )
     m.d.sync += [values[k].eq(or_all(value_in[k])) for k in range(p)]
     top.drive(top.ppu_vec_valid, delay(m, top.beat_of(MAP), 2, "map_valid"))
     for k in range(p):
@@ -98,10 +106,13 @@ def _walk(top: Accelerator, m: Module, ops: list[MapOp]) -> tuple[Signal, Signal
         for index, d in enumerate(ops):
             with case(m, index, len(ops)):
                 m.d.comb += [
-                    pool.eq(d.kind in (MAX_POOL, AVG_POOL)), average.eq(d.kind == GLOBAL_AVG),
-                    width.eq(d.width), positions.eq(d.height * d.width),
-                    last_px.eq(max(0, d.width // 2 - 1)), last_py.eq(max(0, d.height // 2 - 1)),
-                ]  # fmt: skip
+                    pool.eq(d.kind in (MAX_POOL, AVG_POOL)),
+                    average.eq(d.kind == GLOBAL_AVG),
+                    width.eq(d.width),
+                    positions.eq(d.height * d.width),
+                    last_px.eq(max(0, d.width // 2 - 1)),
+                    last_py.eq(max(0, d.height // 2 - 1)),
+                ]
     window_end = wx & wy
     m.d.comb += [
         read.eq(Mux(pool, row + col + Mux(wy, width, 0) + wx, count)),

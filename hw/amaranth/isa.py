@@ -15,10 +15,26 @@ from metahw.compiler.qformat import QFormat
 from metahw.errors import UserError
 
 #: engine codes of the instruction ROM
-(IO_IMAGE, IO_LABELS, CONV, FLATTEN, SCAN, WIDE, REDUCE, ROWRED, IO_OUT, VECTOR, EXP, RECIP, RSQRT,
- OUTER, MAP) = range(15)  # fmt: skip
-ENGINE_NAMES = ("io_image", "io_labels", "conv", "flatten", "scan", "wide", "reduce", "rowred", "io_out", "vector",
-                "exp", "recip", "rsqrt", "outer", "map")  # fmt: skip
+(IO_IMAGE, IO_LABELS, CONV, FLATTEN, SCAN, WIDE, REDUCE, ROWRED, IO_OUT, VECTOR, EXP, RECIP, RSQRT, OUTER, MAP) = range(
+    15
+)
+ENGINE_NAMES = (
+    "io_image",
+    "io_labels",
+    "conv",
+    "flatten",
+    "scan",
+    "wide",
+    "reduce",
+    "rowred",
+    "io_out",
+    "vector",
+    "exp",
+    "recip",
+    "rsqrt",
+    "outer",
+    "map",
+)
 #: the instruction kind (docs/microarchitecture.md §6) whose pipeline depth each engine drains
 ENGINE_KINDS = {
     IO_IMAGE: timing.IO,

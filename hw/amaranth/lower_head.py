@@ -86,8 +86,10 @@ def _source(rp: RtlPlan, buf: Buffer) -> str:
 def _scalar_weight(rp: RtlPlan, op: Kernel, buf: Buffer) -> int:
     """The value of a scalar weight (learning rate, attention scale): a constant PPU factor."""
     if buf.kind != "weight" or buf.shape != ():
-        raise refuse(f"{type(op).__name__} '{op.name}' reads '{buf.name}' {buf.shape} ({buf.kind}); the RTL takes "
-                     f"scalar weights only here")  # fmt: skip
+        raise refuse(
+            f"{type(op).__name__} '{op.name}' reads '{buf.name}' {buf.shape} ({buf.kind}); the RTL takes "
+            f"scalar weights only here"
+        )
     return int(rp.program.weights[buf.name])
 
 
@@ -157,8 +159,16 @@ def _exp_base(rp: RtlPlan, spec: SoftmaxSpec) -> int:
     return rp.exp_bases[spec]
 
 
-def _softmax(rp: RtlPlan, source: str, shape: tuple[int, int], x: QFormat, spec: SoftmaxSpec, out: str,
-             out_format: QFormat, label: str) -> None:  # fmt: skip
+def _softmax(
+    rp: RtlPlan,
+    source: str,
+    shape: tuple[int, int],
+    x: QFormat,
+    spec: SoftmaxSpec,
+    out: str,
+    out_format: QFormat,
+    label: str,
+) -> None:
     """Softmax(R, N): row max (ROWRED), exp + row sums (EXP), reciprocals (RECIP), p = e * r (VECTOR)."""
     rows, cols = shape
     rp.softmax_rows = max(rp.softmax_rows, rows)
@@ -245,8 +255,9 @@ def _proto_head_init(rp: RtlPlan, op: ProtoHeadInit, buffers: Buffers) -> None:
     (n, dim), f = c.shape, c.qformat.frac
     double = VectorOp(REQUANT, source, w.name, n, dim, _requant(rp, f - 1, w.qformat))
     rp.emit(VECTOR, _blocks(n * dim, rp), double, op.name)
-    squares = ReduceOp(source, None, n, 1, dim, scale=rp.factor_index(-1), requant=_requant(rp, 2 * f, b.qformat),
-                       out=b.name)  # fmt: skip
+    squares = ReduceOp(
+        source, None, n, 1, dim, scale=rp.factor_index(-1), requant=_requant(rp, 2 * f, b.qformat), out=b.name
+    )
     rp.emit(REDUCE, n * _blocks(dim, rp), squares, op.name)
 
 
@@ -268,14 +279,16 @@ def _sgd(rp: RtlPlan, op: SGDHeadStep, buffers: Buffers) -> None:
         extra, scale = rows.bit_length() - 1, 0
     else:
         extra, scale = op.recip_frac, rp.factor_index(constant_reciprocal(rows, op.recip_frac))
-    gradient = VectorOp(GRADIENT, probs, grads, rows, ways, _requant(rp, pf + extra, op.grad_format), scale,
-                        labels=labels, one=1 << pf)  # fmt: skip
+    gradient = VectorOp(
+        GRADIENT, probs, grads, rows, ways, _requant(rp, pf + extra, op.grad_format), scale, labels=labels, one=1 << pf
+    )
     rp.emit(VECTOR, _blocks(rows * ways, rp), gradient, op.name)
     fw, fb, ff = w.qformat.frac, b.qformat.frac, f.qformat.frac
     frac_w, frac_b = max(fw, flw + gf + ff), max(fb, flb + gf)
     update_w = rp.update_index(frac_w - fw, frac_w - flw - gf - ff)
-    outer = WeightUpdate(grads, reduce.a, reduce.b, rows, ways, dim, rp.factor_index(lr_w), update_w,
-                         _requant(rp, frac_w, w.qformat))  # fmt: skip
+    outer = WeightUpdate(
+        grads, reduce.a, reduce.b, rows, ways, dim, rp.factor_index(lr_w), update_w, _requant(rp, frac_w, w.qformat)
+    )
     rp.emit(OUTER, ways * _blocks(dim, rp) * rows, outer, op.name)
     update_b = rp.update_index(frac_b - fb, frac_b - flb - gf)
     wide = BiasUpdate(grads, reduce.bias, rows, ways, rp.factor_index(lr_b), update_b, _requant(rp, frac_b, b.qformat))

@@ -27,8 +27,14 @@ class Requantiser(wiring.Component):
     specs in `built` (default: all) get logic; another `select` gives one of theirs.
     """
 
-    def __init__(self, specs: list[RequantSpec], width: int, rounding: str, overflow_mode: str,
-                 built: frozenset[int] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        specs: list[RequantSpec],
+        width: int,
+        rounding: str,
+        overflow_mode: str,
+        built: frozenset[int] | None = None,
+    ) -> None:
         if rounding not in ("truncate", "half_up", "half_even") or overflow_mode not in ("saturate", "wrap"):
             raise ValueError(f"unknown rounding {rounding!r} or overflow mode {overflow_mode!r}")
         self.specs = list(specs)

@@ -57,8 +57,18 @@ from metahw.sim.plan import INIT, OP, SEGMENT, STREAM_IN, STREAM_OUT, Plan, acti
 #: segment kernels the MAP engine runs
 MAP_KERNELS = (MaxPool2d, AvgPool2d, GlobalAvgPool, Add, Requant)
 
-__all__ = ["ENGINE_KINDS", "ENGINE_NAMES", "IO_IMAGE", "IO_LABELS", "SUPPORTED", "HeadBuffer", "Instruction",
-           "RequantSpec", "RtlPlan", "rtl_plan"]  # fmt: skip
+__all__ = [
+    "ENGINE_KINDS",
+    "ENGINE_NAMES",
+    "IO_IMAGE",
+    "IO_LABELS",
+    "SUPPORTED",
+    "HeadBuffer",
+    "Instruction",
+    "RequantSpec",
+    "RtlPlan",
+    "rtl_plan",
+]
 
 
 @dataclass
@@ -248,8 +258,10 @@ def _segment(rp: RtlPlan, segment, buffers: dict[str, Buffer]) -> None:  # noqa:
     last = buffers[flat.input]
     positions = last.shape[2] * last.shape[3]
     if positions > 1 and not flat.channels_last:
-        raise refuse(f"Flatten '{flat.name}' flattens a {last.shape[2]}x{last.shape[3]} map in C order (the RTL "
-                     "writes maps channels last, as the compiler flattens them)")  # fmt: skip
+        raise refuse(
+            f"Flatten '{flat.name}' flattens a {last.shape[2]}x{last.shape[3]} map in C order (the RTL "
+            "writes maps channels last, as the compiler flattens them)"
+        )
     feats = buffers[flat.output]
     head = rp.store(feats)
     if positions > 1 and last.shape[1] % rp.lanes:  # words of a position start at pos * C: inside a word
@@ -266,8 +278,12 @@ def _segment(rp: RtlPlan, segment, buffers: dict[str, Buffer]) -> None:  # noqa:
             )
         )
         for engine, index, beats, op, descriptor in steps:
-            where = dict(image=b, bank=banks[op.input], dst=banks[op.output],
-                         skip=banks[op.residual] if isinstance(op, Add) else 0)  # fmt: skip
+            where = dict(
+                image=b,
+                bank=banks[op.input],
+                dst=banks[op.output],
+                skip=banks[op.residual] if isinstance(op, Add) else 0,
+            )
             if engine == CONV:
                 rp.instructions.append(Instruction(CONV, beats, op=index, label=op.name, **where))
             else:
@@ -293,11 +309,16 @@ def _map_op(rp: RtlPlan, op: Kernel, buffers: dict[str, Buffer]) -> MapOp:
     elif isinstance(op, Add):
         kind, skip = ADD, buffers[op.residual]
         src_frac = op.aligned_frac(buffers)
-        fields.update(skip_format=skip.qformat, shift=src_frac - x.qformat.frac,
-                      skip_shift=src_frac - skip.qformat.frac, relu=op.relu)  # fmt: skip
+        fields.update(
+            skip_format=skip.qformat,
+            shift=src_frac - x.qformat.frac,
+            skip_shift=src_frac - skip.qformat.frac,
+            relu=op.relu,
+        )
         if op.leaky_slope is not None:
-            fields.update(leaky=True, scale=rp.factor_index(1 << op.leaky_frac),
-                          negative_scale=rp.factor_index(op.leaky_slope))  # fmt: skip
+            fields.update(
+                leaky=True, scale=rp.factor_index(1 << op.leaky_frac), negative_scale=rp.factor_index(op.leaky_slope)
+            )
             src_frac += op.leaky_frac
     else:  # Requant with ReLU
         kind, fields["relu"] = PASS, True

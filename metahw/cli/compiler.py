@@ -62,8 +62,14 @@ Data = Annotated[Path | None, typer.Option(help="Omniglot data (calibration uses
 
 
 def _config(bits: int, head_bits: int, rounding: str, overflow: str, per_channel: bool, overrides: Path | None):
-    return QuantConfig(bits=bits, head_bits=head_bits, rounding=rounding, overflow=overflow, per_channel=per_channel,
-                       overrides=load_overrides(overrides) if overrides else {})  # fmt: skip
+    return QuantConfig(
+        bits=bits,
+        head_bits=head_bits,
+        rounding=rounding,
+        overflow=overflow,
+        per_channel=per_channel,
+        overrides=load_overrides(overrides) if overrides else {},
+    )
 
 
 @app.command("compile")
@@ -116,9 +122,11 @@ def compile_command(
             result = compile_episode(model, config, split, classified, calibration_episodes)
         save_build(result, out)
     report = result.report()
-    typer.echo(f"wrote {out}: {len(report['ops'])} ops ({', '.join(dict.fromkeys(report['ops']))}), "
-               f"{report['weight_bytes']} weight bytes, {report['macs']:,} MACs per episode, "
-               f"{time.perf_counter() - started:.1f} s")  # fmt: skip
+    typer.echo(
+        f"wrote {out}: {len(report['ops'])} ops ({', '.join(dict.fromkeys(report['ops']))}), "
+        f"{report['weight_bytes']} weight bytes, {report['macs']:,} MACs per episode, "
+        f"{time.perf_counter() - started:.1f} s"
+    )
     typer.echo(f"{'buffer':<28} {'kind':<10} {'shape':<18} {'format':<10} calibrated range")
     for buf in report["buffers"]:
         rng = buf["calibrated"]
@@ -198,14 +206,16 @@ def compare_command(
         writable_file(predictions, "--predictions file")
     learner = load_checkpoint(ckpt).learner
     if source.given:
-        spec, model, chosen, calibration = _user_comparison(learner, source, ways, shots, queries, inner_steps,
-                                                            count, seed, data)  # fmt: skip
+        spec, model, chosen, calibration = _user_comparison(
+            learner, source, ways, shots, queries, inner_steps, count, seed, data
+        )
     else:
         spec = episode_head(learner, ways or 5, shots or 1, inner_steps)
         model = export_episode(learner, spec)
         omniglot = load_omniglot(data)
-        chosen, calibration = omniglot_comparison(spec, omniglot.split("test"), omniglot.split("val"), count,
-                                                  queries or 15, seed)  # fmt: skip
+        chosen, calibration = omniglot_comparison(
+            spec, omniglot.split("test"), omniglot.split("val"), count, queries or 15, seed
+        )
     result = compare_episodes(learner, spec, model, widths, chosen, calibration, progress and not as_json, base)
     produced = result.pop("predictions")
     result |= {"seed": seed, "checkpoint": ckpt}
@@ -222,9 +232,16 @@ def compare_command(
 
 
 def _user_comparison(
-    learner: MetaLearner, source: EpisodeOptions, ways: int | None, shots: int | None, queries: int | None,
-    inner_steps: int | None, count: int | None, seed: int, data: Path | None,
-) -> tuple[EpisodeHead, onnx.ModelProto, EpisodeSet, list[Episode] | EpisodeSet]:  # fmt: skip
+    learner: MetaLearner,
+    source: EpisodeOptions,
+    ways: int | None,
+    shots: int | None,
+    queries: int | None,
+    inner_steps: int | None,
+    count: int | None,
+    seed: int,
+    data: Path | None,
+) -> tuple[EpisodeHead, onnx.ModelProto, EpisodeSet, list[Episode] | EpisodeSet]:
     """Head, exported episode, episodes and calibration episodes of a comparison on the user's data.
 
     --images draws episodes of the exported shape; a file's or the runs' shape sets the export's.
@@ -266,8 +283,10 @@ def _print_comparison(result: dict, algorithm: str, described: str, out: Path, l
     for b, row in result["fixed"].items():
         sqnr = " ".join(f"{k.split('.')[0]}:{v:.1f}" for k, v in row["sqnr_db"].items())
         saturated = sum(row["saturation"].values())
-        typer.echo(f"{b + '-bit':<12} {shown(row['accuracy'])} "
-                   f"{100 * row['agreement_with_float']:>14.2f}% {saturated:>10}  {sqnr}")  # fmt: skip
+        typer.echo(
+            f"{b + '-bit':<12} {shown(row['accuracy'])} "
+            f"{100 * row['agreement_with_float']:>14.2f}% {saturated:>10}  {sqnr}"
+        )
     echo_runs(result)
     plot = f" and {out / 'accuracy_vs_bits.png'}" if labelled else " (no plot: the episodes have no query labels)"
     typer.echo(f"wrote {out / 'compare.json'}{plot}")

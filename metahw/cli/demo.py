@@ -95,9 +95,16 @@ def demo_command(
         summary["fixed_point"] = fixed
 
         sections, rungs = hardware_stage(
-            program, test, comparison, out, lanes=lanes, synthesis=synthesis, sim_episodes=sim_episodes,
-            rtl_episodes=rtl_episodes, progress=progress,
-        )  # fmt: skip
+            program,
+            test,
+            comparison,
+            out,
+            lanes=lanes,
+            synthesis=synthesis,
+            sim_episodes=sim_episodes,
+            rtl_episodes=rtl_episodes,
+            progress=progress,
+        )
     except BaseException:  # no minutes of place and route for a run that has already failed
         if synthesis is not None:
             synthesis.stop()
@@ -137,17 +144,21 @@ def demo_command(
     write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     acc = fixed["accuracy"]
     typer.echo(f"metahw demo: {learner.algorithm} ({model}), {ways}-way {shots}-shot on the meta-test alphabets")
-    typer.echo(f"  float accuracy       {100 * floating['accuracy']:.2f} +- {100 * floating['ci95']:.2f} % "
-               f"over {floating['episodes']} episodes")  # fmt: skip
+    typer.echo(
+        f"  float accuracy       {100 * floating['accuracy']:.2f} +- {100 * floating['ci95']:.2f} % "
+        f"over {floating['episodes']} episodes"
+    )
     typer.echo(
         f"  ONNX episode         {out / 'episode.onnx'}: onnxruntime == PyTorch, {check.episodes} episodes "
         f"(max rel. error {check.max_relative_error:.1e}, same predictions: {check.predictions_equal})"
     )
     label = f"{bits}-bit"
     typer.echo(f"  {label + ' program':<20} {build} ({fixed['weight_bytes']} weight bytes)")
-    typer.echo(f"  {label + ' accuracy':<20} {100 * acc['accuracy']:.2f} +- {100 * acc['ci95']:.2f} % "
-               f"(golden executor, same episodes; {100 * fixed['agreement_with_float']:.2f}% predictions as float, "
-               f"{sum(fixed['saturation'].values())} saturations)")  # fmt: skip
+    typer.echo(
+        f"  {label + ' accuracy':<20} {100 * acc['accuracy']:.2f} +- {100 * acc['ci95']:.2f} % "
+        f"(golden executor, same episodes; {100 * fixed['agreement_with_float']:.2f}% predictions as float, "
+        f"{sum(fixed['saturation'].values())} saturations)"
+    )
     sweep_line = ", ".join(f"{b}-bit {100 * comparison['fixed'][str(b)]['accuracy']['accuracy']:.2f} %" for b in widths)
     typer.echo(f"  {'bits sweep':<20} {sweep_line} ({out / 'accuracy_vs_bits.png'})")
     for rung in rungs:

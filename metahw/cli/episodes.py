@@ -104,8 +104,9 @@ class EpisodeOptions:
         """The --images transform; its shape defaults to `image` (the model's input), else 1x28x28."""
         c, h, w = parse_image_shape(self.image_shape) if self.image_shape else image or (1, 28, 28)
         invert = self.invert if self.invert is not None else c == 1
-        return ImageTransform(c, h, w, invert, _floats(self.mean, "--mean", (0.0,)), _floats(self.std, "--std", (1.0,)),
-                              self.resample)  # fmt: skip
+        return ImageTransform(
+            c, h, w, invert, _floats(self.mean, "--mean", (0.0,)), _floats(self.std, "--std", (1.0,)), self.resample
+        )
 
     def load(self, shape: EpisodeShape, count: int | None, seed: int, target: str) -> EpisodeSet:
         """The user's episodes in `shape` (ways, shots and queries must be known for --images).
@@ -117,8 +118,10 @@ class EpisodeOptions:
         if self.images is not None:
             ways, shots, queries = shape.ways, shape.shots, shape.queries
             if queries % ways:
-                raise UserError(f"{target} classifies {queries} queries, not a multiple of its {ways} ways, so "
-                                "--images cannot draw the same number of queries from every class.")  # fmt: skip
+                raise UserError(
+                    f"{target} classifies {queries} queries, not a multiple of its {ways} ways, so "
+                    "--images cannot draw the same number of queries from every class."
+                )
             transform = self.transform(shape.image)
             drawn = image_folder_episodes(self.images, ways, shots, queries // ways, count, seed, transform)
             return require_shape(shape, drawn, f"--images {self.images}", target)
@@ -133,14 +136,17 @@ class EpisodeOptions:
         return episodes.first(count)
 
 
-def program_episodes(program: Program, options: EpisodeOptions, count: int | None, seed: int, data: Path | None,
-                     default_count: int = 10) -> EpisodeSet:  # fmt: skip
+def program_episodes(
+    program: Program, options: EpisodeOptions, count: int | None, seed: int, data: Path | None, default_count: int = 10
+) -> EpisodeSet:
     """The episodes a command runs a compiled program on: the user's, else seeded Omniglot meta-test episodes."""
     if options.given:
-        return options.load(program_shape(program), count if options.images is None else count or default_count,
-                            seed, "the program")  # fmt: skip
-    return omniglot_episodes(program, load_omniglot(data).split("test"), default_count if count is None else count,
-                             seed)  # fmt: skip
+        return options.load(
+            program_shape(program), count if options.images is None else count or default_count, seed, "the program"
+        )
+    return omniglot_episodes(
+        program, load_omniglot(data).split("test"), default_count if count is None else count, seed
+    )
 
 
 def describe(episodes: EpisodeSet) -> str:
@@ -150,8 +156,9 @@ def describe(episodes: EpisodeSet) -> str:
     return f"{len(episodes)} episodes from {episodes.source}"
 
 
-def finish(report: dict, episodes: EpisodeSet, predictions: Mapping[str, Sequence[np.ndarray]],
-           path: Path | None) -> dict:  # fmt: skip
+def finish(
+    report: dict, episodes: EpisodeSet, predictions: Mapping[str, Sequence[np.ndarray]], path: Path | None
+) -> dict:
     """Add the source (and, for one-shot runs, each producer's errors) to `report`; write --predictions."""
     report["source"] = episodes.source
     if episodes.names is not None:

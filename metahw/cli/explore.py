@@ -81,22 +81,42 @@ def explore_command(
     out = out.resolve()
     settings = TrialSettings(out, target, episodes, ways, shots, queries, seed, data.resolve() if data else None, pnr)
     identity = {
-        "checkpoints": [{"checkpoint": c.checkpoint, "width": c.width, "key": checkpoint_key(c.checkpoint)}
-                        for c in candidates],
-        "bits": bit_values, "lanes": lane_values, "objectives": [o.name for o in objectives], "target": target,
-        "episodes": episodes, "ways": ways, "shots": shots, "queries": queries, "seed": seed, "pnr": pnr,
-    }  # fmt: skip
+        "checkpoints": [
+            {"checkpoint": c.checkpoint, "width": c.width, "key": checkpoint_key(c.checkpoint)} for c in candidates
+        ],
+        "bits": bit_values,
+        "lanes": lane_values,
+        "objectives": [o.name for o in objectives],
+        "target": target,
+        "episodes": episodes,
+        "ways": ways,
+        "shots": shots,
+        "queries": queries,
+        "seed": seed,
+        "pnr": pnr,
+    }
     with open_pool(workers, ray_address) as pool:
-        outcome = run_study(space, objectives, budget, functools.partial(evaluate_design, settings=settings), out,
-                            pool, identity, seed, progress)  # fmt: skip
+        outcome = run_study(
+            space,
+            objectives,
+            budget,
+            functools.partial(evaluate_design, settings=settings),
+            out,
+            pool,
+            identity,
+            seed,
+            progress,
+        )
     front = pareto_front(outcome.records, objectives)
     document = pareto_document(outcome.records, front, objectives, target)
     write_pareto_json(document, out / "pareto.json")
     plot_pareto(outcome.records, front, out / "pareto.png", target)
     Console(width=max(Console().width, 100)).print(front_table(front, target))  # no wrapped rows when piped
     sampler = f"grid of {space.size}" if outcome.grid else f"NSGA-II over {space.size} designs"
-    typer.echo(f"{document['trials']} trials ({sampler}; {outcome.resumed} from an earlier run, {outcome.ran} now, "
-               f"{outcome.requeued} queued again after an interruption or error); "
-               f"{document['feasible']} fit {target}; {sum(map(meets_target, front))} front designs fit and stay "
-               f"within 0.5 points of float")  # fmt: skip
+    typer.echo(
+        f"{document['trials']} trials ({sampler}; {outcome.resumed} from an earlier run, {outcome.ran} now, "
+        f"{outcome.requeued} queued again after an interruption or error); "
+        f"{document['feasible']} fit {target}; {sum(map(meets_target, front))} front designs fit and stay "
+        f"within 0.5 points of float"
+    )
     typer.echo(f"wrote {out / 'trials.jsonl'}, {out / 'pareto.json'}, {out / 'pareto.png'}")

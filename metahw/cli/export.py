@@ -118,9 +118,15 @@ class _Exported:
 
 
 def _from_checkpoint(
-    ckpt: Path, ways: int, shots: int, inner_steps: int | None, episodes: int, tolerance: float, data: Path | None,
+    ckpt: Path,
+    ways: int,
+    shots: int,
+    inner_steps: int | None,
+    episodes: int,
+    tolerance: float,
+    data: Path | None,
     progress: bool,
-) -> _Exported:  # fmt: skip
+) -> _Exported:
     learner = load_checkpoint(ckpt).learner
     spec = episode_head(learner, ways, shots, inner_steps)
     episode = export_episode(learner, spec)
@@ -138,9 +144,19 @@ def _from_embedding(
     if head is None:
         raise UserError(f"an embedding .onnx file needs --head ({', '.join(HEADS)}).")
     exported = embedding_episode(
-        path, None, head, ways, shots, inner_steps, inner_lr, attention_scale, episodes, tolerance, data,
+        path,
+        None,
+        head,
+        ways,
+        shots,
+        inner_steps,
+        inner_lr,
+        attention_scale,
+        episodes,
+        tolerance,
+        data,
         progress=progress,
-    )  # fmt: skip
+    )
     check = None if exported.check is None else {**exported.check.result.to_dict(), "images": exported.check.images}
     embedding = {"input_shape": list(exported.embedding.input_shape), "feature_dim": exported.embedding.feature_dim}
     return _Exported(exported.model, exported.head, exported.spec, check, {"embedding": embedding})

@@ -47,14 +47,29 @@ ReuseFactor = Annotated[int, typer.Option(help="hls4ml reuse factor of the embed
 
 
 #: the hls4ml project options' defaults, where the command line leaves one out
-HLS_DEFAULTS = {"hls_backend": "vitis", "part": "xcvu13p-flga2577-2-e", "clock_period": 5.0, "strategy": "latency",
-                "reuse_factor": 1}  # fmt: skip
+HLS_DEFAULTS = {
+    "hls_backend": "vitis",
+    "part": "xcvu13p-flga2577-2-e",
+    "clock_period": 5.0,
+    "strategy": "latency",
+    "reuse_factor": 1,
+}
 
 
-def _options(hls_backend: str | None, part: str | None, clock_period: float | None, strategy: str | None,
-             reuse_factor: int | None) -> ProjectOptions:  # fmt: skip
-    given = {"hls_backend": hls_backend, "part": part, "clock_period": clock_period, "strategy": strategy,
-             "reuse_factor": reuse_factor}  # fmt: skip
+def _options(
+    hls_backend: str | None,
+    part: str | None,
+    clock_period: float | None,
+    strategy: str | None,
+    reuse_factor: int | None,
+) -> ProjectOptions:
+    given = {
+        "hls_backend": hls_backend,
+        "part": part,
+        "clock_period": clock_period,
+        "strategy": strategy,
+        "reuse_factor": reuse_factor,
+    }
     chosen = {name: HLS_DEFAULTS[name] if value is None else value for name, value in given.items()}
     for name in ("hls_backend", "strategy"):
         chosen[name] = chosen[name].lower()
@@ -88,14 +103,22 @@ def build_command(
     """Write the whole episode as hardware: Amaranth Verilog, or an hls4ml project (Vitis HLS or Vivado HLS C++)."""
     if backend not in BACKENDS:
         raise UserError(f"unknown --backend {backend!r}; accepted are {', '.join(BACKENDS)}.")
-    hls_only = {"--hls-backend": hls_backend, "--part": part, "--clock-period": clock_period, "--strategy": strategy,
-                "--reuse-factor": reuse_factor, "--tb-episodes": tb_episodes}  # fmt: skip
+    hls_only = {
+        "--hls-backend": hls_backend,
+        "--part": part,
+        "--clock-period": clock_period,
+        "--strategy": strategy,
+        "--reuse-factor": reuse_factor,
+        "--tb-episodes": tb_episodes,
+    }
     amaranth_only = {"--lanes": lanes, "--config": config}
     foreign = hls_only if backend == "amaranth" else amaranth_only
     given = [option for option, value in foreign.items() if value is not None]
     if given:
-        raise UserError(f"{', '.join(given)} apply to the {'hls4ml' if backend == 'amaranth' else 'amaranth'} "
-                        f"backend, not to --backend {backend}.")  # fmt: skip
+        raise UserError(
+            f"{', '.join(given)} apply to the {'hls4ml' if backend == 'amaranth' else 'amaranth'} "
+            f"backend, not to --backend {backend}."
+        )
     if backend == "amaranth":
         from metahw.cli.rtl import build_amaranth, is_rtl_build
         from metahw.cli.sim import hardware_for
@@ -131,11 +154,15 @@ def build_command(
     head = sum(layer["class_name"].startswith("Metahw") for layer in design.layers)
     embedding = len(design.layers) - head - len(design.inputs)
     outputs = ", ".join(o.buffer for o in design.outputs)
-    typer.echo(f"wrote {result.folder}: hls4ml {options.hls_backend} project, inputs image and label, {embedding} "
-               f"hls4ml layers (embedding) + {head} metahw layers (head), outputs {outputs}, "
-               f"{result.testbench_samples} testbench samples")  # fmt: skip
-    tool = {"vitis": "Vitis HLS (vitis-run --mode hls --tcl build_prj.tcl)", "vivado": "Vivado HLS (vivado_hls -f "
-            "build_prj.tcl)"}[options.hls_backend]  # fmt: skip
+    typer.echo(
+        f"wrote {result.folder}: hls4ml {options.hls_backend} project, inputs image and label, {embedding} "
+        f"hls4ml layers (embedding) + {head} metahw layers (head), outputs {outputs}, "
+        f"{result.testbench_samples} testbench samples"
+    )
+    tool = {
+        "vitis": "Vitis HLS (vitis-run --mode hls --tcl build_prj.tcl)",
+        "vivado": "Vivado HLS (vivado_hls -f build_prj.tcl)",
+    }[options.hls_backend]
     typer.echo(f"synthesis (not run by metahw): in {result.folder}, {tool}")
 
 
@@ -180,20 +207,33 @@ def hls_sim_command(
         typer.echo(f"metahw: {exc}", err=True)
         raise typer.Exit(1) from None
     meta = program.meta
-    report = {"build": str(build), "algorithm": meta.algorithm, "ways": meta.ways, "shots": meta.shots,
-              "queries": meta.queries, "hls_backend": options.hls_backend, **checked.to_dict()}  # fmt: skip
+    report = {
+        "build": str(build),
+        "algorithm": meta.algorithm,
+        "ways": meta.ways,
+        "shots": meta.shots,
+        "queries": meta.queries,
+        "hls_backend": options.hls_backend,
+        **checked.to_dict(),
+    }
     finish(report, chosen, {"hls4ml": checked.predictions}, predictions)
     if as_json:
         typer.echo(json.dumps(report, indent=2))
         return
     acc, episodes = checked.accuracy, checked.episodes
-    typer.echo(f"{meta.algorithm} {meta.ways}-way {meta.shots}-shot, {meta.queries} queries per episode, "
-               f"{describe(chosen)} through the hls4ml C simulation ({options.hls_backend})")  # fmt: skip
-    typer.echo(f"C simulation      g++ build {checked.compile_seconds:.1f} s; "
-               f"{report['csim_episodes_per_second']:.2f} "
-               f"episodes/s ({report['checked_episodes_per_second']:.2f} with the golden check)")  # fmt: skip
-    typer.echo(f"golden executor   {episodes}/{episodes} episodes identical: {checked.compared:,} integers of the "
-               f"outputs and {len(checked.traced_layers)} traced layers, 0 mismatches")  # fmt: skip
+    typer.echo(
+        f"{meta.algorithm} {meta.ways}-way {meta.shots}-shot, {meta.queries} queries per episode, "
+        f"{describe(chosen)} through the hls4ml C simulation ({options.hls_backend})"
+    )
+    typer.echo(
+        f"C simulation      g++ build {checked.compile_seconds:.1f} s; "
+        f"{report['csim_episodes_per_second']:.2f} "
+        f"episodes/s ({report['checked_episodes_per_second']:.2f} with the golden check)"
+    )
+    typer.echo(
+        f"golden executor   {episodes}/{episodes} episodes identical: {checked.compared:,} integers of the "
+        f"outputs and {len(checked.traced_layers)} traced layers, 0 mismatches"
+    )
     if checked.unchecked:
         typer.echo(f"not compared      {', '.join(checked.unchecked)} (wider than float64 traces carry exactly)")
     shown = "not known (the episodes have no query labels)" if acc is None else str(acc)

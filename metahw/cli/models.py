@@ -96,9 +96,24 @@ def train_command(
         raise UserError(f"unknown or missing --algo {algo!r}: accepted are {', '.join(sorted(ALGORITHMS))}.")
     writable_file(out, "checkpoint")  # found now, not after training, when saving would fail
     cfg = TrainConfig(
-        algo, ways, shots, queries, episodes, meta_batch, lr, width, depth, not no_bn, seed, device,
-        _parse_hparams(hparam), qat_bits=qat_bits, qat_episodes=qat_episodes, init=init, augment=not no_augment,
-    )  # fmt: skip
+        algo,
+        ways,
+        shots,
+        queries,
+        episodes,
+        meta_batch,
+        lr,
+        width,
+        depth,
+        not no_bn,
+        seed,
+        device,
+        _parse_hparams(hparam),
+        qat_bits=qat_bits,
+        qat_episodes=qat_episodes,
+        init=init,
+        augment=not no_augment,
+    )
     cfg.validate()
     with exclusive(out, "checkpoint"):
         ckpt = train(cfg, load_omniglot(data), progress=progress)
@@ -198,8 +213,15 @@ def eval_command(
         )
 
 
-def _user_episodes(learner: MetaLearner, source: EpisodeOptions, ways: int | None, shots: int | None,
-                   queries: int | None, count: int | None, seed: int) -> EpisodeSet:  # fmt: skip
+def _user_episodes(
+    learner: MetaLearner,
+    source: EpisodeOptions,
+    ways: int | None,
+    shots: int | None,
+    queries: int | None,
+    count: int | None,
+    seed: int,
+) -> EpisodeSet:
     """The user's episodes for a learner: drawn from --images (in the learner's channels), or a file's."""
     channels = learner.backbone_config.in_channels
     if source.images is not None:
@@ -211,18 +233,36 @@ def _user_episodes(learner: MetaLearner, source: EpisodeOptions, ways: int | Non
         target = "the command line (--ways, --shots, --queries)"
         chosen = source.load(EpisodeShape(ways, shots, total), count, seed, target)
     if chosen.image_shape[0] != channels:
-        raise UserError(f"{chosen.source} holds {chosen.image_shape[0]}-channel images, but the learner takes "
-                        f"{channels}-channel images.")  # fmt: skip
+        raise UserError(
+            f"{chosen.source} holds {chosen.image_shape[0]}-channel images, but the learner takes "
+            f"{channels}-channel images."
+        )
     return chosen
 
 
-def _eval_episodes(ckpt: Path, learner: MetaLearner, chosen: EpisodeSet, modes: tuple[str, ...], seed: int,
-                   as_json: bool, progress: bool, path: Path | None) -> None:  # fmt: skip
+def _eval_episodes(
+    ckpt: Path,
+    learner: MetaLearner,
+    chosen: EpisodeSet,
+    modes: tuple[str, ...],
+    seed: int,
+    as_json: bool,
+    progress: bool,
+    path: Path | None,
+) -> None:
     """Accuracy (when labelled) and predictions of the learner on the user's episodes, per mode."""
     produced = {m: predict_episodes(learner, chosen, m, progress) for m in modes}
     results = {m: None if (a := accuracy_of(chosen, p)) is None else a.to_dict() for m, p in produced.items()}
-    report = {"checkpoint": str(ckpt), "algorithm": learner.algorithm, "ways": chosen.ways, "shots": chosen.shots,
-              "queries": chosen.queries, "episodes": len(chosen), "seed": seed, "modes": results}  # fmt: skip
+    report = {
+        "checkpoint": str(ckpt),
+        "algorithm": learner.algorithm,
+        "ways": chosen.ways,
+        "shots": chosen.shots,
+        "queries": chosen.queries,
+        "episodes": len(chosen),
+        "seed": seed,
+        "modes": results,
+    }
     finish(report, chosen, produced, path)
     if as_json:
         typer.echo(json.dumps(report, indent=2))
@@ -233,12 +273,16 @@ def _eval_episodes(ckpt: Path, learner: MetaLearner, chosen: EpisodeSet, modes: 
         typer.echo(f"{learner.algorithm} {shape} ({m}, {chosen.source}): {score} over {len(chosen)} episodes")
 
 
-def _eval_runs(ckpt: Path, learner: MetaLearner, chosen: EpisodeSet, modes: tuple[str, ...], as_json: bool,
-               path: Path | None) -> None:  # fmt: skip
+def _eval_runs(
+    ckpt: Path, learner: MetaLearner, chosen: EpisodeSet, modes: tuple[str, ...], as_json: bool, path: Path | None
+) -> None:
     """Mean error over the one-shot runs per mode (every run's images through the learner, as `run_error`)."""
     produced = {m: predict_episodes(learner, chosen, m, progress=False, cached=False) for m in modes}
-    result = {"checkpoint": str(ckpt), "algorithm": learner.algorithm,
-              "runs": {m: run_errors(chosen, p) for m, p in produced.items()}}  # fmt: skip
+    result = {
+        "checkpoint": str(ckpt),
+        "algorithm": learner.algorithm,
+        "runs": {m: run_errors(chosen, p) for m, p in produced.items()},
+    }
     if path is not None:
         write_predictions(path, chosen, produced)
     if as_json:

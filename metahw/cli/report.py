@@ -28,8 +28,13 @@ def _amount(value: float) -> str:
 
 def _table(report: SynthReport) -> Table:
     table = Table(title=f"{report.top} on {report.target} ({report.part})", title_justify="left")
-    for column, justify in (("resource", "left"), ("used", "right"), ("available", "right"), ("used %", "right"),
-                            ("unit", "left")):  # fmt: skip
+    for column, justify in (
+        ("resource", "left"),
+        ("used", "right"),
+        ("available", "right"),
+        ("used %", "right"),
+        ("unit", "left"),
+    ):
         table.add_column(column, justify=justify)
     for line in report.resources:
         percent = "-" if not line.capacity else f"{line.percent:.1f}"
@@ -41,15 +46,19 @@ def _table(report: SynthReport) -> Table:
 def _summary(report: SynthReport) -> list[str]:
     lines = []
     if report.fmax_mhz is not None:
-        lines.append(f"fmax       {report.fmax_mhz:.1f} MHz (nextpnr, target {report.target_mhz:g} MHz, clock "
-                     f"{report.clock_net})")  # fmt: skip
+        lines.append(
+            f"fmax       {report.fmax_mhz:.1f} MHz (nextpnr, target {report.target_mhz:g} MHz, clock "
+            f"{report.clock_net})"
+        )
     else:
         lines.append(
             f"fmax       not measured (no place-and-route); latency below at the target {report.target_mhz:g} MHz"
         )
     if report.latency_ms is not None and report.episodes_per_s is not None:
-        lines.append(f"latency    {report.episode_cycles:,} cycles per episode = {report.latency_ms:.4g} ms at "
-                     f"{report.latency_clock_mhz:g} MHz; {report.episodes_per_s:,.1f} episodes/s")  # fmt: skip
+        lines.append(
+            f"latency    {report.episode_cycles:,} cycles per episode = {report.latency_ms:.4g} ms at "
+            f"{report.latency_clock_mhz:g} MHz; {report.episodes_per_s:,.1f} episodes/s"
+        )
     lines.append(f"fits       {'yes' if report.fits else 'no'}")
     times = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in report.seconds.items())
     lines.append(f"tools      {', '.join(report.tools.values())} ({times})")
@@ -68,13 +77,20 @@ def _asic_tables(report: AsicReport) -> list[Table]:
         cells.add_row(kind, f"{count:,}", f"{area:,.1f}", f"{100 * area / total:.1f}")
     cells.add_row("total", f"{report.cell_count:,}", f"{report.std_cell_area_um2:,.1f}", "100.0", style="bold")
     memories = Table(title="memories (kept as memories: SRAM macros, no area)", title_justify="left")
-    for column, justify in (("memory", "left"), ("width x depth", "right"), ("bits", "right"), ("ports r/w", "right"),
-                            ("read", "left"), ("contents", "left")):  # fmt: skip
+    for column, justify in (
+        ("memory", "left"),
+        ("width x depth", "right"),
+        ("bits", "right"),
+        ("ports r/w", "right"),
+        ("read", "left"),
+        ("contents", "left"),
+    ):
         memories.add_column(column, justify=justify)
     for m in report.memories:
         contents = "initialised" if m.initialised else "-"
-        memories.add_row(m.name, f"{m.width} x {m.depth:,}", f"{m.bits:,}", f"{m.read_ports}/{m.write_ports}",
-                         m.read, contents)  # fmt: skip
+        memories.add_row(
+            m.name, f"{m.width} x {m.depth:,}", f"{m.bits:,}", f"{m.read_ports}/{m.write_ports}", m.read, contents
+        )
     memories.add_row("total", "", f"{report.memory_bits:,}", "", "", "", style="bold")
     return [cells, memories]
 

@@ -43,16 +43,28 @@ def build_amaranth(program: Program, hw: HardwareConfig, out: Path, as_json: boo
         typer.echo(json.dumps(report, indent=2))
         return
     hwj = manifest["hardware"]
-    typer.echo(f"wrote {out / manifest['verilog']} in {seconds:.1f} s: P={hwj['lanes']} lanes, "
-               f"{hwj['acc_bits']}-bit accumulators, {manifest['instructions']} instructions, "
-               f"{manifest['episode_cycles']:,} cycles per episode; verilator --lint-only clean")  # fmt: skip
+    typer.echo(
+        f"wrote {out / manifest['verilog']} in {seconds:.1f} s: P={hwj['lanes']} lanes, "
+        f"{hwj['acc_bits']}-bit accumulators, {manifest['instructions']} instructions, "
+        f"{manifest['episode_cycles']:,} cycles per episode; verilator --lint-only clean"
+    )
     memory_bits = sum(m["bits"] for m in manifest["memories"])
-    typer.echo(f"  memories: {memory_bits / 8192:.1f} KiB in {len(manifest['memories'])} memories; "
-               f"next: metahw report {out} --target ecp5-85k")  # fmt: skip
+    typer.echo(
+        f"  memories: {memory_bits / 8192:.1f} KiB in {len(manifest['memories'])} memories; "
+        f"next: metahw report {out} --target ecp5-85k"
+    )
 
 
-def simulate_rtl(program: Program, hw: HardwareConfig, build: Path, episodes: EpisodeSet, seeds: tuple[int, int],
-                 as_json: bool, progress: bool, predictions: Path | None = None) -> None:  # fmt: skip
+def simulate_rtl(
+    program: Program,
+    hw: HardwareConfig,
+    build: Path,
+    episodes: EpisodeSet,
+    seeds: tuple[int, int],
+    as_json: bool,
+    progress: bool,
+    predictions: Path | None = None,
+) -> None:
     """Episodes in Verilator against the simulator: outputs and cycle counts side by side, exit 1 on a difference.
 
     `seeds` are the episodes' seed and the stall seed (0: the stream never stalls), both recorded in the report.
@@ -64,22 +76,34 @@ def simulate_rtl(program: Program, hw: HardwareConfig, build: Path, episodes: Ep
     except RtlMismatch as exc:
         typer.echo(f"metahw: RTL and simulator disagree: {exc}", err=True)
         raise typer.Exit(1) from None
-    report = {"build": str(build), "rtl": str(folder), "lanes": hw.lanes, "seed": seed, "stall_seed": stall_seed,
-              **check.to_dict()}  # fmt: skip
+    report = {
+        "build": str(build),
+        "rtl": str(folder),
+        "lanes": hw.lanes,
+        "seed": seed,
+        "stall_seed": stall_seed,
+        **check.to_dict(),
+    }
     finish(report, episodes, {"rtl": check.predictions}, predictions)
     if as_json:
         typer.echo(json.dumps(report, indent=2))
         return
     n = check.episodes
-    typer.echo(f"Verilator RTL vs cycle simulator, {describe(episodes)}, P={hw.lanes}: {check.matched}/{n} "
-               f"identical (every output element, every instruction's issue cycle)")  # fmt: skip
-    typer.echo(f"  cycles per episode   RTL {check.rtl_cycles:,}   simulator {check.sim_cycles:,}   "
-               f"difference {check.rtl_cycles - check.sim_cycles}")  # fmt: skip
+    typer.echo(
+        f"Verilator RTL vs cycle simulator, {describe(episodes)}, P={hw.lanes}: {check.matched}/{n} "
+        f"identical (every output element, every instruction's issue cycle)"
+    )
+    typer.echo(
+        f"  cycles per episode   RTL {check.rtl_cycles:,}   simulator {check.sim_cycles:,}   "
+        f"difference {check.rtl_cycles - check.sim_cycles}"
+    )
     shown = "not known (no query labels)" if check.accuracy is None else f"{100 * check.accuracy:.2f} %"
     typer.echo(f"  accuracy             {shown}")
     echo_runs(report)
-    typer.echo(f"  Verilator            {report['rtl_cycles_per_second'] / 1e6:.1f} M cycles/s "
-               f"(build {check.build_seconds:.0f} s)")  # fmt: skip
+    typer.echo(
+        f"  Verilator            {report['rtl_cycles_per_second'] / 1e6:.1f} M cycles/s "
+        f"(build {check.build_seconds:.0f} s)"
+    )
 
 
 def refuse_unknown_rtl(rtl: str | None) -> None:

@@ -57,13 +57,17 @@ def check_simulate_options(hls: bool, rtl: str | None, stall_seed: int, vcd: Pat
         if stall_seed:
             given.append("--stall-seed")
         if given:
-            raise UserError(f"{', '.join(given)} configure the cycle simulator or the RTL, not --hls (the hls4ml C "
-                            "simulation has no lanes, trace or stream stalls).")  # fmt: skip
+            raise UserError(
+                f"{', '.join(given)} configure the cycle simulator or the RTL, not --hls (the hls4ml C "
+                "simulation has no lanes, trace or stream stalls)."
+            )
     if stall_seed and rtl is None:
         raise UserError("--stall-seed withholds the RTL's stream handshakes: it needs --rtl verilator.")
     if vcd is not None and rtl is not None:
-        raise UserError("--vcd writes the cycle simulator's trace; with --rtl the simulator is the reference and "
-                        "writes none (drop --vcd, or run without --rtl).")  # fmt: skip
+        raise UserError(
+            "--vcd writes the cycle simulator's trace; with --rtl the simulator is the reference and "
+            "writes none (drop --vcd, or run without --rtl)."
+        )
     if vcd is not None:
         writable_file(vcd, "VCD file")
 
@@ -108,13 +112,29 @@ def simulate_command(
     if predictions is not None:
         writable_file(predictions, "--predictions file")
     if hls:
-        hls_sim_command(build, episodes=episodes, seed=seed, data=data, as_json=as_json, progress=progress,
-                        episodes_from=episodes_from, images=images, runs=runs, image_shape=image_shape,
-                        invert=invert, mean=mean, std=std, resample=resample, predictions=predictions)  # fmt: skip
+        hls_sim_command(
+            build,
+            episodes=episodes,
+            seed=seed,
+            data=data,
+            as_json=as_json,
+            progress=progress,
+            episodes_from=episodes_from,
+            images=images,
+            runs=runs,
+            image_shape=image_shape,
+            invert=invert,
+            mean=mean,
+            std=std,
+            resample=resample,
+            predictions=predictions,
+        )
         return
     if lanes is None and config is None:
-        raise UserError("--lanes (or a --config file) is required for the cycle simulator, or give --hls for the "
-                        "hls4ml C simulation.")  # fmt: skip
+        raise UserError(
+            "--lanes (or a --config file) is required for the cycle simulator, or give --hls for the "
+            "hls4ml C simulation."
+        )
     program = Program.load(build)
     if rtl is not None:
         from metahw.cli.rtl import refuse_unknown_rtl, simulate_rtl
@@ -150,16 +170,20 @@ def simulate_command(
     else:
         _print(report, hw, describe(chosen))
     if sim.matched != sim.episodes:
-        typer.echo(f"metahw: simulator and golden executor disagree in {sim.episodes - sim.matched} episode(s): "
-                   f"{sim.mismatches[0]}", err=True)  # fmt: skip
+        typer.echo(
+            f"metahw: simulator and golden executor disagree in {sim.episodes - sim.matched} episode(s): "
+            f"{sim.mismatches[0]}",
+            err=True,
+        )
         raise typer.Exit(1)
 
 
 def _print(r: dict, hw: HardwareConfig, described: str) -> None:
-    typer.echo(f"{r['algorithm']} {r['ways']}-way {r['shots']}-shot, {r['queries']} queries per episode, "
-               f"{described}")  # fmt: skip
-    typer.echo(f"hardware: P={hw.lanes} lanes ({hw.groups} group(s) of {hw.group_lanes}), {hw.operand_bits}-bit "
-               f"operands, {hw.acc_bits}-bit accumulators, {hw.clock_mhz:g} MHz, {hw.device}")  # fmt: skip
+    typer.echo(f"{r['algorithm']} {r['ways']}-way {r['shots']}-shot, {r['queries']} queries per episode, {described}")
+    typer.echo(
+        f"hardware: P={hw.lanes} lanes ({hw.groups} group(s) of {hw.group_lanes}), {hw.operand_bits}-bit "
+        f"operands, {hw.acc_bits}-bit accumulators, {hw.clock_mhz:g} MHz, {hw.device}"
+    )
     typer.echo(f"{'step':<28} {'op':<20} {'cycles':>12} {'MAC util':>9}")
     for s in r["steps"]:
         util = f"{100 * s['utilisation']:.1f}%" if s["lane_macs"] else ""
@@ -170,16 +194,26 @@ def _print(r: dict, hw: HardwareConfig, described: str) -> None:
     else:
         typer.echo(f"accuracy          {shown(acc)}")
     echo_runs(r)
-    typer.echo(f"cycles/episode    {r['cycles']:,} (adaptation {r['adaptation_cycles']:,}, queries "
-               f"{r['query_cycles']:,} = {r['cycles_per_query']:,.0f} per query)")  # fmt: skip
-    typer.echo(f"latency           {r['latency_us']:,.1f} us per episode, {r['latency_per_query_us']:,.2f} us per "
-               f"query at {hw.clock_mhz:g} MHz")  # fmt: skip
+    typer.echo(
+        f"cycles/episode    {r['cycles']:,} (adaptation {r['adaptation_cycles']:,}, queries "
+        f"{r['query_cycles']:,} = {r['cycles_per_query']:,.0f} per query)"
+    )
+    typer.echo(
+        f"latency           {r['latency_us']:,.1f} us per episode, {r['latency_per_query_us']:,.2f} us per "
+        f"query at {hw.clock_mhz:g} MHz"
+    )
     conv = 100 * r["conv_utilisation"]
     typer.echo(f"MAC utilisation   {100 * r['mac_utilisation']:.1f} % (conv layers {conv:.1f} %)")
     memory = ", ".join(f"{name} {size / 1024:.1f} KiB" for name, size in r["memory_bytes"].items())
-    typer.echo(f"memory            {memory}; widest operand {r['widest']['operand']} bits, accumulator "
-               f"{r['widest']['accumulator']} bits")  # fmt: skip
-    typer.echo(f"golden executor   {r['golden_matched']}/{r['episodes']} episodes matched bit for bit "
-               "(every buffer and saturation count)")  # fmt: skip
-    typer.echo(f"simulator         {r['sim_seconds_per_episode']:.3f} s per episode, "
-               f"{r['sim_cycles_per_second'] / 1e6:.1f} M simulated cycles/s")  # fmt: skip
+    typer.echo(
+        f"memory            {memory}; widest operand {r['widest']['operand']} bits, accumulator "
+        f"{r['widest']['accumulator']} bits"
+    )
+    typer.echo(
+        f"golden executor   {r['golden_matched']}/{r['episodes']} episodes matched bit for bit "
+        "(every buffer and saturation count)"
+    )
+    typer.echo(
+        f"simulator         {r['sim_seconds_per_episode']:.3f} s per episode, "
+        f"{r['sim_cycles_per_second'] / 1e6:.1f} M simulated cycles/s"
+    )

@@ -39,8 +39,12 @@ def scratch(folder: Path) -> None:
     tag = {"format": "metahw.hardware", "version": 1}
     (folder / "hw_lanes_x.json").write_text(json.dumps({**tag, "lanes": "x"}))
     (folder / "hw_unknown.json").write_text(json.dumps({**tag, "lanez": 8}))
-    np.savez(folder / "wrong.npz", support_x=np.zeros((5, 1, 14, 14), np.float32), support_y=np.arange(5),
-             query_x=np.zeros((5, 1, 14, 14), np.float32))  # fmt: skip
+    np.savez(
+        folder / "wrong.npz",
+        support_x=np.zeros((5, 1, 14, 14), np.float32),
+        support_y=np.arange(5),
+        query_x=np.zeros((5, 1, 14, 14), np.float32),
+    )
 
 
 def _cases() -> dict[str, Bad]:
@@ -64,12 +68,18 @@ def _cases() -> dict[str, Bad]:
         "train: --hparam no =": (["train", "--algo", "maml", "--hparam", "inner_lr", "-o", "{tmp}/x.pt"], "KEY=VALUE"),
         "train: --hparam unknown": (["train", "--algo", "maml", "--hparam", "nope=1", "-o", "{tmp}/x.pt"], "nope"),
         "train: --qat-bits 1": (["train", "--algo", "protonet", "--qat-bits", "1", "-o", "{tmp}/x.pt"], "--qat-bits"),
-        "train: --init missing": (["train", "--init", "{tmp}/none.pt", "--qat-bits", "8", "-o", "{tmp}/x.pt"],
-                                  "does not exist"),
-        "train: --data missing": (["train", "--algo", "protonet", "--data", "{tmp}/nodata", "-o", "{tmp}/x.pt"],
-                                  "omniglot"),
-        "train: --episodes abc": (["train", "--algo", "protonet", "--episodes", "abc", "-o", "{tmp}/x.pt"],
-                                  "invalid value for '--episodes'"),
+        "train: --init missing": (
+            ["train", "--init", "{tmp}/none.pt", "--qat-bits", "8", "-o", "{tmp}/x.pt"],
+            "does not exist",
+        ),
+        "train: --data missing": (
+            ["train", "--algo", "protonet", "--data", "{tmp}/nodata", "-o", "{tmp}/x.pt"],
+            "omniglot",
+        ),
+        "train: --episodes abc": (
+            ["train", "--algo", "protonet", "--episodes", "abc", "-o", "{tmp}/x.pt"],
+            "invalid value for '--episodes'",
+        ),
         # eval
         "eval: missing checkpoint": (["eval", "{tmp}/none.pt"], "does not exist"),
         "eval: not a checkpoint": (["eval", "{tmp}/broken.pt"], "not a metahw checkpoint"),
@@ -91,10 +101,14 @@ def _cases() -> dict[str, Bad]:
         "eval: --episodes-from wrong size": (["eval", "{ckpt}", "--episodes-from", "{tmp}/wrong.npz"], "wrong.npz"),
         "eval: --images missing": (["eval", "{ckpt}", "--images", "{tmp}/noimages"], "noimages"),
         "eval: --images empty": (["eval", "{ckpt}", "--images", "{tmp}/empty"], "empty"),
-        "eval: two sources": (["eval", "{ckpt}", "--images", "{tmp}/empty", "--episodes-from", "{tmp}/wrong.npz"],
-                              "one of"),
-        "eval: --predictions a folder": (["eval", "{ckpt}", "--episodes", "2", "--predictions", "{tmp}/theirs"],
-                                         "folder"),
+        "eval: two sources": (
+            ["eval", "{ckpt}", "--images", "{tmp}/empty", "--episodes-from", "{tmp}/wrong.npz"],
+            "one of",
+        ),
+        "eval: --predictions a folder": (
+            ["eval", "{ckpt}", "--episodes", "2", "--predictions", "{tmp}/theirs"],
+            "folder",
+        ),
         "eval: --image-shape without --images": (["eval", "{ckpt}", "--image-shape", "1x28x28"], "--images"),
         # export
         "export: missing checkpoint": (["export", "{tmp}/none.pt", "-o", "{tmp}/x.onnx"], "does not exist"),
@@ -106,19 +120,29 @@ def _cases() -> dict[str, Bad]:
         "compile: more ways than meta-val has": (["compile", "{w1000}", "-o", "{tmp}/b"], "--episodes-from"),
         "export: --ways 1": (["export", "{ckpt}", "--ways", "1", "-o", "{tmp}/x.onnx"], "--ways"),
         "export: --shots 0": (["export", "{ckpt}", "--shots", "0", "-o", "{tmp}/x.onnx"], "--shots"),
-        "export: --check-episodes -1": (["export", "{ckpt}", "--check-episodes", "-1", "-o", "{tmp}/x.onnx"],
-                                        "--check-episodes"),
-        "export: --inner-steps -1": (["export", "zoo:anil", "--inner-steps", "-1", "-o", "{tmp}/x.onnx"],
-                                     "--inner-steps"),
+        "export: --check-episodes -1": (
+            ["export", "{ckpt}", "--check-episodes", "-1", "-o", "{tmp}/x.onnx"],
+            "--check-episodes",
+        ),
+        "export: --inner-steps -1": (
+            ["export", "zoo:anil", "--inner-steps", "-1", "-o", "{tmp}/x.onnx"],
+            "--inner-steps",
+        ),
         "export: --tolerance -1": (["export", "{ckpt}", "--tolerance", "-1", "-o", "{tmp}/x.onnx"], "--tolerance"),
-        "export: --head on a checkpoint": (["export", "{ckpt}", "--head", "protonet", "-o", "{tmp}/x.onnx"],
-                                           "embedding .onnx"),
+        "export: --head on a checkpoint": (
+            ["export", "{ckpt}", "--head", "protonet", "-o", "{tmp}/x.onnx"],
+            "embedding .onnx",
+        ),
         "export: embedding without --head": (["export", "{enc}", "-o", "{tmp}/x.onnx"], "--head"),
         "export: embedding unknown --head": (["export", "{enc}", "--head", "nope", "-o", "{tmp}/x.onnx"], "nope"),
-        "export: broken embedding": (["export", "{tmp}/broken.onnx", "--head", "protonet", "-o", "{tmp}/x.onnx"],
-                                     "broken.onnx"),
-        "export: missing embedding": (["export", "{tmp}/none.onnx", "--head", "protonet", "-o", "{tmp}/x.onnx"],
-                                      "none.onnx"),
+        "export: broken embedding": (
+            ["export", "{tmp}/broken.onnx", "--head", "protonet", "-o", "{tmp}/x.onnx"],
+            "broken.onnx",
+        ),
+        "export: missing embedding": (
+            ["export", "{tmp}/none.onnx", "--head", "protonet", "-o", "{tmp}/x.onnx"],
+            "none.onnx",
+        ),
         # compile
         "compile: missing onnx": (["compile", "{tmp}/none.onnx", "-o", "{tmp}/b"], "none.onnx"),
         "compile: not onnx": (["compile", "{tmp}/broken.onnx", "-o", "{tmp}/b"], "broken.onnx"),
@@ -134,37 +158,56 @@ def _cases() -> dict[str, Bad]:
         "compile: --head-bits 40": (["compile", "{onnx}", "--head-bits", "40", "-o", "{tmp}/b"], "--head-bits"),
         "compile: --rounding nope": (["compile", "{onnx}", "--rounding", "nope", "-o", "{tmp}/b"], "rounding"),
         "compile: --overflow nope": (["compile", "{onnx}", "--overflow", "nope", "-o", "{tmp}/b"], "overflow"),
-        "compile: --overrides missing": (["compile", "{onnx}", "--overrides", "{tmp}/none.json", "-o", "{tmp}/b"],
-                                         "does not exist"),
-        "compile: --overrides broken": (["compile", "{onnx}", "--overrides", "{tmp}/broken.json", "-o", "{tmp}/b"],
-                                        "not valid json"),
-        "compile: --overrides frac x": (["compile", "{onnx}", "--overrides", "{tmp}/frac_x.json", "-o", "{tmp}/b"],
-                                        "frac must be an integer"),
-        "compile: --overrides bits 99": (["compile", "{onnx}", "--overrides", "{tmp}/bits_99.json", "-o", "{tmp}/b"],
-                                         "bits must be an integer"),
-        "compile: --overrides unknown tensor": (["compile", "{onnx}", "--overrides", "{tmp}/unknown_tensor.json",
-                                                 "-o", "{tmp}/b"], "no.such.tensor"),
-        "compile: --overrides no tensors": (["compile", "{onnx}", "--overrides", "{tmp}/no_tensors.json", "-o",
-                                             "{tmp}/b"], "tensors"),
+        "compile: --overrides missing": (
+            ["compile", "{onnx}", "--overrides", "{tmp}/none.json", "-o", "{tmp}/b"],
+            "does not exist",
+        ),
+        "compile: --overrides broken": (
+            ["compile", "{onnx}", "--overrides", "{tmp}/broken.json", "-o", "{tmp}/b"],
+            "not valid json",
+        ),
+        "compile: --overrides frac x": (
+            ["compile", "{onnx}", "--overrides", "{tmp}/frac_x.json", "-o", "{tmp}/b"],
+            "frac must be an integer",
+        ),
+        "compile: --overrides bits 99": (
+            ["compile", "{onnx}", "--overrides", "{tmp}/bits_99.json", "-o", "{tmp}/b"],
+            "bits must be an integer",
+        ),
+        "compile: --overrides unknown tensor": (
+            ["compile", "{onnx}", "--overrides", "{tmp}/unknown_tensor.json", "-o", "{tmp}/b"],
+            "no.such.tensor",
+        ),
+        "compile: --overrides no tensors": (
+            ["compile", "{onnx}", "--overrides", "{tmp}/no_tensors.json", "-o", "{tmp}/b"],
+            "tensors",
+        ),
         "compile: --queries 0": (["compile", "{onnx}", "--queries", "0", "-o", "{tmp}/b"], "--queries"),
-        "compile: --calibration-episodes 0": (["compile", "{onnx}", "--calibration-episodes", "0", "-o", "{tmp}/b"],
-                                              "--calibration-episodes"),
-        "compile: --episodes-from wrong": (["compile", "{onnx}", "--episodes-from", "{tmp}/wrong.npz", "-o",
-                                            "{tmp}/b"], "wrong.npz"),
-        "compile: two sources": (["compile", "{onnx}", "--episodes-from", "{tmp}/wrong.npz", "--images",
-                                  "{tmp}/empty", "-o", "{tmp}/b"], "one of"),
+        "compile: --calibration-episodes 0": (
+            ["compile", "{onnx}", "--calibration-episodes", "0", "-o", "{tmp}/b"],
+            "--calibration-episodes",
+        ),
+        "compile: --episodes-from wrong": (
+            ["compile", "{onnx}", "--episodes-from", "{tmp}/wrong.npz", "-o", "{tmp}/b"],
+            "wrong.npz",
+        ),
+        "compile: two sources": (
+            ["compile", "{onnx}", "--episodes-from", "{tmp}/wrong.npz", "--images", "{tmp}/empty", "-o", "{tmp}/b"],
+            "one of",
+        ),
         "compile: --data missing": (["compile", "{onnx}", "--data", "{tmp}/nodata", "-o", "{tmp}/b"], "omniglot"),
         # compare
         "compare: --bits x": (["compare", "{ckpt}", "--bits", "x"], "comma-separated"),
         "compare: --bits 1": (["compare", "{ckpt}", "--bits", "1"], "2..16"),
         "compare: --episodes 1": (["compare", "{ckpt}", "--episodes", "1", "-o", "{tmp}/c"], "--episodes"),
         "compare: --out a file": (["compare", "{ckpt}", "--episodes", "2", "-o", "{tmp}/mine.txt"], "is a file"),
-        "compare: --out unwritable": (["compare", "{ckpt}", "--episodes", "2", "-o", "/proc/metahw/c"],
-                                      "cannot write"),
+        "compare: --out unwritable": (["compare", "{ckpt}", "--episodes", "2", "-o", "/proc/metahw/c"], "cannot write"),
         "compare: missing checkpoint": (["compare", "{tmp}/none.pt", "-o", "{tmp}/c"], "does not exist"),
         "compare: --ways 1": (["compare", "{ckpt}", "--ways", "1", "--episodes", "2", "-o", "{tmp}/c"], "--ways"),
-        "compare: --predictions a folder": (["compare", "{ckpt}", "--episodes", "2", "--predictions", "{tmp}/theirs",
-                                             "-o", "{tmp}/c"], "folder"),
+        "compare: --predictions a folder": (
+            ["compare", "{ckpt}", "--episodes", "2", "--predictions", "{tmp}/theirs", "-o", "{tmp}/c"],
+            "folder",
+        ),
         # simulate
         "simulate: no --lanes": (["simulate", "{prog}"], "--lanes"),
         "simulate: --lanes 3": (["simulate", "{prog}", "--lanes", "3"], "power of two"),
@@ -173,46 +216,80 @@ def _cases() -> dict[str, Bad]:
         "simulate: not a build": (["simulate", "{tmp}/theirs", "--lanes", "8"], "theirs"),
         "simulate: missing build": (["simulate", "{tmp}/none", "--lanes", "8"], "none"),
         "simulate: --rtl nope": (["simulate", "{prog}", "--lanes", "8", "--rtl", "nope"], "unknown --rtl"),
-        "simulate: --stall-seed without --rtl": (["simulate", "{prog}", "--lanes", "8", "--stall-seed", "3"],
-                                                 "--stall-seed"),
-        "simulate: --vcd a folder": (["simulate", "{prog}", "--lanes", "8", "--episodes", "1", "--vcd",
-                                      "{tmp}/theirs"], "is a folder"),
-        "simulate: --vcd unwritable": (["simulate", "{prog}", "--lanes", "8", "--episodes", "1", "--vcd",
-                                        "/proc/metahw/t.vcd"], "cannot write"),
-        "simulate: --vcd with --rtl": (["simulate", "{prog}", "--lanes", "8", "--rtl", "verilator", "--vcd",
-                                        "{tmp}/t.vcd"], "--vcd"),
-        "simulate: --config missing": (["simulate", "{prog}", "--lanes", "8", "--config", "{tmp}/none.json"],
-                                       "none.json"),
-        "simulate: --config broken": (["simulate", "{prog}", "--lanes", "8", "--config", "{tmp}/broken.json"],
-                                      "broken.json"),
+        "simulate: --stall-seed without --rtl": (
+            ["simulate", "{prog}", "--lanes", "8", "--stall-seed", "3"],
+            "--stall-seed",
+        ),
+        "simulate: --vcd a folder": (
+            ["simulate", "{prog}", "--lanes", "8", "--episodes", "1", "--vcd", "{tmp}/theirs"],
+            "is a folder",
+        ),
+        "simulate: --vcd unwritable": (
+            ["simulate", "{prog}", "--lanes", "8", "--episodes", "1", "--vcd", "/proc/metahw/t.vcd"],
+            "cannot write",
+        ),
+        "simulate: --vcd with --rtl": (
+            ["simulate", "{prog}", "--lanes", "8", "--rtl", "verilator", "--vcd", "{tmp}/t.vcd"],
+            "--vcd",
+        ),
+        "simulate: --config missing": (
+            ["simulate", "{prog}", "--lanes", "8", "--config", "{tmp}/none.json"],
+            "none.json",
+        ),
+        "simulate: --config broken": (
+            ["simulate", "{prog}", "--lanes", "8", "--config", "{tmp}/broken.json"],
+            "broken.json",
+        ),
         "simulate: --config lanes x": (["simulate", "{prog}", "--config", "{tmp}/hw_lanes_x.json"], "lanes"),
-        "simulate: --config unknown key": (["simulate", "{prog}", "--lanes", "8", "--config", "{tmp}/hw_unknown.json"],
-                                           "lanez"),
+        "simulate: --config unknown key": (
+            ["simulate", "{prog}", "--lanes", "8", "--config", "{tmp}/hw_unknown.json"],
+            "lanez",
+        ),
         "simulate: --episodes 0": (["simulate", "{prog}", "--lanes", "8", "--episodes", "0"], "--episodes"),
         "simulate: --hls with --lanes": (["simulate", "{prog}", "--hls", "--lanes", "8"], "--lanes"),
         # build
         "build: unknown --backend": (["build", "{prog}", "--backend", "nope", "-o", "{tmp}/h"], "unknown --backend"),
         "build: not a build": (["build", "{tmp}/theirs", "--backend", "amaranth", "-o", "{tmp}/h"], "theirs"),
-        "build: amaranth into a user's folder": (["build", "{prog}", "--backend", "amaranth", "-o", "{tmp}/theirs"],
-                                                 "theirs"),
-        "build: amaranth onto a file": (["build", "{prog}", "--backend", "amaranth", "-o", "{tmp}/mine.txt"],
-                                        "is a file"),
-        "build: amaranth under a file": (["build", "{prog}", "--backend", "amaranth", "-o", "{tmp}/mine.txt/h"],
-                                         "is a file"),
-        "build: amaranth unwritable": (["build", "{prog}", "--backend", "amaranth", "-o", "/proc/metahw/h"],
-                                       "cannot write"),
-        "build: amaranth --reuse-factor": (["build", "{prog}", "--backend", "amaranth", "--reuse-factor", "2", "-o",
-                                            "{tmp}/h"], "--reuse-factor"),
-        "build: amaranth --strategy": (["build", "{prog}", "--backend", "amaranth", "--strategy", "resource", "-o",
-                                        "{tmp}/h"], "--strategy"),
-        "build: amaranth --part": (["build", "{prog}", "--backend", "amaranth", "--part", "xc7a35t", "-o", "{tmp}/h"],
-                                   "--part"),
-        "build: amaranth --lanes 3": (["build", "{prog}", "--backend", "amaranth", "--lanes", "3", "-o", "{tmp}/h"],
-                                      "power of two"),
-        "build: hls4ml --lanes": (["build", "{prog}", "--backend", "hls4ml", "--lanes", "3", "-o", "{tmp}/h"],
-                                  "--lanes"),
-        "build: hls4ml --config": (["build", "{prog}", "--backend", "hls4ml", "--config", "{tmp}/hw_unknown.json",
-                                    "-o", "{tmp}/h"], "--config"),
+        "build: amaranth into a user's folder": (
+            ["build", "{prog}", "--backend", "amaranth", "-o", "{tmp}/theirs"],
+            "theirs",
+        ),
+        "build: amaranth onto a file": (
+            ["build", "{prog}", "--backend", "amaranth", "-o", "{tmp}/mine.txt"],
+            "is a file",
+        ),
+        "build: amaranth under a file": (
+            ["build", "{prog}", "--backend", "amaranth", "-o", "{tmp}/mine.txt/h"],
+            "is a file",
+        ),
+        "build: amaranth unwritable": (
+            ["build", "{prog}", "--backend", "amaranth", "-o", "/proc/metahw/h"],
+            "cannot write",
+        ),
+        "build: amaranth --reuse-factor": (
+            ["build", "{prog}", "--backend", "amaranth", "--reuse-factor", "2", "-o", "{tmp}/h"],
+            "--reuse-factor",
+        ),
+        "build: amaranth --strategy": (
+            ["build", "{prog}", "--backend", "amaranth", "--strategy", "resource", "-o", "{tmp}/h"],
+            "--strategy",
+        ),
+        "build: amaranth --part": (
+            ["build", "{prog}", "--backend", "amaranth", "--part", "xc7a35t", "-o", "{tmp}/h"],
+            "--part",
+        ),
+        "build: amaranth --lanes 3": (
+            ["build", "{prog}", "--backend", "amaranth", "--lanes", "3", "-o", "{tmp}/h"],
+            "power of two",
+        ),
+        "build: hls4ml --lanes": (
+            ["build", "{prog}", "--backend", "hls4ml", "--lanes", "3", "-o", "{tmp}/h"],
+            "--lanes",
+        ),
+        "build: hls4ml --config": (
+            ["build", "{prog}", "--backend", "hls4ml", "--config", "{tmp}/hw_unknown.json", "-o", "{tmp}/h"],
+            "--config",
+        ),
         "build: hls4ml into a user's folder": (["build", "{prog}", "-o", "{tmp}/theirs"], "theirs"),
         "build: hls4ml onto a file": (["build", "{prog}", "-o", "{tmp}/mine.txt"], "is a file"),
         "build: hls4ml under a file": (["build", "{prog}", "-o", "{tmp}/mine.txt/h"], "is a file"),
@@ -257,7 +334,7 @@ def _cases() -> dict[str, Bad]:
         # the top level
         "unknown command": (["nope"], "no such command"),
         "unknown option": (["eval", "{ckpt}", "--nope"], "no such option"),
-    }  # fmt: skip
+    }
     return {name: Bad(tuple(argv), says) for name, (argv, says) in c.items()}
 
 

@@ -45,9 +45,13 @@ def leaky_average_encoder(width: int = 8) -> nn.Sequential:
     """
     return nn.Sequential(
         conv_block(3, width),
-        nn.Conv2d(width, width, 3, padding=1, bias=False), nn.LeakyReLU(0.1), nn.AvgPool2d(2),
-        nn.Conv2d(width, 6, 3, stride=2, padding=1), nn.LeakyReLU(0.2), nn.Flatten(),
-    )  # fmt: skip
+        nn.Conv2d(width, width, 3, padding=1, bias=False),
+        nn.LeakyReLU(0.1),
+        nn.AvgPool2d(2),
+        nn.Conv2d(width, 6, 3, stride=2, padding=1),
+        nn.LeakyReLU(0.2),
+        nn.Flatten(),
+    )
 
 
 #: networks of these tests besides the shared ones
@@ -62,8 +66,9 @@ def _module(network: str) -> nn.Module:
 def own_program(network: str, head: str = "protonet", bits: int = 8) -> CompileResult:
     """The compiled episode of user network `network` with `head`."""
     shape = {**NETWORKS, **EXTRA_NETWORKS}[network].input_shape
-    model = export_embedding_episode(_module(network), shape, head=head, ways=WAYS, shots=SHOTS, check_episodes=2,
-                                     **GRADIENT_HEADS.get(head, {}))  # fmt: skip
+    model = export_embedding_episode(
+        _module(network), shape, head=head, ways=WAYS, shots=SHOTS, check_episodes=2, **GRADIENT_HEADS.get(head, {})
+    )
     return compile_calibrated(model, QuantConfig(bits=bits), random_episodes(shape, 4, seed=1), QUERIES)
 
 

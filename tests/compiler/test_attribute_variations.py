@@ -33,10 +33,12 @@ BIAS = RNG.normal(0, 0.1, 4).astype(np.float32)
 
 def _embedding(nodes: list, inits: dict, out_shape: list) -> onnx.ModelProto:
     graph = helper.make_graph(
-        nodes, "embedding", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", *SHAPE])],
+        nodes,
+        "embedding",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", *SHAPE])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", *out_shape])],
         [numpy_helper.from_array(v, k) for k, v in inits.items()],
-    )  # fmt: skip
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     model.ir_version = 10
     return model
@@ -49,15 +51,19 @@ def conv(weight: np.ndarray = W3, bias: bool = True, **attrs) -> onnx.ModelProto
 
 
 def after_conv(op: str, **attrs) -> onnx.ModelProto:
-    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], name="conv", pads=[1, 1, 1, 1]),
-             helper.make_node(op, ["c"], ["y"], name=op.lower(), **attrs)]  # fmt: skip
+    nodes = [
+        helper.make_node("Conv", ["x", "w", "b"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+        helper.make_node(op, ["c"], ["y"], name=op.lower(), **attrs),
+    ]
     return _embedding(nodes, {"w": W3, "b": BIAS}, [])
 
 
 def gemm(**attrs) -> onnx.ModelProto:
     w = RNG.normal(0, 0.2, (6, 2 * 9 * 9) if attrs.get("transB") else (2 * 9 * 9, 6)).astype(np.float32)
-    nodes = [helper.make_node("Flatten", ["x"], ["f"], name="flatten", axis=1),
-             helper.make_node("Gemm", ["f", "w", "b"], ["y"], name="gemm", **attrs)]  # fmt: skip
+    nodes = [
+        helper.make_node("Flatten", ["x"], ["f"], name="flatten", axis=1),
+        helper.make_node("Gemm", ["f", "w", "b"], ["y"], name="gemm", **attrs),
+    ]
     return _embedding(nodes, {"w": w, "b": BIAS[:4].repeat(2)[:6]}, [6])
 
 
@@ -108,8 +114,11 @@ def _golden_and_ort(embedding: onnx.ModelProto) -> tuple[np.ndarray, np.ndarray,
         run = execute(result.program, program_inputs(result.program, episode))
         golden.append(program_logits(result.program, run.values["scores"]))
         golden_pred.append(run.values["prediction"])
-        feed = {"support_x": episode.support_x, "support_y": np.eye(WAYS, dtype=np.float32)[episode.support_y],
-                "query_x": episode.query_x}  # fmt: skip
+        feed = {
+            "support_x": episode.support_x,
+            "support_y": np.eye(WAYS, dtype=np.float32)[episode.support_y],
+            "query_x": episode.query_x,
+        }
         logits, prediction = session.run(["logits", "prediction"], feed)
         ort.append(logits)
         ort_pred.append(prediction)

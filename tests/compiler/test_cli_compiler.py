@@ -45,8 +45,11 @@ def test_compile_writes_a_build(cli, onnx_file, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == BUILD_FILES
     program = Program.load(out)
     assert (program.meta.algorithm, program.meta.ways, program.meta.shots, program.meta.queries) == (
-        "protonet", 3, 2, 3,
-    )  # fmt: skip
+        "protonet",
+        3,
+        2,
+        3,
+    )
     report = json.loads((out / "quantisation.json").read_text())
     assert report["config"]["bits"] == 8 and report["ops"] == [op.op for op in program.ops]
     assert program.buffer_map["block0.conv.weight"].qformat.bits == 8
@@ -57,9 +60,26 @@ def test_compile_options_reach_the_program(cli, onnx_file, tmp_path):
     overrides.write_text("tensors:\n  block2.pool: {bits: 9, frac: 4}\n")
     out = tmp_path / "build"
     result = cli(
-        "compile", onnx_file, "-o", out, "--bits", 6, "--head-bits", 12, "--per-channel", "--rounding", "half_even",
-        "--overflow", "wrap", "--queries", 5, "--overrides", overrides, "--calibration-episodes", 2,
-    )  # fmt: skip
+        "compile",
+        onnx_file,
+        "-o",
+        out,
+        "--bits",
+        6,
+        "--head-bits",
+        12,
+        "--per-channel",
+        "--rounding",
+        "half_even",
+        "--overflow",
+        "wrap",
+        "--queries",
+        5,
+        "--overrides",
+        overrides,
+        "--calibration-episodes",
+        2,
+    )
     assert result.code == 0, result.stderr
     program = Program.load(out)
     assert (program.meta.rounding, program.meta.overflow, program.meta.queries) == ("half_even", "wrap", 5)
@@ -90,8 +110,11 @@ def test_recompiling_replaces_the_build(cli, onnx_file, tmp_path):
     [
         (lambda f, d: d / "missing.onnx", [], ["missing.onnx does not exist"]),
         (lambda f, d: _write(d / "cut.onnx", f.read_bytes()[: f.stat().st_size // 2]), [], ["not a valid ONNX model"]),
-        (lambda f, d: _write(d / "notes.onnx", b"these are not the weights you are looking for\n"), [],
-         ["not a valid ONNX model"]),
+        (
+            lambda f, d: _write(d / "notes.onnx", b"these are not the weights you are looking for\n"),
+            [],
+            ["not a valid ONNX model"],
+        ),
         (lambda f, d: _edited(f, d, _to_sigmoid), [], ["unsupported op Sigmoid", "block1.relu", "Relu"]),
         (lambda f, d: _edited(f, d, _to_32x32), [], ["[n, C, H, W]", "32, 32"]),
         (lambda f, d: f, ["--bits", 1], ["--bits must be an integer in 2..16, got 1"]),
@@ -106,7 +129,7 @@ def test_recompiling_replaces_the_build(cli, onnx_file, tmp_path):
         (lambda f, d: f, ["--queries", 0], ["--queries", "greater than or equal to 1"]),
         (lambda f, d: f, ["--calibration-episodes", 0], ["--calibration-episodes", "greater than or equal to 1"]),
     ],
-)  # fmt: skip
+)
 def test_compile_errors_leave_nothing_behind(make_input, options, fragments, cli, one_line_error, onnx_file, tmp_path):
     inputs = tmp_path / "inputs"
     inputs.mkdir()

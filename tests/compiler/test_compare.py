@@ -41,8 +41,12 @@ def test_compare_cli(cli, tiny_checkpoint, tmp_path):
     data = json.loads((out / "compare.json").read_text())
     assert json.loads(result.stdout) == data
     assert (data["algorithm"], data["ways"], data["shots"], data["episodes"], data["queries_per_class"]) == (
-        "protonet", 5, 1, 3, 3,
-    )  # fmt: skip
+        "protonet",
+        5,
+        1,
+        3,
+        3,
+    )
     assert data["checkpoint"] == str(tiny_checkpoint)
     flt = data["float"]
     _check_summary(flt["torch"], 3)
@@ -107,8 +111,17 @@ def test_compare_needs_two_episodes(cli, one_line_error, tiny_checkpoint, tmp_pa
 @pytest.mark.parametrize(("algorithm", "steps"), [("matchingnet", None), ("protomaml", 1)])
 def test_compare_other_heads(algorithm, steps, learners, omniglot):
     exported = learners.export(algorithm, inner_steps=steps, width=4)
-    result = compare(exported.learner, exported.spec, exported.model, [16], omniglot.split("test"),
-                     omniglot.split("val"), episodes=2, queries=3, progress=False)  # fmt: skip
+    result = compare(
+        exported.learner,
+        exported.spec,
+        exported.model,
+        [16],
+        omniglot.split("test"),
+        omniglot.split("val"),
+        episodes=2,
+        queries=3,
+        progress=False,
+    )
     row = result["fixed"]["16"]
     assert result["float"]["onnxruntime_agreement"] == 1.0
     assert row["agreement_with_float"] >= 0.9

@@ -156,9 +156,14 @@ def test_program_inputs_quantise_pixels_with_the_program_format(compiled, test_s
         assert inputs["support_labels"].dtype == np.int64
 
 
-@pytest.mark.parametrize(("algorithm", "steps", "reduce", "sign"), [
-    ("protonet", None, ArgMin, -1.0), ("protomaml", 1, ArgMax, 1.0), ("matchingnet", None, ArgMax, 1.0),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("algorithm", "steps", "reduce", "sign"),
+    [
+        ("protonet", None, ArgMin, -1.0),
+        ("protomaml", 1, ArgMax, 1.0),
+        ("matchingnet", None, ArgMax, 1.0),
+    ],
+)
 def test_program_logits(algorithm, steps, reduce, sign, compiled, test_split):
     program = compiled(algorithm, inner_steps=steps)[1].program
     assert isinstance(program.ops[-1], reduce)

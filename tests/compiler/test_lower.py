@@ -36,7 +36,7 @@ OPS = {
         *EMBED,
         "Dense",
         "ArgMax",
-    ],  # fmt: skip
+    ],
     ("anil", 2): [*EMBED, "SGDHeadStep", "SGDHeadStep", *EMBED, "Dense", "ArgMax"],
     ("protonet", 1): [*EMBED, "PrototypeAccumulate", "ProtoHeadInit", "SGDHeadStep", *EMBED, "Dense", "ArgMax"],
     ("protomaml", 0): [*EMBED, "PrototypeAccumulate", "ProtoHeadInit", *EMBED, "Dense", "ArgMax"],
@@ -200,8 +200,11 @@ def test_json_and_yaml_overrides_change_exactly_the_named_buffers(compiled, tmp_
     assert buffers["support.block2.pool"].qformat == buffers["query.block2.pool"].qformat == QFormat(10, 6, False)
     assert buffers["head.lr_w"].qformat == QFormat(16, 9, False)
     assert _changed(base.program, r2.program) == {
-        "support.block2.pool", "query.block2.pool", "block3.conv.bias", "head.lr_w",
-    }  # fmt: skip
+        "support.block2.pool",
+        "query.block2.pool",
+        "block3.conv.bias",
+        "head.lr_w",
+    }
 
 
 def test_bias_override_is_honoured(compiled):

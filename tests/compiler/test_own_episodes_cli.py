@@ -62,8 +62,20 @@ def test_compare_on_own_episodes_writes_every_rows_predictions(cli, tiny_checkpo
     episodes = [sampler.sample() for _ in range(3)]
     npz = _save_npz(tmp_path / "test.npz", episodes)
     out, predictions = tmp_path / "cmp", tmp_path / "predictions.json"
-    result = cli("compare", tiny_checkpoint, "--bits", 8, "--episodes-from", npz, "--out", out, "--json",
-                 "--predictions", predictions, "--no-progress")  # fmt: skip
+    result = cli(
+        "compare",
+        tiny_checkpoint,
+        "--bits",
+        8,
+        "--episodes-from",
+        npz,
+        "--out",
+        out,
+        "--json",
+        "--predictions",
+        predictions,
+        "--no-progress",
+    )
     assert result.code == 0, result.stderr
     report = json.loads(result.stdout)
     assert (report["ways"], report["shots"], report["queries"], report["episodes"]) == (5, 1, 10, 3)
@@ -74,8 +86,9 @@ def test_compare_on_own_episodes_writes_every_rows_predictions(cli, tiny_checkpo
         assert summary["accuracy"] == pytest.approx(accuracy)
     assert (out / "accuracy_vs_bits.png").is_file()
     unlabelled = _save_npz(tmp_path / "unlabelled.npz", episodes, labels=False)
-    text = cli("compare", tiny_checkpoint, "--bits", 8, "--episodes-from", unlabelled, "--out", tmp_path / "u",
-               "--no-progress")  # fmt: skip
+    text = cli(
+        "compare", tiny_checkpoint, "--bits", 8, "--episodes-from", unlabelled, "--out", tmp_path / "u", "--no-progress"
+    )
     assert text.code == 0, text.stderr
     assert "n/a" in text.stdout and "no plot: the episodes have no query labels" in text.stdout
     assert json.loads((tmp_path / "u" / "compare.json").read_text())["fixed"]["8"]["accuracy"] is None

@@ -206,6 +206,7 @@ def test_train_cli_with_qat(cli, one_line_error, tiny_checkpoint, tmp_path):
     learner = load_checkpoint(out).learner
     assert learner.backbone_config.qat_bits == 4 and isinstance(learner.backbone, QuantConv4)
     one_line_error(cli("train", "--algo", "maml", "--qat-bits", 4, "--out", tmp_path / "m.pt"), "QAT supports")
-    one_line_error(cli("train", "--algo", "protonet", "--init", tiny_checkpoint, "--out", tmp_path / "m.pt"),
-                   "needs --qat-bits")  # fmt: skip
+    one_line_error(
+        cli("train", "--algo", "protonet", "--init", tiny_checkpoint, "--out", tmp_path / "m.pt"), "needs --qat-bits"
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["qat.pt"]

@@ -45,15 +45,29 @@ def _embedding(m: int, q: int, size: int, depth: int, rng: np.random.Generator) 
     ops = []
     for chain, batch in (("support", m), ("query", q)):
         blocks = [
-            (Buffer(f"{chain}.b1", (batch, 3, half, half), QFormat(6, 4, signed=False), "activation"),
-             K.Conv2d(name=f"{chain}.c1", input=f"{chain}_x", weight="c1.w", bias="c1.b", output=f"{chain}.b1",
-                      relu=True, pool=True)),
-            (Buffer(f"{chain}.b2", (batch, 3, half, half), QFormat(6, 3, signed=False), "activation"),
-             K.Conv2d(name=f"{chain}.c2", input=f"{chain}.b1", weight="c2.w", bias="c2.b", output=f"{chain}.b2",
-                      relu=True)),
-            (Buffer(f"{chain}.b3", (batch, 2, half, half), QFormat(7, 4), "activation"),
-             K.Conv2d(name=f"{chain}.c3", input=f"{chain}.b2", weight="c3.w", output=f"{chain}.b3")),
-        ][:depth]  # fmt: skip
+            (
+                Buffer(f"{chain}.b1", (batch, 3, half, half), QFormat(6, 4, signed=False), "activation"),
+                K.Conv2d(
+                    name=f"{chain}.c1",
+                    input=f"{chain}_x",
+                    weight="c1.w",
+                    bias="c1.b",
+                    output=f"{chain}.b1",
+                    relu=True,
+                    pool=True,
+                ),
+            ),
+            (
+                Buffer(f"{chain}.b2", (batch, 3, half, half), QFormat(6, 3, signed=False), "activation"),
+                K.Conv2d(
+                    name=f"{chain}.c2", input=f"{chain}.b1", weight="c2.w", bias="c2.b", output=f"{chain}.b2", relu=True
+                ),
+            ),
+            (
+                Buffer(f"{chain}.b3", (batch, 2, half, half), QFormat(7, 4), "activation"),
+                K.Conv2d(name=f"{chain}.c3", input=f"{chain}.b2", weight="c3.w", output=f"{chain}.b3"),
+            ),
+        ][:depth]
         last = blocks[-1][0]
         features = Buffer(f"{chain}.features", (batch, int(np.prod(last.shape[1:]))), last.qformat, "activation")
         buffers += [buf for buf, _ in blocks] + [features]
@@ -86,25 +100,58 @@ def all_kernels_program(rounding: str = "half_even", overflow: str = "wrap", see
     ]
     sgd = {"logits_format": QFormat(14, 4), "prob_format": QFormat(9, 8, signed=False), "grad_format": QFormat(8, 9)}
     ops += [
-        K.PrototypeAccumulate(name="protos", features="support.features", labels="support_labels",
-                              output="prototypes", ways=n, shots=SHOTS, recip_frac=12),
+        K.PrototypeAccumulate(
+            name="protos",
+            features="support.features",
+            labels="support_labels",
+            output="prototypes",
+            ways=n,
+            shots=SHOTS,
+            recip_frac=12,
+        ),
         K.Distance(name="l2", queries="query.features", refs="prototypes", output="scores", metric="l2"),
         K.ArgMin(name="nearest", input="scores", output="prediction"),
         K.ProtoHeadInit(name="init", prototypes="prototypes", weight="head.weight", bias="head.bias"),
-        K.SGDHeadStep(name="step0", features="support.features", labels="support_labels", weight="head.weight",
-                      bias="head.bias", lr_w="lr_w", lr_b="lr_b", **sgd),
-        K.SGDHeadStep(name="step1", features="support.features", labels="support_labels", weight="head.weight",
-                      bias="head.bias", lr_w="lr_w", lr_b="lr_b", softmax=K.SoftmaxSpec(3, 40, 12, 10), **sgd),
+        K.SGDHeadStep(
+            name="step0",
+            features="support.features",
+            labels="support_labels",
+            weight="head.weight",
+            bias="head.bias",
+            lr_w="lr_w",
+            lr_b="lr_b",
+            **sgd,
+        ),
+        K.SGDHeadStep(
+            name="step1",
+            features="support.features",
+            labels="support_labels",
+            weight="head.weight",
+            bias="head.bias",
+            lr_w="lr_w",
+            lr_b="lr_b",
+            softmax=K.SoftmaxSpec(3, 40, 12, 10),
+            **sgd,
+        ),
         K.Dense(name="head", input="query.features", weight="head.weight", bias="head.bias", output="logits"),
         K.ArgMax(name="best", input="logits", output="logit_prediction"),
         K.Dense(name="fixed_head", input="query.features", weight="fixed.w", output="fixed_logits", relu=True),
-        K.CosineAttention(name="attend", queries="query.features", supports="support.features",
-                          labels="support_labels", scale="scale", output="attention", ways=n,
-                          logits_format=QFormat(9, 4), attention_format=QFormat(12, 11, signed=False), unit_frac=10),
+        K.CosineAttention(
+            name="attend",
+            queries="query.features",
+            supports="support.features",
+            labels="support_labels",
+            scale="scale",
+            output="attention",
+            ways=n,
+            logits_format=QFormat(9, 4),
+            attention_format=QFormat(12, 11, signed=False),
+            unit_frac=10,
+        ),
         K.Distance(name="cos", queries="query.features", refs="support.features", output="cosine", metric="cosine"),
         K.Distance(name="dotp", queries="query.features", refs="prototypes", output="dot", metric="dot"),
         K.Softmax(name="soft", input="cosine", output="softmax", spec=K.SoftmaxSpec(index_frac=5, table_size=100)),
-    ]  # fmt: skip
+    ]
     weights |= {
         "lr_w": rng.integers(0, 4, (d,)),
         "lr_b": rng.integers(1, 4, (n,)),
@@ -127,11 +174,17 @@ def tiny_protonet_program(ways: int = 3, shots: int = 1, queries: int = 3, round
         Buffer("prediction", (queries,), LABELS, "output"),
     ]
     ops += [
-        K.PrototypeAccumulate(name="protos", features="support.features", labels="support_labels",
-                              output="prototypes", ways=ways, shots=shots),
+        K.PrototypeAccumulate(
+            name="protos",
+            features="support.features",
+            labels="support_labels",
+            output="prototypes",
+            ways=ways,
+            shots=shots,
+        ),
         K.Distance(name="l2", queries="query.features", refs="prototypes", output="scores", metric="l2"),
         K.ArgMin(name="nearest", input="scores", output="prediction"),
-    ]  # fmt: skip
+    ]
     meta = ProgramMeta("protonet", ways, shots, queries, rounding)
     return Program(meta, buffers, ops, {k: np.asarray(v, dtype=np.int64) for k, v in weights.items()})
 

@@ -42,16 +42,25 @@ def _corrupt(monkeypatch: pytest.MonkeyPatch, source: Source, index: tuple[int, 
 @pytest.mark.parametrize(
     ("source", "index", "message"),
     [
-        (Source("query.c2", "query.b2"), (1, 2, 0, 1),
-         r"layer 'block1_relu' \(buffer 'query.b2' after op 'query.c2'\), episode 7, query image 1, "
-         r"element \(2, 0, 1\)"),
-        (Source("step1", "head.weight"), (1, 2),
-         r"layer 'step1_weight' \(buffer 'head.weight' after op 'step1'\), episode 7, query image 0, "
-         r"element \(1, 2\)"),
-        (Source("l2", "scores"), (3, 1),
-         r"output 'scores' \(layer 'scores_out'\), episode 7, query image 3, element \(1,\)"),
+        (
+            Source("query.c2", "query.b2"),
+            (1, 2, 0, 1),
+            r"layer 'block1_relu' \(buffer 'query.b2' after op 'query.c2'\), episode 7, query image 1, "
+            r"element \(2, 0, 1\)",
+        ),
+        (
+            Source("step1", "head.weight"),
+            (1, 2),
+            r"layer 'step1_weight' \(buffer 'head.weight' after op 'step1'\), episode 7, query image 0, "
+            r"element \(1, 2\)",
+        ),
+        (
+            Source("l2", "scores"),
+            (3, 1),
+            r"output 'scores' \(layer 'scores_out'\), episode 7, query image 3, element \(1,\)",
+        ),
     ],
-)  # fmt: skip
+)
 def test_the_first_difference_names_layer_buffer_sample_and_element(all_kernels, monkeypatch, source, index, message):
     _corrupt(monkeypatch, source, index)
     with pytest.raises(HlsMismatch, match=message):

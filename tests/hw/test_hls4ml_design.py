@@ -52,8 +52,9 @@ def test_embedding_accumulates_exactly_and_requantises_once_per_conv():
     assert precision["block0_pool"]["accum"] == exact
     b1 = program.buffer_map["support.b1"].qformat
     assert precision["block0_pool"]["result"] == type_string(fixed(b1, "half_even", "wrap"))
-    assert precision["block2_conv"]["result"] == type_string(fixed(program.buffer_map["support.b3"].qformat,
-                                                                   "half_even", "wrap"))  # fmt: skip
+    assert precision["block2_conv"]["result"] == type_string(
+        fixed(program.buffer_map["support.b3"].qformat, "half_even", "wrap")
+    )
     conv = next(layer for layer in design.layers if layer["name"] == "block0_conv")
     w = program.weights["c1.w"]  # per-channel fracs (5, 6, 7): exact reals in one aligned type
     assert conv["weight_data"][..., 1] == pytest.approx(w[1].transpose(1, 2, 0) / 64.0, abs=0)
@@ -64,14 +65,25 @@ def test_every_head_op_becomes_metahw_layers():
     classes = {layer["name"]: layer["class_name"] for layer in design.layers}
     assert classes["support_memory"] == classes["label_memory"] == "MetahwSupportMemory"
     assert [classes[n] for n in ("protos", "l2", "nearest", "init_weight", "init_bias")] == [
-        "MetahwPrototypeAccumulate", "MetahwDistance", "MetahwArgReduce", "MetahwProtoHeadInit", "MetahwProtoHeadInit"
-    ]  # fmt: skip
+        "MetahwPrototypeAccumulate",
+        "MetahwDistance",
+        "MetahwArgReduce",
+        "MetahwProtoHeadInit",
+        "MetahwProtoHeadInit",
+    ]
     assert [classes[f"step1_{part}"] for part in ("grad", "weight", "bias")] == [
-        "MetahwSGDGrad", "MetahwSGDUpdate", "MetahwSGDUpdate"
-    ]  # fmt: skip
+        "MetahwSGDGrad",
+        "MetahwSGDUpdate",
+        "MetahwSGDUpdate",
+    ]
     assert [classes[n] for n in ("head", "fixed_head", "attend", "cos", "dotp", "soft")] == [
-        "MetahwDense", "MetahwDense", "MetahwCosineAttention", "MetahwDistance", "MetahwDistance", "MetahwSoftmax"
-    ]  # fmt: skip
+        "MetahwDense",
+        "MetahwDense",
+        "MetahwCosineAttention",
+        "MetahwDistance",
+        "MetahwDistance",
+        "MetahwSoftmax",
+    ]
     per_sample = {layer["name"]: layer.get("per_sample") for layer in design.layers}
     assert not any(per_sample[n] for n in ("protos", "init_weight", "step0_grad", "step1_bias"))
     assert all(per_sample[n] for n in ("l2", "head", "attend", "cos", "soft"))
@@ -100,15 +112,20 @@ def test_an_op_without_an_hls4ml_layer_is_named():
 
 def test_a_per_query_tensor_cannot_feed_an_adaptation_op():
     program = _replace_op(tiny_protonet_program(ways=3, shots=1, queries=3), "protos", features="query.features")
-    with pytest.raises(UserError, match=r"PrototypeAccumulate 'protos' reads 'query.features', which the hls4ml "
-                                        r"design has one row of per query image"):  # fmt: skip
+    with pytest.raises(
+        UserError,
+        match=r"PrototypeAccumulate 'protos' reads 'query.features', which the hls4ml "
+        r"design has one row of per query image",
+    ):
         build_design(program)
 
 
 def test_outputs_wider_than_float64_are_refused():
     program = all_kernels_program()
-    buffers = [dataclasses.replace(b, qformat=QFormat(56, 6, signed=False)) if b.name == "scores" else b
-               for b in program.buffers]  # fmt: skip
+    buffers = [
+        dataclasses.replace(b, qformat=QFormat(56, 6, signed=False)) if b.name == "scores" else b
+        for b in program.buffers
+    ]
     with pytest.raises(UserError, match=r"output 'scores' has 56 bits"):
         build_design(Program(program.meta, buffers, program.ops, program.weights))
 

@@ -27,11 +27,16 @@ def test_each_op_maps_onto_hls4ml_layers_with_exact_types(programs):
     assert [classes[f"block0_{part}"] for part in ("conv", "leaky")] == ["Conv2D", "LeakyReLU"]
     assert layer["block0_conv"]["stride_height"] == 2 and layer["block0_conv"]["pad_top"] == 0
     assert layer["block0_conv"]["out_height"] == 15 and layer["block0_conv"]["bias_data"] is None
-    assert [classes[f"block1_{part}"] for part in ("conv", "leaky", "pool")] == ["Conv2D", "LeakyReLU",
-                                                                                   "AveragePooling2D"]  # fmt: skip
+    assert [classes[f"block1_{part}"] for part in ("conv", "leaky", "pool")] == [
+        "Conv2D",
+        "LeakyReLU",
+        "AveragePooling2D",
+    ]
     assert (classes["block4_add"], classes["block4_relu"], classes["block5_pool"]) == (
-        "Merge", "Activation", "AveragePooling2D"
-    )  # fmt: skip
+        "Merge",
+        "Activation",
+        "AveragePooling2D",
+    )
     assert layer["block4_add"]["inputs"] == ["block3_conv", "block1_pool"]  # the skip connection
     assert classes["block6_gap"] == "MetahwGlobalAverage"  # 3x3: sum times the program's reciprocal
     assert classes["features"] == "Dense"  # the projection ends the embedding; the head reads it
@@ -41,8 +46,10 @@ def test_each_op_maps_onto_hls4ml_layers_with_exact_types(programs):
     assert layer["block0_leaky"]["activ_param"] * 2**stem.leaky_frac == stem.leaky_slope
     assert design.precisions["block0_leaky"]["param"] == f"ap_ufixed<{stem.leaky_frac},0,AP_TRN,AP_WRAP>"
     # the average's window sum: 2 more fractional bits than the LeakyReLU result, so hls4ml's /4 is exact
-    frac = {name: int(p.split("<")[1].split(",")[0]) - int(p.split(",")[1]) for name, p in
-            (("leaky", leaky["result"]), ("pool", design.precisions["block1_pool"]["accum"]))}  # fmt: skip
+    frac = {
+        name: int(p.split("<")[1].split(",")[0]) - int(p.split(",")[1])
+        for name, p in (("leaky", leaky["result"]), ("pool", design.precisions["block1_pool"]["accum"]))
+    }
     assert frac["pool"] == frac["leaky"] + 2
     assert not design.unchecked
 

@@ -125,8 +125,9 @@ def test_full_width_protonet_encoder(tmp_path):
 
 def test_builtin_check_runs_omniglot_or_random_images(data_dir):
     # ten unrolled float32 SGD steps on an untrained network: onnxruntime 1.32 lands 1.06e-4 (relative) from PyTorch
-    small = embedding_episode(build("protonet"), (1, 28, 28), "anil", WAYS, SHOTS, check_episodes=3, data=data_dir,
-                              tolerance=1e-3)  # fmt: skip
+    small = embedding_episode(
+        build("protonet"), (1, 28, 28), "anil", WAYS, SHOTS, check_episodes=3, data=data_dir, tolerance=1e-3
+    )
     assert small.check.images == "Omniglot meta-test" and small.check.result.passed(1e-3)
     rgb = embedding_episode(build("rgb32"), (3, 32, 32), "protomaml", WAYS, SHOTS, check_episodes=3)
     assert rgb.check.images == "random, seed 0" and rgb.check.result.passed() and rgb.check.result.episodes == 3

@@ -55,9 +55,13 @@ def test_rgb_transform_resizes_and_normalises(tmp_path):
 
 @pytest.mark.parametrize(
     ("kwargs", "fragment"),
-    [({"channels": 2}, "--channels must be 1"), ({"mean": (0.1, 0.2)}, "--mean needs 1 or 1 values"),
-     ({"std": (0.0,)}, "--std values must be positive"), ({"resample": "cubic"}, "unknown --resample 'cubic'")],
-)  # fmt: skip
+    [
+        ({"channels": 2}, "--channels must be 1"),
+        ({"mean": (0.1, 0.2)}, "--mean needs 1 or 1 values"),
+        ({"std": (0.0,)}, "--std values must be positive"),
+        ({"resample": "cubic"}, "unknown --resample 'cubic'"),
+    ],
+)
 def test_bad_transform_is_one_sentence(kwargs, fragment):
     with pytest.raises(UserError, match=fragment):
         ImageTransform(**kwargs)
@@ -88,8 +92,9 @@ def test_sampled_episode_set_is_the_sampler_sequence(omniglot):
 def _episodes_npz(split, path: Path, ways: int, episodes: int, seed: int) -> Path:
     sampler = EpisodeSampler(split, ways, 1, 2, seed=seed)
     drawn = [sampler.sample() for _ in range(episodes)]
-    np.savez(path, **{k: np.stack([getattr(e, k) for e in drawn]) for k in ("support_x", "support_y", "query_x",
-                                                                            "query_y")})  # fmt: skip
+    np.savez(
+        path, **{k: np.stack([getattr(e, k) for e in drawn]) for k in ("support_x", "support_y", "query_x", "query_y")}
+    )
     return path
 
 
@@ -114,15 +119,19 @@ def test_eval_on_own_episodes_and_predictions(omniglot, tiny_checkpoint, tmp_pat
             with torch.no_grad():
                 expected = [
                     learner.logits(torch.from_numpy(sx), torch.from_numpy(sy), torch.from_numpy(qx), 5, mode)
-                    .argmax(-1).tolist() for sx, sy, qx in zip(z["support_x"], z["support_y"], z["query_x"])
-                ]  # fmt: skip
+                    .argmax(-1)
+                    .tolist()
+                    for sx, sy, qx in zip(z["support_x"], z["support_y"], z["query_x"])
+                ]
             assert [r["predictions"][mode] for r in rows] == expected
             accuracy = np.mean([np.mean(np.array(p) == y) for p, y in zip(expected, z["query_y"], strict=True)])
             assert report["modes"][mode]["accuracy"] == pytest.approx(accuracy)
     assert (report["ways"], report["shots"], report["queries"], report["episodes"]) == (5, 1, 10, 3)
     wrong = cli("eval", tiny_checkpoint, "--episodes-from", path, "--ways", "3")
-    expected = ("holds support_x [3, 5, 1, 28, 28] and query_x [3, 10, 1, 28, 28], but the command line (--ways, "
-                "--shots, --queries) takes support_x [E, 3*K, C, H, W]")  # fmt: skip
+    expected = (
+        "holds support_x [3, 5, 1, 28, 28] and query_x [3, 10, 1, 28, 28], but the command line (--ways, "
+        "--shots, --queries) takes support_x [E, 3*K, C, H, W]"
+    )
     assert wrong.code == 2 and expected in wrong.stderr
 
 

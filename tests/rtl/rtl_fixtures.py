@@ -42,12 +42,26 @@ def _embedding(m: int, queries: int, width: int, act: QFormat, relu2: bool) -> t
             Buffer(f"{side}.features", (batch, width), act, "activation"),
         ]
         ops += [
-            K.Conv2d(name=f"{side}.conv1", input=f"{side}_x", weight="c1.w", bias="c1.b", output=f"{side}.a1",
-                     relu=True, pool=True),
-            K.Conv2d(name=f"{side}.conv2", input=f"{side}.a1", weight="c2.w", bias="c2.b", output=f"{side}.a2",
-                     relu=relu2, pool=True),
+            K.Conv2d(
+                name=f"{side}.conv1",
+                input=f"{side}_x",
+                weight="c1.w",
+                bias="c1.b",
+                output=f"{side}.a1",
+                relu=True,
+                pool=True,
+            ),
+            K.Conv2d(
+                name=f"{side}.conv2",
+                input=f"{side}.a1",
+                weight="c2.w",
+                bias="c2.b",
+                output=f"{side}.a2",
+                relu=relu2,
+                pool=True,
+            ),
             K.Flatten(name=f"{side}.flatten", input=f"{side}.a2", output=f"{side}.features"),
-        ]  # fmt: skip
+        ]
     return buffers, ops
 
 
@@ -85,13 +99,24 @@ def tiny_protonet(
         Buffer("scores", (queries, ways), QFormat(20, 8, signed=False), "output"),
         Buffer("prediction", (queries,), _labels(ways), "output"),
     ]
-    ops = embed[:3] + [
-        K.PrototypeAccumulate(name="prototypes", features="support.features", labels="support_labels",
-                              output="prototypes", ways=ways, shots=shots),
-    ] + embed[3:] + [
-        K.Distance(name="distance", queries="query.features", refs="prototypes", output="scores", metric="l2"),
-        K.ArgMin(name="prediction", input="scores", output="prediction"),
-    ]  # fmt: skip
+    ops = (
+        embed[:3]
+        + [
+            K.PrototypeAccumulate(
+                name="prototypes",
+                features="support.features",
+                labels="support_labels",
+                output="prototypes",
+                ways=ways,
+                shots=shots,
+            ),
+        ]
+        + embed[3:]
+        + [
+            K.Distance(name="distance", queries="query.features", refs="prototypes", output="scores", metric="l2"),
+            K.ArgMin(name="prediction", input="scores", output="prediction"),
+        ]
+    )
     meta = ProgramMeta("protonet", ways, shots, queries, rounding, overflow)
     return Program(meta, buffers, ops, _conv_weights(rng, width))
 
@@ -111,8 +136,17 @@ class _Head:
     weights: dict[str, np.ndarray]
 
 
-def _sgd_head(prefix: str, out: str, ways: int, shots: int, queries: int, width: int, steps: int, init: bool,
-              rng: np.random.Generator) -> _Head:  # fmt: skip
+def _sgd_head(
+    prefix: str,
+    out: str,
+    ways: int,
+    shots: int,
+    queries: int,
+    width: int,
+    steps: int,
+    init: bool,
+    rng: np.random.Generator,
+) -> _Head:
     """Proto-MAML's (prototypes, ProtoHeadInit) or ANIL's (initialised state) head: SGD steps, Dense, ArgMax."""
     weight, bias = (QFormat(16, 12), QFormat(16, 14)) if init else (QFormat(16, 10), QFormat(16, 6))
     logits = QFormat(16, 11) if init else QFormat(16, 7)
@@ -129,15 +163,30 @@ def _sgd_head(prefix: str, out: str, ways: int, shots: int, queries: int, width:
     if not init:
         buffers.append(Buffer(f"{out}prototypes", (ways, width), ACT, "activation"))
         support += [
-            K.PrototypeAccumulate(name=f"{out}prototypes", features="support.features", labels="support_labels",
-                                  output=f"{out}prototypes", ways=ways, shots=shots),
+            K.PrototypeAccumulate(
+                name=f"{out}prototypes",
+                features="support.features",
+                labels="support_labels",
+                output=f"{out}prototypes",
+                ways=ways,
+                shots=shots,
+            ),
             K.ProtoHeadInit(name=f"{out}head_init", prototypes=f"{out}prototypes", weight=w, bias=b),
-        ]  # fmt: skip
+        ]
     support += [
-        K.SGDHeadStep(name=f"{out}sgd{k}", features="support.features", labels="support_labels", weight=w, bias=b,
-                      lr_w=lr_w, lr_b=lr_b, logits_format=logits, **SGD_FORMATS)
+        K.SGDHeadStep(
+            name=f"{out}sgd{k}",
+            features="support.features",
+            labels="support_labels",
+            weight=w,
+            bias=b,
+            lr_w=lr_w,
+            lr_b=lr_b,
+            logits_format=logits,
+            **SGD_FORMATS,
+        )
         for k in range(steps)
-    ]  # fmt: skip
+    ]
     query = [
         K.Dense(name=f"{out}linear_head", input="query.features", weight=w, bias=b, output=f"{out}scores"),
         K.ArgMax(name=f"{out}prediction", input=f"{out}scores", output=f"{out}prediction"),
@@ -149,8 +198,7 @@ def _sgd_head(prefix: str, out: str, ways: int, shots: int, queries: int, width:
     return _Head(buffers, support, query, weights)
 
 
-def _attention_head(ways: int, shots: int, queries: int, width: int, extras: bool,
-                    rng: np.random.Generator) -> _Head:  # fmt: skip
+def _attention_head(ways: int, shots: int, queries: int, width: int, extras: bool, rng: np.random.Generator) -> _Head:
     """Cosine attention over the support features (rsqrt, softmax, class sums), ArgMax.
 
     `extras`: also a cosine Distance of the queries to the supports with a standalone softmax over
@@ -163,11 +211,19 @@ def _attention_head(ways: int, shots: int, queries: int, width: int, extras: boo
         Buffer("prediction", (queries,), _labels(ways), "output"),
     ]
     query: list[K.Kernel] = [
-        K.CosineAttention(name="attention", queries="query.features", supports="support.features",
-                          labels="support_labels", scale="attention.scale", output="scores", ways=ways,
-                          logits_format=QFormat(16, 10), attention_format=QFormat(16, 15, signed=False)),
+        K.CosineAttention(
+            name="attention",
+            queries="query.features",
+            supports="support.features",
+            labels="support_labels",
+            scale="attention.scale",
+            output="scores",
+            ways=ways,
+            logits_format=QFormat(16, 10),
+            attention_format=QFormat(16, 15, signed=False),
+        ),
         K.ArgMax(name="prediction", input="scores", output="prediction"),
-    ]  # fmt: skip
+    ]
     weights = {"attention.scale": np.array(46430)}
     if extras:
         buffers += [
@@ -179,18 +235,44 @@ def _attention_head(ways: int, shots: int, queries: int, width: int, extras: boo
         ]
         weights |= {"fixed.w": rng.integers(-128, 128, (ways, width)), "fixed.b": rng.integers(-9000, 9000, ways)}
         query += [
-            K.Distance(name="cosine", queries="query.features", refs="support.features", output="cosines",
-                       metric="cosine", unit_frac=12),
-            K.Softmax(name="softmax", input="cosines", output="probabilities",
-                      spec=K.SoftmaxSpec(index_frac=5, table_size=100, exp_frac=12, recip_bits=10)),
-            K.Dense(name="fixed_head", input="query.features", weight="fixed.w", bias="fixed.b",
-                    output="fixed_scores", relu=True),
-        ]  # fmt: skip
+            K.Distance(
+                name="cosine",
+                queries="query.features",
+                refs="support.features",
+                output="cosines",
+                metric="cosine",
+                unit_frac=12,
+            ),
+            K.Softmax(
+                name="softmax",
+                input="cosines",
+                output="probabilities",
+                spec=K.SoftmaxSpec(index_frac=5, table_size=100, exp_frac=12, recip_bits=10),
+            ),
+            K.Dense(
+                name="fixed_head",
+                input="query.features",
+                weight="fixed.w",
+                bias="fixed.b",
+                output="fixed_scores",
+                relu=True,
+            ),
+        ]
     return _Head(buffers, [], query, weights)
 
 
-def _program(algorithm: str, ways: int, shots: int, queries: int, width: int, seed: int, rounding: str,
-             overflow: str, heads: list, queries_first: bool = False) -> Program:  # fmt: skip
+def _program(
+    algorithm: str,
+    ways: int,
+    shots: int,
+    queries: int,
+    width: int,
+    seed: int,
+    rounding: str,
+    overflow: str,
+    heads: list,
+    queries_first: bool = False,
+) -> Program:
     """The embedding and the heads (functions of the rng): each head's support ops after the support chain
     and its query ops after the query chain (the zoo's order), or all of them after both chains."""
     rng = np.random.default_rng(seed)
@@ -211,30 +293,60 @@ def _program(algorithm: str, ways: int, shots: int, queries: int, width: int, se
     return Program(ProgramMeta(algorithm, ways, shots, queries, rounding, overflow), buffers, ops, weights)
 
 
-def tiny_protomaml(ways: int = 3, shots: int = 2, queries: int = 4, width: int = 8, steps: int = 2, seed: int = 3,
-                   rounding: str = "half_up", overflow: str = "saturate") -> Program:  # fmt: skip
+def tiny_protomaml(
+    ways: int = 3,
+    shots: int = 2,
+    queries: int = 4,
+    width: int = 8,
+    steps: int = 2,
+    seed: int = 3,
+    rounding: str = "half_up",
+    overflow: str = "saturate",
+) -> Program:
     """Prototypes, W = 2c and b = -|c|^2 (ProtoHeadInit), `steps` SGD steps, Dense, ArgMax."""
     head = partial(_sgd_head, "head", "", ways, shots, queries, width, steps, False)
     return _program("protomaml", ways, shots, queries, width, seed, rounding, overflow, [head])
 
 
-def tiny_anil(ways: int = 3, shots: int = 2, queries: int = 4, width: int = 8, steps: int = 2, seed: int = 3,
-              rounding: str = "half_up", overflow: str = "saturate") -> Program:  # fmt: skip
+def tiny_anil(
+    ways: int = 3,
+    shots: int = 2,
+    queries: int = 4,
+    width: int = 8,
+    steps: int = 2,
+    seed: int = 3,
+    rounding: str = "half_up",
+    overflow: str = "saturate",
+) -> Program:
     """A head state with initial values (state initialisation), `steps` SGD steps, Dense, ArgMax."""
     head = partial(_sgd_head, "head", "", ways, shots, queries, width, steps, True)
     return _program("anil", ways, shots, queries, width, seed, rounding, overflow, [head])
 
 
-def tiny_matchingnet(ways: int = 3, shots: int = 2, queries: int = 4, width: int = 8, seed: int = 3,
-                     rounding: str = "half_up", overflow: str = "saturate",
-                     extras: bool = False) -> Program:  # fmt: skip
+def tiny_matchingnet(
+    ways: int = 3,
+    shots: int = 2,
+    queries: int = 4,
+    width: int = 8,
+    seed: int = 3,
+    rounding: str = "half_up",
+    overflow: str = "saturate",
+    extras: bool = False,
+) -> Program:
     """Cosine attention (see `_attention_head`), ArgMax; `extras`: a cosine Distance, a Softmax and a frozen Dense."""
     head = partial(_attention_head, ways, shots, queries, width, extras)
     return _program("matchingnet", ways, shots, queries, width, seed, rounding, overflow, [head])
 
 
-def tiny_heads(ways: int = 3, shots: int = 3, queries: int = 4, width: int = 8, seed: int = 3,
-               rounding: str = "half_even", overflow: str = "saturate") -> Program:  # fmt: skip
+def tiny_heads(
+    ways: int = 3,
+    shots: int = 3,
+    queries: int = 4,
+    width: int = 8,
+    seed: int = 3,
+    rounding: str = "half_even",
+    overflow: str = "saturate",
+) -> Program:
     """The Matching Net head with the extras, then a Proto-MAML head and an ANIL head, on one embedding.
 
     One Verilator build runs every head engine. The attention comes first, so a label out of range

@@ -40,8 +40,21 @@ def test_export_compile_simulate_and_verilator_on_an_npz(cli, tmp_path):
     npz = tmp_path / "eps.npz"
     np.savez(npz, **{k: np.stack([getattr(e, k) for e in episodes]) for k in ("support_x", "support_y", "query_x")})
     episode, build = tmp_path / "episode.onnx", tmp_path / "build"
-    result = cli("export", onnx_file, "--head", "protonet", "--ways", 3, "--shots", 2, "-o", episode,
-                 "--check-episodes", 3, "--no-progress")  # fmt: skip
+    result = cli(
+        "export",
+        onnx_file,
+        "--head",
+        "protonet",
+        "--ways",
+        3,
+        "--shots",
+        2,
+        "-o",
+        episode,
+        "--check-episodes",
+        3,
+        "--no-progress",
+    )
     assert result.code == 0, result.stderr
     assert cli("compile", episode, "-o", build, "--queries", 3, "--episodes-from", npz).code == 0
     sim = cli("simulate", build, "--lanes", 4, "--episodes-from", npz, "--json", "--no-progress")

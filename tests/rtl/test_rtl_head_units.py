@@ -110,11 +110,22 @@ def test_ppu_lane_scales_updates_and_requantises():
             if relu:
                 combined = max(combined, 0)
             spec = specs[select]
-            want, _ = ppu.requantise(np.array([combined]), spec.shift + spec.dst.frac, spec.dst, "half_even",
-                                     "saturate")  # fmt: skip
-            for port, v in (("value", value), ("operand", operand), ("addend", addend), ("scale", scale),
-                            ("update", update), ("variable", variable), ("relu", relu), ("select", select),
-                            ("valid", 1), ("first", 1), ("emit", 1)):  # fmt: skip
+            want, _ = ppu.requantise(
+                np.array([combined]), spec.shift + spec.dst.frac, spec.dst, "half_even", "saturate"
+            )
+            for port, v in (
+                ("value", value),
+                ("operand", operand),
+                ("addend", addend),
+                ("scale", scale),
+                ("update", update),
+                ("variable", variable),
+                ("relu", relu),
+                ("select", select),
+                ("valid", 1),
+                ("first", 1),
+                ("emit", 1),
+            ):
                 ctx.set(getattr(dut, port), v)
             await ctx.tick()
             assert ctx.get(dut.out_valid) == 1
@@ -187,8 +198,11 @@ def test_normaliser_divider_and_square_root_give_rsqrt():
 
     m = Module()
     m.submodules += [normaliser, divider, root]
-    m.d.comb += [divider.divisor.eq(normaliser.mantissa), root.value.eq(divider.q_next),
-                 divider.initial.eq(1 << (RSQRT_NUMERATOR - RSQRT_QUOTIENT_BITS))]  # fmt: skip
+    m.d.comb += [
+        divider.divisor.eq(normaliser.mantissa),
+        root.value.eq(divider.q_next),
+        divider.initial.eq(1 << (RSQRT_NUMERATOR - RSQRT_QUOTIENT_BITS)),
+    ]
 
     async def bench(ctx):
         for n, r, e in zip(values, want_r.tolist(), want_e.tolist()):

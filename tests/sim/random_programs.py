@@ -71,14 +71,21 @@ class _Builder:
     ops: list[K.Kernel] = field(default_factory=list)
     weights: dict[str, np.ndarray] = field(default_factory=dict)
 
-    def declare(self, name: str, shape: tuple[int, ...], fmt: QFormat, kind: str,
-                fracs: tuple[int, ...] | None = None) -> str:  # fmt: skip
+    def declare(
+        self, name: str, shape: tuple[int, ...], fmt: QFormat, kind: str, fracs: tuple[int, ...] | None = None
+    ) -> str:
         """Declare a buffer; returns its name."""
         self.buffers[name] = Buffer(name, tuple(int(d) for d in shape), fmt, kind, fracs)
         return name
 
-    def constant(self, name: str, shape: tuple[int, ...], fmt: QFormat, kind: str = "weight",
-                 fracs: tuple[int, ...] | None = None) -> str:  # fmt: skip
+    def constant(
+        self,
+        name: str,
+        shape: tuple[int, ...],
+        fmt: QFormat,
+        kind: str = "weight",
+        fracs: tuple[int, ...] | None = None,
+    ) -> str:
         """Declare a weight (or initialised state) buffer with random values in its format."""
         self.weights[name] = rand(self.rng, fmt, shape)
         return self.declare(name, shape, fmt, kind, fracs)
@@ -109,8 +116,9 @@ def _chance(rng: np.random.Generator, p: float) -> bool:
     return bool(rng.random() < p)
 
 
-def _format(rng: np.random.Generator, src_frac: int, bits: tuple[int, int] = (2, 12),
-            signed: bool | None = None) -> QFormat:  # fmt: skip
+def _format(
+    rng: np.random.Generator, src_frac: int, bits: tuple[int, int] = (2, 12), signed: bool | None = None
+) -> QFormat:
     """A random output format for a value at `src_frac`: a right shift by -2..9, 2..12 bits, random sign."""
     sign = _chance(rng, 0.5) if signed is None else signed
     return QFormat(_int(rng, *bits), src_frac - _int(rng, -2, 9), sign)
@@ -153,8 +161,17 @@ def _conv(b: _Builder, tag: str, x: str, residual: bool = False) -> str:
     if not residual and size >= 2 and _chance(rng, 0.4):
         pool = {"pool": True, "pool_mode": str(rng.choice(["max", "avg"]))}
     act = _activation(rng)
-    op = K.Conv2d(name=f"support.{tag}", input=x, weight=weight, bias=bias, output=f"support.{tag}.out",
-                  padding=padding, stride=stride, **act, **pool)  # fmt: skip
+    op = K.Conv2d(
+        name=f"support.{tag}",
+        input=x,
+        weight=weight,
+        bias=bias,
+        output=f"support.{tag}.out",
+        padding=padding,
+        stride=stride,
+        **act,
+        **pool,
+    )
     signed = None if act.get("relu") else True
     return b.add(op, _format(rng, acc_frac + op.post_frac(), signed=signed))
 
@@ -224,18 +241,30 @@ def _flatten_and_project(b: _Builder, x: str) -> str:
     fracs = tuple(wf.frac + int(f) for f in rng.permutation(n) % 3) if _chance(rng, 0.1) and n > 2 else None
     weight = b.constant("projection.w", (n, d), wf, fracs=fracs)
     acc_frac = b.fmt(features).frac + wf.frac
-    bias = b.constant("projection.b", (n,), QFormat(_int(rng, 4, 16), acc_frac - _int(rng, -1, 6))) if _chance(
-        rng, 0.6) else None  # fmt: skip
-    op = K.Dense(name="support.projection", input=features, weight=weight, bias=bias, output="support.projected",
-                 relu=_chance(rng, 0.5))  # fmt: skip
+    bias = (
+        b.constant("projection.b", (n,), QFormat(_int(rng, 4, 16), acc_frac - _int(rng, -1, 6)))
+        if _chance(rng, 0.6)
+        else None
+    )
+    op = K.Dense(
+        name="support.projection",
+        input=features,
+        weight=weight,
+        bias=bias,
+        output="support.projected",
+        relu=_chance(rng, 0.5),
+    )
     return b.add(op, _format(rng, acc_frac, signed=None if op.relu else True))
 
 
 def _mirror(b: _Builder, ops: list[K.Kernel], batch: int) -> None:
     """The query chain: each support-chain op again on 'query' buffers of batch `batch`, sharing the weights."""
     for op in ops:
-        renamed = {f.name: "query" + v[len("support") :] for f in dataclasses.fields(op)
-                   if isinstance(v := getattr(op, f.name), str) and v.startswith("support")}  # fmt: skip
+        renamed = {
+            f.name: "query" + v[len("support") :]
+            for f in dataclasses.fields(op)
+            if isinstance(v := getattr(op, f.name), str) and v.startswith("support")
+        }
         for name in op.writes():
             buf = b.buffers[name]
             b.declare("query" + name[len("support") :], (batch, *buf.shape[1:]), buf.qformat, buf.kind)
@@ -259,8 +288,9 @@ class _Episode:
 
 def _spec(rng: np.random.Generator) -> K.SoftmaxSpec:
     """A random softmax table: index step, size, exp precision and reciprocal bits."""
-    return K.SoftmaxSpec(index_frac=_int(rng, 0, 6), table_size=_int(rng, 1, 96), exp_frac=_int(rng, 1, 16),
-                         recip_bits=_int(rng, 1, 16))  # fmt: skip
+    return K.SoftmaxSpec(
+        index_frac=_int(rng, 0, 6), table_size=_int(rng, 1, 96), exp_frac=_int(rng, 1, 16), recip_bits=_int(rng, 1, 16)
+    )
 
 
 def _prediction(b: _Builder, p: str, scores: str, argmin: bool) -> None:
@@ -278,15 +308,21 @@ def _prototypes(b: _Builder, ep: _Episode, p: str) -> str:
         shots=ep.shots,
         recip_frac=_int(b.rng, 4, 20),
     )
-    f = b.fmt(ep.support)  # fmt: skip
+    f = b.fmt(ep.support)
     return b.add(op, _format(b.rng, f.frac, signed=f.signed))
 
 
 def _distance(b: _Builder, name: str, queries: str, refs: str, output: str, kind: str) -> K.Distance:
     """A Distance of random metric and unit precision, to its exact format (sometimes) or a random one."""
     rng = b.rng
-    op = K.Distance(name=name, queries=queries, refs=refs, output=output, metric=str(rng.choice(METRICS)),
-                    unit_frac=_int(rng, 4, 14))  # fmt: skip
+    op = K.Distance(
+        name=name,
+        queries=queries,
+        refs=refs,
+        output=output,
+        metric=str(rng.choice(METRICS)),
+        unit_frac=_int(rng, 4, 14),
+    )
     fq, fr = b.fmt(queries).frac, b.fmt(refs).frac
     src = {"l2": 2 * max(fq, fr), "dot": fq + fr, "cosine": 2 * op.unit_frac}[op.metric]
     fmt = op.exact_format(b.buffers) if _chance(rng, 0.3) else _format(rng, src, bits=(4, 24))
@@ -391,7 +427,7 @@ def _matchingnet(b: _Builder, ep: _Episode, p: str) -> None:
         attention_format=QFormat(ab, ab - _int(rng, 0, 1), signed=False),
         softmax=_spec(rng),
     )
-    b.add(op, _format(rng, op.attention_format.frac, (4, 16), False), "output")  # fmt: skip
+    b.add(op, _format(rng, op.attention_format.frac, (4, 16), False), "output")
     _prediction(b, p, f"{p}scores", False)
     if _chance(rng, 0.5):
         _distance(b, f"{p}distance", ep.query, ep.support, f"{p}distances", "activation")
@@ -405,10 +441,14 @@ def _dense(b: _Builder, ep: _Episode, p: str) -> None:
     wf = QFormat(_int(rng, 2, 10), _int(rng, 0, 9))
     weight = b.constant(f"{p}fixed.w", (ep.ways, d), wf)
     f = b.fmt(ep.query).frac + wf.frac
-    bias = b.constant(f"{p}fixed.b", (ep.ways,), QFormat(_int(rng, 4, 16), f - _int(rng, 0, 6))) if _chance(
-        rng, 0.7) else None  # fmt: skip
-    op = K.Dense(name=f"{p}fixed_head", input=ep.query, weight=weight, bias=bias, output=f"{p}scores",
-                 relu=_chance(rng, 0.4))  # fmt: skip
+    bias = (
+        b.constant(f"{p}fixed.b", (ep.ways,), QFormat(_int(rng, 4, 16), f - _int(rng, 0, 6)))
+        if _chance(rng, 0.7)
+        else None
+    )
+    op = K.Dense(
+        name=f"{p}fixed_head", input=ep.query, weight=weight, bias=bias, output=f"{p}scores", relu=_chance(rng, 0.4)
+    )
     b.add(op, _format(rng, f, (4, 16), None if op.relu else True), "output")
     _prediction(b, p, f"{p}scores", _chance(rng, 0.3))
     if _chance(rng, 0.3):
@@ -456,8 +496,14 @@ def _program(rng: np.random.Generator) -> tuple[Program, tuple[str, ...]]:
     heads = tuple(rng.choice(HEADS, size=2 if _chance(rng, 0.2) else 1, replace=False).tolist())
     for k, head in enumerate(heads):
         HEAD_BUILDERS[head](b, ep, f"h{k}_" if len(heads) > 1 else "")
-    meta = ProgramMeta("+".join(heads), ways, shots, queries, str(rng.choice(ROUNDING_MODES)),
-                       str(rng.choice(OVERFLOW_MODES, p=[0.7, 0.3])))  # fmt: skip
+    meta = ProgramMeta(
+        "+".join(heads),
+        ways,
+        shots,
+        queries,
+        str(rng.choice(ROUNDING_MODES)),
+        str(rng.choice(OVERFLOW_MODES, p=[0.7, 0.3])),
+    )
     program = Program(meta, list(b.buffers.values()), b.ops, b.weights)
     if _chance(rng, 0.6):
         names = {op.name for op in chain} | {"query" + op.name[len("support") :] for op in chain}
@@ -470,8 +516,13 @@ def _hardware(rng: np.random.Generator, program: Program) -> HardwareConfig:
     log_lanes = int(rng.choice(7, p=[0.08, 0.12, 0.22, 0.22, 0.16, 0.12, 0.08]))
     groups = 1 << _int(rng, 1, log_lanes) if log_lanes and _chance(rng, 0.35) else 1
     need = widest(program)
-    hw = HardwareConfig(lanes=1 << log_lanes, groups=groups, stream_elements=_int(rng, 1, 9),
-                        operand_bits=max(2, need["operand"]), acc_bits=64)  # fmt: skip
+    hw = HardwareConfig(
+        lanes=1 << log_lanes,
+        groups=groups,
+        stream_elements=_int(rng, 1, 9),
+        operand_bits=max(2, need["operand"]),
+        acc_bits=64,
+    )
     hw.validate(program)
     return hw
 

@@ -74,8 +74,9 @@ def test_npz_without_labels_reports_predictions_only(cli, build, test_split, tmp
     episodes = list(omniglot_episodes(program, test_split, 2, seed=5))
     npz = _npz(tmp_path / "unlabelled.npz", episodes, labels=False)
     out = tmp_path / "p.json"
-    result = cli("simulate", build, "--lanes", 8, "--episodes-from", npz, "--episodes", 1, "--predictions", out,
-                 "--no-progress")  # fmt: skip
+    result = cli(
+        "simulate", build, "--lanes", 8, "--episodes-from", npz, "--episodes", 1, "--predictions", out, "--no-progress"
+    )
     assert result.code == 0, result.stderr
     assert "accuracy          not known (the episodes have no query labels)" in result.stdout
     assert f"1 episodes from {npz}" in result.stdout
@@ -88,12 +89,20 @@ def test_npz_of_another_shape_is_one_sentence_naming_both_shapes(cli, build, tmp
     rng = np.random.default_rng(0)
     npz = tmp_path / "cifar.npz"
     labels = np.tile(np.repeat(np.arange(3), 2), (2, 1))
-    np.savez(npz, support_x=rng.random((2, 6, 3, 32, 32), np.float32), support_y=labels,
-             query_x=rng.random((2, 6, 3, 32, 32), np.float32))  # fmt: skip
+    np.savez(
+        npz,
+        support_x=rng.random((2, 6, 3, 32, 32), np.float32),
+        support_y=labels,
+        query_x=rng.random((2, 6, 3, 32, 32), np.float32),
+    )
     out = tmp_path / "never.json"
     result = cli("simulate", build, "--lanes", 8, "--episodes-from", npz, "--predictions", out)
-    _one_line_error(result, "support_x [2, 6, 3, 32, 32]", "query_x [2, 6, 3, 32, 32]",
-                    "the program takes support_x [E, 6, 1, 28, 28] and query_x [E, 6, 1, 28, 28]")  # fmt: skip
+    _one_line_error(
+        result,
+        "support_x [2, 6, 3, 32, 32]",
+        "query_x [2, 6, 3, 32, 32]",
+        "the program takes support_x [E, 6, 1, 28, 28] and query_x [E, 6, 1, 28, 28]",
+    )
     assert not out.exists()
 
 
@@ -119,8 +128,10 @@ def test_not_an_npz_and_two_sources_are_one_sentence(cli, build, tmp_path):
     text = tmp_path / "episodes.npz"
     text.write_text("not a zip")
     _one_line_error(cli("simulate", build, "--lanes", 8, "--episodes-from", text), "is not a readable .npz file")
-    _one_line_error(cli("simulate", build, "--lanes", 8, "--episodes-from", text, "--images", tmp_path),
-                    "give at most one of --episodes-from, --images and --runs")  # fmt: skip
+    _one_line_error(
+        cli("simulate", build, "--lanes", 8, "--episodes-from", text, "--images", tmp_path),
+        "give at most one of --episodes-from, --images and --runs",
+    )
     _one_line_error(cli("simulate", build, "--lanes", 8, "--mean", "0.5"), "apply to --images only")
 
 
@@ -139,8 +150,21 @@ def test_images_folder_gives_seeded_episodes(cli, build, tmp_path):
     folder = _image_folder(tmp_path / "images")
     files = [tmp_path / f"p{k}.json" for k in range(3)]
     for path, seed in zip(files, (3, 3, 4), strict=True):
-        result = cli("simulate", build, "--lanes", 8, "--images", folder, "--episodes", 3, "--seed", seed, "--json",
-                     "--predictions", path)  # fmt: skip
+        result = cli(
+            "simulate",
+            build,
+            "--lanes",
+            8,
+            "--images",
+            folder,
+            "--episodes",
+            3,
+            "--seed",
+            seed,
+            "--json",
+            "--predictions",
+            path,
+        )
         assert result.code == 0, result.stderr
         report = json.loads(result.stdout)
         assert report["golden_matched"] == 3 and report["accuracy"]["episodes"] == 3
@@ -151,8 +175,9 @@ def test_images_folder_gives_seeded_episodes(cli, build, tmp_path):
     too_many = cli("simulate", build, "--lanes", 8, "--images", folder, "--image-shape", "1x32x32")
     _one_line_error(too_many, "support_x [6, 1, 32, 32]", "the program takes support_x [6, 1, 28, 28]")
     sparse = _image_folder(tmp_path / "sparse", classes=2)
-    _one_line_error(cli("simulate", build, "--lanes", 8, "--images", sparse),
-                    "need 3 classes of >= 4 images", "has 2 such classes")  # fmt: skip
+    _one_line_error(
+        cli("simulate", build, "--lanes", 8, "--images", sparse), "need 3 classes of >= 4 images", "has 2 such classes"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -176,8 +201,10 @@ def test_runs_on_the_simulator_report_the_mean_error(cli, runs_build, data_dir, 
     for run in read_runs(root):
         inputs = {"support_x": run.training, "query_x": run.test, "support_labels": np.arange(20)}
         pixel = program.buffer_map["support_x"].qformat
-        feed = {**{k: pixel.quantize(inputs[k], program.meta.rounding) for k in ("support_x", "query_x")},
-                "support_labels": inputs["support_labels"]}  # fmt: skip
+        feed = {
+            **{k: pixel.quantize(inputs[k], program.meta.rounding) for k in ("support_x", "query_x")},
+            "support_labels": inputs["support_labels"],
+        }
         predicted = execute(program, feed).values["prediction"]
         errors[run.name] = 100.0 * float((predicted != run.labels).sum()) / 20
     assert report["runs"]["simulator"] == {"mean_error": sum(errors.values()) / 2, "per_run_error": errors}
@@ -186,5 +213,8 @@ def test_runs_on_the_simulator_report_the_mean_error(cli, runs_build, data_dir, 
     text = cli("simulate", runs_build, "--lanes", 16, "--runs", root, "--no-progress").stdout
     assert f"simulator: mean error {report['runs']['simulator']['mean_error']:.2f}% over 2 runs" in text
     write_runs(data_dir, tmp_path / "small", {"run01": ("Korean", 5)})
-    _one_line_error(cli("simulate", runs_build, "--lanes", 16, "--runs", tmp_path / "small"),
-                    "holds 5-way 1-shot episodes (run01", "takes support_x [20, 1, 28, 28]")  # fmt: skip
+    _one_line_error(
+        cli("simulate", runs_build, "--lanes", 16, "--runs", tmp_path / "small"),
+        "holds 5-way 1-shot episodes (run01",
+        "takes support_x [20, 1, 28, 28]",
+    )

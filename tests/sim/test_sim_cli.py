@@ -31,8 +31,10 @@ def test_json_report_matches_the_formula_and_the_golden_executor(cli, build):
     hw = derive_hardware(program, 16)  # what `metahw build --lanes 16` builds
     budget = episode_cycles(program, hw)
     assert (report["cycles"], report["adaptation_cycles"], report["query_cycles"]) == (
-        budget.total, budget.adaptation, budget.query,
-    )  # fmt: skip
+        budget.total,
+        budget.adaptation,
+        budget.query,
+    )
     assert report["golden_matched"] == 2 and report["golden_mismatches"] == []
     assert report["hardware"] == hw.to_json()
     assert hw.groups == 1 < default_groups(program, 16) == 4  # the RTL builds one group; 4 channels would allow 4
@@ -46,9 +48,17 @@ def test_text_report_and_vcd(cli, build, tmp_path):
     vcd = tmp_path / "trace.vcd"
     result = cli("simulate", build, "--lanes", 8, "--groups", 1, "--episodes", 1, "--vcd", vcd, "--no-progress")
     assert result.code == 0, result.stderr
-    for fragment in ("protonet 3-way 2-shot, 6 queries", "P=8 lanes (1 group(s) of 8)", "support.block1.conv",
-                     "cycles/episode", "per query", "MAC utilisation", "memory            WMEM", "widest operand",
-                     "1/1 episodes matched bit for bit"):  # fmt: skip
+    for fragment in (
+        "protonet 3-way 2-shot, 6 queries",
+        "P=8 lanes (1 group(s) of 8)",
+        "support.block1.conv",
+        "cycles/episode",
+        "per query",
+        "MAC utilisation",
+        "memory            WMEM",
+        "widest operand",
+        "1/1 episodes matched bit for bit",
+    ):
         assert fragment in result.stdout, fragment
     assert vcd.read_text().startswith("$version metahw cycle simulator")
 

@@ -77,7 +77,10 @@ def test_validate_names_the_tensor_that_needs_a_wider_datapath():
 def test_default_groups_keep_conv_lanes_busy():
     program = protonet_program()  # one conv with 2 output channels
     assert [default_groups(program, p) for p in (1, 2, 4, 64)] == [1, 1, 2, 32]
-    dense = [Buffer("x", (2, 3), QFormat(8, 4), "input"), Buffer("w", (4, 3), QFormat(8, 4), "weight"),
-             Buffer("y", (2, 4), QFormat(8, 4), "output")]  # fmt: skip
+    dense = [
+        Buffer("x", (2, 3), QFormat(8, 4), "input"),
+        Buffer("w", (4, 3), QFormat(8, 4), "weight"),
+        Buffer("y", (2, 4), QFormat(8, 4), "output"),
+    ]
     op = Dense(name="dense", input="x", weight="w", output="y")
     assert default_groups(program_of(dense, [op], {"w": np.ones((4, 3))}, "half_up", "saturate"), 64) == 1

@@ -32,7 +32,7 @@ def test_fixture_programs(make, hw):
         ("maml", {"per_channel": True}),
         ("metasgd", {"overflow": "wrap"}),
         ("matchingnet", {"rounding": "truncate"}),
-    ],  # fmt: skip
+    ],
 )
 def test_lowered_episodes(lowered, test_split, algorithm, config):
     program = lowered(algorithm, **config).program

@@ -53,8 +53,16 @@ def test_conv2d(shape, padding, xf, wf, of, per_channel, bias_drop, relu, pool, 
         weights["b"] = rand(rng, bf, (o,))
     out = (b, o, h // 2, w // 2) if pool else (b, o, h, w)
     buffers.append(Buffer("y", out, of, "output"))
-    op = K.Conv2d(name="conv", input="x", weight="w", bias="b" if bias_drop is not None else None, output="y",
-                  padding=padding, relu=relu, pool=pool)  # fmt: skip
+    op = K.Conv2d(
+        name="conv",
+        input="x",
+        weight="w",
+        bias="b" if bias_drop is not None else None,
+        output="y",
+        padding=padding,
+        relu=relu,
+        pool=pool,
+    )
     program = build(buffers, [op], weights, rounding, overflow)
     run = check(program, {"x": rand(rng, xf, (b, c, h, w))}, hw)
     positions = (4 * (h // 2) * (w // 2)) if pool else h * w
@@ -230,8 +238,9 @@ def test_prototype_accumulate(shape, ff, of, recip_frac, rounding, overflow, hw,
         Buffer("y", (m,), label_fmt, "input"),
         Buffer("c", (ways, d), of, "output"),
     ]
-    op = K.PrototypeAccumulate(name="proto", features="f", labels="y", output="c", ways=ways, shots=shots,
-                               recip_frac=recip_frac)  # fmt: skip
+    op = K.PrototypeAccumulate(
+        name="proto", features="f", labels="y", output="c", ways=ways, shots=shots, recip_frac=recip_frac
+    )
     program = build(buffers, [op], {}, rounding, overflow)
     labels = rng.permutation(np.repeat(np.arange(ways), shots))
     check(program, {"f": rand(rng, ff, (m, d)), "y": labels}, hw)
@@ -272,8 +281,9 @@ def test_proto_head_init(shape, cf, wf, bf, rounding, overflow, hw, seed):
     hw=hardware(),
     seed=st.integers(0, 2**31),
 )
-def test_sgd_head_step(shape, steps, lr_w_shape, lr_b_shape, ff, head_bits, recip_frac, spec, rounding, overflow, hw,
-                       seed):  # fmt: skip
+def test_sgd_head_step(
+    shape, steps, lr_w_shape, lr_b_shape, ff, head_bits, recip_frac, spec, rounding, overflow, hw, seed
+):
     ways, shots, d = shape
     rng = np.random.default_rng(seed)
     m = ways * shots
@@ -289,15 +299,32 @@ def test_sgd_head_step(shape, steps, lr_w_shape, lr_b_shape, ff, head_bits, reci
         Buffer("lr_w", lr_w, lr, "weight"),
         Buffer("lr_b", lr_b, lr, "weight"),
     ]
-    weights = {"W": rand(rng, wf, (ways, d)), "b": rand(rng, bf, (ways,)),
-               "lr_w": rng.integers(0, 64, lr_w), "lr_b": rng.integers(0, 64, lr_b)}  # fmt: skip
+    weights = {
+        "W": rand(rng, wf, (ways, d)),
+        "b": rand(rng, bf, (ways,)),
+        "lr_w": rng.integers(0, 64, lr_w),
+        "lr_b": rng.integers(0, 64, lr_b),
+    }
     formats = {
         "logits_format": QFormat(head_bits, head_bits - 6),
         "prob_format": QFormat(head_bits, head_bits, signed=False),
         "grad_format": QFormat(head_bits, head_bits - 1),
     }
-    ops = [K.SGDHeadStep(name=f"sgd{i}", features="f", labels="y", weight="W", bias="b", lr_w="lr_w", lr_b="lr_b",
-                         softmax=spec, recip_frac=recip_frac, **formats) for i in range(steps)]  # fmt: skip
+    ops = [
+        K.SGDHeadStep(
+            name=f"sgd{i}",
+            features="f",
+            labels="y",
+            weight="W",
+            bias="b",
+            lr_w="lr_w",
+            lr_b="lr_b",
+            softmax=spec,
+            recip_frac=recip_frac,
+            **formats,
+        )
+        for i in range(steps)
+    ]
     program = build(buffers, ops, weights, rounding, overflow)
     labels = rng.permutation(np.repeat(np.arange(ways), shots))
     check(program, {"f": rand(rng, ff, (m, d)), "y": labels}, hw)
@@ -325,9 +352,18 @@ def test_cosine_attention(shape, qf, sf, scale, spec, rounding, overflow, hw, se
         Buffer("scale", (), QFormat(9, 3, signed=False), "weight"),
         Buffer("p", (b, ways), QFormat(16, 15, signed=False), "output"),
     ]
-    op = K.CosineAttention(name="attention", queries="q", supports="s", labels="y", scale="scale", output="p",
-                           ways=ways, logits_format=QFormat(16, 10), attention_format=QFormat(16, 15, signed=False),
-                           softmax=spec)  # fmt: skip
+    op = K.CosineAttention(
+        name="attention",
+        queries="q",
+        supports="s",
+        labels="y",
+        scale="scale",
+        output="p",
+        ways=ways,
+        logits_format=QFormat(16, 10),
+        attention_format=QFormat(16, 15, signed=False),
+        softmax=spec,
+    )
     program = build(buffers, [op], {"scale": np.array(scale)}, rounding, overflow)
     inputs = {"q": rand(rng, qf, (b, d)), "s": rand(rng, sf, (m, d)), "y": rng.integers(0, ways, m)}
     check(program, inputs, hw)
@@ -335,8 +371,11 @@ def test_cosine_attention(shape, qf, sf, scale, spec, rounding, overflow, hw, se
 
 @pytest.mark.parametrize(("labels", "message"), [([0, 0, 1], "each class must occur"), ([0, 1, 3], "in 0..2")])
 def test_bad_labels_stop_the_episode_like_the_golden_executor(labels, message):
-    buffers = [Buffer("f", (3, 2), QFormat(8, 4), "input"), Buffer("y", (3,), QFormat(2, 0, signed=False), "input"),
-               Buffer("c", (3, 2), QFormat(8, 4), "output")]  # fmt: skip
+    buffers = [
+        Buffer("f", (3, 2), QFormat(8, 4), "input"),
+        Buffer("y", (3,), QFormat(2, 0, signed=False), "input"),
+        Buffer("c", (3, 2), QFormat(8, 4), "output"),
+    ]
     op = K.PrototypeAccumulate(name="proto", features="f", labels="y", output="c", ways=3, shots=1)
     program = program_of(buffers, [op], {}, "half_up", "saturate")
     inputs = {"f": np.ones((3, 2), np.int64), "y": np.array(labels)}

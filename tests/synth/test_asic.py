@@ -118,11 +118,27 @@ def test_missing_pdk_package_is_one_sentence(monkeypatch: pytest.MonkeyPatch):
 
 
 def test_parse_memories_reads_ports_and_contents():
-    cell = {"type": "$mem_v2", "parameters": {"MEMID": "\\amem", "WIDTH": "1000", "SIZE": "100000000", "RD_PORTS": "10",
-            "WR_PORTS": "1", "RD_CLK_ENABLE": "01", "INIT": "x" * 2048}}  # fmt: skip
+    cell = {
+        "type": "$mem_v2",
+        "parameters": {
+            "MEMID": "\\amem",
+            "WIDTH": "1000",
+            "SIZE": "100000000",
+            "RD_PORTS": "10",
+            "WR_PORTS": "1",
+            "RD_CLK_ENABLE": "01",
+            "INIT": "x" * 2048,
+        },
+    }
     (mem,) = parse_memories(json.dumps({"modules": {"top": {"cells": {"m": cell}}}}))
-    assert (mem.name, mem.width, mem.depth, mem.bits, mem.read, mem.initialised) == ("amem", 8, 256, 2048, "mixed",
-                                                                                      False)  # fmt: skip
+    assert (mem.name, mem.width, mem.depth, mem.bits, mem.read, mem.initialised) == (
+        "amem",
+        8,
+        256,
+        2048,
+        "mixed",
+        False,
+    )
 
 
 def test_memory_differences_name_what_the_manifest_lacks():

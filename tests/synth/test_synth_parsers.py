@@ -22,9 +22,20 @@ CORE_CELLS = {"SB_CARRY": 6, "SB_DFFESR": 9, "SB_LUT4": 15, "SB_MAC16": 1, "SB_R
 
 def _manifest(lanes: int = 16, bits: int = 8, width: int = 64, wmem_bits: int = 887 * 1024) -> RtlManifest:
     ports = (Port("start", "in", 1), Port("in_data", "in", 64), Port("out_data", "out", 9), Port("done", "out", 1))
-    return RtlManifest(folder=Path("."), top="metahw_accel", verilog=Path("metahw_accel.v"), clock="clk",
-                       reset="rst", ports=ports, lanes=lanes, bits=bits, width=width, clock_mhz=100.0,
-                       episode_cycles=1000, memories=(Memory("wmem", wmem_bits // 64, 64),))  # fmt: skip
+    return RtlManifest(
+        folder=Path("."),
+        top="metahw_accel",
+        verilog=Path("metahw_accel.v"),
+        clock="clk",
+        reset="rst",
+        ports=ports,
+        lanes=lanes,
+        bits=bits,
+        width=width,
+        clock_mhz=100.0,
+        episode_cycles=1000,
+        memories=(Memory("wmem", wmem_bits // 64, 64),),
+    )
 
 
 def test_stat_json_per_module_and_design():
@@ -42,8 +53,9 @@ def test_stat_text_matches_json():
     assert parse_stat_text(text, "metahw_accel") == CORE_CELLS
     assert parse_stat_text(text, "w") == {"SB_DFF": 20, "SB_LUT4": 9, "metahw_accel": 1}  # as in stat -json
     design = parse_stat_text(text)
-    assert design == {k: v for k, v in parse_stat_json((DATA / "stat_ice40_wrapped.json").read_text()).items()
-                      if k != "metahw_accel"}  # fmt: skip
+    assert design == {
+        k: v for k, v in parse_stat_json((DATA / "stat_ice40_wrapped.json").read_text()).items() if k != "metahw_accel"
+    }
 
 
 def test_stat_text_old_layout():
@@ -56,8 +68,19 @@ def test_cell_mapping_per_family():
     assert map_cells({"SB_SPRAM256KA": 2, "SB_DFFSR": 3, "SB_DFF": 1}, "ice40") == ResourceUse(ff=4, spram=2)
     ecp5 = {"LUT4": 8, "CCU2C": 28, "TRELLIS_FF": 113, "MULT18X18D": 2, "DP16KD": 3, "PFUMX": 1, "TRELLIS_DPR16X4": 2}
     assert map_cells(ecp5, "ecp5") == ResourceUse(lut=8 + 56 + 12, ff=113, dsp=2, bram=3)
-    xc7 = {"LUT1": 1, "LUT6": 10, "FDRE": 5, "FDSE": 1, "CARRY4": 3, "DSP48E1": 2, "RAMB36E1": 1, "RAMB18E1": 3,
-           "RAM32M": 2, "MUXF7": 4, "IBUF": 9}  # fmt: skip
+    xc7 = {
+        "LUT1": 1,
+        "LUT6": 10,
+        "FDRE": 5,
+        "FDSE": 1,
+        "CARRY4": 3,
+        "DSP48E1": 2,
+        "RAMB36E1": 1,
+        "RAMB18E1": 3,
+        "RAM32M": 2,
+        "MUXF7": 4,
+        "IBUF": 9,
+    }
     assert map_cells(xc7, "xc7") == ResourceUse(lut=19, ff=6, dsp=2, bram=2.5)
 
 

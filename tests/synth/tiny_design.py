@@ -26,8 +26,13 @@ class TinyMac(Elaboratable):
         self.done = Signal()
 
     def ports(self) -> dict[str, tuple[Signal, str]]:
-        return {"start": (self.start, "in"), "in_data": (self.in_data, "in"), "in_valid": (self.in_valid, "in"),
-                "out_data": (self.out_data, "out"), "done": (self.done, "out")}  # fmt: skip
+        return {
+            "start": (self.start, "in"),
+            "in_data": (self.in_data, "in"),
+            "in_valid": (self.in_valid, "in"),
+            "out_data": (self.out_data, "out"),
+            "done": (self.done, "out"),
+        }
 
     def elaborate(self, platform: object) -> Module:
         m = Module()

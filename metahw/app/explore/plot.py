@@ -26,13 +26,24 @@ def plot_pareto(records: list[dict], front: list[dict], path: Path, target: str)
     bad = [r for r in complete if not feasible(r)]
     fig, ax = plt.subplots(figsize=(8, 5.5))
     if bad:
-        ax.scatter([r["objectives"]["latency_ms"] for r in bad], [100 * r["objectives"]["accuracy"] for r in bad],
-                   marker="x", color="0.6", label=f"does not fit {target}")  # fmt: skip
+        ax.scatter(
+            [r["objectives"]["latency_ms"] for r in bad],
+            [100 * r["objectives"]["accuracy"] for r in bad],
+            marker="x",
+            color="0.6",
+            label=f"does not fit {target}",
+        )
     if good:
         luts = [r["objectives"]["luts"] or 0 for r in good]
-        points = ax.scatter([r["objectives"]["latency_ms"] for r in good],
-                            [100 * r["objectives"]["accuracy"] for r in good],
-                            c=luts, cmap="viridis", s=36, label="fits", zorder=2)  # fmt: skip
+        points = ax.scatter(
+            [r["objectives"]["latency_ms"] for r in good],
+            [100 * r["objectives"]["accuracy"] for r in good],
+            c=luts,
+            cmap="viridis",
+            s=36,
+            label="fits",
+            zorder=2,
+        )
         fig.colorbar(points, ax=ax, label="LUTs")
     if front:
         xs = [r["objectives"]["latency_ms"] for r in front]
@@ -40,8 +51,13 @@ def plot_pareto(records: list[dict], front: list[dict], path: Path, target: str)
         ax.scatter(xs, ys, s=110, facecolors="none", edgecolors="tab:red", lw=1.5, label="Pareto front", zorder=3)
         for record, x, y in zip(front, xs, ys):
             design = Design(**record["params"])
-            ax.annotate(f"({design.width}, {design.bits}, {design.lanes})", (x, y), textcoords="offset points",
-                        xytext=(5, 5), fontsize=7)  # fmt: skip
+            ax.annotate(
+                f"({design.width}, {design.bits}, {design.lanes})",
+                (x, y),
+                textcoords="offset points",
+                xytext=(5, 5),
+                fontsize=7,
+            )
     latencies = [r["objectives"]["latency_ms"] for r in complete]
     if latencies and max(latencies) > 10 * min(latencies):
         ax.set_xscale("log")

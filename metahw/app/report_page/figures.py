@@ -33,9 +33,15 @@ def accuracy_vs_bits(accuracy: dict) -> bytes:
     ax.axhline(100 * fl["accuracy"], color=GREY, linewidth=1.5, label="float")
     ax.axhspan(100 * (fl["accuracy"] - fl["ci95"]), 100 * (fl["accuracy"] + fl["ci95"]), color=GREY, alpha=0.18)
     ax.errorbar(
-        bits, [100 * e["accuracy"] for _, e in by_bits], yerr=[100 * e["ci95"] for _, e in by_bits],
-        fmt="o", color=BLUE, capsize=4, markersize=6, label="fixed point (95% CI)",
-    )  # fmt: skip
+        bits,
+        [100 * e["accuracy"] for _, e in by_bits],
+        yerr=[100 * e["ci95"] for _, e in by_bits],
+        fmt="o",
+        color=BLUE,
+        capsize=4,
+        markersize=6,
+        label="fixed point (95% CI)",
+    )
     ax.set_xlim(lo, hi)
     ax.set_xticks(bits)
     ax.set_xlabel("bits")

@@ -16,15 +16,19 @@ def _record(
     trial: int, accuracy: float, latency: float, luts: int, fits: bool = True, lanes: int | None = None
 ) -> dict:
     return {
-        "trial": trial, "state": "complete",
+        "trial": trial,
+        "state": "complete",
         "params": {"checkpoint": "a.pt", "width": 32, "bits": 8, "lanes": lanes or 2**trial},
         "objectives": {"accuracy": accuracy, "latency_ms": latency, "luts": luts},
         "accuracy": {"accuracy": accuracy, "ci95": 0.01, "episodes": 10},
         "float_accuracy": {"accuracy": 0.95, "ci95": 0.01, "episodes": 10},
-        "cycles": {"total": int(latency * 1e5)}, "clock_mhz": 100.0, "clock_source": "nominal",
+        "cycles": {"total": int(latency * 1e5)},
+        "clock_mhz": 100.0,
+        "clock_source": "nominal",
         "resources": {"used": {"LUT": luts}, "capacity": {"LUT": 1000}, "fits": fits},
-        "fits": fits, "within_float": accuracy >= 0.945,
-    }  # fmt: skip
+        "fits": fits,
+        "within_float": accuracy >= 0.945,
+    }
 
 
 POINTS = [

@@ -32,10 +32,27 @@ def ray_head(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monke
     temp = tmp_path_factory.mktemp("ray")
     ray_cli = Path(sys.executable).with_name("ray")
     head = subprocess.Popen(
-        [ray_cli, "start", "--head", "--block", "--num-cpus", "1", "--port", str(port), "--node-ip-address",
-         "127.0.0.1", "--include-dashboard", "false", "--disable-usage-stats", "--temp-dir", str(temp)],
-        env={**os.environ, "RAY_AUTH_MODE": "disabled"}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            ray_cli,
+            "start",
+            "--head",
+            "--block",
+            "--num-cpus",
+            "1",
+            "--port",
+            str(port),
+            "--node-ip-address",
+            "127.0.0.1",
+            "--include-dashboard",
+            "false",
+            "--disable-usage-stats",
+            "--temp-dir",
+            str(temp),
+        ],
+        env={**os.environ, "RAY_AUTH_MODE": "disabled"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     yield f"127.0.0.1:{port}"
     head.terminate()
     head.wait(timeout=30)
@@ -45,7 +62,15 @@ def test_trials_run_as_ray_tasks(ray_head: str, tmp_path: Path):
     ray.cloudpickle.register_pickle_by_value(fakes)  # the workers cannot import the test package
     with open_pool(ray_address=ray_head) as pool:
         assert pool.slots == 1
-        outcome = run_study(fakes.space(), tuple(OBJECTIVES.values()), 4, fakes.fake_evaluate, tmp_path, pool,
-                            {"study": "ray"}, progress=False)  # fmt: skip
+        outcome = run_study(
+            fakes.space(),
+            tuple(OBJECTIVES.values()),
+            4,
+            fakes.fake_evaluate,
+            tmp_path,
+            pool,
+            {"study": "ray"},
+            progress=False,
+        )
     assert outcome.ran == 4 and {r["state"] for r in outcome.records} == {"complete"}
     assert not ray.is_initialized()

@@ -18,9 +18,15 @@ def test_ranges_and_lists():
 
 @pytest.mark.parametrize(
     ("text", "powers", "message"),
-    [("8..4", False, "A <= B"), ("x", False, "comma list"), ("1..20", False, "in 2..16"), ("3,4", True, "powers"),
-     ("5..7", True, "no power of two"), ("4..", False, "comma list")],
-)  # fmt: skip
+    [
+        ("8..4", False, "A <= B"),
+        ("x", False, "comma list"),
+        ("1..20", False, "in 2..16"),
+        ("3,4", True, "powers"),
+        ("5..7", True, "no power of two"),
+        ("4..", False, "comma list"),
+    ],
+)
 def test_bad_ranges(text: str, powers: bool, message: str):
     with pytest.raises(UserError, match=message):
         parse_range(text, "x", 2, 16, powers_of_two=powers)

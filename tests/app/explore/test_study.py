@@ -145,8 +145,9 @@ def test_another_study_in_the_same_folder_is_refused(tmp_path: Path):
 
 def test_the_process_pool_runs_trials(tmp_path: Path):
     with open_pool(workers=2) as pool:
-        outcome = run_study(space(), parse_objectives("latency,luts"), 4, fake_evaluate, tmp_path, pool, IDENTITY,
-                            progress=False)  # fmt: skip
+        outcome = run_study(
+            space(), parse_objectives("latency,luts"), 4, fake_evaluate, tmp_path, pool, IDENTITY, progress=False
+        )
     assert outcome.ran == 4 and {r["state"] for r in outcome.records} == {"complete"}
 
 
