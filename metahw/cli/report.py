@@ -54,6 +54,14 @@ def _summary(report: SynthReport) -> list[str]:
         lines.append(
             f"fmax       not measured (no place-and-route); latency below at the target {report.target_mhz:g} MHz"
         )
+    path = report.critical_path
+    if path is not None:
+        share = 100 * path["routing_ns"] / path["delay_ns"] if path["delay_ns"] else 0.0
+        lines.append(
+            f"critical   {path['start_module']} -> {path['end_module']}, {path['delay_ns']:.1f} ns: "
+            f"{path['logic_levels']} logic levels, {share:.0f} % routing ({path['start_cell']} -> {path['end_cell']})"
+        )
+        lines += [f"  source   {source}" for source in path["sources"]]
     if report.latency_ms is not None and report.episodes_per_s is not None:
         lines.append(
             f"latency    {report.episode_cycles:,} cycles per episode = {report.latency_ms:.4g} ms at "

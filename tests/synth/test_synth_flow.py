@@ -29,6 +29,11 @@ def test_ice40_place_and_route(tiny_build: Path):
     assert report.episodes_per_s == pytest.approx(report.fmax_mhz * 1e6 / 259)
     assert report.pnr_utilisation and report.pnr_utilisation["ICESTORM_DSP"]["used"] == 2
     assert any("4-pin wrapper" in note for note in report.notes)
+    path = report.critical_path  # the core clock's worst path, inside the core, no faster than fmax says
+    assert path["start_cell"].startswith("core.") and path["end_cell"].startswith("core.")
+    assert path["delay_ns"] == pytest.approx(path["logic_ns"] + path["routing_ns"], abs=2e-3)
+    assert 1e3 / path["delay_ns"] >= report.fmax_mhz * 0.99 and path["logic_levels"] >= 1
+    assert all(source.startswith("tests/synth/tiny_design.py:") for source in path["sources"])
     work = tiny_build / "synth" / "ice40-up5k"
     saved = json.loads((work / "report.json").read_text())
     assert saved["format"] == "metahw.synth" and saved["fmax_mhz"] == report.fmax_mhz

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from metahw.errors import UserError
+from metahw.hw.synth.critical_path import critical_path, module_of
 from metahw.hw.synth.devices import DEVICES, get_device
 from metahw.hw.synth.fit import fit_suggestions, resource_lines
 from metahw.hw.synth.manifest import Memory, Port, RtlManifest, load_manifest
@@ -152,3 +153,16 @@ def test_last_relevant_line():
     log = "Info: placing\nERROR: Unable to place cell 'x'\nInfo: bye\n"
     assert last_relevant_line(log) == "ERROR: Unable to place cell 'x'"
     assert last_relevant_line("a\nb\n\n") == "b" and last_relevant_line("") == "(the log is empty)"
+
+
+def test_critical_path_names_its_modules_delays_and_source_lines():
+    data = json.loads((DATA / "nextpnr_critical_paths.json").read_text())  # the tiny design on an UP5K
+    path = critical_path(data, "clk$SB_IO_IN_$glb_clk", "/repo")
+    assert (path.start_cell, path.end_cell) == ("core.busy_SB_DFFESR_Q_DFFLC", "core.addr_SB_DFFESR_Q_1_D_SB_LUT4_O_LC")
+    assert (path.start_module, path.end_module, path.logic_levels) == ("core", "core", 2)
+    assert path.delay_ns == pytest.approx(10.413) and path.routing_ns == pytest.approx(1.761 * 2 + 2.991, abs=1e-3)
+    assert path.logic_ns == pytest.approx(1.39 + 2 * 1.205 + 0.1, abs=1e-3)
+    assert path.sources == ("tests/synth/tiny_design.py:45",)  # Yosys's own cell maps left out
+    assert critical_path(data, "other_clock") is None
+    assert critical_path({"critical_paths": []}, "clk") is None
+    assert module_of("core.mac.acc_SB_DFF_Q") == "core.mac" and module_of("busy") == "busy"
