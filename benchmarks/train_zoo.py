@@ -65,6 +65,7 @@ def main() -> None:
         m = ckpt.metrics
         summary[name] = {
             **recipe,
+            "augment": cfg.augment,
             "train_seconds": m["train_seconds"],
             "wall_seconds": time.perf_counter() - start,
             "train_episodes_per_second": m["train_episodes_per_second"],
