@@ -42,9 +42,9 @@ from metahw.compiler.kernels.argreduce import index_format
 from metahw.compiler.kernels.base import Kernel
 from metahw.compiler.lower_embedding import embedding_layers, emit_embedding
 from metahw.compiler.program import Buffer, Program, ProgramMeta
-from metahw.compiler.qformat import QFormat
 from metahw.compiler.quant_config import QuantConfig
 from metahw.errors import UserError
+from metahw.qformat import QFormat
 
 SUPPORT, QUERY = "support", "query"
 

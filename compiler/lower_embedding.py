@@ -26,9 +26,8 @@ from metahw.compiler.kernels import Add, AvgPool2d, Conv2d, Dense, Flatten, Glob
 from metahw.compiler.kernels.activation import leaky_slope
 from metahw.compiler.kernels.flatten import channels_last_order
 from metahw.compiler.kernels.pool import global_average_scale
-from metahw.compiler.qformat import QFormat, format_for_range
-from metahw.compiler.quant_config import bias_format
 from metahw.errors import UserError
+from metahw.qformat import QFormat, bias_format, format_for_range
 
 if TYPE_CHECKING:
     from metahw.compiler.lower import ProgramBuilder

@@ -20,8 +20,8 @@ import numpy as np
 from metahw.atomic import atomic_path, write_text_atomic
 from metahw.compiler import kernels
 from metahw.compiler.kernels.base import Kernel, kernel_from_json
-from metahw.compiler.qformat import OVERFLOW_MODES, ROUNDING_MODES, QFormat
 from metahw.errors import UserError
+from metahw.qformat import OVERFLOW_MODES, ROUNDING_MODES, QFormat
 
 FORMAT_TAG = "metahw.program"
 FORMAT_VERSION = 1

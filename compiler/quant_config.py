@@ -16,8 +16,8 @@ from pathlib import Path
 
 import yaml
 
-from metahw.compiler.qformat import OVERFLOW_MODES, ROUNDING_MODES, QFormat, format_for_range
 from metahw.errors import UserError
+from metahw.qformat import OVERFLOW_MODES, ROUNDING_MODES, QFormat, format_for_range
 
 MIN_BITS, MAX_BITS = 2, 16
 MAX_FRAC = 64  # |frac| of an overridden format: binary points this far out are a typo, not a design
@@ -77,15 +77,6 @@ class QuantConfig:
         if "frac" in spec:
             return QFormat(bits, spec["frac"], signed)
         return format_for_range(min(lo, 0.0) if signed else max(lo, 0.0), max(hi, 0.0), bits, signed, self.rounding)
-
-
-def bias_format(top: float, acc_frac: int, bits: int = 32, rounding: str = "half_up") -> QFormat:
-    """Format of a bias whose largest magnitude is `top`, added to an accumulator at frac `acc_frac`.
-
-    The accumulator's own frac (exact alignment, no accuracy lost) unless `bits` cannot hold
-    `top` there; then the finest frac that holds it (aligned by an exact left shift).
-    """
-    return QFormat(bits, min(acc_frac, format_for_range(-top, top, bits, True, rounding).frac), True)
 
 
 def load_overrides(path: str | os.PathLike) -> dict:

@@ -2,13 +2,13 @@
 
 `fold_batchnorm_into_convs` turns a trained (calibrated) Conv-4 into the bias-only network the
 hardware runs. `QuantConv4` then rounds, in the forward pass, exactly where the compiler's
-program rounds, with the compiler's own rules (`metahw.compiler.qformat`):
+program rounds, with the compiler's own rules (`metahw.qformat`):
 
 - input pixels in [0, 1] and every block output (after ReLU, so >= 0) in unsigned `bits`-bit
   formats; conv weights in signed `bits`-bit formats; all chosen by `format_for_range`
   (the finest power-of-two scale that holds the range), rounding half up, saturating;
 - biases at the accumulator's scale (input frac + weight frac), where they cost no accuracy, or
-  coarser where 32 bits cannot hold them there (`compiler.quant_config.bias_format`).
+  coarser where 32 bits cannot hold them there (`metahw.qformat.bias_format`).
 
 Activation ranges are running maxima (buffer `act_max`, momentum 0.99) updated by `observe`
 outside the forward pass (so the forward is pure and safe under torch.func transforms);
@@ -24,10 +24,9 @@ from dataclasses import replace
 import torch
 from torch import nn
 
-from metahw.compiler.qformat import QFormat, format_for_range
-from metahw.compiler.quant_config import bias_format
 from metahw.models.backbone import BackboneConfig, Conv4
 from metahw.models.learners.base import MetaLearner, build_learner
+from metahw.qformat import QFormat, bias_format, format_for_range
 
 ACT_MOMENTUM = 0.99
 BIAS_BITS = 32  # the compiler's default QuantConfig.bias_bits

@@ -17,7 +17,7 @@ import numpy as np
 
 from metahw.compiler.kernels import Kernel
 from metahw.compiler.program import Program
-from metahw.compiler.qformat import QFormat
+from metahw.qformat import QFormat
 from metahw.sim import ppu
 from metahw.sim.config import HardwareConfig
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from metahw.compiler.qformat import QFormat
+from metahw.qformat import QFormat
 
 #: right shifts of 63 or more give the same result as 63 for |v| < 2^62
 _CAP = 63

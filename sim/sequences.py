@@ -7,7 +7,7 @@ import numpy as np
 from metahw.compiler.kernels import timing
 from metahw.compiler.kernels.distance import unit_format
 from metahw.compiler.kernels.softmax import SoftmaxSpec
-from metahw.compiler.qformat import QFormat
+from metahw.qformat import QFormat
 from metahw.sim import sfu
 from metahw.sim.machine import Instr, Machine, ceil_div
 

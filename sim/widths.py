@@ -35,7 +35,7 @@ from metahw.compiler.kernels.distance import unit_format
 from metahw.compiler.kernels.mac import checked_accumulator
 from metahw.compiler.kernels.sfu import constant_reciprocal
 from metahw.compiler.program import Buffer, Program
-from metahw.compiler.qformat import QFormat, product_range
+from metahw.qformat import QFormat, product_range
 
 OPERAND, ACCUMULATOR = "operand", "accumulator"
 #: the rsqrt factor r lies in [2^15, 2^16] (docs/numerics.md §4)

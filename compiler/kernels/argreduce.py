@@ -14,7 +14,7 @@ import numpy as np
 
 from metahw.compiler.kernels import timing
 from metahw.compiler.kernels.base import Env, Kernel, OutputSpec
-from metahw.compiler.qformat import QFormat
+from metahw.qformat import QFormat
 
 if TYPE_CHECKING:
     from metahw.compiler.program import Buffer

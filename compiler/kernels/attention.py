@@ -21,7 +21,7 @@ from metahw.compiler.kernels.distance import check_normalize, normalize, unit_fo
 from metahw.compiler.kernels.labels import check_labels_buffer, one_hot
 from metahw.compiler.kernels.mac import checked_accumulator
 from metahw.compiler.kernels.softmax import SoftmaxSpec, softmax_int
-from metahw.compiler.qformat import MAX_BITS, QFormat
+from metahw.qformat import MAX_BITS, QFormat
 
 if TYPE_CHECKING:
     from metahw.compiler.program import Buffer

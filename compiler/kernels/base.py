@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from metahw.compiler.qformat import QFormat, rescale, shift_round
 from metahw.errors import UserError
+from metahw.qformat import QFormat, rescale, shift_round
 
 if TYPE_CHECKING:
     from metahw.compiler.program import Buffer

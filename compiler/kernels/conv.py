@@ -25,7 +25,7 @@ from metahw.compiler.kernels.activation import activate
 from metahw.compiler.kernels.base import Env, Kernel, OutputSpec
 from metahw.compiler.kernels.mac import channel_accumulators
 from metahw.compiler.kernels.pool import POOL_MODES, POOL_SHIFT, pool2x2, pooled_shape
-from metahw.compiler.qformat import QFormat
+from metahw.qformat import QFormat
 
 if TYPE_CHECKING:
     from metahw.compiler.program import Buffer

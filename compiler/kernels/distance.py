@@ -23,7 +23,7 @@ from metahw.compiler.kernels import timing
 from metahw.compiler.kernels.base import Env, Kernel, OutputSpec
 from metahw.compiler.kernels.mac import checked_accumulator
 from metahw.compiler.kernels.sfu import rsqrt
-from metahw.compiler.qformat import MAX_BITS, QFormat, bits_for_range
+from metahw.qformat import MAX_BITS, QFormat, bits_for_range
 
 if TYPE_CHECKING:
     from metahw.compiler.program import Buffer

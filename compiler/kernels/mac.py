@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from metahw.compiler.qformat import QFormat, accumulator_format
+from metahw.qformat import QFormat, accumulator_format
 
 if TYPE_CHECKING:
     from metahw.compiler.kernels.base import Kernel

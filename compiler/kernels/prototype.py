@@ -21,7 +21,7 @@ from metahw.compiler.kernels import timing
 from metahw.compiler.kernels.base import Env, Kernel, OutputSpec
 from metahw.compiler.kernels.labels import check_labels_buffer, one_hot
 from metahw.compiler.kernels.sfu import constant_reciprocal, divide_by_count
-from metahw.compiler.qformat import MAX_BITS, bits_for_range
+from metahw.qformat import MAX_BITS, bits_for_range
 
 if TYPE_CHECKING:
     from metahw.compiler.program import Buffer

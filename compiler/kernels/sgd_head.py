@@ -31,7 +31,7 @@ from metahw.compiler.kernels.mac import checked_accumulator
 from metahw.compiler.kernels.prototype import divided_sum_bits
 from metahw.compiler.kernels.sfu import divide_by_count
 from metahw.compiler.kernels.softmax import SoftmaxSpec, softmax_int
-from metahw.compiler.qformat import MAX_BITS, QFormat, bits_for_range, product_range
+from metahw.qformat import MAX_BITS, QFormat, bits_for_range, product_range
 
 if TYPE_CHECKING:
     from metahw.compiler.program import Buffer

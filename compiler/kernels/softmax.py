@@ -22,7 +22,7 @@ import numpy as np
 from metahw.compiler.kernels import timing
 from metahw.compiler.kernels.base import Env, Kernel, OutputSpec
 from metahw.compiler.kernels.sfu import exp_table, reciprocal
-from metahw.compiler.qformat import MAX_BITS, QFormat
+from metahw.qformat import MAX_BITS, QFormat
 
 if TYPE_CHECKING:
     from metahw.compiler.program import Buffer

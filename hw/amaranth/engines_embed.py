@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING
 
 from amaranth import Cat, Module, Mux, Signal, signed
 
-from metahw.compiler.qformat import QFormat
 from metahw.hw.amaranth.conv_walk import conv_walk
 from metahw.hw.amaranth.isa import CONV, FLATTEN, IO_IMAGE, IO_LABELS, IO_OUT
 from metahw.hw.amaranth.util import bits_for, case, delay, extend
+from metahw.qformat import QFormat
 
 if TYPE_CHECKING:
     from metahw.hw.amaranth.top import Accelerator

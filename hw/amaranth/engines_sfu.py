@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING
 from amaranth import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import memory
 
-from metahw.compiler.qformat import QFormat
 from metahw.hw.amaranth.isa import EXP, RECIP, RSQRT, ExpOp, RecipOp, RequantSpec
 from metahw.hw.amaranth.requant import Requantiser
 from metahw.hw.amaranth.sfu import (
@@ -32,6 +31,7 @@ from metahw.hw.amaranth.sfu import (
     SquareRoot,
 )
 from metahw.hw.amaranth.util import delay, or_all, pick, put
+from metahw.qformat import QFormat
 
 if TYPE_CHECKING:
     from metahw.hw.amaranth.top import Accelerator

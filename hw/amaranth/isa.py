@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from metahw.compiler.kernels import timing
-from metahw.compiler.qformat import QFormat
 from metahw.errors import UserError
+from metahw.qformat import QFormat
 
 #: engine codes of the instruction ROM
 (IO_IMAGE, IO_LABELS, CONV, FLATTEN, SCAN, WIDE, REDUCE, ROWRED, IO_OUT, VECTOR, EXP, RECIP, RSQRT, OUTER, MAP) = range(

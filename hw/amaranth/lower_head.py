@@ -28,7 +28,6 @@ from metahw.compiler.kernels import (
 from metahw.compiler.kernels.distance import unit_format
 from metahw.compiler.kernels.sfu import constant_reciprocal
 from metahw.compiler.program import Buffer
-from metahw.compiler.qformat import QFormat
 from metahw.hw.amaranth.isa import (
     EXP,
     GRADIENT,
@@ -57,6 +56,7 @@ from metahw.hw.amaranth.isa import (
     WeightUpdate,
     refuse,
 )
+from metahw.qformat import QFormat
 from metahw.sim.sfu import RSQRT_MANTISSA, RSQRT_NUMERATOR
 
 if TYPE_CHECKING:

@@ -24,7 +24,6 @@ import numpy as np
 from metahw.compiler.kernels import Add, AvgPool2d, Conv2d, Flatten, GlobalAvgPool, Kernel, MaxPool2d, Requant, timing
 from metahw.compiler.kernels.pool import POOL_SHIFT
 from metahw.compiler.program import Buffer, Program
-from metahw.compiler.qformat import QFormat
 from metahw.errors import UserError
 from metahw.hw.amaranth.isa import (
     ADD,
@@ -51,6 +50,7 @@ from metahw.hw.amaranth.isa import (
 )
 from metahw.hw.amaranth.lower_head import lower_head_op, lower_init
 from metahw.hw.amaranth.store import memory_depths
+from metahw.qformat import QFormat
 from metahw.sim.config import HardwareConfig
 from metahw.sim.plan import INIT, OP, SEGMENT, STREAM_IN, STREAM_OUT, Plan, activation_banks, build_plan
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from amaranth import Cat, Const, Module, Signal, Value, signed
 
-from metahw.compiler.qformat import QFormat
+from metahw.qformat import QFormat
 
 
 def case(m: Module, index: int, count: int) -> object:

@@ -11,13 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from metahw.compiler.program import Program
-from metahw.compiler.qformat import QFormat
 from metahw.errors import UserError
 from metahw.hw.hls4ml.embedding import IMAGE_INPUT, embedding_layers
 from metahw.hw.hls4ml.head import LABEL_INPUT, head_layers
 from metahw.hw.hls4ml.precision import fixed, type_string
 from metahw.hw.hls4ml.structure import EpisodeStructure, episode_structure
 from metahw.hw.hls4ml.taps import EPISODE, QUERY, Tap
+from metahw.qformat import QFormat
 
 #: integers travel through hls4ml's predict/trace interface as float64: exact up to this many bits
 DOUBLE_BITS = 53

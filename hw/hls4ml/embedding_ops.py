@@ -34,9 +34,9 @@ from hls4ml.model.types import FixedPrecisionType
 from metahw.compiler.kernels import Add, AvgPool2d, Conv2d, Dense, Flatten, GlobalAvgPool, Kernel, MaxPool2d, Requant
 from metahw.compiler.kernels.pool import POOL_SHIFT
 from metahw.compiler.program import Program
-from metahw.compiler.qformat import QFormat
 from metahw.errors import UserError
 from metahw.hw.hls4ml.precision import Exact, accumulator_range, aligned, dequantize, fixed, type_string
+from metahw.qformat import QFormat
 
 
 @dataclass(frozen=True)

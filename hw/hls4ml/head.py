@@ -36,7 +36,6 @@ from metahw.compiler.kernels import (
 from metahw.compiler.kernels.distance import unit_format
 from metahw.compiler.kernels.sfu import constant_reciprocal
 from metahw.compiler.program import Program
-from metahw.compiler.qformat import QFormat, product_range
 from metahw.errors import UserError
 from metahw.hw.hls4ml.embedding import FEATURES
 from metahw.hw.hls4ml.precision import (
@@ -51,6 +50,7 @@ from metahw.hw.hls4ml.precision import (
 )
 from metahw.hw.hls4ml.structure import EpisodeStructure
 from metahw.hw.hls4ml.taps import EPISODE, QUERY, Source, Tap
+from metahw.qformat import QFormat, product_range
 
 #: name of the model input that carries the image's support label, or -1 for a query image
 LABEL_INPUT = "label"

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from hls4ml.model.types import FixedPrecisionType, IntegerPrecisionType, RoundingMode, SaturationMode
 
-from metahw.compiler.qformat import QFormat, bits_for_range, product_range
+from metahw.qformat import QFormat, bits_for_range, product_range
 
 #: program rounding mode -> ap_fixed quantisation mode
 ROUNDING = {"half_up": RoundingMode.RND, "truncate": RoundingMode.TRN, "half_even": RoundingMode.RND_CONV}

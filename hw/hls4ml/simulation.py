@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 from hls4ml.model import ModelGraph
 
-from metahw.compiler.qformat import QFormat
 from metahw.hw.hls4ml.csim import CSimulation
 from metahw.hw.hls4ml.design import HlsDesign
 from metahw.hw.hls4ml.golden_steps import golden_steps
 from metahw.hw.hls4ml.project import ProjectOptions, claim_folder, compile_project, hls_model
 from metahw.hw.hls4ml.protocol import episode_samples, expected_outputs, final_outputs
 from metahw.hw.hls4ml.taps import EPISODE, IMAGE, QUERY, Tap
+from metahw.qformat import QFormat
 
 
 class HlsMismatch(Exception):

@@ -7,7 +7,7 @@ import numpy as np
 from metahw.compiler import kernels as K
 from metahw.compiler.golden import GoldenRun, execute
 from metahw.compiler.program import Buffer, Program, ProgramMeta
-from metahw.compiler.qformat import QFormat
+from metahw.qformat import QFormat
 
 PIX = QFormat(8, 7)
 FEAT = QFormat(8, 5)

@@ -6,8 +6,8 @@ import onnx
 import pytest
 
 from metahw.compiler.program import Program
-from metahw.compiler.qformat import QFormat
 from metahw.models.checkpoint import Checkpoint, save_checkpoint
+from metahw.qformat import QFormat
 
 BUILD_FILES = ["program.json", "quantisation.json", "weights.npz"]
 

@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 
 from metahw.compiler import kernels as K
 from metahw.compiler.program import Buffer
-from metahw.compiler.qformat import OVERFLOW_MODES, ROUNDING_MODES, QFormat
 from metahw.errors import UserError
 from metahw.models import head
+from metahw.qformat import OVERFLOW_MODES, ROUNDING_MODES, QFormat
 from tests.compiler.program_fixtures import run_op
 
 FAST = settings(max_examples=40, deadline=None)

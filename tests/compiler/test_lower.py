@@ -16,12 +16,12 @@ from metahw.compiler.lower import lower
 from metahw.compiler.onnx_import import import_model
 from metahw.compiler.passes import standard_pipeline
 from metahw.compiler.program import Program
-from metahw.compiler.qformat import QFormat, format_for_range
 from metahw.compiler.quant_config import QuantConfig, load_overrides
 from metahw.errors import UserError
 from metahw.models import head
 from metahw.models.episodes import EpisodeSampler
 from metahw.models.export import episode_head, export_episode, reference_logits
+from metahw.qformat import QFormat, format_for_range
 
 EMBED = ["Conv2d"] * 4 + ["Flatten"]
 OPS = {

@@ -7,8 +7,8 @@ import pytest
 
 from metahw.compiler import kernels as K
 from metahw.compiler.program import Buffer, Program, ProgramMeta
-from metahw.compiler.qformat import QFormat
 from metahw.errors import UserError
+from metahw.qformat import QFormat
 from tests.compiler.program_fixtures import matchingnet_program, protomaml_program, protonet_program
 
 BUILDERS = [protonet_program, protomaml_program, matchingnet_program]

@@ -7,8 +7,7 @@ import torch
 from metahw.compiler.compile import compile_episode
 from metahw.compiler.episode_io import program_inputs
 from metahw.compiler.golden import execute
-from metahw.compiler.qformat import QFormat, format_for_range
-from metahw.compiler.quant_config import QuantConfig, bias_format
+from metahw.compiler.quant_config import QuantConfig
 from metahw.compiler.stages import embedding_program
 from metahw.errors import UserError
 from metahw.models.backbone import BackboneConfig, Conv4, calibrate_batchnorm
@@ -24,6 +23,7 @@ from metahw.models.qat import (
     weight_format,
 )
 from metahw.models.train import TrainConfig, train
+from metahw.qformat import QFormat, bias_format, format_for_range
 
 FORMATS = [QFormat(4, 2), QFormat(8, 5), QFormat(8, 7, False), QFormat(3, -1), QFormat(16, 13), QFormat(6, 9)]
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from metahw.compiler import kernels as K
 from metahw.compiler.program import Buffer, Program, ProgramMeta
-from metahw.compiler.qformat import QFormat
+from metahw.qformat import QFormat
 
 WAYS, SHOTS, QUERIES = 3, 3, 4
 PIX = QFormat(8, 7, signed=False)

@@ -10,13 +10,13 @@ import pytest
 from metahw.compiler import kernels as K
 from metahw.compiler.golden import execute
 from metahw.compiler.program import Buffer, Program
-from metahw.compiler.qformat import QFormat
 from metahw.errors import UserError
 from metahw.hw.hls4ml import build as hls_build
 from metahw.hw.hls4ml import build_design
 from metahw.hw.hls4ml.golden_steps import golden_steps
 from metahw.hw.hls4ml.precision import accumulator_type, fixed, type_string
 from metahw.hw.hls4ml.taps import Source
+from metahw.qformat import QFormat
 from tests.hw.hls_programs import QUERIES, SHOTS, WAYS, all_kernels_program, random_inputs, tiny_protonet_program
 
 

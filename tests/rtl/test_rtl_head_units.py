@@ -11,7 +11,6 @@ import pytest
 from amaranth.sim import Simulator
 
 from metahw.compiler.kernels import sfu as golden
-from metahw.compiler.qformat import QFormat
 from metahw.hw.amaranth.isa import ERROR_LABEL_RANGE, RequantSpec
 from metahw.hw.amaranth.mac import MacArray
 from metahw.hw.amaranth.ppu import PpuLane
@@ -26,6 +25,7 @@ from metahw.hw.amaranth.sfu import (
 )
 from metahw.hw.amaranth.spec import rtl_plan
 from metahw.hw.amaranth.store import LinearStore
+from metahw.qformat import QFormat
 from metahw.sim import ppu
 from metahw.sim.config import HardwareConfig, derive_hardware
 from metahw.sim.simulator import Simulator as CycleSimulator

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from metahw.compiler.golden import execute
 from metahw.compiler.program import Buffer, Program, ProgramMeta
-from metahw.compiler.qformat import OVERFLOW_MODES, ROUNDING_MODES, QFormat
+from metahw.qformat import OVERFLOW_MODES, ROUNDING_MODES, QFormat
 from metahw.sim import HardwareConfig, SimRun, Simulator, episode_cycles
 from metahw.sim.episodes import differences
 

@@ -36,8 +36,8 @@ from metahw.compiler.kernels.argreduce import index_format
 from metahw.compiler.kernels.distance import METRICS
 from metahw.compiler.kernels.pool import global_average_scale
 from metahw.compiler.program import Buffer, Program, ProgramMeta
-from metahw.compiler.qformat import OVERFLOW_MODES, ROUNDING_MODES, QFormat
 from metahw.errors import UserError
+from metahw.qformat import OVERFLOW_MODES, ROUNDING_MODES, QFormat
 from metahw.sim import HardwareConfig
 from metahw.sim.plan import query_dependent
 from metahw.sim.widths import widest

@@ -7,8 +7,8 @@ import pytest
 
 from metahw.compiler.kernels import Dense
 from metahw.compiler.program import Buffer
-from metahw.compiler.qformat import QFormat
 from metahw.errors import UserError
+from metahw.qformat import QFormat
 from metahw.sim import HardwareConfig, default_groups
 from metahw.sim.plan import build_plan
 from tests.compiler.program_fixtures import matchingnet_program, protonet_program

@@ -8,8 +8,8 @@ from hypothesis import strategies as st
 from metahw.compiler import kernels as K
 from metahw.compiler.golden import execute
 from metahw.compiler.program import Buffer
-from metahw.compiler.qformat import QFormat
 from metahw.errors import UserError
+from metahw.qformat import QFormat
 from metahw.sim import HardwareConfig, Simulator
 from tests.sim.harness import OVERFLOWS, PROPERTY, ROUNDINGS, check, hardware, program_of, qformats, rand
 

@@ -6,8 +6,8 @@ from hypothesis import strategies as st
 
 from metahw.compiler.kernels import SoftmaxSpec
 from metahw.compiler.kernels import sfu as golden_sfu
-from metahw.compiler.qformat import QFormat, rescale
-from metahw.compiler.qformat import shift_round as golden_shift
+from metahw.qformat import QFormat, rescale
+from metahw.qformat import shift_round as golden_shift
 from metahw.sim import ppu, sfu
 from tests.sim.harness import OVERFLOWS, PROPERTY, ROUNDINGS
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from metahw.compiler.qformat import (
+from metahw.qformat import (
     OVERFLOW_MODES,
     ROUNDING_MODES,
     QFormat,

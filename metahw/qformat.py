@@ -262,3 +262,12 @@ def format_for_range(lo: float, hi: float, bits: int, signed: bool = True, round
     while fits(frac + 1):
         frac += 1
     return QFormat(bits, frac, signed)
+
+
+def bias_format(top: float, acc_frac: int, bits: int = 32, rounding: str = "half_up") -> QFormat:
+    """Format of a bias whose largest magnitude is `top`, added to an accumulator at frac `acc_frac`.
+
+    The accumulator's own frac (exact alignment, no accuracy lost) unless `bits` cannot hold
+    `top` there; then the finest frac that holds it (aligned by an exact left shift).
+    """
+    return QFormat(bits, min(acc_frac, format_for_range(-top, top, bits, True, rounding).frac), True)
