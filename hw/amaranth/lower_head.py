@@ -110,7 +110,7 @@ def lower_init(rp: RtlPlan, buf: Buffer) -> None:
 
 def lower_head_op(rp: RtlPlan, op: Kernel, buffers: Buffers) -> None:
     """Append the instructions of one head op (or refuse it)."""
-    lower = _LOWER.get(type(op))
+    lower = HEAD_LOWERINGS.get(type(op))
     if lower is None:
         raise refuse(f"{type(op).__name__} '{op.name}' has no RTL engine")
     lower(rp, op, buffers)
@@ -314,7 +314,8 @@ def _attention(rp: RtlPlan, op: CosineAttention, buffers: Buffers) -> None:
     rp.emit(OUTER, nq * _blocks(op.ways, rp) * ns, sums, op.name)
 
 
-_LOWER: dict[type[Kernel], Callable[..., None]] = {
+#: every head op the RTL builds, and its lowering to instructions of the head engines
+HEAD_LOWERINGS: dict[type[Kernel], Callable[..., None]] = {
     PrototypeAccumulate: _prototypes,
     Distance: _distance,
     ArgMin: _argreduce,

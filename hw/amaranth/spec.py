@@ -56,6 +56,8 @@ from metahw.sim.plan import INIT, OP, SEGMENT, STREAM_IN, STREAM_OUT, Plan, acti
 
 #: segment kernels the MAP engine runs
 MAP_KERNELS = (MaxPool2d, AvgPool2d, GlobalAvgPool, Add, Requant)
+#: every embedding-segment op the RTL builds: convolutions (conv engine), the MAP engine's ops, Flatten
+SEGMENT_KERNELS = (Conv2d, Flatten, *MAP_KERNELS)
 
 __all__ = [
     "ENGINE_KINDS",

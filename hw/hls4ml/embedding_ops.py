@@ -72,7 +72,7 @@ class LayerList:
 
 def lower_op(out: LayerList, op: Kernel, name: str, values: dict[str, Value]) -> Value:
     """The layers of one embedding op named `name`_*, reading `values`; the Value of its output buffer."""
-    return _LOWERINGS[type(op)](out, op, name, values)
+    return EMBEDDING_LOWERINGS[type(op)](out, op, name, values)
 
 
 def _conv(out: LayerList, op: Conv2d, name: str, values: dict[str, Value]) -> Value:
@@ -301,7 +301,8 @@ def _aligned(op: Kernel, fmt: QFormat, fracs: np.ndarray) -> QFormat:
         ) from None
 
 
-_LOWERINGS: dict[type, Callable[[LayerList, Kernel, str, dict[str, Value]], Value]] = {
+#: every embedding op the hls4ml backend builds, and its lowering onto hls4ml layers
+EMBEDDING_LOWERINGS: dict[type, Callable[[LayerList, Kernel, str, dict[str, Value]], Value]] = {
     Conv2d: _conv,
     MaxPool2d: _max_pool,
     AvgPool2d: _avg_pool,

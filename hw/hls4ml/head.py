@@ -115,9 +115,9 @@ def head_layers(program: Program, structure: EpisodeStructure, taken: set[str]) 
     )
     head.define(None, structure.labels, label_memory)
     for op in structure.head:
-        lower = _LOWERINGS.get(type(op))
+        lower = HEAD_LOWERINGS.get(type(op))
         if lower is None:
-            supported = ", ".join(sorted(cls.op for cls in _LOWERINGS))
+            supported = ", ".join(sorted(cls.op for cls in HEAD_LOWERINGS))
             raise UserError(f"{op.op} '{op.name}' has no hls4ml layer; the supported head ops are {supported}")
         lower(head, op)
     outputs, output_buffers = [], []
@@ -501,7 +501,8 @@ def _sgd_step(h: _Head, op: SGDHeadStep) -> None:
     h.define(op.name, op.bias, new_b)
 
 
-_LOWERINGS: dict[type[Kernel], Callable[[_Head, Kernel], None]] = {
+#: every head op the hls4ml backend builds, and its lowering into the head's C++
+HEAD_LOWERINGS: dict[type[Kernel], Callable[[_Head, Kernel], None]] = {
     PrototypeAccumulate: _prototypes,
     Distance: _distance,
     ArgMin: _argreduce,

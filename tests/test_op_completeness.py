@@ -1,0 +1,42 @@
+"""Every kernel op of the registry runs on every engine: the golden executor, the simulator, the RTL, hls4ml.
+
+A new op registered in `compiler/kernels` fails here until each engine has its lowering, or
+until the op is listed below with the documented reason an engine refuses it.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+from metahw.compiler.kernels import KERNELS, Kernel
+from metahw.hw.amaranth.lower_head import HEAD_LOWERINGS as RTL_HEAD
+from metahw.hw.amaranth.spec import SEGMENT_KERNELS as RTL_SEGMENT
+from metahw.hw.hls4ml.embedding_ops import EMBEDDING_LOWERINGS as HLS_EMBEDDING
+from metahw.hw.hls4ml.head import HEAD_LOWERINGS as HLS_HEAD
+from metahw.sim.machine import SCHEDULES
+from metahw.sim.simulator import Simulator  # noqa: F401 - importing the simulator registers every op's schedule
+
+#: ops an engine refuses, with the reason (documented in the engine's docs page); none today
+REFUSED: dict[str, dict[str, str]] = {"rtl": {}, "hls4ml": {}}
+
+ENGINES = {
+    "simulator": set(SCHEDULES),
+    "rtl": {*RTL_SEGMENT, *RTL_HEAD},
+    "hls4ml": {*HLS_EMBEDDING, *HLS_HEAD},
+}
+
+
+@pytest.mark.parametrize("name", sorted(KERNELS))
+def test_every_op_has_semantics_cycles_and_a_lowering_on_every_engine(name: str):
+    kernel = KERNELS[name]
+    assert issubclass(kernel, Kernel) and not inspect.isabstract(kernel)  # execute, cycles, macs, infer defined
+    missing = [engine for engine, ops in ENGINES.items() if kernel not in ops and name not in REFUSED.get(engine, {})]
+    assert missing == [], f"{name} has no lowering on {', '.join(missing)} and no documented refusal"
+
+
+def test_the_engines_lower_only_registered_ops():
+    registered = set(KERNELS.values())
+    for engine, ops in ENGINES.items():
+        assert ops <= registered, (engine, ops - registered)
