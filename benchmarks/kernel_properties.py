@@ -43,11 +43,11 @@ sys.path.insert(0, str(ROOT))
 from metahw.atomic import write_text_atomic  # noqa: E402
 from metahw.compiler.golden import execute  # noqa: E402
 from metahw.errors import UserError  # noqa: E402
+from metahw.hardware import derive_hardware  # noqa: E402
 from metahw.hw.amaranth.build import build_rtl  # noqa: E402
 from metahw.hw.amaranth.spec import RtlPlan, rtl_plan  # noqa: E402
 from metahw.hw.amaranth.verilator import RtlMismatch, compare_with_sim, compile_testbench, run_rtl  # noqa: E402
 from metahw.progress import StatusTracker  # noqa: E402
-from metahw.sim.config import derive_hardware  # noqa: E402
 from tests.sim.harness import sim_problems  # noqa: E402
 from tests.sim.random_programs import Config, draw_config, families  # noqa: E402
 

@@ -5,7 +5,7 @@
 cycle-exact against the closed form `episode_cycles`.
 """
 
-from metahw.sim.config import HardwareConfig, default_groups, derive_hardware
+from metahw.hardware import HardwareConfig, default_groups, derive_hardware
 from metahw.sim.cost import CycleBudget, episode_cycles
 from metahw.sim.simulator import Event, SimRun, Simulator, simulate
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from metahw.compiler.kernels import timing
 from metahw.compiler.program import Program
-from metahw.sim.config import HardwareConfig
+from metahw.hardware import HardwareConfig
 from metahw.sim.plan import INIT, OP, SEGMENT, STREAM_IN, build_plan
 
 

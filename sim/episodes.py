@@ -19,12 +19,12 @@ from metahw.compiler.episode_io import program_inputs
 from metahw.compiler.golden import GoldenRun, execute
 from metahw.compiler.program import Program
 from metahw.errors import UserError
+from metahw.hardware import HardwareConfig
 from metahw.models.data import OmniglotSplit
 from metahw.models.episode_sources import EpisodeShape
 from metahw.models.episodes import Episode, EpisodeSampler, EpisodeSet
 from metahw.models.stats import AccuracySummary
 from metahw.progress import track
-from metahw.sim.config import HardwareConfig
 from metahw.sim.simulator import SimRun, Simulator
 
 PREDICTION = "prediction"

@@ -17,9 +17,9 @@ import numpy as np
 
 from metahw.compiler.kernels import Kernel
 from metahw.compiler.program import Program
+from metahw.hardware import HardwareConfig
 from metahw.qformat import QFormat
 from metahw.sim import ppu
-from metahw.sim.config import HardwareConfig
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,9 @@ from metahw.compiler.kernels import (
 from metahw.compiler.kernels.distance import unit_format
 from metahw.compiler.kernels.softmax import SoftmaxSpec
 from metahw.compiler.program import Buffer, Program
-from metahw.sim.config import HardwareConfig
+from metahw.compiler.widths import width_needs
+from metahw.errors import UserError
+from metahw.hardware import HardwareConfig
 
 #: ops that run per group of G images inside an embedding segment
 SEGMENT_OPS = (Conv2d, MaxPool2d, AvgPool2d, GlobalAvgPool, Add, Flatten, Requant)
@@ -291,3 +293,38 @@ def _scratch_bytes(op: Kernel, buffers: Mapping[str, Buffer]) -> int:
         per_pair = op.logits_format.bits + op.softmax.exp_frac + 1 + op.attention_format.bits
         return nbytes(units + b * m * per_pair, 1)
     return 0
+
+
+def check_fits(program: Program, hw: HardwareConfig) -> None:
+    """Raise UserError when `program` needs more memory or a wider datapath than `hw` has.
+
+    Memory: every placement of the plan against its memory's capacity (the first that
+    overflows, in placement order). Widths: every operand and accumulator the program needs
+    (`compiler.widths.width_needs`) against `operand_bits` and `acc_bits`.
+    """
+    capacity = hw.memory_bytes()
+    for used in build_plan(program, hw).placements:
+        if used.end > capacity[used.memory]:
+            raise UserError(
+                f"{used.name} needs {used.nbytes:,} bytes of {used.memory} at offset {used.offset:,}, "
+                f"but {used.memory} has {capacity[used.memory]:,} bytes ({_field_of(used.memory)})"
+            )
+    limits = {"operand": hw.operand_bits, "accumulator": hw.acc_bits}
+    for need in width_needs(program):
+        if need.bits > limits[need.kind]:
+            field = "operand_bits" if need.kind == "operand" else "acc_bits"
+            raise UserError(
+                f"{need.where}: {need.what} needs {need.bits}-bit {need.kind}s, but the config has {field}="
+                f"{limits[need.kind]}"
+            )
+
+
+def _field_of(memory: str) -> str:
+    return {
+        "WMEM": "weight_bytes",
+        "AMEM0": "act_bytes",
+        "AMEM1": "act_bytes",
+        "AMEM2": "act_bytes",
+        "SMEM": "support_bytes",
+        "QBUF": "query_bytes",
+    }[memory]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from metahw.compiler.kernels import Conv2d
 from metahw.compiler.program import Program
-from metahw.sim.config import HardwareConfig
+from metahw.compiler.widths import widest
+from metahw.hardware import HardwareConfig
 from metahw.sim.plan import build_plan
 from metahw.sim.simulator import SimRun
-from metahw.sim.widths import widest
 
 
 def conv_utilisation(program: Program, run: SimRun) -> float:

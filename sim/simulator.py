@@ -17,10 +17,10 @@ import numpy as np
 from metahw.compiler.golden import check_inputs
 from metahw.compiler.kernels import timing
 from metahw.compiler.program import Program
+from metahw.hardware import HardwareConfig
 from metahw.sim import ops_attention, ops_embed, ops_head, ops_sgd  # noqa: F401 - register the op schedules
-from metahw.sim.config import HardwareConfig
 from metahw.sim.machine import SCHEDULES, Instr, Machine, ceil_div
-from metahw.sim.plan import INIT, OP, SEGMENT, STREAM_IN, STREAM_OUT, Plan, Step, build_plan
+from metahw.sim.plan import INIT, OP, SEGMENT, STREAM_IN, STREAM_OUT, Plan, Step, build_plan, check_fits
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ class Simulator:
     """A Program on a HardwareConfig: validated and planned once, then run episode by episode."""
 
     def __init__(self, program: Program, hw: HardwareConfig) -> None:
-        hw.validate(program)
+        check_fits(program, hw)
         self.program = program
         self.hw = hw
         self.plan: Plan = build_plan(program, hw)

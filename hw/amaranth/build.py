@@ -17,11 +17,11 @@ from amaranth.back import verilog
 
 from metahw.atomic import write_text_atomic
 from metahw.compiler.program import Program
+from metahw.hardware import HardwareConfig
 from metahw.hw.amaranth.digests import generator_digest, program_digest
 from metahw.hw.amaranth.meminit import split_memory_init
 from metahw.hw.amaranth.spec import ENGINE_NAMES, RtlPlan, rtl_plan
 from metahw.hw.amaranth.top import Accelerator
-from metahw.sim.config import HardwareConfig
 from metahw.sim.cost import episode_cycles
 
 TOP = "metahw_accel"

@@ -14,6 +14,7 @@ import numpy as np
 from metahw.compiler.episode_io import program_inputs
 from metahw.compiler.program import Program
 from metahw.errors import UserError
+from metahw.hardware import HardwareConfig
 from metahw.hw.amaranth.build import MANIFEST, build_rtl
 from metahw.hw.amaranth.digests import generator_digest, program_digest
 from metahw.hw.amaranth.spec import rtl_plan
@@ -21,7 +22,6 @@ from metahw.hw.amaranth.verilator import compare_with_sim, compile_testbench, ru
 from metahw.models.data import OmniglotSplit
 from metahw.models.episodes import Episode
 from metahw.progress import StatusTracker
-from metahw.sim.config import HardwareConfig
 from metahw.sim.episodes import PREDICTION, omniglot_episodes, scored
 from metahw.sim.simulator import Simulator
 

@@ -25,6 +25,7 @@ from metahw.compiler.kernels import Add, AvgPool2d, Conv2d, Flatten, GlobalAvgPo
 from metahw.compiler.kernels.pool import POOL_SHIFT
 from metahw.compiler.program import Buffer, Program
 from metahw.errors import UserError
+from metahw.hardware import HardwareConfig
 from metahw.hw.amaranth.isa import (
     ADD,
     AVG_POOL,
@@ -51,8 +52,7 @@ from metahw.hw.amaranth.isa import (
 from metahw.hw.amaranth.lower_head import lower_head_op, lower_init
 from metahw.hw.amaranth.store import memory_depths
 from metahw.qformat import QFormat
-from metahw.sim.config import HardwareConfig
-from metahw.sim.plan import INIT, OP, SEGMENT, STREAM_IN, STREAM_OUT, Plan, activation_banks, build_plan
+from metahw.sim.plan import INIT, OP, SEGMENT, STREAM_IN, STREAM_OUT, Plan, activation_banks, build_plan, check_fits
 
 #: segment kernels the MAP engine runs
 MAP_KERNELS = (MaxPool2d, AvgPool2d, GlobalAvgPool, Add, Requant)
@@ -211,7 +211,7 @@ def rtl_plan(program: Program, hw: HardwareConfig) -> RtlPlan:
             f"the Amaranth backend needs the stream's {hw.stream_elements} elements per beat to divide "
             f"the {hw.lanes} lanes (use --stream-elements {min(hw.lanes, hw.stream_elements)} or more lanes)"
         )
-    hw.validate(program)
+    check_fits(program, hw)
     rp = RtlPlan(program, hw, build_plan(program, hw))
     buffers = program.buffer_map
     for step in rp.plan.steps:

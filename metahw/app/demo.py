@@ -21,6 +21,7 @@ from pathlib import Path
 from metahw.app.report_page import render_report, sections_from_compare
 from metahw.compiler.program import Program
 from metahw.errors import UserError
+from metahw.hardware import derive_hardware
 from metahw.hw.amaranth.check import check_episodes, ensure_rtl
 from metahw.hw.amaranth.verilator import RtlMismatch, lint
 from metahw.hw.synth.devices import get_device
@@ -28,7 +29,6 @@ from metahw.hw.synth.nextpnr import TOOLS as NEXTPNR
 from metahw.hw.synth.report import synthesize
 from metahw.hw.synth.tools import warm_up
 from metahw.models.data import OmniglotSplit
-from metahw.sim.config import derive_hardware
 from metahw.sim.episodes import run_episodes
 
 

@@ -28,13 +28,13 @@ from metahw.compiler.compile import compile_episode, save_build
 from metahw.compiler.program import Program
 from metahw.compiler.quant_config import QuantConfig
 from metahw.errors import UserError
+from metahw.hardware import MAX_LANES
 from metahw.hw.synth.devices import get_device
 from metahw.models.checkpoint import load_checkpoint
 from metahw.models.data import load_omniglot
 from metahw.models.export import episode_head, export_episode
 from metahw.models.export_check import check_export
 from metahw.outputs import writable_folder
-from metahw.sim.config import MAX_LANES
 
 #: files the demo writes first; a folder holding one of them is an earlier demo's output
 DEMO_MARKERS = ("episode.onnx", "summary.json")

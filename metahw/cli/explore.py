@@ -18,10 +18,10 @@ from metahw.app.explore.study import CONFIG_FILE, run_study
 from metahw.app.explore.trial import TrialSettings, checkpoint_key, evaluate_design
 from metahw.cli.command import app
 from metahw.errors import UserError
+from metahw.hardware import MAX_LANES
 from metahw.hw.synth.devices import get_device
 from metahw.hw.synth.nextpnr import check_pnr_effort
 from metahw.outputs import writable_folder
-from metahw.sim.config import MAX_LANES
 
 #: bit widths the compiler accepts
 BITS_RANGE = (2, 16)

@@ -11,11 +11,11 @@ import typer
 from metahw.cli.episodes import describe, echo_runs, finish
 from metahw.compiler.program import Program
 from metahw.errors import UserError
+from metahw.hardware import HardwareConfig
 from metahw.hw.amaranth.build import FORMAT_TAG, MANIFEST, build_rtl
 from metahw.hw.amaranth.check import check_rtl_episodes
 from metahw.hw.amaranth.verilator import RtlMismatch, lint
 from metahw.models.episodes import EpisodeSet
-from metahw.sim.config import HardwareConfig
 
 
 def is_rtl_build(folder: Path) -> bool:

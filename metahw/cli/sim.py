@@ -32,9 +32,9 @@ from metahw.cli.episodes import (
 from metahw.cli.hls import hls_sim_command
 from metahw.compiler.program import Program
 from metahw.errors import UserError
+from metahw.hardware import HardwareConfig, derive_hardware
 from metahw.models.stats import shown
 from metahw.outputs import writable_file
-from metahw.sim.config import HardwareConfig, derive_hardware
 from metahw.sim.episodes import simulate_episodes
 from metahw.sim.report import run_report
 from metahw.sim.trace import write_vcd

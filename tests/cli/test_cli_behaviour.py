@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from metahw.cli import INTERRUPTED, run
+from metahw.hardware import HardwareConfig
 from metahw.outputs import exclusive
-from metahw.sim.config import HardwareConfig
 
 
 @pytest.fixture(autouse=True)

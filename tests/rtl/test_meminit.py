@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from metahw.hardware import HardwareConfig
 from metahw.hw.amaranth.build import build_rtl
 from metahw.hw.amaranth.meminit import split_memory_init
 from metahw.hw.amaranth.spec import rtl_plan
-from metahw.sim.config import HardwareConfig
 from tests.rtl.rtl_fixtures import tiny_protonet
 
 MEMORY = """module m(clk);

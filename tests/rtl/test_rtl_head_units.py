@@ -11,6 +11,7 @@ import pytest
 from amaranth.sim import Simulator
 
 from metahw.compiler.kernels import sfu as golden
+from metahw.hardware import HardwareConfig, derive_hardware
 from metahw.hw.amaranth.isa import ERROR_LABEL_RANGE, RequantSpec
 from metahw.hw.amaranth.mac import MacArray
 from metahw.hw.amaranth.ppu import PpuLane
@@ -27,7 +28,6 @@ from metahw.hw.amaranth.spec import rtl_plan
 from metahw.hw.amaranth.store import LinearStore
 from metahw.qformat import QFormat
 from metahw.sim import ppu
-from metahw.sim.config import HardwareConfig, derive_hardware
 from metahw.sim.simulator import Simulator as CycleSimulator
 from tests.rtl.amaranth_bench import amaranth_episode
 from tests.rtl.rtl_fixtures import tiny_anil, tiny_inputs

@@ -19,11 +19,11 @@ import pytest
 
 from metahw.compiler.program import Buffer, Program
 from metahw.errors import UserError
+from metahw.hardware import HardwareConfig, derive_hardware
 from metahw.hw.amaranth.build import build_rtl
 from metahw.hw.amaranth.isa import ERROR_LABEL_RANGE
 from metahw.hw.amaranth.spec import rtl_plan
 from metahw.hw.amaranth.verilator import compare_with_sim, compile_testbench, lint, run_rtl
-from metahw.sim.config import HardwareConfig, derive_hardware
 from metahw.sim.simulator import Simulator
 from tests.rtl.rtl_fixtures import tiny_anil, tiny_heads, tiny_inputs, tiny_protomaml
 

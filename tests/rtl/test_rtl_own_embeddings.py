@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import pytest
 
+from metahw.hardware import HardwareConfig, derive_hardware
 from metahw.hw.amaranth.build import build_rtl
 from metahw.hw.amaranth.spec import rtl_plan
 from metahw.hw.amaranth.verilator import compare_with_sim, compile_testbench, run_rtl
-from metahw.sim.config import HardwareConfig, derive_hardware
 from metahw.sim.simulator import Simulator
 from tests.compiler.own_programs import own_inputs, own_program
 

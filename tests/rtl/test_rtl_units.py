@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
+from metahw.hardware import HardwareConfig
 from metahw.hw.amaranth.argtree import ArgTree
 from metahw.hw.amaranth.mac import MacArray
 from metahw.hw.amaranth.requant import Requantiser
 from metahw.hw.amaranth.spec import RequantSpec, rtl_plan
 from metahw.qformat import QFormat
 from metahw.sim import ppu
-from metahw.sim.config import HardwareConfig
 from metahw.sim.ops_head import _tree_select
 from metahw.sim.simulator import Simulator as CycleSimulator
 from tests.rtl.amaranth_bench import amaranth_episode

@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 
+from metahw.hardware import HardwareConfig
 from metahw.hw.amaranth.build import build_rtl
 from metahw.hw.amaranth.spec import rtl_plan
 from metahw.hw.amaranth.top import ERROR_LABEL_RANGE
 from metahw.hw.amaranth.verilator import RtlMismatch, compare_with_sim, compile_testbench, lint, run_rtl
-from metahw.sim.config import HardwareConfig
 from metahw.sim.simulator import Simulator
 from tests.rtl.rtl_fixtures import tiny_inputs, tiny_protonet
 

@@ -36,11 +36,11 @@ from metahw.compiler.kernels.argreduce import index_format
 from metahw.compiler.kernels.distance import METRICS
 from metahw.compiler.kernels.pool import global_average_scale
 from metahw.compiler.program import Buffer, Program, ProgramMeta
+from metahw.compiler.widths import widest
 from metahw.errors import UserError
 from metahw.qformat import OVERFLOW_MODES, ROUNDING_MODES, QFormat
 from metahw.sim import HardwareConfig
-from metahw.sim.plan import query_dependent
-from metahw.sim.widths import widest
+from metahw.sim.plan import check_fits, query_dependent
 from tests.sim.harness import rand
 
 HEADS = ("protonet", "protomaml", "anil", "matchingnet", "dense")
@@ -523,7 +523,7 @@ def _hardware(rng: np.random.Generator, program: Program) -> HardwareConfig:
         operand_bits=max(2, need["operand"]),
         acc_bits=64,
     )
-    hw.validate(program)
+    check_fits(program, hw)
     return hw
 
 

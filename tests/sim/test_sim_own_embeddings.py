@@ -6,7 +6,7 @@ import pytest
 
 from metahw.compiler.golden import execute
 from metahw.compiler.kernels import Add, AvgPool2d, Conv2d, Dense, Flatten, GlobalAvgPool, MaxPool2d
-from metahw.sim.config import HardwareConfig, default_groups
+from metahw.hardware import HardwareConfig, default_groups
 from metahw.sim.cost import episode_cycles
 from metahw.sim.episodes import differences
 from metahw.sim.plan import build_plan

@@ -1,7 +1,11 @@
-"""The controller's plan of lowered programs: segments, stream order, phases, memory placement."""
+"""The controller's plan of lowered programs: segments, stream order, phases, memory placement, fit."""
 
+import pytest
+
+from metahw.errors import UserError
 from metahw.sim import HardwareConfig
-from metahw.sim.plan import build_plan, nbytes
+from metahw.sim.plan import build_plan, check_fits, nbytes
+from tests.compiler.program_fixtures import matchingnet_program, protonet_program
 
 
 def test_protonet_plan_streams_embeds_adapts_then_classifies(lowered):
@@ -47,3 +51,25 @@ def test_learned_head_init_is_copied_from_wmem_at_episode_start(lowered):
     names = {p.name: p.memory for p in plan.placements}
     assert names["head.weight (initial value)"] == "WMEM" and names["head.weight"] == "SMEM"
     assert any(name.startswith("exp table") for name in names) and "head scratch" in names
+
+
+def test_check_fits_names_the_buffer_that_does_not_fit():
+    program = protonet_program(ways=3, shots=2, queries=4)
+    plan = build_plan(program, HardwareConfig())
+    need = plan.memory_use()["SMEM"].end
+    check_fits(program, HardwareConfig(support_bytes=need))
+    last = plan.memory_use()["SMEM"]
+    message = f"{last.name} needs {last.nbytes:,} bytes of SMEM at offset {last.offset:,}, but SMEM has {need - 1:,}"
+    with pytest.raises(UserError, match=message):
+        check_fits(program, HardwareConfig(support_bytes=need - 1))
+    with pytest.raises(UserError, match="conv1.w needs 18 bytes of WMEM at offset 0, but WMEM has 10 bytes"):
+        check_fits(program, HardwareConfig(weight_bytes=10))
+
+
+def test_check_fits_names_the_tensor_that_needs_a_wider_datapath():
+    program = protonet_program()
+    message = "Distance 'l2': the difference of 'query_f' and 'protos' needs 9-bit operands, .* operand_bits=8"
+    with pytest.raises(UserError, match=message):
+        check_fits(program, HardwareConfig(operand_bits=8))
+    with pytest.raises(UserError, match="CosineAttention 'attention': .* accumulators, but the config has acc_bits=40"):
+        check_fits(matchingnet_program(), HardwareConfig(acc_bits=40))

@@ -30,7 +30,7 @@ import numpy as np
 from metahw.app.explore.cache import cached_json, locked
 from metahw.app.explore.space import Design
 from metahw.errors import UserError
-from metahw.sim.config import HardwareConfig, derive_hardware
+from metahw.hardware import HardwareConfig, derive_hardware
 
 if TYPE_CHECKING:
     import onnx
@@ -223,9 +223,10 @@ def measure_resources(checkpoint: str, bits: int, lanes: int, settings: TrialSet
     def compute() -> dict:
         from metahw.hw.amaranth.build import build_rtl
         from metahw.hw.synth.report import synthesize
+        from metahw.sim.plan import check_fits
 
         try:
-            hw.validate(program)
+            check_fits(program, hw)
             build = build_rtl(program, hw, settings.cache / "rtl" / name)
             return synthesize(build, settings.target, progress=False, pnr_effort=settings.pnr).to_dict()
         except UserError as exc:

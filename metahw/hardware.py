@@ -87,27 +87,6 @@ class HardwareConfig:
         """Wall time of `cycles` at the clock target."""
         return cycles / (self.clock_mhz * 1e6)
 
-    def validate(self, program: Program) -> None:
-        """Raise UserError when `program` needs more memory or a wider datapath than this config has."""
-        from metahw.sim.plan import build_plan
-        from metahw.sim.widths import width_needs
-
-        capacity = self.memory_bytes()
-        for used in build_plan(program, self).placements:
-            if used.end > capacity[used.memory]:
-                raise UserError(
-                    f"{used.name} needs {used.nbytes:,} bytes of {used.memory} at offset {used.offset:,}, "
-                    f"but {used.memory} has {capacity[used.memory]:,} bytes ({_field_of(used.memory)})"
-                )
-        limits = {"operand": self.operand_bits, "accumulator": self.acc_bits}
-        for need in width_needs(program):
-            if need.bits > limits[need.kind]:
-                field = "operand_bits" if need.kind == "operand" else "acc_bits"
-                raise UserError(
-                    f"{need.where}: {need.what} needs {need.bits}-bit {need.kind}s, but the config has {field}="
-                    f"{limits[need.kind]}"
-                )
-
     # ---- files ------------------------------------------------------------------------------
     def to_json(self) -> dict:
         """Plain dict (tagged and versioned)."""
@@ -144,17 +123,6 @@ class HardwareConfig:
         return cls.from_json(data)
 
 
-def _field_of(memory: str) -> str:
-    return {
-        "WMEM": "weight_bytes",
-        "AMEM0": "act_bytes",
-        "AMEM1": "act_bytes",
-        "AMEM2": "act_bytes",
-        "SMEM": "support_bytes",
-        "QBUF": "query_bytes",
-    }[memory]
-
-
 def derive_hardware(
     program: Program,
     lanes: int | None = None,
@@ -172,7 +140,7 @@ def derive_hardware(
     - E = min(base E, P) stream elements per beat (the RTL needs E to divide P);
     - accumulators as wide as the program needs (`widest`), at most the base's.
     """
-    from metahw.sim.widths import widest
+    from metahw.compiler.widths import widest
 
     chosen = base or HardwareConfig()
     if lanes is not None and lanes != chosen.lanes:

@@ -1,4 +1,4 @@
-"""HardwareConfig: construction checks, JSON round trip, and `validate` naming the tensor and the sizes."""
+"""HardwareConfig: construction checks, JSON round trip, default lane groups."""
 
 import json
 
@@ -8,10 +8,9 @@ import pytest
 from metahw.compiler.kernels import Dense
 from metahw.compiler.program import Buffer
 from metahw.errors import UserError
+from metahw.hardware import HardwareConfig, default_groups
 from metahw.qformat import QFormat
-from metahw.sim import HardwareConfig, default_groups
-from metahw.sim.plan import build_plan
-from tests.compiler.program_fixtures import matchingnet_program, protonet_program
+from tests.compiler.program_fixtures import protonet_program
 from tests.sim.harness import program_of
 
 
@@ -50,28 +49,6 @@ def test_bad_json_is_a_user_error(tmp_path):
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(UserError, match="cannot read hardware config"):
         HardwareConfig.load(tmp_path / "bad.json")
-
-
-def test_validate_names_the_buffer_that_does_not_fit():
-    program = protonet_program(ways=3, shots=2, queries=4)
-    plan = build_plan(program, HardwareConfig())
-    need = plan.memory_use()["SMEM"].end
-    HardwareConfig(support_bytes=need).validate(program)
-    last = plan.memory_use()["SMEM"]
-    message = f"{last.name} needs {last.nbytes:,} bytes of SMEM at offset {last.offset:,}, but SMEM has {need - 1:,}"
-    with pytest.raises(UserError, match=message):
-        HardwareConfig(support_bytes=need - 1).validate(program)
-    with pytest.raises(UserError, match="conv1.w needs 18 bytes of WMEM at offset 0, but WMEM has 10 bytes"):
-        HardwareConfig(weight_bytes=10).validate(program)
-
-
-def test_validate_names_the_tensor_that_needs_a_wider_datapath():
-    program = protonet_program()
-    message = "Distance 'l2': the difference of 'query_f' and 'protos' needs 9-bit operands, .* operand_bits=8"
-    with pytest.raises(UserError, match=message):
-        HardwareConfig(operand_bits=8).validate(program)
-    with pytest.raises(UserError, match="CosineAttention 'attention': .* accumulators, but the config has acc_bits=40"):
-        HardwareConfig(acc_bits=40).validate(matchingnet_program())
 
 
 def test_default_groups_keep_conv_lanes_busy():

@@ -11,8 +11,8 @@ from metahw.app.explore.space import Design
 from metahw.app.explore.trial import TrialSettings, compiled_program, evaluate_design
 from metahw.cli import run
 from metahw.compiler.program import Program
-from metahw.sim.config import RTL_MAX_GROUPS, HardwareConfig, default_groups, derive_hardware
-from metahw.sim.widths import widest
+from metahw.compiler.widths import widest
+from metahw.hardware import RTL_MAX_GROUPS, HardwareConfig, default_groups, derive_hardware
 
 LANES = 16  # the tiny checkpoint's 4-channel convs would keep G = 4 groups busy: more than the RTL builds
 
