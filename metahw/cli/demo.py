@@ -132,7 +132,7 @@ def demo_command(
             "rung": "hls4ml C simulation",
             "status": "not run",
             "episodes": None,
-            "detail": "run `metahw simulate BUILD --hls` (g++ build of several minutes)",
+            "detail": "run `metahw simulate BUILD --hls` (g++ build of about a minute, cached after)",
         }
     )
     backbone = {"checkpoint": model, "algorithm": learner.algorithm, "width": _backbone_width(program), "depth": 4}
