@@ -46,8 +46,9 @@ from metahw.hw.hls4ml.gxx import build_library, build_testbench
 from metahw.hw.hls4ml.project import claim_folder, hls_model
 from metahw.models.checkpoint import load_checkpoint
 from metahw.models.data import load_omniglot
+from metahw.models.episode_sources import omniglot_episodes
 from metahw.models.export import episode_head, export_episode
-from metahw.sim.episodes import omniglot_episodes
+from metahw.sim.episodes import program_shape
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = ProjectOptions().project_name
@@ -77,7 +78,10 @@ def main() -> None:
         program = compile_episode(model, QuantConfig(bits=args.bits), omniglot.split("val"), args.ways).program
         source = f"zoo:{args.model} {args.ways}-way {args.shots}-shot, {args.bits}-bit"
     design = build_design(program)
-    inputs = [program_inputs(program, e) for e in omniglot_episodes(program, omniglot.split("test"), args.episodes)]
+    inputs = [
+        program_inputs(program, e)
+        for e in omniglot_episodes(omniglot.split("test"), program_shape(program), args.episodes)
+    ]
     machine = {"cpus": os.cpu_count(), "platform": platform.platform(), "load_average": os.getloadavg()}
     report = {"design": source, "episodes": args.episodes, "rows": [], "machine": machine}
     print(f"{source}: {args.episodes} episodes, g++ on {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")

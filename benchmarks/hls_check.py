@@ -26,10 +26,12 @@ from pathlib import Path
 from metahw.atomic import write_text_atomic
 from metahw.compiler.compile import compile_episode
 from metahw.compiler.quant_config import QuantConfig
-from metahw.hw.hls4ml import ProjectOptions, run_hls_episodes
+from metahw.hw.hls4ml import ProjectOptions, check_hls_episodes
 from metahw.models.checkpoint import load_checkpoint
 from metahw.models.data import load_omniglot
+from metahw.models.episode_sources import omniglot_episodes
 from metahw.models.export import episode_head, export_episode
+from metahw.sim.episodes import program_shape
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -76,11 +78,9 @@ def main() -> None:
             program = compile_episode(model, QuantConfig(bits=bits), val, args.ways).program
             started = time.perf_counter()
             with tempfile.TemporaryDirectory(prefix=f"hls-{name}-{bits}-") as folder:
-                runs = run_hls_episodes(
+                runs = check_hls_episodes(
                     program,
-                    test,
-                    args.episodes,
-                    seed=0,
+                    omniglot_episodes(test, program_shape(program), args.episodes, seed=0),
                     project_dir=folder,
                     options=ProjectOptions(strategy=args.strategy),
                     progress=True,

@@ -40,10 +40,11 @@ from metahw.compiler.quant_config import QuantConfig
 from metahw.models.backbone import BackboneConfig
 from metahw.models.checkpoint import load_checkpoint
 from metahw.models.data import OmniglotSplit, load_omniglot
+from metahw.models.episode_sources import omniglot_episodes, omniglot_sampler
 from metahw.models.export import episode_head, export_episode
 from metahw.models.learners import MetaLearner, build_learner
 from metahw.sim import HardwareConfig, Simulator, default_groups, episode_cycles
-from metahw.sim.episodes import differences, episode_sampler, run_episodes
+from metahw.sim.episodes import differences, program_shape, simulate_episodes
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = [(5, 1), (20, 1)]
@@ -72,7 +73,7 @@ def speed_row(program: Program, lanes: int, test: OmniglotSplit, episodes: int) 
     """Simulator-only timing over `episodes` episodes (after a warm-up), and a golden check of the first."""
     hw = HardwareConfig(lanes=lanes, groups=default_groups(program, lanes))
     simulator = Simulator(program, hw)
-    sampler = episode_sampler(program, test, seed=0)
+    sampler = omniglot_sampler(test, program_shape(program), seed=0)
     inputs = [program_inputs(program, sampler.sample()) for _ in range(episodes + 1)]
     first = simulator.run(inputs[0])
     matched = not differences(first, execute(program, inputs[0]))
@@ -96,7 +97,9 @@ def speed_row(program: Program, lanes: int, test: OmniglotSplit, episodes: int) 
 def utilisation_row(program: Program, lanes: int, test: OmniglotSplit) -> dict:
     """Utilisation of every conv layer of one simulated episode at P = `lanes`."""
     hw = HardwareConfig(lanes=lanes, groups=default_groups(program, lanes))
-    run = Simulator(program, hw).run(program_inputs(program, episode_sampler(program, test, seed=0).sample()))
+    run = Simulator(program, hw).run(
+        program_inputs(program, omniglot_sampler(test, program_shape(program), seed=0).sample())
+    )
     convs = [op.name for op in program.ops if isinstance(op, Conv2d)]
     return {"lanes": lanes, "groups": hw.groups, "layers": {name: run.utilisation(name) for name in convs}}
 
@@ -106,7 +109,7 @@ def zoo_row(path: Path, episodes: int, test: OmniglotSplit, val: OmniglotSplit) 
     learner = load_checkpoint(path).learner
     program = compile_setting(learner, 5, 1, 5, val)
     hw = HardwareConfig(lanes=32, groups=default_groups(program, 32))
-    runs = run_episodes(program, hw, test, episodes, seed=0)
+    runs = simulate_episodes(program, hw, omniglot_episodes(test, program_shape(program), episodes, seed=0))
     return {
         "checkpoint": path.name,
         "algorithm": learner.algorithm,

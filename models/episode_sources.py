@@ -25,7 +25,8 @@ from PIL import Image, UnidentifiedImageError
 
 from metahw.atomic import write_text_atomic
 from metahw.errors import UserError
-from metahw.models.episodes import EpisodeIndex, EpisodeSet
+from metahw.models.data import OmniglotSplit
+from metahw.models.episodes import EpisodeIndex, EpisodeSampler, EpisodeSet
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 RESAMPLING = {
@@ -60,6 +61,27 @@ class EpisodeShape:
         """Whether episodes of this N, K, Q and image shape fit (unfixed fields fit anything)."""
         wanted = (self.ways, self.shots, self.queries, self.image)
         return all(w is None or w == g for w, g in zip(wanted, (ways, shots, queries, tuple(image)), strict=True))
+
+
+def omniglot_sampler(split: OmniglotSplit, shape: EpisodeShape, seed: int = 0) -> EpisodeSampler:
+    """Seeded Omniglot episodes of `shape` (N ways, K shots, Q queries, Q a multiple of N)."""
+    if shape.ways is None or shape.shots is None or shape.queries is None:
+        raise ValueError("an Omniglot sampler needs the ways, shots and queries of the episodes")
+    if shape.queries % shape.ways:
+        raise UserError(f"the episodes have {shape.queries} queries, not a multiple of their {shape.ways} ways")
+    return EpisodeSampler(split, shape.ways, shape.shots, shape.queries // shape.ways, seed=seed)
+
+
+def omniglot_episodes(split: OmniglotSplit, shape: EpisodeShape, count: int, seed: int = 0) -> EpisodeSet:
+    """`count` seeded episodes of `split` in `shape`: the default source of every command.
+
+    The backends take episodes (arrays), not Omniglot: this is where the command line, the
+    demo and the benchmarks draw them.
+    """
+    if count < 1:
+        raise UserError(f"the number of episodes must be >= 1 (got {count})")
+    sampler = omniglot_sampler(split, shape, seed)
+    return EpisodeSet.sampled(sampler, count, f"Omniglot meta-{split.name} alphabets (seed {seed})")
 
 
 def _shape_text(n: object, image: tuple[int, ...] | None) -> str:

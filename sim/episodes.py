@@ -1,8 +1,8 @@
 """Meta-test episodes through the simulator, each checked against the golden executor.
 
 Used by `metahw simulate` and benchmarks/sim_speed.py: `simulate_episodes` takes the episodes
-(an `EpisodeSet`: seeded Omniglot episodes of the program's ways, shots and queries from
-`omniglot_episodes`, or the user's own from models/episode_sources.py), turns them into the
+(an `EpisodeSet` from models/episode_sources.py: seeded Omniglot episodes of the program's
+shape, `program_shape`, or the user's own; the simulator never loads data), turns them into the
 program's integer inputs, simulates them, compares every buffer and saturation count with the
 golden executor, and scores the predicted class ids where the labels are known.
 """
@@ -20,9 +20,8 @@ from metahw.compiler.golden import GoldenRun, execute
 from metahw.compiler.program import Program
 from metahw.errors import UserError
 from metahw.hardware import HardwareConfig
-from metahw.models.data import OmniglotSplit
 from metahw.models.episode_sources import EpisodeShape
-from metahw.models.episodes import Episode, EpisodeSampler, EpisodeSet
+from metahw.models.episodes import Episode
 from metahw.models.stats import AccuracySummary
 from metahw.progress import track
 from metahw.sim.simulator import SimRun, Simulator
@@ -60,16 +59,6 @@ def differences(run: SimRun, golden: GoldenRun) -> list[str]:
     return values + counts
 
 
-def episode_sampler(program: Program, split: OmniglotSplit, seed: int) -> EpisodeSampler:
-    """Seeded episodes of the program's shape (its query count must be a multiple of its ways)."""
-    meta = program.meta
-    if PREDICTION not in program.buffer_map:
-        raise UserError(f"the program has no '{PREDICTION}' output to score; it is not a compiled episode")
-    if meta.queries % meta.ways:
-        raise UserError(f"the program classifies {meta.queries} queries, not a multiple of its {meta.ways} ways")
-    return EpisodeSampler(split, meta.ways, meta.shots, meta.queries // meta.ways, seed=seed)
-
-
 def program_shape(program: Program) -> EpisodeShape:
     """The episodes a compiled program takes: its ways, shots, queries and input image shape (C, H, W)."""
     if PREDICTION not in program.buffer_map:
@@ -79,32 +68,11 @@ def program_shape(program: Program) -> EpisodeShape:
     return EpisodeShape(meta.ways, meta.shots, meta.queries, image)  # type: ignore[arg-type]
 
 
-def omniglot_episodes(program: Program, split: OmniglotSplit, episodes: int, seed: int = 0) -> EpisodeSet:
-    """`episodes` seeded episodes of `split` in the program's shape: the default source of every command."""
-    if episodes < 1:
-        raise UserError(f"--episodes must be >= 1 (got {episodes})")
-    sampler = episode_sampler(program, split, seed)
-    return EpisodeSet.sampled(sampler, episodes, f"Omniglot meta-{split.name} alphabets (seed {seed})")
-
-
 def scored(predictions: list[np.ndarray], labels: list[np.ndarray | None]) -> AccuracySummary | None:
     """Accuracy over episodes of the predicted class ids, None when any episode's labels are unknown."""
     if any(y is None for y in labels):
         return None
     return AccuracySummary.of(np.array([np.mean(p == y) for p, y in zip(predictions, labels, strict=True)]))
-
-
-def run_episodes(
-    program: Program,
-    hw: HardwareConfig,
-    split: OmniglotSplit,
-    episodes: int,
-    seed: int = 0,
-    progress: bool = False,
-    on_first: Callable[[SimRun], None] | None = None,
-) -> EpisodeRuns:
-    """Simulate `episodes` seeded episodes of `split` (see `simulate_episodes`)."""
-    return simulate_episodes(program, hw, omniglot_episodes(program, split, episodes, seed), progress, on_first)
 
 
 def simulate_episodes(

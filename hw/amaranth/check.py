@@ -19,10 +19,9 @@ from metahw.hw.amaranth.build import MANIFEST, build_rtl
 from metahw.hw.amaranth.digests import generator_digest, program_digest
 from metahw.hw.amaranth.spec import rtl_plan
 from metahw.hw.amaranth.verilator import compare_with_sim, compile_testbench, run_rtl
-from metahw.models.data import OmniglotSplit
 from metahw.models.episodes import Episode
 from metahw.progress import StatusTracker
-from metahw.sim.episodes import PREDICTION, omniglot_episodes, scored
+from metahw.sim.episodes import PREDICTION, scored
 from metahw.sim.simulator import Simulator
 
 
@@ -61,21 +60,6 @@ class RtlCheck:
         """JSON-ready (without the predictions)."""
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "predictions"}
         return fields | {"rtl_cycles_per_second": self.episodes * self.rtl_cycles / self.rtl_seconds}
-
-
-def check_episodes(
-    program: Program,
-    hw: HardwareConfig,
-    split: OmniglotSplit,
-    episodes: int,
-    folder: Path,
-    seed: int = 0,
-    stall_seed: int = 0,
-    progress: bool = True,
-) -> RtlCheck:
-    """Run `episodes` seeded episodes of `split` in Verilator and the simulator (see `check_rtl_episodes`)."""
-    samples = omniglot_episodes(program, split, episodes, seed)
-    return check_rtl_episodes(program, hw, samples, folder, stall_seed, progress)
 
 
 def check_rtl_episodes(

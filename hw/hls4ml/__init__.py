@@ -9,13 +9,13 @@ of a query image) and outputs the program's output buffers. docs/hls4ml.md descr
 design and what was checked.
 
 - `build_hls_project(program, out, options, testbench)`: write the project folder.
-- `run_hls_episodes(program, split, episodes, ...)`: compile the C simulation with g++ and
-  check meta-test episodes against the golden executor (raises `HlsMismatch`).
+- `check_hls_episodes(program, episodes, ...)`: compile the C simulation with g++ and check
+  episodes (arrays: `models.episode_sources`) against the golden executor (raises `HlsMismatch`).
 """
 
 from metahw.hw.hls4ml.build import HlsBuild, build_hls_project
 from metahw.hw.hls4ml.design import HlsDesign, build_design
-from metahw.hw.hls4ml.episodes import HlsEpisodeRuns, run_hls_episodes
+from metahw.hw.hls4ml.episodes import HlsEpisodeRuns, check_hls_episodes
 from metahw.hw.hls4ml.project import HLS_BACKENDS, STRATEGIES, ProjectOptions
 from metahw.hw.hls4ml.simulation import HlsMismatch, HlsSimulation
 
@@ -30,5 +30,5 @@ __all__ = [
     "ProjectOptions",
     "build_design",
     "build_hls_project",
-    "run_hls_episodes",
+    "check_hls_episodes",
 ]

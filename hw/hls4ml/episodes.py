@@ -23,11 +23,10 @@ from metahw.errors import UserError
 from metahw.hw.hls4ml.design import build_design
 from metahw.hw.hls4ml.project import ProjectOptions
 from metahw.hw.hls4ml.simulation import HlsSimulation
-from metahw.models.data import OmniglotSplit
 from metahw.models.episodes import Episode
 from metahw.models.stats import AccuracySummary
 from metahw.progress import track
-from metahw.sim.episodes import PREDICTION, omniglot_episodes, scored
+from metahw.sim.episodes import PREDICTION, scored
 
 
 @dataclass(frozen=True)
@@ -70,20 +69,6 @@ class HlsEpisodeRuns:
             "golden_seconds": self.golden_seconds,
             "project": self.project,
         }
-
-
-def run_hls_episodes(
-    program: Program,
-    split: OmniglotSplit,
-    episodes: int,
-    seed: int = 0,
-    project_dir: str | Path | None = None,
-    options: ProjectOptions | None = None,
-    progress: bool = False,
-) -> HlsEpisodeRuns:
-    """Check `episodes` seeded episodes of `split` through the C simulation (see `check_hls_episodes`)."""
-    samples = omniglot_episodes(program, split, episodes, seed)
-    return check_hls_episodes(program, samples, project_dir, options, progress)
 
 
 def check_hls_episodes(

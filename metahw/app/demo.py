@@ -22,14 +22,15 @@ from metahw.app.report_page import render_report, sections_from_compare
 from metahw.compiler.program import Program
 from metahw.errors import UserError
 from metahw.hardware import derive_hardware
-from metahw.hw.amaranth.check import check_episodes, ensure_rtl
+from metahw.hw.amaranth.check import check_rtl_episodes, ensure_rtl
 from metahw.hw.amaranth.verilator import RtlMismatch, lint
 from metahw.hw.synth.devices import get_device
 from metahw.hw.synth.nextpnr import TOOLS as NEXTPNR
 from metahw.hw.synth.report import synthesize
 from metahw.hw.synth.tools import warm_up
 from metahw.models.data import OmniglotSplit
-from metahw.sim.episodes import run_episodes
+from metahw.models.episode_sources import omniglot_episodes
+from metahw.sim.episodes import program_shape, simulate_episodes
 
 
 def warm_up_synthesis(target: str | None) -> list[subprocess.Popen]:
@@ -91,7 +92,8 @@ def hardware_stage(
     """Simulate, check the RTL in Verilator, collect the synthesis; returns (report sections, verification rungs)."""
     hw = derive_hardware(program, lanes)
     rungs: list[dict] = []
-    runs = run_episodes(program, hw, split, sim_episodes, seed=1, progress=progress)
+    shape = program_shape(program)
+    runs = simulate_episodes(program, hw, omniglot_episodes(split, shape, sim_episodes, seed=1), progress)
     first = runs.first
     detail = f"{runs.matched}/{sim_episodes} episodes bit-identical, {first.total_cycles:,} cycles"
     rungs.append(_rung("cycle simulator vs golden", runs.matched == sim_episodes, sim_episodes, detail))
@@ -116,7 +118,8 @@ def hardware_stage(
     }
     rtl_dir = out / "rtl"
     try:
-        check = check_episodes(program, hw, split, rtl_episodes, rtl_dir, seed=2, progress=progress)
+        episodes = omniglot_episodes(split, shape, rtl_episodes, seed=2)
+        check = check_rtl_episodes(program, hw, episodes, rtl_dir, progress=progress)
         lint(rtl_dir)
         rungs.append(
             _rung(

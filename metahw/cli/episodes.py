@@ -23,6 +23,7 @@ from metahw.models.episode_sources import (
     EpisodeShape,
     ImageTransform,
     image_folder_episodes,
+    omniglot_episodes,
     read_npz_episodes,
     require_shape,
     run_errors,
@@ -30,7 +31,7 @@ from metahw.models.episode_sources import (
     write_predictions,
 )
 from metahw.models.episodes import EpisodeSet
-from metahw.sim.episodes import omniglot_episodes, program_shape
+from metahw.sim.episodes import program_shape
 
 EpisodesFrom = Annotated[
     Path | None,
@@ -144,9 +145,8 @@ def program_episodes(
         return options.load(
             program_shape(program), count if options.images is None else count or default_count, seed, "the program"
         )
-    return omniglot_episodes(
-        program, load_omniglot(data).split("test"), default_count if count is None else count, seed
-    )
+    split = load_omniglot(data).split("test")
+    return omniglot_episodes(split, program_shape(program), default_count if count is None else count, seed)
 
 
 def describe(episodes: EpisodeSet) -> str:

@@ -32,8 +32,9 @@ from metahw.hw.hls4ml import HlsMismatch, ProjectOptions, build_hls_project
 from metahw.hw.hls4ml.episodes import check_hls_episodes
 from metahw.hw.hls4ml.project import CONFIG_FILE
 from metahw.models.data import load_omniglot
+from metahw.models.episode_sources import omniglot_sampler
 from metahw.outputs import exclusive, writable_file, writable_folder
-from metahw.sim.episodes import episode_sampler
+from metahw.sim.episodes import program_shape
 
 BACKENDS = ("hls4ml", "amaranth")
 #: MAC lanes of an Amaranth build where neither --lanes nor a --config file says
@@ -135,7 +136,7 @@ def build_command(
     testbench = []
     tb_episodes = 1 if tb_episodes is None else tb_episodes
     if tb_episodes:
-        sampler = episode_sampler(program, load_omniglot(data).split("test"), seed)
+        sampler = omniglot_sampler(load_omniglot(data).split("test"), program_shape(program), seed)
         testbench = [program_inputs(program, sampler.sample()) for _ in range(tb_episodes)]
     with exclusive(out, "hls4ml project"):
         result = build_hls_project(program, out, options, testbench)

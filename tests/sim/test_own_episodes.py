@@ -13,8 +13,9 @@ from metahw.compiler.episode_io import program_inputs
 from metahw.compiler.golden import execute
 from metahw.compiler.program import Program
 from metahw.compiler.quant_config import QuantConfig
+from metahw.models.episode_sources import omniglot_episodes
 from metahw.models.runs import read_runs
-from metahw.sim.episodes import omniglot_episodes
+from metahw.sim.episodes import program_shape
 from tests.compiler.onnx_fixtures import tiny_episode_model
 from tests.models.omniglot_runs import write_runs
 
@@ -52,7 +53,7 @@ def _one_line_error(result, *fragments):
 
 def test_npz_round_trip_gives_the_omniglot_numbers_and_predictions(cli, build, test_split, tmp_path):
     program = Program.load(build)
-    episodes = list(omniglot_episodes(program, test_split, 2, seed=0))
+    episodes = list(omniglot_episodes(test_split, program_shape(program), 2, seed=0))
     default = json.loads(cli("simulate", build, "--lanes", 8, "--episodes", 2, "--json").stdout)
     npz = _npz(tmp_path / "episodes.npz", episodes)
     out = tmp_path / "predictions.json"
@@ -71,7 +72,7 @@ def test_npz_round_trip_gives_the_omniglot_numbers_and_predictions(cli, build, t
 
 def test_npz_without_labels_reports_predictions_only(cli, build, test_split, tmp_path):
     program = Program.load(build)
-    episodes = list(omniglot_episodes(program, test_split, 2, seed=5))
+    episodes = list(omniglot_episodes(test_split, program_shape(program), 2, seed=5))
     npz = _npz(tmp_path / "unlabelled.npz", episodes, labels=False)
     out = tmp_path / "p.json"
     result = cli(
@@ -119,7 +120,7 @@ def test_npz_of_another_shape_is_one_sentence_naming_both_shapes(cli, build, tmp
     ],
 )
 def test_malformed_npz_is_one_sentence(cli, build, test_split, tmp_path, override, fragment):
-    episodes = list(omniglot_episodes(Program.load(build), test_split, 2, seed=1))
+    episodes = list(omniglot_episodes(test_split, program_shape(Program.load(build)), 2, seed=1))
     npz = _npz(tmp_path / "bad.npz", episodes, **override)
     _one_line_error(cli("simulate", build, "--lanes", 8, "--episodes-from", npz), fragment)
 

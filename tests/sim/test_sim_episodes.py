@@ -7,10 +7,11 @@ from metahw.compiler.compile import compile_episode
 from metahw.compiler.episode_io import program_inputs
 from metahw.compiler.quant_config import QuantConfig
 from metahw.models.checkpoint import load_checkpoint
+from metahw.models.episode_sources import omniglot_episodes, omniglot_sampler
 from metahw.models.export import episode_head, export_episode
 from metahw.models.zoo import zoo_names
 from metahw.sim import HardwareConfig, Simulator, default_groups
-from metahw.sim.episodes import episode_sampler, run_episodes
+from metahw.sim.episodes import program_shape, simulate_episodes
 from metahw.sim.trace import vcd_text
 from tests.compiler.program_fixtures import episode_inputs, matchingnet_program, protomaml_program, protonet_program
 from tests.sim.harness import check
@@ -36,7 +37,7 @@ def test_fixture_programs(make, hw):
 )
 def test_lowered_episodes(lowered, test_split, algorithm, config):
     program = lowered(algorithm, **config).program
-    sampler = episode_sampler(program, test_split, seed=3)
+    sampler = omniglot_sampler(test_split, program_shape(program), seed=3)
     for hw in (HardwareConfig(lanes=4), HardwareConfig(lanes=16, groups=4, stream_elements=5)):
         check(program, program_inputs(program, sampler.sample()), hw)
 
@@ -47,7 +48,8 @@ def test_zoo_episodes(omniglot, test_split, name):
     learner = load_checkpoint(f"zoo:{name}").learner
     model = export_episode(learner, episode_head(learner, 5, 1, None))
     program = compile_episode(model, QuantConfig(bits=8), omniglot.split("val"), 75, calibration_episodes=2).program
-    runs = run_episodes(program, HardwareConfig(lanes=64, groups=default_groups(program, 64)), test_split, 2, seed=1)
+    hw = HardwareConfig(lanes=64, groups=default_groups(program, 64))
+    runs = simulate_episodes(program, hw, omniglot_episodes(test_split, program_shape(program), 2, seed=1))
     assert runs.matched == 2 and runs.mismatches == []
     assert runs.accuracy.mean > 0.4  # twice chance: a trained model survives compilation and simulation
 
