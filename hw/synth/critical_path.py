@@ -14,8 +14,8 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass
 
-#: the prefix of every core cell: the synthesis wrapper instantiates the accelerator as `core`
-CORE_PREFIX = "core."
+#: the kinds of path elements nextpnr reports
+_KINDS = ("clk-to-q", "logic", "routing", "setup")
 
 
 @dataclass(frozen=True)
@@ -86,9 +86,6 @@ def _path(elements: list[dict], root: str | os.PathLike | None) -> CriticalPath 
         logic_levels=sum(1 for e in elements if e.get("type") == "logic"),
         sources=tuple(sources),
     )
-
-
-_KINDS = ("clk-to-q", "logic", "routing", "setup")
 
 
 def _relative(source: str, root: str | os.PathLike | None) -> str:

@@ -47,16 +47,6 @@ Strategy = Annotated[str, typer.Option(help="hls4ml strategy of the embedding la
 ReuseFactor = Annotated[int, typer.Option(help="hls4ml reuse factor of the embedding layers.")]
 
 
-#: the hls4ml project options' defaults, where the command line leaves one out
-HLS_DEFAULTS = {
-    "hls_backend": "vitis",
-    "part": "xcvu13p-flga2577-2-e",
-    "clock_period": 5.0,
-    "strategy": "latency",
-    "reuse_factor": 1,
-}
-
-
 def _options(
     hls_backend: str | None,
     part: str | None,
@@ -64,17 +54,15 @@ def _options(
     strategy: str | None,
     reuse_factor: int | None,
 ) -> ProjectOptions:
+    """The project options given on the command line; one left out (None) keeps `ProjectOptions`' default."""
     given = {
-        "hls_backend": hls_backend,
+        "hls_backend": hls_backend and hls_backend.lower(),
         "part": part,
         "clock_period": clock_period,
-        "strategy": strategy,
+        "strategy": strategy and strategy.lower(),
         "reuse_factor": reuse_factor,
     }
-    chosen = {name: HLS_DEFAULTS[name] if value is None else value for name, value in given.items()}
-    for name in ("hls_backend", "strategy"):
-        chosen[name] = chosen[name].lower()
-    return ProjectOptions(**chosen)
+    return ProjectOptions(**{name: value for name, value in given.items() if value is not None})
 
 
 @app.command("build")
@@ -89,7 +77,7 @@ def build_command(
         Path | None, typer.Option(help="amaranth: hardware config JSON (its lanes unless --lanes is given).")
     ] = None,
     hls_backend: Annotated[str | None, typer.Option(help="hls4ml backend: vitis (default) or vivado.")] = None,
-    part: Annotated[str | None, typer.Option(help=f"hls4ml: FPGA part (default {HLS_DEFAULTS['part']}).")] = None,
+    part: Annotated[str | None, typer.Option(help=f"hls4ml: FPGA part (default {ProjectOptions.part}).")] = None,
     clock_period: Annotated[float | None, typer.Option(help="hls4ml: target clock period in ns (default 5).")] = None,
     strategy: Annotated[str | None, typer.Option(help="hls4ml: latency (default) or resource.")] = None,
     reuse_factor: Annotated[int | None, typer.Option(help="hls4ml: reuse factor of the embedding (default 1).")] = None,
@@ -174,11 +162,11 @@ def hls_sim_command(
         int | None, typer.Option(min=1, help="Episodes (default 10; of a file or runs folder: all of them).")
     ] = None,
     project: Annotated[Path | None, typer.Option(help="Keep the hls4ml project here (default: temporary).")] = None,
-    hls_backend: HlsBackend = "vitis",
-    part: Part = "xcvu13p-flga2577-2-e",
-    clock_period: ClockPeriod = 5.0,
-    strategy: Strategy = "latency",
-    reuse_factor: ReuseFactor = 1,
+    hls_backend: HlsBackend = ProjectOptions.hls_backend,
+    part: Part = ProjectOptions.part,
+    clock_period: ClockPeriod = ProjectOptions.clock_period,
+    strategy: Strategy = ProjectOptions.strategy,
+    reuse_factor: ReuseFactor = ProjectOptions.reuse_factor,
     seed: int = 0,
     data: Data = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
