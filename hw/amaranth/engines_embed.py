@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from amaranth import Cat, Module, Mux, Signal, signed
+from amaranth import Cat, Const, Module, Mux, Signal, signed
 
 from metahw.hw.amaranth.conv_walk import conv_walk
 from metahw.hw.amaranth.isa import CONV, FLATTEN, IO_IMAGE, IO_LABELS, IO_OUT
@@ -41,7 +41,9 @@ def _stream_in(top: Accelerator, m: Module) -> None:
     with m.Elif(top.beat & active):
         m.d.sync += index.eq(index + e)
     wr = top.amem_wr[0]
-    word = Cat(*[element[k][: rp.act_bits] for k in range(e)] * (p // e))
+    # each element zero-extended to an AMEM lane (the conv sign-extends by its input format)
+    pad = Const(0, max(0, rp.act_bits - rp.in_bits))
+    word = Cat(*[Cat(element[k][: rp.act_bits], pad) for k in range(e)] * (p // e))
     lane_group = (index & (p - 1)) >> bits_for(e) if e > 1 else index & (p - 1)
     enables = Cat(*[(lane_group == g).replicate(e) for g in range(p // e)])
     image_beat = top.beat_of(IO_IMAGE)

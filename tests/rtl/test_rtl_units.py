@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from metahw.hardware import HardwareConfig
+from metahw.compiler.golden import execute
+from metahw.hardware import HardwareConfig, derive_hardware
 from metahw.hw.amaranth.argtree import ArgTree
 from metahw.hw.amaranth.mac import MacArray
 from metahw.hw.amaranth.requant import Requantiser
@@ -17,6 +20,7 @@ from metahw.sim.ops_head import _tree_select
 from metahw.sim.simulator import Simulator as CycleSimulator
 from tests.rtl.amaranth_bench import amaranth_episode
 from tests.rtl.rtl_fixtures import tiny_inputs, tiny_protonet
+from tests.sim.random_programs import draw_config
 
 SPECS = [
     RequantSpec(7, QFormat(8, 4, signed=False)),
@@ -132,3 +136,20 @@ def test_whole_tiny_episode_in_amaranths_simulator(signed_act):
     assert [cycle for _, cycle in run.issues] == [e.start for e in want.events]
     for name in rp.outputs:
         assert np.array_equal(run.outputs[name], want.values[name]), name
+
+
+def test_narrow_pixels_stream_into_wider_activation_lanes():
+    """A 3-bit image streamed E = 2 per beat into 10-bit AMEM lanes (P = 4): each pixel gets its own lane.
+
+    Random configuration 126 of the property benchmark (`benchmarks/kernel_properties.py`), whose
+    pixels had been packed at 3-bit spacing, so every conv output was wrong in Verilator.
+    """
+    config = draw_config(0, 126)
+    hw = derive_hardware(config.program, base=replace(config.hw, lanes=4, stream_elements=2))
+    rp = rtl_plan(config.program, hw)
+    assert rp.in_bits < rp.act_bits and hw.stream_elements < hw.lanes  # the case this test is about
+    golden = execute(config.program, config.inputs).values
+    run, _ = amaranth_episode(rp, config.inputs)
+    assert run.status == "done"
+    for name in rp.outputs:
+        assert np.array_equal(run.outputs[name], golden[name]), name
