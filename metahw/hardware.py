@@ -49,6 +49,9 @@ class HardwareConfig:
     stream_elements: int = 8
     clock_mhz: float = 200.0
     device: str = "generic"
+    #: MAC lanes whose multiplier is a `*` that synthesis maps onto a hardware multiplier; the
+    #: lanes past them multiply in soft logic (LUTs). None: every lane. Same cycles either way.
+    dsp_lanes: int | None = None
 
     def __post_init__(self) -> None:
         ints = [f.name for f in dataclasses.fields(self) if f.type == "int"]
@@ -64,8 +67,15 @@ class HardwareConfig:
                 raise UserError(f"hardware '{name}' must be in 2..{MAX_WIDTH}, got {getattr(self, name)}")
         if not isinstance(self.clock_mhz, int | float) or isinstance(self.clock_mhz, bool) or self.clock_mhz <= 0:
             raise UserError(f"hardware clock_mhz must be a positive number, got {self.clock_mhz!r}")
+        if self.dsp_lanes is not None and (type(self.dsp_lanes) is not int or self.dsp_lanes < 0):
+            raise UserError(f"hardware dsp_lanes must be null or an integer >= 0, got {self.dsp_lanes!r}")
         if not isinstance(self.device, str) or not self.device:
             raise UserError(f"hardware device must be a non-empty string, got {self.device!r}")
+
+    @property
+    def hard_multipliers(self) -> int:
+        """The MAC lanes that multiply with a hardware multiplier (`dsp_lanes`, at most P)."""
+        return self.lanes if self.dsp_lanes is None else min(self.dsp_lanes, self.lanes)
 
     @property
     def group_lanes(self) -> int:

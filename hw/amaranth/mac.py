@@ -7,6 +7,11 @@ docs/microarchitecture.md §4. Three pipeline stages after the operand registers
     stage 3 (accumulate)  lane mode: acc = (first ? preload : acc) + prod, handed on at `last`
                           reduce mode: lg P adder-tree stages, then the same on the sum
 
+Lanes `dsp_lanes` and up build their multiplier from adders (`soft_multiply`) instead of a `*` that
+synthesis maps onto a hardware multiplier (MULT18X18D, DSP48E1, SB_MAC16): a design can then
+use every DSP block of a device and go on in LUTs (docs/rtl.md, "Multipliers"). Same
+products, same cycles.
+
 `preload` is read at cycle c + 2 (with the products). The lane path (OUTER, WIDE) shows the
 P accumulators from cycle c + 3; the reduce path shows one sum from cycle c + 3 + lg P, and
 its `sum_preload` (the aligned bias of a Dense output) is read at cycle c + 2 + lg P, with the
@@ -16,15 +21,35 @@ tree's total of the output's first beat.
 from __future__ import annotations
 
 from amaranth import Cat, Module, Mux, Signal, signed
+from amaranth.hdl import Value
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 
-class MacArray(wiring.Component):
-    """P lanes; `operand_bits`-bit signed operands, `acc_bits`-bit signed accumulators."""
+def soft_multiply(a: Value, b: Value) -> Value:
+    """The signed product a * b as a balanced tree of shifted partial products (no `*` for a DSP to absorb).
 
-    def __init__(self, lanes: int, operand_bits: int, acc_bits: int) -> None:
+    Two's complement: b = -b[n-1] 2^(n-1) + sum b[i] 2^i, so the top partial product is subtracted.
+    """
+    n = len(b)
+    width = len(a) + n
+    terms = [Mux(b[i], a.as_signed() << i, 0) for i in range(n - 1)]
+    terms.append(Mux(b[n - 1], -(a.as_signed() << (n - 1)), 0))
+    while len(terms) > 1:
+        terms = [terms[k] + terms[k + 1] if k + 1 < len(terms) else terms[k] for k in range(0, len(terms), 2)]
+    return terms[0].as_signed()[:width].as_signed()
+
+
+class MacArray(wiring.Component):
+    """P lanes; `operand_bits`-bit signed operands, `acc_bits`-bit signed accumulators.
+
+    `dsp_lanes`: lanes 0 .. dsp_lanes - 1 multiply with `*` (a hardware multiplier after
+    synthesis), the others with `soft_multiply`; None: every lane with `*`.
+    """
+
+    def __init__(self, lanes: int, operand_bits: int, acc_bits: int, dsp_lanes: int | None = None) -> None:
         self.lanes = lanes
+        self.dsp_lanes = lanes if dsp_lanes is None else min(dsp_lanes, lanes)
         self.acc_bits = acc_bits
         self.tree_depth = (lanes - 1).bit_length()
         operands = data.ArrayLayout(signed(operand_bits), lanes)
@@ -66,7 +91,7 @@ class MacArray(wiring.Component):
         for k in range(p):
             diff = Mux(self.subtract, self.x[k] - self.y[k], self.x[k])
             m.d.sync += [d[k].eq(diff), e[k].eq(Mux(self.square, diff, self.y[k]))]
-            m.d.sync += prod[k].eq(d[k] * e[k])
+            m.d.sync += prod[k].eq(d[k] * e[k] if k < self.dsp_lanes else soft_multiply(d[k], e[k]))
         self._lanes(m, ctl[1], prod)
         self._tree(m, ctl[1], prod)
         return m

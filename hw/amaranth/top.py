@@ -204,7 +204,7 @@ class Accelerator(wiring.Component):
         """The MAC array and the P PPU lanes, with the engine-driven signals that feed them."""
         rp, p = self.rp, self.lanes
         a, ob = rp.hw.acc_bits, rp.hw.operand_bits
-        self.mac = m.submodules.mac = MacArray(p, ob, a)
+        self.mac = m.submodules.mac = MacArray(p, ob, a, rp.hw.hard_multipliers)
         self.mac_x = [Signal(signed(ob), name=f"mac_x{k}") for k in range(p)]
         self.mac_y = [Signal(signed(ob), name=f"mac_y{k}") for k in range(p)]
         self.mac_preload = [Signal(signed(a), name=f"mac_preload{k}") for k in range(p)]

@@ -6,12 +6,13 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from amaranth import Module, Signal, signed
 from amaranth.sim import Simulator
 
 from metahw.compiler.golden import execute
 from metahw.hardware import HardwareConfig, derive_hardware
 from metahw.hw.amaranth.argtree import ArgTree
-from metahw.hw.amaranth.mac import MacArray
+from metahw.hw.amaranth.mac import MacArray, soft_multiply
 from metahw.hw.amaranth.requant import Requantiser
 from metahw.hw.amaranth.spec import RequantSpec, rtl_plan
 from metahw.qformat import QFormat
@@ -66,12 +67,33 @@ def test_requantiser_matches_the_ppu_model(rounding, overflow):
     sim.run()
 
 
-@pytest.mark.parametrize("lanes", [1, 4, 8])
-def test_mac_array_outer_and_reduce(lanes):
-    dut = MacArray(lanes, 10, 32)
+def test_soft_multiply_is_the_signed_product_for_every_operand_pair():
+    """Every pair of a 5-bit and a 4-bit signed operand (the sign rows included)."""
+    a, b = Signal(signed(5)), Signal(signed(4))
+    out = Signal(signed(9))
+    m = Module()
+    m.d.comb += out.eq(soft_multiply(a, b))
+
+    async def bench(ctx):
+        for x in range(-16, 16):
+            for y in range(-8, 8):
+                ctx.set(a, x)
+                ctx.set(b, y)
+                assert ctx.get(out) == x * y, (x, y)
+
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()
+
+
+@pytest.mark.parametrize("lanes, dsp_lanes", [(1, None), (4, None), (8, None), (4, 0), (8, 3)])
+def test_mac_array_outer_and_reduce(lanes, dsp_lanes):
+    """Lane products, adder-tree sums and squared differences; lanes past `dsp_lanes` multiply in soft logic."""
+    dut = MacArray(lanes, 10, 32, dsp_lanes)
     rng = np.random.default_rng(lanes)
-    x = rng.integers(-300, 300, (5, lanes))
-    y = rng.integers(-300, 300, (5, lanes))
+    x = rng.integers(-512, 512, (5, lanes))
+    y = rng.integers(-512, 512, (5, lanes))
+    x[0], y[0] = -512, -512  # the extremes of 10-bit operands: the soft multiplier's sign row
     preload = rng.integers(-1000, 1000, lanes)
 
     async def bench(ctx):
