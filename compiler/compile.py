@@ -114,14 +114,15 @@ def compile_episode(
     if image == query and image != split_image:  # (unequal shapes: the importer names both)
         raise UserError(
             f"the episode's images are {list(image)} but the Omniglot calibration images are "
-            f"{list(split_image)}: calibrate on your own episodes (--episodes-from FILE.npz or "
-            "--images DIR)."
+            f"{list(split_image)}: calibrate on your own episodes with `compile_calibrated`.",
+            ("compile_calibrated",),
         )
     if ways > calibration.num_classes:
         raise UserError(
             f"the episode is {ways}-way but the Omniglot {calibration.name} split has only "
-            f"{calibration.num_classes} classes to calibrate on: calibrate on your own episodes "
-            "(--episodes-from FILE.npz or --images DIR)."
+            f"{calibration.num_classes} classes to calibrate on: calibrate on your own episodes with "
+            "`compile_calibrated`.",
+            ("compile_calibrated",),
         )
     feeds = episode_feeds(calibration, ways, shots, max(1, min(queries // ways, 5)), calibration_episodes, seed)
     return _compile(model, config, feeds, queries)

@@ -95,7 +95,7 @@ def _expect(node: Node | None, op: str, what: str) -> Node:
 def lower(graph: Graph, ranges: Mapping[str, Range], config: QuantConfig, queries: int) -> Program:
     """Quantise and lower a passed episode graph (see `passes.standard_pipeline`) to a Program."""
     if queries < 1:
-        raise UserError(f"--queries must be >= 1 (got {queries}).")
+        raise UserError(f"`queries` must be >= 1 (got {queries}).", ("queries",))
     support_shape, label_shape = graph.shapes["support_x"], graph.shapes["support_y"]
     n_support, ways = label_shape
     shots = n_support // ways

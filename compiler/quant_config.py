@@ -40,13 +40,15 @@ class QuantConfig:
         for name in ("bits", "weight_bits", "head_bits"):
             value = getattr(self, name)
             if value is not None and (type(value) is not int or not MIN_BITS <= value <= MAX_BITS):
-                raise UserError(
-                    f"--{name.replace('_', '-')} must be an integer in {MIN_BITS}..{MAX_BITS}, got {value}."
-                )
+                raise UserError(f"`{name}` must be an integer in {MIN_BITS}..{MAX_BITS}, got {value}.", (name,))
         if self.rounding not in ROUNDING_MODES:
-            raise UserError(f"unknown rounding mode {self.rounding!r}: accepted are {', '.join(ROUNDING_MODES)}.")
+            raise UserError(
+                f"unknown `rounding` mode {self.rounding!r}: accepted are {', '.join(ROUNDING_MODES)}.", ("rounding",)
+            )
         if self.overflow not in OVERFLOW_MODES:
-            raise UserError(f"unknown overflow mode {self.overflow!r}: accepted are {', '.join(OVERFLOW_MODES)}.")
+            raise UserError(
+                f"unknown `overflow` mode {self.overflow!r}: accepted are {', '.join(OVERFLOW_MODES)}.", ("overflow",)
+            )
         for tensor, spec in self.overrides.items():
             if not isinstance(spec, dict) or set(spec) - {"bits", "frac", "signed"}:
                 raise UserError(f"override for {tensor!r} must be a mapping with keys among bits, frac, signed.")

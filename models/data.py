@@ -64,8 +64,9 @@ def default_data_dir() -> Path:
 def _source_files(root: Path) -> list[Path]:
     if not root.exists():
         raise UserError(
-            f"Omniglot data not found at {root}: pass --data PATH or set METAHW_DATA to a folder "
-            "holding the Omniglot zips or the extracted <Alphabet>/characterNN/*.png tree."
+            f"Omniglot data not found at {root}: pass `path` or set METAHW_DATA to a folder "
+            "holding the Omniglot zips or the extracted <Alphabet>/characterNN/*.png tree.",
+            ("load_omniglot.path",),
         )
     if root.is_file():
         if root.suffix != ".zip":

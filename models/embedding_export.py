@@ -71,19 +71,22 @@ def embedding_head(
     (steps and learning rate default to the head-mode values of the learner of that name).
     """
     if head not in HEADS:
-        raise UserError(f"unknown --head {head!r}: accepted are {', '.join(HEADS)}.")
+        raise UserError(f"unknown `head` {head!r}: accepted are {', '.join(HEADS)}.", ("head",))
     check_episode_shape(ways, shots)
     check_inner_steps(inner_steps)
     if head not in GRADIENT_HEADS and (inner_steps or inner_lr is not None):
         raise UserError(
-            f"--head {head} takes no SGD steps: --inner-steps and --inner-lr need --head protomaml or anil."
+            f"`head` {head} takes no SGD steps: `inner_steps` and `inner_lr` need `head` protomaml or anil.",
+            ("head", "inner_steps", "inner_lr"),
         )
     if head != "matchingnet" and attention_scale is not None:
-        raise UserError(f"--attention-scale is for --head matchingnet only (got --head {head}).")
+        raise UserError(
+            f"`attention_scale` is for `head` matchingnet only (got `head` {head}).", ("attention_scale", "head")
+        )
     if inner_lr is not None and not inner_lr > 0:
-        raise UserError(f"--inner-lr must be > 0 (got {inner_lr}).")
+        raise UserError(f"`inner_lr` must be > 0 (got {inner_lr}).", ("inner_lr",))
     if attention_scale is not None and not attention_scale > 0:
-        raise UserError(f"--attention-scale must be > 0 (got {attention_scale}).")
+        raise UserError(f"`attention_scale` must be > 0 (got {attention_scale}).", ("attention_scale",))
     if head == "protonet":
         return EpisodeHead("proto", ways, shots), HeadParams(0.0, 0.0, None, dim)
     if head == "matchingnet":

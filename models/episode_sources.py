@@ -151,7 +151,7 @@ def read_npz_episodes(path: str | os.PathLike, shape: EpisodeShape, target: str 
     """
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"--episodes-from {path} is not a file.")
+        raise UserError(f"`path` {path} is not a file.", ("read_npz_episodes.path",))
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {name: z[name] for name in z.files}
@@ -229,17 +229,22 @@ class ImageTransform:
     resample: str = "box"
 
     def __post_init__(self) -> None:
+        shape = "x".join(map(str, self.shape))
         if self.channels not in (1, 3):
-            raise UserError(f"--channels must be 1 (grayscale) or 3 (RGB), not {self.channels}.")
+            raise UserError(f"`shape` {shape}: C must be 1 (grayscale) or 3 (RGB).", ("ImageTransform.shape",))
         if self.height < 1 or self.width < 1:
-            raise UserError(f"--image-size must be positive, not {self.height}x{self.width}.")
+            raise UserError(f"`shape` {shape}: H and W must be positive.", ("ImageTransform.shape",))
         if self.resample not in RESAMPLING:
-            raise UserError(f"unknown --resample {self.resample!r}; accepted are {', '.join(RESAMPLING)}.")
+            raise UserError(
+                f"unknown `resample` {self.resample!r}; accepted are {', '.join(RESAMPLING)}.", ("resample",)
+            )
         for name, values in (("mean", self.mean), ("std", self.std)):
             if len(values) not in (1, self.channels):
-                raise UserError(f"--{name} needs 1 or {self.channels} values (one per channel), not {len(values)}.")
+                raise UserError(
+                    f"`{name}` needs 1 or {self.channels} values (one per channel), not {len(values)}.", (name,)
+                )
         if any(s <= 0 for s in self.std):
-            raise UserError(f"--std values must be positive, not {','.join(map(str, self.std))}.")
+            raise UserError(f"`std` values must be positive, not {','.join(map(str, self.std))}.", ("std",))
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -265,14 +270,19 @@ class ImageTransform:
 
 def _class_files(root: Path) -> list[tuple[str, list[Path]]]:
     if not root.is_dir():
-        raise UserError(f"--images {root} is not a folder (give a folder of class subfolders of PNG/JPEG files).")
+        raise UserError(
+            f"`root` {root} is not a folder (give a folder of class subfolders of PNG/JPEG files).",
+            ("image_folder_episodes.root",),
+        )
     classes = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
         files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
         if files:
             classes.append((folder.name, files))
     if not classes:
-        raise UserError(f"--images {root} holds no class subfolders with PNG or JPEG files.")
+        raise UserError(
+            f"`root` {root} holds no class subfolders with PNG or JPEG files.", ("image_folder_episodes.root",)
+        )
     return classes
 
 
@@ -326,7 +336,7 @@ def runs_episodes(root: str | os.PathLike, shape: EpisodeShape, target: str = "t
     runs = read_runs(root)
     images, indices = _pool([(r.training, np.arange(len(r.training)), r.test, r.labels) for r in runs])
     episodes = EpisodeSet(images, indices, str(root), tuple(r.name for r in runs))
-    return require_shape(shape, episodes, f"--runs {root}", target)
+    return require_shape(shape, episodes, f"the runs folder {root}", target)
 
 
 def run_errors(episodes: EpisodeSet, predictions: Sequence[np.ndarray]) -> dict:

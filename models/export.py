@@ -65,21 +65,22 @@ class HeadParams:
 def check_episode_shape(ways: int, shots: int) -> None:
     """UserError unless the episode has at least two classes and one shot each."""
     if ways < 2 or shots < 1:
-        raise UserError(f"an episode needs --ways >= 2 and --shots >= 1 (got {ways}, {shots}).")
+        raise UserError(f"an episode needs `ways` >= 2 and `shots` >= 1 (got {ways}, {shots}).", ("ways", "shots"))
 
 
 def check_inner_steps(inner_steps: int | None) -> None:
     """UserError for a negative step count (None means the default)."""
     if inner_steps is not None and inner_steps < 0:
-        raise UserError(f"--inner-steps must be >= 0 (got {inner_steps}).")
+        raise UserError(f"`inner_steps` must be >= 0 (got {inner_steps}).", ("inner_steps",))
 
 
 def zero_init_steps(algorithm: str, steps: int) -> None:
     """UserError for a zero-initialised head without steps: every query would get class 0."""
     if steps == 0:
         raise UserError(
-            f"{algorithm} starts its head at zero, so it needs --inner-steps >= 1 "
-            "(with 0 steps every query would get class 0)."
+            f"{algorithm} starts its head at zero, so it needs `inner_steps` >= 1 "
+            "(with 0 steps every query would get class 0).",
+            ("inner_steps",),
         )
 
 
@@ -94,7 +95,9 @@ def episode_head(learner: MetaLearner, ways: int, shots: int, inner_steps: int |
     check_inner_steps(inner_steps)
     if learner.algorithm == "matchingnet":
         if inner_steps:
-            raise UserError("Matching Networks adapt by attention, not SGD: --inner-steps must be 0 or omitted.")
+            raise UserError(
+                "Matching Networks adapt by attention, not SGD: `inner_steps` must be 0 or not given.", ("inner_steps",)
+            )
         return EpisodeHead("cosine", ways, shots)
     steps = learner.hparams["head_steps"] if inner_steps is None else inner_steps
     if learner.algorithm == "protonet" and steps == 0:

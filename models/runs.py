@@ -76,7 +76,7 @@ def read_runs(root: str | os.PathLike) -> list[OneShotRun]:
     """All runs (folders holding class_labels.txt) directly under `root`, sorted by name."""
     root = Path(root)
     if not root.is_dir():
-        raise UserError(f"--runs {root} is not a folder (give the folder holding run01 .. run20).")
+        raise UserError(f"`root` {root} is not a folder (give the folder holding run01 .. run20).", ("read_runs.root",))
     runs = sorted(p for p in root.iterdir() if (p / "class_labels.txt").is_file())
     if not runs:
         raise UserError(f"no runs under {root}: expected folders like run01/ holding class_labels.txt.")

@@ -56,42 +56,40 @@ class TrainConfig:
         """Raise UserError on arguments no training run could use."""
         if self.algorithm not in ALGORITHMS:
             raise UserError(f"unknown algorithm {self.algorithm!r}: accepted are {', '.join(sorted(ALGORITHMS))}.")
-        counts = {
-            "--episodes": self.episodes,
-            "--width": self.width,
-            "--depth": self.depth,
-            "--shots": self.shots,
-            "--queries": self.queries,
-            "--meta-batch": self.meta_batch,
-            "--qat-episodes": self.qat_episodes,
-        }
-        for option, value in counts.items():
+        for name in ("episodes", "width", "depth", "shots", "queries", "meta_batch", "qat_episodes"):
+            value = getattr(self, name)
             if value is not None and value < 1:
-                raise UserError(f"{option} must be >= 1 (got {value}).")
+                raise UserError(f"`{name}` must be >= 1 (got {value}).", (name,))
         if self.ways < 2:
-            raise UserError(f"--ways must be >= 2: an episode tells classes apart (got {self.ways}).")
+            raise UserError(f"`ways` must be >= 2: an episode tells classes apart (got {self.ways}).", ("ways",))
         if not self.lr > 0:
-            raise UserError(f"--lr must be > 0 (got {self.lr}).")
+            raise UserError(f"`lr` must be > 0 (got {self.lr}).", ("lr",))
         if self.device != "cpu" and not re.fullmatch(r"cuda(:\d+)?", self.device):
-            raise UserError(f"unknown --device {self.device!r}: accepted are cpu, cuda and cuda:N.")
+            raise UserError(f"unknown `device` {self.device!r}: accepted are cpu, cuda and cuda:N.", ("device",))
         if 28 >> self.depth == 0:
-            raise UserError(f"depth {self.depth} pools a 28x28 image below 1x1; accepted depths are 1..4.")
+            raise UserError(f"`depth` {self.depth} pools a 28x28 image below 1x1; accepted are 1..4.", ("depth",))
         if self.qat_bits is not None and not 2 <= self.qat_bits <= 16:
-            raise UserError(f"--qat-bits must be in 2..16 (got {self.qat_bits}).")
+            raise UserError(f"`qat_bits` must be in 2..16 (got {self.qat_bits}).", ("qat_bits",))
         if self.qat_bits and self.algorithm in QAT_UNSUPPORTED:
             raise UserError(
                 f"QAT supports protonet, matchingnet, anil and protomaml; {self.algorithm} adapts the backbone per "
-                "task, so its quantisation formats would change with every task (use --mode head hardware instead)."
+                "task, so its quantisation formats would change with every task (train it without `qat_bits`: "
+                "its hardware adapts the head only, quantised after training).",
+                ("qat_bits",),
             )
         if self.init is not None and not self.qat_bits:
-            raise UserError("--init starts QAT from a trained checkpoint, so it needs --qat-bits.")
+            raise UserError(
+                "`init` starts QAT from a trained checkpoint, so it needs `qat_bits`.", ("init", "qat_bits")
+            )
         if self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise UserError("--device cuda was given but no CUDA device is available; use --device cpu.")
+            raise UserError(
+                f"`device` {self.device} was given but no CUDA device is available; use `device` cpu.", ("device",)
+            )
         if self.init is None:
             try:  # unknown hyper-parameters are found now, not by the training loop
                 build_learner(self.algorithm, BackboneConfig(width=self.width, depth=self.depth), self.hparams)
             except ValueError as exc:
-                raise UserError(f"--hparam: {exc}.") from None
+                raise UserError(f"`hparams`: {exc}.", ("hparams",)) from None
 
     @property
     def tasks_per_step(self) -> int:

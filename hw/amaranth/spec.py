@@ -209,7 +209,8 @@ def rtl_plan(program: Program, hw: HardwareConfig) -> RtlPlan:
     if hw.stream_elements > hw.lanes or hw.lanes % hw.stream_elements:
         raise UserError(
             f"the Amaranth backend needs the stream's {hw.stream_elements} elements per beat to divide "
-            f"the {hw.lanes} lanes (use --stream-elements {min(hw.lanes, hw.stream_elements)} or more lanes)"
+            f"the {hw.lanes} lanes (set `stream_elements` to {min(hw.lanes, hw.stream_elements)} or use more lanes)",
+            ("HardwareConfig.stream_elements",),
         )
     check_fits(program, hw)
     rp = RtlPlan(program, hw, build_plan(program, hw))

@@ -61,7 +61,7 @@ def compile_testbench(build: Path, top: str = "metahw_accel", jobs: int | None =
     """Verilate the build's Verilog with the testbench (cached by the sources' hash); returns the executable."""
     verilog = build / f"{top}.v"
     if not verilog.is_file():
-        raise UserError(f"{build} has no {verilog.name}; run `metahw build {build} --backend amaranth` first")
+        raise UserError(f"{build} has no {verilog.name}: write the RTL there with `build_rtl` first")
     digest = hashlib.sha256(verilog.read_bytes() + TESTBENCH.read_bytes()).hexdigest()[:16]
     work = build / "verilator"
     exe = work / "obj" / "Vtb"  # _build_folder inverts this layout

@@ -44,11 +44,18 @@ class ProjectOptions:
 
     def __post_init__(self) -> None:
         if self.hls_backend not in HLS_BACKENDS:
-            raise UserError(f"unknown --hls-backend {self.hls_backend!r}; accepted are {', '.join(HLS_BACKENDS)}")
+            raise UserError(
+                f"unknown `hls_backend` {self.hls_backend!r}; accepted are {', '.join(HLS_BACKENDS)}", ("hls_backend",)
+            )
         if self.strategy not in STRATEGIES:
-            raise UserError(f"unknown --strategy {self.strategy!r}; accepted are {', '.join(STRATEGIES)}")
+            raise UserError(
+                f"unknown `strategy` {self.strategy!r}; accepted are {', '.join(STRATEGIES)}", ("strategy",)
+            )
         if self.reuse_factor < 1 or self.clock_period <= 0:
-            raise UserError("--reuse-factor must be >= 1 and --clock-period > 0")
+            raise UserError(
+                f"`reuse_factor` must be >= 1 and `clock_period` > 0 (got {self.reuse_factor}, {self.clock_period})",
+                ("reuse_factor", "clock_period"),
+            )
         if not self.project_name.isidentifier():
             raise UserError(f"project name {self.project_name!r} must be a C identifier")
 

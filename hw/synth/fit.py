@@ -86,7 +86,7 @@ def _lane_suggestion(line: ResourceLine, lanes: int | None, device: Device) -> s
         p = max(fitting)
         return (
             f"{head}: {label} scale with the lanes P; {p} lanes instead of {lanes} would need about "
-            f"{_fmt(round(per_lane * p))} (--lanes {p})."
+            f"{_fmt(round(per_lane * p))}."
         )
     return f"{head}: even 1 lane would need about {_fmt(round(per_lane))}; {_bigger_device(device)}"
 
@@ -110,14 +110,14 @@ def _memory_suggestion(line: ResourceLine, manifest: RtlManifest, device: Device
         new_bits = math.floor(bits * ratio)
         if 2 <= new_bits < bits:
             options.append(
-                f"{new_bits}-bit weights (compile --bits {new_bits}) would need about "
+                f"{new_bits}-bit weights (compiled with bits={new_bits}) would need about "
                 f"{_fmt(math.ceil(line.used * new_bits / bits))} blocks"
             )
     if width:
         new_width = math.floor(width * math.sqrt(ratio) / 4) * 4
         if 4 <= new_width < width:
             options.append(
-                f"a width-{new_width} backbone (train --width {new_width}) would need about "
+                f"a width-{new_width} backbone (trained with width={new_width}) would need about "
                 f"{_fmt(math.ceil(line.used * (new_width / width) ** 2))} blocks"
             )
     if not options and bits and width:

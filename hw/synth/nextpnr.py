@@ -106,7 +106,7 @@ def run_nextpnr(
 ) -> PnrResult:
     """Place and route `netlist` (Yosys JSON) on `device` in `workdir` with placement `effort`; fmax of `clock`."""
     if device.family not in TOOLS:
-        raise UserError(f"no open place-and-route tool for {device.name}; use --no-pnr for a synthesis-only report.")
+        raise UserError(f"no open place-and-route tool for {device.name}: only synthesis reports on it.")
     report, log = workdir / "nextpnr-report.json", workdir / "nextpnr.log"
     report.unlink(missing_ok=True)
     # names relative to the working folder (the YoWASP runtime hides the real /tmp from the tool)

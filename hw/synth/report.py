@@ -180,7 +180,7 @@ def synthesize(
             )
             if pnr_effort == "fast":
                 notes.append(
-                    "placement was not timing-driven (--pnr fast): fmax is a lower bound of what "
+                    "placement was not timing-driven (effort fast): fmax is a lower bound of what "
                     "timing-driven placement reaches"
                 )
             seconds["nextpnr"] = round(pnr.seconds, 2)

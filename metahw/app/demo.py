@@ -132,7 +132,7 @@ def hardware_stage(
         )
     except RtlMismatch as exc:
         rungs.append(_rung("Verilator RTL vs simulator", False, rtl_episodes, str(exc)))
-    resources: dict | None = {"not_run": "no --target given"}
+    resources: dict | None = {"not_run": "no synthesis target given"}
     if synthesis is not None:
         resources, rung = synthesis.result()
         rungs.append(rung)

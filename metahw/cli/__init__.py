@@ -3,7 +3,8 @@ one stage's commands.
 
 The CLI is the top layer. It maps options onto library calls (models, compiler, sim, hw and the
 application code in `metahw.app`) and prints their results; the library raises `UserError`
-in its own terms, and the CLI says which option was wrong where that is not already plain.
+in its own terms (the parameters it names), and the CLI shows those parameters as its flags
+(`command.flag`).
 """
 
 from metahw.cli.command import INTERRUPTED, app, main, run

@@ -2,7 +2,9 @@
 
 Every error caused by the user's input is one sentence on stderr and exit code 2, never a
 traceback: a `UserError` raised by the library or the CLI, and click's own usage errors
-(unknown option, a value that is not a number), which are flattened to one line too.
+(unknown option, a value that is not a number), which are flattened to one line too. A
+library error names library parameters (`inner_steps`); the message shows each as its flag
+(--inner-steps, see `flag`).
 Ctrl-C prints one line and exits with 130, the shell's code for SIGINT.
 """
 
@@ -24,9 +26,28 @@ app = typer.Typer(
 
 INTERRUPTED = 130
 
+#: Library parameters (see `UserError.parameters`) whose flag is not `--` + the name with '-' for '_'.
+FLAGS = {
+    "hparams": "--hparam",
+    "objectives": "--objective",
+    "ray_address": "--ray",
+    "ImageTransform.shape": "--image-shape",
+    "read_npz_episodes.path": "--episodes-from",
+    "image_folder_episodes.root": "--images",
+    "read_runs.root": "--runs",
+    "load_omniglot.path": "--data PATH",
+    "HardwareConfig.stream_elements": "the --config file's stream_elements",
+    "compile_calibrated": "--episodes-from FILE.npz or --images DIR",
+}
+
 
 def _register_commands() -> None:
     from metahw.cli import compiler, demo, explore, export, hls, models, report, sim  # noqa: F401 - each registers its commands on `app`
+
+
+def flag(parameter: str) -> str:
+    """How the command line names a library parameter: its `FLAGS` entry, else `--` + the name with '-' for '_'."""
+    return FLAGS.get(parameter) or "--" + parameter.rsplit(".", 1)[-1].replace("_", "-")
 
 
 def _usage_sentence(exc: typer.TyperException) -> str:
@@ -43,7 +64,7 @@ def run(argv: list[str] | None = None) -> int:
     try:
         code = app(args=argv, prog_name="metahw", standalone_mode=False)
     except UserError as exc:
-        typer.echo(f"metahw: error: {exc}", err=True)
+        typer.echo(f"metahw: error: {exc.render(flag)}", err=True)
         return 2
     except typer.TyperException as exc:  # click's usage errors (exit code 2) and its other ClickExceptions
         if exc.format_message():  # empty where click has printed the help (metahw with no command)

@@ -16,6 +16,7 @@ from typing import Annotated
 import numpy as np
 import typer
 
+from metahw.cli.command import flag
 from metahw.compiler.program import Program
 from metahw.errors import UserError
 from metahw.models.data import load_omniglot
@@ -91,7 +92,8 @@ class EpisodeOptions:
     def __post_init__(self) -> None:
         given = [name for name in ("episodes_from", "images", "runs") if getattr(self, name) is not None]
         if len(given) > 1:
-            raise UserError(f"give at most one of --episodes-from, --images and --runs (got {', '.join(given)}).")
+            got = ", ".join(map(flag, given))
+            raise UserError(f"give at most one of --episodes-from, --images and --runs (got {got}).")
         transform = (self.image_shape, self.invert, self.mean, self.std)
         if self.images is None and (any(v is not None for v in transform) or self.resample != "box"):
             raise UserError("--image-shape, --invert, --mean, --std and --resample apply to --images only.")

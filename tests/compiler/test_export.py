@@ -129,13 +129,13 @@ def test_inner_steps_are_unrolled(learners):
 @pytest.mark.parametrize(
     ("algorithm", "ways", "shots", "steps", "message"),
     [
-        ("protonet", 5, 1, -1, "--inner-steps must be >= 0"),
-        ("anil", 5, 1, -3, "--inner-steps must be >= 0"),
+        ("protonet", 5, 1, -1, "`inner_steps` must be >= 0"),
+        ("anil", 5, 1, -3, "`inner_steps` must be >= 0"),
         ("matchingnet", 5, 1, 2, "must be 0"),
-        ("anil", 5, 1, 0, "needs --inner-steps >= 1"),
-        ("metasgd", 5, 1, 0, "needs --inner-steps >= 1"),
-        ("protonet", 1, 1, None, "--ways >= 2"),
-        ("protonet", 5, 0, None, "--shots >= 1"),
+        ("anil", 5, 1, 0, "needs `inner_steps` >= 1"),
+        ("metasgd", 5, 1, 0, "needs `inner_steps` >= 1"),
+        ("protonet", 1, 1, None, "`ways` >= 2"),
+        ("protonet", 5, 0, None, "`shots` >= 1"),
     ],
 )
 def test_bad_episode_arguments(algorithm, ways, shots, steps, message, learners):

@@ -305,7 +305,7 @@ def test_unsupported_conv_and_bad_arguments(compiled):
     wide = Node(conv.op, conv.name, conv.inputs, conv.outputs, {**conv.attrs, "pads": [3, 3, 3, 3]})
     with pytest.raises(UserError, match="a 3x3 convolution with padding 3"):
         lower(graph.with_nodes([wide if n is conv else n for n in graph.nodes]), ranges, QuantConfig(), 6)
-    with pytest.raises(UserError, match="--queries must be >= 1"):
+    with pytest.raises(UserError, match="`queries` must be >= 1"):
         lower(graph, ranges, QuantConfig(), 0)
     with pytest.raises(UserError, match="no calibration range for block1.pool"):
         lower(graph, {k: v for k, v in ranges.items() if k != "block1.pool"}, QuantConfig(), 6)
@@ -315,12 +315,12 @@ def test_unsupported_conv_and_bad_arguments(compiled):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"bits": 1}, "--bits must be an integer in 2..16"),
-        ({"bits": 17}, "--bits must be an integer in 2..16"),
-        ({"head_bits": 20}, "--head-bits must be an integer in 2..16"),
-        ({"weight_bits": 8.0}, "--weight-bits must be an integer"),
-        ({"rounding": "nearest"}, "unknown rounding mode 'nearest'"),
-        ({"overflow": "clip"}, "unknown overflow mode 'clip'"),
+        ({"bits": 1}, "`bits` must be an integer in 2..16"),
+        ({"bits": 17}, "`bits` must be an integer in 2..16"),
+        ({"head_bits": 20}, "`head_bits` must be an integer in 2..16"),
+        ({"weight_bits": 8.0}, "`weight_bits` must be an integer"),
+        ({"rounding": "nearest"}, "unknown `rounding` mode 'nearest'"),
+        ({"overflow": "clip"}, "unknown `overflow` mode 'clip'"),
     ],
 )
 def test_quant_config_is_validated(kwargs, message):

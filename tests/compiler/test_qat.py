@@ -129,9 +129,9 @@ def test_qat_is_refused_for_the_maml_family(algorithm, omniglot):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"qat_bits": 1}, "--qat-bits must be in 2..16"),
-        ({"qat_bits": 17}, "--qat-bits must be in 2..16"),
-        ({"init": "x.pt"}, "--init starts QAT from a trained checkpoint, so it needs --qat-bits"),
+        ({"qat_bits": 1}, "`qat_bits` must be in 2..16"),
+        ({"qat_bits": 17}, "`qat_bits` must be in 2..16"),
+        ({"init": "x.pt"}, "`init` starts QAT from a trained checkpoint, so it needs `qat_bits`"),
     ],
 )
 def test_qat_arguments_are_validated(kwargs, message):

@@ -272,14 +272,14 @@ def test_bad_embeddings(model, message):
 @pytest.mark.parametrize(
     ("head", "kwargs", "message"),
     [
-        ("resnet", {}, "unknown --head 'resnet'"),
+        ("resnet", {}, "unknown `head` 'resnet'"),
         ("protonet", {"inner_steps": 2}, "takes no SGD steps"),
         ("matchingnet", {"inner_lr": 0.1}, "takes no SGD steps"),
-        ("protomaml", {"attention_scale": 3.0}, "for --head matchingnet only"),
-        ("anil", {"inner_steps": 0}, "needs --inner-steps >= 1"),
-        ("anil", {"inner_steps": -1}, "--inner-steps must be >= 0"),
-        ("protomaml", {"inner_lr": 0.0}, "--inner-lr must be > 0"),
-        ("protonet", {"ways": 1}, "--ways >= 2"),
+        ("protomaml", {"attention_scale": 3.0}, "for `head` matchingnet only"),
+        ("anil", {"inner_steps": 0}, "needs `inner_steps` >= 1"),
+        ("anil", {"inner_steps": -1}, "`inner_steps` must be >= 0"),
+        ("protomaml", {"inner_lr": 0.0}, "`inner_lr` must be > 0"),
+        ("protonet", {"ways": 1}, "`ways` >= 2"),
     ],
 )
 def test_bad_heads(head, kwargs, message):

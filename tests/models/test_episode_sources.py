@@ -56,10 +56,11 @@ def test_rgb_transform_resizes_and_normalises(tmp_path):
 @pytest.mark.parametrize(
     ("kwargs", "fragment"),
     [
-        ({"channels": 2}, "--channels must be 1"),
-        ({"mean": (0.1, 0.2)}, "--mean needs 1 or 1 values"),
-        ({"std": (0.0,)}, "--std values must be positive"),
-        ({"resample": "cubic"}, "unknown --resample 'cubic'"),
+        ({"channels": 2}, "`shape` 2x28x28: C must be 1"),
+        ({"height": 0}, "`shape` 1x0x28: H and W must be positive"),
+        ({"mean": (0.1, 0.2)}, "`mean` needs 1 or 1 values"),
+        ({"std": (0.0,)}, "`std` values must be positive"),
+        ({"resample": "cubic"}, "unknown `resample` 'cubic'"),
     ],
 )
 def test_bad_transform_is_one_sentence(kwargs, fragment):

@@ -76,7 +76,7 @@ def test_overflow_is_reported_with_a_fix(tmp_path: Path):
     assert report.used["DSP"] == 16
     assert any("place-and-route skipped" in note for note in report.notes)
     (suggestion,) = report.suggestions
-    assert suggestion.startswith("DSP 16 of 8 (SB_MAC16)") and "--lanes 8" in suggestion
+    assert suggestion.startswith("DSP 16 of 8 (SB_MAC16)") and "8 lanes instead of 16" in suggestion
 
 
 def test_cli_table_and_json(cli, tiny_build: Path):

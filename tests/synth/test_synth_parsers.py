@@ -122,10 +122,10 @@ def test_fit_names_overflow_and_knobs():
     suggestions = fit_suggestions(lines, _manifest(), device)
     assert len(suggestions) == 3
     lut, dsp, bram = suggestions
-    assert lut.startswith("LUT 30,000 of 24,288") and "--lanes 8" in lut
-    assert dsp.startswith("DSP 64 of 28") and "4 lanes instead of 16" in dsp and "--lanes 4" in dsp
+    assert lut.startswith("LUT 30,000 of 24,288") and "8 lanes instead of 16" in lut
+    assert dsp.startswith("DSP 64 of 28") and "4 lanes instead of 16" in dsp
     assert bram.startswith("BRAM 142 of 56 blocks") and "887 kbit" in bram
-    assert "3-bit weights" in bram and "width-40 backbone" in bram
+    assert "3-bit weights (compiled with bits=3)" in bram and "width-40 backbone (trained with width=40)" in bram
 
 
 def test_fit_without_knobs_points_at_bigger_device():

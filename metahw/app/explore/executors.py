@@ -24,7 +24,10 @@ class RayExecutor(Executor):
         try:
             import ray
         except ImportError:
-            raise UserError("--ray needs the 'ray' package (pip install 'metahw[ray]' or pip install ray).") from None
+            raise UserError(
+                "a Ray cluster (`ray_address`) needs the 'ray' package (pip install 'metahw[ray]' or pip install ray).",
+                ("ray_address",),
+            ) from None
         self._ray = ray
         self._owns_connection = not ray.is_initialized()
         if self._owns_connection:
@@ -70,7 +73,7 @@ class Pool:
 def open_pool(workers: int | None = None, ray_address: str | None = None) -> Iterator[Pool]:
     """A process pool of `workers` (default: the CPU count), or Ray tasks when `ray_address` is given."""
     if workers is not None and workers < 1:
-        raise UserError(f"--workers must be >= 1, got {workers}.")
+        raise UserError(f"`workers` must be >= 1, got {workers}.", ("workers",))
     if ray_address is not None:
         executor = RayExecutor(ray_address)
         pool = Pool(executor, workers or executor.slots)

@@ -36,7 +36,8 @@ def parse_objectives(text: str) -> tuple[Objective, ...]:
     unknown = [n for n in names if n not in OBJECTIVES]
     if not names or unknown or len(set(names)) != len(names):
         raise UserError(
-            f"--objective takes distinct names from {', '.join(OBJECTIVES)} separated by commas, got {text!r}."
+            f"`objectives` takes distinct names from {', '.join(OBJECTIVES)} separated by commas, got {text!r}.",
+            ("objectives",),
         )
     return tuple(OBJECTIVES[n] for n in names)
 

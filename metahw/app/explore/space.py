@@ -82,7 +82,7 @@ def _integers(text: str, what: str) -> list[int]:
     try:
         return [int(part) for part in text.split(",")]
     except ValueError:
-        raise UserError(f"--{what} takes A..B or a comma list of integers, got {text!r}.") from None
+        raise UserError(f"`{what}` takes A..B or a comma list of integers, got {text!r}.", (what,)) from None
 
 
 def parse_range(text: str, what: str, low: int, high: int, powers_of_two: bool = False) -> tuple[int, ...]:
@@ -91,16 +91,16 @@ def parse_range(text: str, what: str, low: int, high: int, powers_of_two: bool =
     if ".." in text:
         ends = _integers(text.replace("..", ",", 1), what)
         if len(ends) != 2 or ends[0] > ends[1]:
-            raise UserError(f"--{what} range must be A..B with A <= B, got {text!r}.")
+            raise UserError(f"`{what}` range must be A..B with A <= B, got {text!r}.", (what,))
         values = [v for v in range(ends[0], ends[1] + 1) if not powers_of_two or v & (v - 1) == 0]
         if not values:
-            raise UserError(f"--{what} range {text!r} holds no power of two.")
+            raise UserError(f"`{what}` range {text!r} holds no power of two.", (what,))
     else:
         values = _integers(text, what)
     kind = "powers of two" if powers_of_two else "integers"
     for v in values:
         if not low <= v <= high or (powers_of_two and v & (v - 1)):
-            raise UserError(f"--{what} values must be {kind} in {low}..{high}, got {v}.")
+            raise UserError(f"`{what}` values must be {kind} in {low}..{high}, got {v}.", (what,))
     return tuple(sorted(set(values)))
 
 
@@ -108,7 +108,7 @@ def parse_widths(text: str) -> tuple[int, ...]:
     """`32,64` -> (32, 64): the backbone widths to keep."""
     values = _integers(text, "widths")
     if any(v < 1 for v in values):
-        raise UserError(f"--widths takes positive integers, got {text!r}.")
+        raise UserError(f"`widths` takes positive integers, got {text!r}.", ("widths",))
     return tuple(sorted(set(values)))
 
 
@@ -120,7 +120,8 @@ def select_widths(candidates: Sequence[Candidate], widths: Sequence[int] | None)
     missing = sorted(set(widths) - set(have))
     if missing:
         raise UserError(
-            f"--widths {', '.join(map(str, missing))}: no checkpoint has that backbone width "
-            f"(the checkpoints given have {', '.join(map(str, have))})."
+            f"`widths` {', '.join(map(str, missing))}: no checkpoint has that backbone width "
+            f"(the checkpoints given have {', '.join(map(str, have))}).",
+            ("widths",),
         )
     return tuple(c for c in candidates if c.width in widths)

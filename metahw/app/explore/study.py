@@ -235,7 +235,7 @@ def run_study(
     (a KeyboardInterrupt leaves its trial running, to be re-run by the next run).
     """
     if budget < 1:
-        raise UserError(f"--budget must be >= 1, got {budget}.")
+        raise UserError(f"`budget` must be >= 1, got {budget}.", ("budget",))
     results_dir.mkdir(parents=True, exist_ok=True)
     with _exclusive(results_dir):
         _check_identity(results_dir / CONFIG_FILE, identity)

@@ -52,5 +52,5 @@ def test_space_grid_and_designs():
 def test_objectives():
     assert [o.name for o in parse_objectives("luts,accuracy")] == ["luts", "accuracy"]
     for bad in ("", "speed", "luts,luts"):
-        with pytest.raises(UserError, match="--objective"):
+        with pytest.raises(UserError, match="`objectives`"):
             parse_objectives(bad)
