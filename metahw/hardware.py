@@ -138,17 +138,18 @@ def derive_hardware(
     lanes: int | None = None,
     groups: int | None = None,
     base: HardwareConfig | None = None,
+    dsp_lanes: int | None = None,
 ) -> HardwareConfig:
     """The exact accelerator `metahw build` builds for `program`; every command derives its config here.
 
     simulate, simulate --rtl, build, demo, explore and the RTL check all call this, so what
     one command measures is what another builds. `base` holds the parameters not named (a
-    config file's, or the defaults); `lanes` and `groups` override it. Derived:
+    config file's, or the defaults); `lanes`, `groups` and `dsp_lanes` override it. Derived:
 
     - G: as given; else the base file's G where its lanes are kept; else the largest G that
       keeps every conv's lanes busy (`default_groups`) and the RTL builds (`RTL_MAX_GROUPS`);
     - E = min(base E, P) stream elements per beat (the RTL needs E to divide P);
-    - accumulators as wide as the program needs (`widest`), at most the base's.
+    - operands and accumulators as wide as the program needs (`widest`), at most the base's.
     """
     from metahw.compiler.widths import widest
 
@@ -159,11 +160,14 @@ def derive_hardware(
             groups = min(default_groups(program, lanes), RTL_MAX_GROUPS)
     elif base is None and groups is None:
         groups = min(default_groups(program, chosen.lanes), RTL_MAX_GROUPS)
+    needs = widest(program)
     return dataclasses.replace(
         chosen,
         groups=chosen.groups if groups is None else groups,
         stream_elements=min(chosen.stream_elements, chosen.lanes),
-        acc_bits=min(chosen.acc_bits, max(2, widest(program)["accumulator"])),
+        operand_bits=min(chosen.operand_bits, max(2, needs["operand"])),
+        acc_bits=min(chosen.acc_bits, max(2, needs["accumulator"])),
+        dsp_lanes=chosen.dsp_lanes if dsp_lanes is None else dsp_lanes,
     )
 
 

@@ -18,6 +18,9 @@ from metahw.hw.synth.yosys import ResourceUse
 
 RESOURCES = ("LUT", "FF", "DSP", "BRAM", "SPRAM")
 MEMORY = ("BRAM", "SPRAM")
+#: the operand width one hardware multiplier takes, per device family (MULT18X18D 18 x 18,
+#: SB_MAC16 16 x 16, DSP48E1 25 x 18 counted as 18)
+DSP_OPERAND_BITS = {"ecp5": 18, "ice40": 16, "xc7": 18}
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,37 @@ def resource_lines(device: Device, use: ResourceUse) -> list[ResourceLine]:
 
 def _fmt(value: float) -> str:
     return f"{value:,.1f}" if value != int(value) else f"{int(value):,}"
+
+
+def dsp_lanes_that_fit(manifest: RtlManifest, used_dsp: float, device: Device) -> int | None:
+    """The most MAC lanes that can keep a hardware multiplier when the design uses more DSP blocks than
+    `device` has (the other lanes multiply in LUTs); None when the DSP blocks fit or the manifest says too little.
+
+    A lane's multiplier takes ⌈(operand_bits + 1) / w⌉² blocks of w-bit operands (the pre-adder
+    widens the operand by one bit); the blocks the design uses besides its lanes (PPU scales,
+    address arithmetic) stay where they are.
+    """
+    hardware = manifest.raw.get("hardware") or {}
+    lanes, operand = manifest.lanes, hardware.get("operand_bits")
+    if not lanes or not isinstance(operand, int) or used_dsp <= device.dsps or device.family not in DSP_OPERAND_BITS:
+        return None
+    hard = lanes if hardware.get("dsp_lanes") is None else min(int(hardware["dsp_lanes"]), lanes)
+    per_lane = math.ceil((operand + 1) / DSP_OPERAND_BITS[device.family]) ** 2
+    other = max(0.0, used_dsp - per_lane * hard)
+    return max(0, min(hard - 1, int((device.dsps - other) // per_lane)))
+
+
+def _dsp_suggestion(line: ResourceLine, manifest: RtlManifest, device: Device) -> str:
+    """The lanes suggestion, led by how many lanes may keep a DSP block with the rest in LUTs."""
+    text = _lane_suggestion(line, manifest.lanes, device)
+    keep = dsp_lanes_that_fit(manifest, line.used, device)
+    if keep is None or not manifest.lanes:
+        return text
+    head, _, rest = text.partition(": ")
+    return (
+        f"{head}: {keep} of the {manifest.lanes} lanes on DSP blocks and {manifest.lanes - keep} multiplying "
+        f"in LUTs would fit them (built with dsp_lanes={keep}, same cycles); or {rest}"
+    )
 
 
 def _lane_suggestion(line: ResourceLine, lanes: int | None, device: Device) -> str:
@@ -145,6 +179,8 @@ def fit_suggestions(lines: list[ResourceLine], manifest: RtlManifest, device: De
             continue
         if line.resource in MEMORY:
             out.append(_memory_suggestion(line, manifest, device))
+        elif line.resource == "DSP":
+            out.append(_dsp_suggestion(line, manifest, device))
         else:
             out.append(_lane_suggestion(line, manifest.lanes, device))
     return out

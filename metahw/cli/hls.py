@@ -76,6 +76,14 @@ def build_command(
     config: Annotated[
         Path | None, typer.Option(help="amaranth: hardware config JSON (its lanes unless --lanes is given).")
     ] = None,
+    dsp_lanes: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="amaranth: lanes whose multiplier maps onto a DSP block; the others multiply in LUTs "
+            "(default: every lane).",
+        ),
+    ] = None,
     hls_backend: Annotated[str | None, typer.Option(help="hls4ml backend: vitis (default) or vivado.")] = None,
     part: Annotated[str | None, typer.Option(help=f"hls4ml: FPGA part (default {ProjectOptions.part}).")] = None,
     clock_period: Annotated[float | None, typer.Option(help="hls4ml: target clock period in ns (default 5).")] = None,
@@ -100,7 +108,7 @@ def build_command(
         "--reuse-factor": reuse_factor,
         "--tb-episodes": tb_episodes,
     }
-    amaranth_only = {"--lanes": lanes, "--config": config}
+    amaranth_only = {"--lanes": lanes, "--config": config, "--dsp-lanes": dsp_lanes}
     foreign = hls_only if backend == "amaranth" else amaranth_only
     given = [option for option, value in foreign.items() if value is not None]
     if given:
@@ -114,7 +122,9 @@ def build_command(
 
         writable_folder(out, "RTL build", is_rtl_build)
         program = Program.load(build)
-        hw = hardware_for(program, DEFAULT_LANES if lanes is None and config is None else lanes, None, config)
+        hw = hardware_for(
+            program, DEFAULT_LANES if lanes is None and config is None else lanes, None, config, dsp_lanes
+        )
         with exclusive(out, "RTL build"):
             build_amaranth(program, hw, out, as_json)
         return

@@ -43,9 +43,12 @@ def build_amaranth(program: Program, hw: HardwareConfig, out: Path, as_json: boo
         typer.echo(json.dumps(report, indent=2))
         return
     hwj = manifest["hardware"]
+    soft = hw.lanes - hw.hard_multipliers
+    multipliers = f" ({soft} multiplying in LUTs)" if soft else ""
     typer.echo(
-        f"wrote {out / manifest['verilog']} in {seconds:.1f} s: P={hwj['lanes']} lanes, "
-        f"{hwj['acc_bits']}-bit accumulators, {manifest['instructions']} instructions, "
+        f"wrote {out / manifest['verilog']} in {seconds:.1f} s: P={hwj['lanes']} lanes{multipliers}, "
+        f"{hwj['operand_bits']}-bit operands, {hwj['acc_bits']}-bit accumulators, "
+        f"{manifest['instructions']} instructions, "
         f"{manifest['episode_cycles']:,} cycles per episode; verilator --lint-only clean"
     )
     memory_bits = sum(m["bits"] for m in manifest["memories"])

@@ -40,14 +40,17 @@ from metahw.sim.report import run_report
 from metahw.sim.trace import write_vcd
 
 
-def hardware_for(program: Program, lanes: int | None, groups: int | None, config: Path | None) -> HardwareConfig:
-    """The design `metahw build` builds from --lanes, --groups and a --config file (`derive_hardware`).
+def hardware_for(
+    program: Program, lanes: int | None, groups: int | None, config: Path | None, dsp_lanes: int | None = None
+) -> HardwareConfig:
+    """The design `metahw build` builds from --lanes, --groups, --dsp-lanes and a --config file (`derive_hardware`).
 
     `lanes` may be None only with a file (its lanes are used).
     """
     if lanes is None and config is None:
         raise UserError("give --lanes or a --config file with the lanes.")
-    return derive_hardware(program, lanes, groups, HardwareConfig.load(config) if config is not None else None)
+    base = HardwareConfig.load(config) if config is not None else None
+    return derive_hardware(program, lanes, groups, base, dsp_lanes)
 
 
 def check_simulate_options(hls: bool, rtl: str | None, stall_seed: int, vcd: Path | None, hardware: dict) -> None:

@@ -286,6 +286,14 @@ def _cases() -> dict[str, Bad]:
             ["build", "{prog}", "--backend", "hls4ml", "--lanes", "3", "-o", "{tmp}/h"],
             "--lanes",
         ),
+        "build: hls4ml --dsp-lanes": (
+            ["build", "{prog}", "--backend", "hls4ml", "--dsp-lanes", "4", "-o", "{tmp}/h"],
+            "--dsp-lanes",
+        ),
+        "build: amaranth --dsp-lanes -1": (
+            ["build", "{prog}", "--backend", "amaranth", "--dsp-lanes", "-1", "-o", "{tmp}/h"],
+            "--dsp-lanes",
+        ),
         "build: hls4ml --config": (
             ["build", "{prog}", "--backend", "hls4ml", "--config", "{tmp}/hw_unknown.json", "-o", "{tmp}/h"],
             "--config",

@@ -145,10 +145,11 @@ def test_compare_tree_keeps_the_lower_index_on_ties(greater):
     _run(dut, bench)
 
 
-@pytest.mark.parametrize("signed_act", [False, True])
-def test_whole_tiny_episode_in_amaranths_simulator(signed_act):
+@pytest.mark.parametrize("signed_act, dsp_lanes", [(False, None), (True, None), (False, 1)])
+def test_whole_tiny_episode_in_amaranths_simulator(signed_act, dsp_lanes):
+    """The whole episode equals the cycle simulator (outputs and issue cycles), also with 3 of 4 lanes in LUTs."""
     program = tiny_protonet(ways=2, shots=2, queries=3, signed_act=signed_act, rounding="half_even")
-    hw = HardwareConfig(lanes=4, stream_elements=4, acc_bits=32)
+    hw = HardwareConfig(lanes=4, stream_elements=4, acc_bits=32, dsp_lanes=dsp_lanes)
     rp = rtl_plan(program, hw)
     inputs = tiny_inputs(program, 1)
     want = CycleSimulator(program, hw).run(inputs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from metahw.errors import UserError
 from metahw.hw.synth.critical_path import critical_path, module_of
 from metahw.hw.synth.devices import DEVICES, get_device
-from metahw.hw.synth.fit import fit_suggestions, resource_lines
+from metahw.hw.synth.fit import dsp_lanes_that_fit, fit_suggestions, resource_lines
 from metahw.hw.synth.manifest import Memory, Port, RtlManifest, load_manifest
 from metahw.hw.synth.nextpnr import parse_report
 from metahw.hw.synth.tools import last_relevant_line
@@ -126,6 +127,20 @@ def test_fit_names_overflow_and_knobs():
     assert dsp.startswith("DSP 64 of 28") and "4 lanes instead of 16" in dsp
     assert bram.startswith("BRAM 142 of 56 blocks") and "887 kbit" in bram
     assert "3-bit weights (compiled with bits=3)" in bram and "width-40 backbone (trained with width=40)" in bram
+
+
+def test_fit_keeps_as_many_lanes_on_dsp_blocks_as_the_device_has():
+    """32 lanes of 9-bit operands (one MULT18X18D each) plus one other block: 27 lanes keep a DSP block."""
+    device = get_device("ecp5-25k")
+    manifest = replace(_manifest(lanes=32), raw={"hardware": {"operand_bits": 9, "dsp_lanes": None}})
+    assert dsp_lanes_that_fit(manifest, 33, device) == 27
+    (dsp,) = fit_suggestions(resource_lines(device, ResourceUse(dsp=33)), manifest, device)
+    assert dsp.startswith("DSP 33 of 28") and "27 of the 32 lanes on DSP blocks and 5 multiplying in LUTs" in dsp
+    assert "dsp_lanes=27" in dsp and "16 lanes instead of 32" in dsp
+    wide = replace(manifest, raw={"hardware": {"operand_bits": 18, "dsp_lanes": 20}})  # 19-bit products: 4 blocks
+    assert dsp_lanes_that_fit(wide, 81, device) == 6  # 81 - 4 * 20 = 1 other block; (28 - 1) // 4
+    assert dsp_lanes_that_fit(manifest, 28, device) is None  # fits already
+    assert dsp_lanes_that_fit(replace(manifest, raw={}), 33, device) is None  # an older manifest: no width
 
 
 def test_fit_without_knobs_points_at_bigger_device():
