@@ -119,4 +119,10 @@ def explore_command(
         f"{document['feasible']} fit {target}; {sum(map(meets_target, front))} front designs fit and stay "
         f"within 0.5 points of float"
     )
+    for row in document["largest_fitting_lanes"]:
+        soft = "" if row["dsp_lanes"] is None else f", {row['lanes'] - row['dsp_lanes']} lanes multiplying in LUTs"
+        typer.echo(
+            f"largest P that fits {target}: {row['checkpoint']} {row['bits']}-bit: P = {row['lanes']}{soft} "
+            f"(trial {row['trial']}, {row['latency_ms']:.4g} ms per episode)"
+        )
     typer.echo(f"wrote {out / 'trials.jsonl'}, {out / 'pareto.json'}, {out / 'pareto.png'}")

@@ -42,6 +42,31 @@ def pareto_front(records: list[dict], objectives: tuple[Objective, ...]) -> list
     return sorted(front, key=lambda r: _costs(r, objectives))
 
 
+def largest_fitting_lanes(records: list[dict]) -> list[dict]:
+    """Per (checkpoint, bits): the largest P among the explored designs that fits the target, and its record.
+
+    The fastest array the device holds; its lanes past the DSP blocks multiply in LUTs
+    (`dsp_lanes`, chosen by the trial when the multipliers would not fit otherwise).
+    """
+    best: dict[tuple, dict] = {}
+    for record in filter(feasible, records):
+        params = record["params"]
+        key = (params["checkpoint"], params["bits"])
+        if key not in best or params["lanes"] > best[key]["params"]["lanes"]:
+            best[key] = record
+    return [
+        {
+            "checkpoint": key[0],
+            "bits": key[1],
+            "lanes": record["params"]["lanes"],
+            "dsp_lanes": record.get("resources", {}).get("dsp_lanes"),
+            "trial": record["trial"],
+            "latency_ms": record["objectives"]["latency_ms"],
+        }
+        for key, record in sorted(best.items())
+    ]
+
+
 def _summary(record: dict) -> dict:
     resources = record.get("resources", {})
     return {
@@ -70,6 +95,7 @@ def pareto_document(records: list[dict], front: list[dict], objectives: tuple[Ob
         "failed": len(records) - len(complete),
         "feasible": sum(map(feasible, complete)),
         "front": [_summary(r) for r in front],
+        "largest_fitting_lanes": largest_fitting_lanes(complete),
         "meets_target": [r["trial"] for r in front if meets_target(r)],
     }
 

@@ -6,7 +6,14 @@ import json
 from pathlib import Path
 
 from metahw.app.explore.objectives import OBJECTIVES, parse_objectives, violation
-from metahw.app.explore.pareto import dominates, meets_target, pareto_document, pareto_front, write_pareto_json
+from metahw.app.explore.pareto import (
+    dominates,
+    largest_fitting_lanes,
+    meets_target,
+    pareto_document,
+    pareto_front,
+    write_pareto_json,
+)
 from metahw.app.explore.plot import plot_pareto
 
 ALL = tuple(OBJECTIVES.values())
@@ -80,3 +87,12 @@ def test_document_and_plot(tmp_path: Path):
     assert [d["meets_target"] for d in loaded["front"]] == [True, False, False]
     plot_pareto([*POINTS, failed], front, tmp_path / "pareto.png", "ecp5-25k")
     assert (tmp_path / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_largest_fitting_lanes_per_checkpoint_and_bits():
+    """Trial 3 (P = 8) does not fit, so P = 32 of trial 5 is the largest that fits; 4-bit designs get their own row."""
+    soft = {**POINTS[5], "resources": {**POINTS[5]["resources"], "dsp_lanes": 27}}
+    four_bit = {**POINTS[0], "trial": 7, "params": {**POINTS[0]["params"], "bits": 4}}
+    rows = largest_fitting_lanes([*POINTS[:5], soft, four_bit])
+    assert [(r["bits"], r["lanes"], r["trial"], r["dsp_lanes"]) for r in rows] == [(4, 1, 7, None), (8, 32, 5, 27)]
+    assert pareto_document(POINTS, [], ALL, "ecp5-25k")["largest_fitting_lanes"][0]["lanes"] == 32
