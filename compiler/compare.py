@@ -26,7 +26,7 @@ from metahw.compiler.quant_config import QuantConfig
 from metahw.compiler.stages import embedding_program, head_program
 from metahw.models import head
 from metahw.models.data import OmniglotSplit
-from metahw.models.episodes import Episode, EpisodeSampler, EpisodeSet
+from metahw.models.episodes import Episode, EpisodeIndex, EpisodeSampler, EpisodeSet
 from metahw.models.export import EpisodeHead, exported_backbone, reference_head
 from metahw.models.export_check import ort_session
 from metahw.models.learners import MetaLearner
@@ -76,20 +76,32 @@ def run_float(
 def embed_all(program: Program, images: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, int]]:
     """Golden integers of every embedding buffer for all images, and the saturation counts."""
     embed = embedding_program(program, EMBED_BATCH)
-    pixel = program.buffer_map["query_x"].qformat
+    image_input = embed.roles.query_images
+    pixel = embed.buffer_map[image_input].qformat
     outputs: dict[str, list[np.ndarray]] = {}
     saturation: dict[str, int] = {}
     for start in range(0, len(images), EMBED_BATCH):
         x = pixel.quantize(images[start : start + EMBED_BATCH], program.meta.rounding)
         real = len(x)
         x = np.concatenate([x, np.zeros((EMBED_BATCH - real, *x.shape[1:]), np.int64)])
-        run = execute(embed, {"query_x": x})
+        run = execute(embed, {image_input: x})
         for buf in embed.buffers:
             if buf.kind in ("activation", "output"):
                 outputs.setdefault(buf.name, []).append(run.values[buf.name][:real])
         for name, count in run.saturation.items():  # padding images are zeros: they never saturate
             saturation[name] = saturation.get(name, 0) + count
     return {k: np.concatenate(v) for k, v in outputs.items()}, saturation
+
+
+def head_inputs(head: Program, embedded: dict[str, np.ndarray], index: EpisodeIndex) -> dict[str, np.ndarray]:
+    """The inputs of `head` (a `head_program`) for one episode of a pool embedded by `embed_all`."""
+    roles = head.roles
+    features = embedded[roles.query_features]
+    return {
+        roles.support_features: features[index.support],
+        roles.query_features: features[index.query],
+        roles.support_labels: index.support_y,
+    }
 
 
 def sqnr_db(reference: np.ndarray, approximation: np.ndarray) -> float:
@@ -109,21 +121,20 @@ def _accuracy(predictions: np.ndarray, episodes: EpisodeSet) -> dict | None:
 def run_fixed(program: Program, episodes: EpisodeSet, floats: FloatRun, progress: bool, label: str) -> dict:
     """Golden predictions on the episodes and their statistics against the labels and the float run."""
     embedded, saturation = embed_all(program, episodes.images)
-    features = embedded["query.features"]
     head_prog = head_program(program)
+    roles = head_prog.roles
     predictions, logits = [], []
     for index in track(episodes.indices, len(episodes), label, progress):
-        inputs = {"support.features": features[index.support], "query.features": features[index.query]}
-        run = execute(head_prog, {**inputs, "support_labels": index.support_y})
-        predictions.append(run.values["prediction"])
-        logits.append(program_logits(program, run.values["scores"]))
+        run = execute(head_prog, head_inputs(head_prog, embedded, index))
+        predictions.append(run.values[roles.prediction])
+        logits.append(program_logits(program, run.values[roles.scores]))
         for name, count in run.saturation.items():
             saturation[name] = saturation.get(name, 0) + count
     predictions = np.array(predictions)
     buffers = program.buffer_map
     sqnr = {}
     for i, reference in enumerate(floats.activations):
-        name = next(n for n in embedded if n.startswith(f"query.block{i}.") and n != "query.features")
+        name = next(n for n in embedded if n.startswith(f"query.block{i}.") and n != roles.query_features)
         sqnr[name.removeprefix("query.")] = sqnr_db(reference, buffers[name].qformat.dequantize(embedded[name]))
     if program.meta.algorithm != "matchingnet":  # Matching Networks' scores are probabilities
         sqnr["logits"] = sqnr_db(floats.torch_logits, np.array(logits))

@@ -1,7 +1,8 @@
 """Episodes in and out of a Program: float images -> input integers; output integers -> logits.
 
-Images in [0, 1] are quantised to the program's pixel format (`images`), labels are class
-ids. A ProtoNet program's `scores` are squared distances (its prediction is their ArgMin),
+Images in [0, 1] are quantised to the program's pixel format, labels are class ids; the
+program's roles (`EpisodeRoles`) say which input buffer takes which. A ProtoNet program's
+scores are squared distances (its prediction is their ArgMin),
 so its float logits are minus the dequantised scores; every other head's scores are
 logits (or class probabilities, for Matching Networks) as they are.
 """
@@ -17,17 +18,18 @@ from metahw.models.episodes import Episode
 
 def program_inputs(program: Program, episode: Episode) -> dict[str, np.ndarray]:
     """Integer inputs of `program` for one episode (its query count must match the program's)."""
-    buffers = program.buffer_map
-    pixel = buffers["support_x"].qformat
-    rounding = program.meta.rounding
+    roles, user = program.roles, "feeding an episode to the program"
+    support, query = roles.require("support_images", user), roles.require("query_images", user)
+    buffers, rounding = program.buffer_map, program.meta.rounding
     return {
-        "support_x": pixel.quantize(episode.support_x, rounding),
-        "query_x": pixel.quantize(episode.query_x, rounding),
-        "support_labels": episode.support_y.astype(np.int64),
+        support: buffers[support].qformat.quantize(episode.support_x, rounding),
+        query: buffers[query].qformat.quantize(episode.query_x, rounding),
+        roles.require("support_labels", user): episode.support_y.astype(np.int64),
     }
 
 
 def program_logits(program: Program, scores: np.ndarray) -> np.ndarray:
-    """Float logits from the integer `scores` output (negated distances for an ArgMin program)."""
-    values = program.buffer_map["scores"].qformat.dequantize(scores)
+    """Float logits from the integer scores output (negated distances for an ArgMin program)."""
+    scores_buffer = program.buffer_map[program.roles.require("scores", "turning scores into logits")]
+    values = scores_buffer.qformat.dequantize(scores)
     return -values if isinstance(program.ops[-1], ArgMin) else values

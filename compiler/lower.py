@@ -40,13 +40,15 @@ from metahw.compiler.kernels import (
 )
 from metahw.compiler.kernels.argreduce import index_format
 from metahw.compiler.kernels.base import Kernel
-from metahw.compiler.lower_embedding import embedding_layers, emit_embedding
-from metahw.compiler.program import Buffer, Program, ProgramMeta
+from metahw.compiler.lower_embedding import embedding_layers, emit_embedding, features_buffer
+from metahw.compiler.program import Buffer, EpisodeRoles, Program, ProgramMeta
 from metahw.compiler.quant_config import QuantConfig
 from metahw.errors import UserError
 from metahw.qformat import QFormat
 
 SUPPORT, QUERY = "support", "query"
+#: the episode's input buffers, which the program's roles name (the graph's inputs are support_x, support_y, query_x)
+SUPPORT_IMAGES, SUPPORT_LABELS, QUERY_IMAGES = "support_x", "support_labels", "query_x"
 
 
 @dataclass
@@ -107,9 +109,9 @@ def lower(graph: Graph, ranges: Mapping[str, Range], config: QuantConfig, querie
 
     lo, hi = b.range_of("support_x", "query_x")
     pixel = b.choose("images", lo, hi, config.bits, signed=lo < 0)
-    b.buffer("support_x", support_shape, pixel, "input")
-    b.buffer("query_x", (queries, *support_shape[1:]), pixel, "input")
-    b.buffer("support_labels", (n_support,), index_format(ways), "input")
+    b.buffer(SUPPORT_IMAGES, support_shape, pixel, "input")
+    b.buffer(QUERY_IMAGES, (queries, *support_shape[1:]), pixel, "input")
+    b.buffer(SUPPORT_LABELS, (n_support,), index_format(ways), "input")
 
     node = next(nodes, None)
     embedding_nodes: list[Node] = []
@@ -123,13 +125,20 @@ def lower(graph: Graph, ranges: Mapping[str, Range], config: QuantConfig, querie
     embedding = embedding_layers(b, graph, embedding_nodes, pixel)
     b.feature_order = embedding.feature_order
 
-    support_features = emit_embedding(b, SUPPORT, embedding, support_shape[0])
+    support_features = emit_embedding(b, SUPPORT, SUPPORT_IMAGES, embedding, support_shape[0])
     head = list(nodes)
     _expect(head[-1] if head else None, "ArgMax", "predicted class")
     classify = _lower_head(
-        b, graph, head[:-1], support_features, ways, shots, lambda: emit_embedding(b, QUERY, embedding, queries)
+        b,
+        graph,
+        head[:-1],
+        support_features,
+        ways,
+        shots,
+        lambda: emit_embedding(b, QUERY, QUERY_IMAGES, embedding, queries),
     )
-    b.ops.append(classify(b))
+    prediction = classify(b)
+    b.ops.append(prediction)
     ignored = sorted(set(config.overrides) - b.chosen)
     if ignored:
         raise UserError(
@@ -139,7 +148,16 @@ def lower(graph: Graph, ranges: Mapping[str, Range], config: QuantConfig, querie
     meta = ProgramMeta(
         graph.metadata.get("algorithm", "unknown"), ways, shots, queries, config.rounding, config.overflow
     )
-    return Program(meta, tuple(b.buffers.values()), tuple(b.ops), b.weights)
+    roles = EpisodeRoles(
+        support_images=SUPPORT_IMAGES,
+        support_labels=SUPPORT_LABELS,
+        query_images=QUERY_IMAGES,
+        support_features=support_features,
+        query_features=features_buffer(QUERY),
+        scores=prediction.input,
+        prediction=prediction.output,
+    )
+    return Program(meta, tuple(b.buffers.values()), tuple(b.ops), b.weights, roles)
 
 
 def _qat_ranges(graph: Graph, ranges: Mapping[str, Range]) -> dict[str, Range]:
@@ -156,7 +174,7 @@ def _prototypes(b: ProgramBuilder, features: str, ways: int, shots: int) -> str:
     b.buffer("prototypes", (ways, b.buffers[features].shape[1]), fmt, "activation")
     b.ops.append(
         PrototypeAccumulate(
-            name="prototypes", features=features, labels="support_labels", output="prototypes", ways=ways, shots=shots
+            name="prototypes", features=features, labels=SUPPORT_LABELS, output="prototypes", ways=ways, shots=shots
         )
     )
     return "prototypes"
@@ -184,7 +202,7 @@ def _lower_head(b: ProgramBuilder, graph: Graph, head: list[Node], support: str,
                 name="attention",
                 queries=queries,
                 supports=support,
-                labels="support_labels",
+                labels=SUPPORT_LABELS,
                 scale="attention.scale",
                 output="scores",
                 ways=ways,
@@ -247,7 +265,7 @@ def _lower_sgd_head(
                 SGDHeadStep(
                     name=f"sgd{i}",
                     features=support,
-                    labels="support_labels",
+                    labels=SUPPORT_LABELS,
                     weight="head.weight",
                     bias="head.bias",
                     lr_w="head.lr_w",

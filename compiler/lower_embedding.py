@@ -233,12 +233,17 @@ def _dense(b: ProgramBuilder, graph: Graph, node: Node, in_fmt: QFormat, order: 
     return Layer(node, Dense, node.inputs[:1], out, fmt, w_name, b_name, {"relu": bool(node.attrs["relu"])})
 
 
-def emit_embedding(b: ProgramBuilder, chain: str, embedding: EmbeddingLayers, batch: int) -> str:
-    """Emit the embedding's ops for `batch` images of `chain` (support or query); returns the features buffer."""
-    names = {"images": f"{chain}_x"}
+def features_buffer(chain: str) -> str:
+    """The name of the buffer holding the features of `chain` (support or query): the embedding's last output."""
+    return f"{chain}.{FEATURES}"
+
+
+def emit_embedding(b: ProgramBuilder, chain: str, images: str, embedding: EmbeddingLayers, batch: int) -> str:
+    """Emit the embedding's ops for `batch` images (input buffer `images`) of `chain`; returns the features buffer."""
+    names = {"images": images}
     layers = embedding.layers
     for k, layer in enumerate(layers):
-        out = f"{chain}.{FEATURES}" if k == len(layers) - 1 else f"{chain}.{layer.out_key}"
+        out = features_buffer(chain) if k == len(layers) - 1 else f"{chain}.{layer.out_key}"
         reads = [names[s] for s in layer.sources]
         fields = dict(layer.fields or {})
         if layer.kind is Add:
@@ -251,4 +256,4 @@ def emit_embedding(b: ProgramBuilder, chain: str, embedding: EmbeddingLayers, ba
         b.buffer(out, shape, layer.out_format, "activation")
         b.ops.append(op)
         names[layer.out_key] = out
-    return f"{chain}.{FEATURES}"
+    return features_buffer(chain)

@@ -1,7 +1,8 @@
 """`Program`: the one data structure between compiler, simulator and hardware backends.
 
-An ordered list of kernel ops over named, typed buffers, the integer weights, and the
-episode's metadata. It is validated on construction (every op's inputs exist and agree
+An ordered list of kernel ops over named, typed buffers, the integer weights, the
+episode's metadata and its roles (`EpisodeRoles`: which buffers are the support images, labels,
+query images, features, scores and prediction). It is validated on construction (every op's inputs exist and agree
 with what the op infers; each activation/output is written exactly once, before it is
 read; inputs and weights are never written; state is initialised before it is read) and
 saved as a folder holding `program.json` (versioned) and `weights.npz` (int64 arrays).
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import json
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +25,9 @@ from metahw.errors import UserError
 from metahw.qformat import OVERFLOW_MODES, ROUNDING_MODES, QFormat
 
 FORMAT_TAG = "metahw.program"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: versions `Program.load` reads: 1 has no episode roles (the conventional names give them)
+READ_VERSIONS = (1, 2)
 PROGRAM_FILE = "program.json"
 WEIGHTS_FILE = "weights.npz"
 BUFFER_KINDS = ("input", "weight", "activation", "state", "output")
@@ -123,20 +126,105 @@ class ProgramMeta:
         return dict(self.__dict__)
 
 
+#: role -> (the buffer kinds it may have, its rank, what it holds)
+ROLE_RULES: dict[str, tuple[tuple[str, ...], int, str]] = {
+    "support_images": (("input",), 4, "support images"),
+    "support_labels": (("input",), 1, "support labels"),
+    "query_images": (("input",), 4, "query images"),
+    "support_features": (("activation", "input", "output"), 2, "support features"),
+    "query_features": (("activation", "input", "output"), 2, "query features"),
+    "scores": (("output",), 2, "class scores"),
+    "prediction": (("output",), 1, "predicted classes"),
+}
+#: role -> the buffer name the compiler gives it (programs saved before roles existed use these)
+CONVENTIONAL_NAMES = {
+    "support_images": "support_x",
+    "support_labels": "support_labels",
+    "query_images": "query_x",
+    "support_features": "support.features",
+    "query_features": "query.features",
+    "scores": "scores",
+    "prediction": "prediction",
+}
+
+
+@dataclass(frozen=True)
+class EpisodeRoles:
+    """Which buffer of a Program plays each part of a few-shot episode (None: the program has none).
+
+    Stages and backends find an episode's images, labels, features and outputs here rather than
+    by buffer name, so a program may name its buffers as it likes. A whole episode has the images,
+    labels, scores and prediction; its stages (compiler/stages.py) have only their part.
+    """
+
+    support_images: str | None = None
+    support_labels: str | None = None
+    query_images: str | None = None
+    support_features: str | None = None
+    query_features: str | None = None
+    scores: str | None = None
+    prediction: str | None = None
+
+    @classmethod
+    def conventional(cls, names: Iterable[str]) -> EpisodeRoles:
+        """The roles of the compiler's conventional buffer names among `names` (the default of a Program)."""
+        present = set(names)
+        return cls(**{role: name for role, name in CONVENTIONAL_NAMES.items() if name in present})
+
+    def restricted(self, names: Iterable[str]) -> EpisodeRoles:
+        """These roles less those naming no buffer of `names` (the roles of a part of the program)."""
+        kept = set(names)
+        return EpisodeRoles(**{role: name for role, name in self.to_json().items() if name in kept})
+
+    def require(self, role: str, user: str) -> str:
+        """The buffer playing `role`, or UserError saying that `user` needs it and the program has none."""
+        name = getattr(self, role)
+        if name is None:
+            what = ROLE_RULES[role][2]
+            raise UserError(f"{user} needs the program's {what} (episode role '{role}'), and it has none")
+        return name
+
+    def check(self, buffers: Mapping[str, Buffer]) -> None:
+        """UserError unless each named buffer exists with its role's kind and rank, and no buffer has two roles."""
+        named = {role: name for role, name in self.to_json().items() if name is not None}
+        for role, name in named.items():
+            kinds, rank, what = ROLE_RULES[role]
+            buf = buffers.get(name) if isinstance(name, str) else None
+            if buf is None:
+                raise UserError(f"episode role '{role}' names buffer {name!r}, which the program does not declare")
+            if buf.kind not in kinds or len(buf.shape) != rank:
+                raise UserError(
+                    f"episode role '{role}' ({what}) needs a buffer of kind {' or '.join(kinds)} and rank {rank}, "
+                    f"but buffer '{name}' has kind {buf.kind} and shape {buf.shape}"
+                )
+        names = list(named.values())
+        twice = [name for name in names if names.count(name) > 1]
+        if twice:
+            raise UserError(f"buffer '{twice[0]}' has two episode roles; each role needs its own buffer")
+
+    def to_json(self) -> dict[str, str | None]:
+        """Plain dict for program.json (role -> buffer name or None)."""
+        return dict(self.__dict__)
+
+
 @dataclass(frozen=True, eq=False)
 class Program:
-    """Ordered kernel ops over named buffers, integer weights and episode metadata (validated)."""
+    """Ordered kernel ops over named buffers, integer weights, episode metadata and roles (validated)."""
 
     meta: ProgramMeta
     buffers: tuple[Buffer, ...]
     ops: tuple[Kernel, ...]
     #: int64 values of every weight buffer, and the episode-start value of state buffers that have one
     weights: Mapping[str, np.ndarray] = field(default_factory=dict)
+    #: which buffers are the episode's images, labels, features and outputs (None: the conventional names)
+    roles: EpisodeRoles | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "buffers", tuple(self.buffers))
         object.__setattr__(self, "ops", tuple(self.ops))
         object.__setattr__(self, "weights", dict(self.weights))
+        if self.roles is None:
+            object.__setattr__(self, "roles", EpisodeRoles.conventional(b.name for b in self.buffers))
         self._validate()
 
     @property
@@ -153,6 +241,7 @@ class Program:
             return NotImplemented
         return (
             self.meta == other.meta
+            and self.roles == other.roles
             and self.buffers == other.buffers
             and self.ops == other.ops
             and self.weights.keys() == other.weights.keys()
@@ -176,6 +265,9 @@ class Program:
                 raise UserError(f"buffer '{b.name}' is declared twice")
             buffers[b.name] = b
         self._validate_weights(buffers)
+        if not isinstance(self.roles, EpisodeRoles):
+            raise UserError(f"program roles must be EpisodeRoles, got {type(self.roles).__name__}")
+        self.roles.check(buffers)
         op_names: set[str] = set()
         written: set[str] = {b.name for b in self.buffers if b.kind in ("input", "weight") or b.name in self.weights}
         for op in self.ops:
@@ -231,6 +323,7 @@ class Program:
             "format": FORMAT_TAG,
             "version": FORMAT_VERSION,
             "meta": self.meta.to_json(),
+            "roles": self.roles.to_json(),
             "buffers": [b.to_json() for b in self.buffers],
             "ops": [op.to_json() for op in self.ops],
         }
@@ -247,7 +340,10 @@ class Program:
 
     @classmethod
     def load(cls, folder: str | Path) -> Program:
-        """Read a folder written by `save`; anything missing, corrupt or inconsistent raises UserError."""
+        """Read a folder written by `save`; anything missing, corrupt or inconsistent raises UserError.
+
+        A version-1 file has no roles: its buffers' conventional names give them.
+        """
         folder = Path(folder)
         doc = _read_document(folder)
         weights = _read_weights(folder)
@@ -257,6 +353,7 @@ class Program:
                 buffers=tuple(Buffer.from_json(b) for b in doc["buffers"]),
                 ops=tuple(kernel_from_json(op) for op in doc["ops"]),
                 weights=weights,
+                roles=EpisodeRoles(**doc["roles"]) if doc["version"] > 1 else None,
             )
         except UserError as exc:
             raise UserError(f"program in '{folder}' is invalid: {exc}") from None
@@ -274,8 +371,9 @@ def _read_document(folder: Path) -> dict:
         raise UserError(f"{path} is not valid JSON ({exc})") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT_TAG:
         raise UserError(f"{path} is not a metahw program (its 'format' field is not '{FORMAT_TAG}')")
-    if doc.get("version") != FORMAT_VERSION:
-        raise UserError(f"{path} has format version {doc.get('version')!r}; this metahw reads version {FORMAT_VERSION}")
+    if doc.get("version") not in READ_VERSIONS:
+        readable = " and ".join(str(v) for v in READ_VERSIONS)
+        raise UserError(f"{path} has format version {doc.get('version')!r}; this metahw reads versions {readable}")
     return doc
 
 

@@ -26,8 +26,6 @@ from metahw.models.stats import AccuracySummary
 from metahw.progress import track
 from metahw.sim.simulator import SimRun, Simulator
 
-PREDICTION = "prediction"
-
 
 @dataclass(frozen=True)
 class EpisodeRuns:
@@ -61,10 +59,10 @@ def differences(run: SimRun, golden: GoldenRun) -> list[str]:
 
 def program_shape(program: Program) -> EpisodeShape:
     """The episodes a compiled program takes: its ways, shots, queries and input image shape (C, H, W)."""
-    if PREDICTION not in program.buffer_map:
-        raise UserError(f"the program has no '{PREDICTION}' output to score; it is not a compiled episode")
+    roles, user = program.roles, "scoring a compiled episode"
+    roles.require("prediction", user)
     meta = program.meta
-    image = tuple(program.buffer_map["support_x"].shape[1:])
+    image = tuple(program.buffer_map[roles.require("support_images", user)].shape[1:])
     return EpisodeShape(meta.ways, meta.shots, meta.queries, image)  # type: ignore[arg-type]
 
 
@@ -85,6 +83,7 @@ def simulate_episodes(
     """Simulate every episode and run the golden executor on each to compare every integer."""
     if not episodes:
         raise UserError("there are no episodes to simulate")
+    prediction = program.roles.require("prediction", "scoring simulated episodes")
     simulator = Simulator(program, hw)
     predictions, labels, mismatches = [], [], []
     matched, sim_seconds, golden_seconds = 0, 0.0, 0.0
@@ -100,7 +99,7 @@ def simulate_episodes(
                 on_first(run)
         elif run.total_cycles != first.total_cycles:
             raise AssertionError("simulator bug: the cycle count depends on the data")
-        predictions.append(run.values[PREDICTION])
+        predictions.append(run.values[prediction])
         labels.append(episode.query_y)
         started = time.perf_counter()
         differ = differences(run, execute(program, inputs))

@@ -122,8 +122,9 @@ def _size(buf: Buffer) -> int:
 
 
 def query_dependent(program: Program) -> frozenset[str]:
-    """Inputs named 'query*' and every buffer an op writes after reading a query-dependent buffer."""
-    query = {b.name for b in program.buffers_of("input") if b.name.startswith("query")}
+    """The query inputs (role `query_images`, or `query_features` in a head program) and all computed from them."""
+    roles = program.roles
+    query = {b.name for b in program.buffers_of("input") if b.name in (roles.query_images, roles.query_features)}
     for op in program.ops:
         if any(name in query for name in op.reads()):
             query.update(op.writes())

@@ -21,7 +21,7 @@ from metahw.hw.amaranth.spec import rtl_plan
 from metahw.hw.amaranth.verilator import compare_with_sim, compile_testbench, run_rtl
 from metahw.models.episodes import Episode
 from metahw.progress import StatusTracker
-from metahw.sim.episodes import PREDICTION, scored
+from metahw.sim.episodes import scored
 from metahw.sim.simulator import Simulator
 
 
@@ -73,6 +73,7 @@ def check_rtl_episodes(
     """Run the episodes in Verilator and the simulator; raise RtlMismatch at the first difference."""
     if not episodes:
         raise UserError("there are no episodes to run in Verilator")
+    prediction = program.roles.require("prediction", "scoring the RTL's episodes")
     with StatusTracker(3, "RTL check", progress) as status:
         started = time.perf_counter()
         ensure_rtl(program, hw, folder)
@@ -91,7 +92,7 @@ def check_rtl_episodes(
             sim = simulator.run(episode)
             compare_with_sim(rp, rtl, sim, k)
         status.advance(1, "compared with the cycle simulator")
-    predictions = [rtl.outputs[PREDICTION] for rtl in runs]
+    predictions = [rtl.outputs[prediction] for rtl in runs]
     accuracy = scored(predictions, labels)
     return RtlCheck(
         len(episodes),

@@ -17,7 +17,7 @@ from metahw.compiler.kernels import Flatten
 from metahw.compiler.program import Program
 from metahw.hw.hls4ml.embedding_ops import LayerList, Value, lower_op
 from metahw.hw.hls4ml.precision import fixed, type_string
-from metahw.hw.hls4ml.structure import SUPPORT_IMAGES, EpisodeStructure
+from metahw.hw.hls4ml.structure import EpisodeStructure
 from metahw.hw.hls4ml.taps import IMAGE, Source, Tap
 
 #: name of the model input that carries one image [H, W, C]
@@ -39,12 +39,12 @@ class EmbeddingLayers:
 
 def embedding_layers(program: Program, structure: EpisodeStructure) -> EmbeddingLayers:
     """The layers that embed one image: input `image` -> ... -> `features` [D]."""
-    pixels = program.buffer_map[SUPPORT_IMAGES]
+    pixels = program.buffer_map[structure.support_images]
     _, channels, height, width = pixels.shape
     out = LayerList(program)
     out.layers.append({"name": IMAGE_INPUT, "class_name": "InputLayer", "input_shape": [height, width, channels]})
     out.precisions[IMAGE_INPUT] = {"result": type_string(fixed(pixels.qformat, *out.modes))}
-    values = {SUPPORT_IMAGES: Value(IMAGE_INPUT, pixels.qformat, (channels, height, width))}
+    values = {structure.support_images: Value(IMAGE_INPUT, pixels.qformat, (channels, height, width))}
     taps: list[Tap] = []
     for index, (s_op, q_op) in enumerate(zip(structure.support_chain, structure.query_chain)):
         value = lower_op(out, s_op, f"block{index}", values)

@@ -26,7 +26,7 @@ from metahw.hw.hls4ml.simulation import HlsSimulation
 from metahw.models.episodes import Episode
 from metahw.models.stats import AccuracySummary
 from metahw.progress import track
-from metahw.sim.episodes import PREDICTION, scored
+from metahw.sim.episodes import scored
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,7 @@ def check_hls_episodes(
     """Compile `program`'s hls4ml design (into `project_dir`, else a temporary folder) and check every episode."""
     if not episodes:
         raise UserError("there are no episodes for the C simulation")
+    prediction = program.roles.require("prediction", "scoring the C simulation's episodes")
     design = build_design(program)
     with tempfile.TemporaryDirectory(prefix="metahw-hls-") as scratch:
         folder = Path(project_dir) if project_dir is not None else Path(scratch) / "project"
@@ -89,7 +90,7 @@ def check_hls_episodes(
         started = time.perf_counter()
         for index, episode in enumerate(track(episodes, len(episodes), "hls4ml C simulation", progress)):
             result = simulation.run_episode(program_inputs(program, episode), index)
-            predictions.append(result.outputs[PREDICTION])
+            predictions.append(result.outputs[prediction])
             labels.append(episode.query_y)
             compared += result.compared
             csim += result.csim_seconds

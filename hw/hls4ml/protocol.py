@@ -14,7 +14,6 @@ import numpy as np
 
 from metahw.hw.hls4ml.design import HlsDesign
 from metahw.hw.hls4ml.precision import dequantize
-from metahw.hw.hls4ml.structure import QUERY_IMAGES, SUPPORT_IMAGES
 from metahw.hw.hls4ml.taps import QUERY, Source
 
 QUERY_LABEL = -1
@@ -22,10 +21,11 @@ QUERY_LABEL = -1
 
 def episode_samples(design: HlsDesign, inputs: Mapping[str, np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
     """(image [H, W, C] as exact reals, [label]) per sample: the support images, then the query images."""
-    frac = design.program.buffer_map[SUPPORT_IMAGES].qformat.frac
-    labels = np.asarray(inputs[design.structure.labels])
+    structure = design.structure
+    frac = design.program.buffer_map[structure.support_images].qformat.frac
+    labels = np.asarray(inputs[structure.labels])
     samples = []
-    for images, sample_labels in ((SUPPORT_IMAGES, labels), (QUERY_IMAGES, None)):
+    for images, sample_labels in ((structure.support_images, labels), (structure.query_images, None)):
         for i, image in enumerate(np.asarray(inputs[images])):
             label = QUERY_LABEL if sample_labels is None else int(sample_labels[i])
             samples.append((dequantize(image, frac).transpose(1, 2, 0), np.array([float(label)])))

@@ -1,13 +1,13 @@
 """A Program seen the way the hls4ml design computes it: one embedding per image, then the head.
 
-The golden program embeds the support images and the query images with two sets of ops
-(``support_x`` -> ... -> ``support.features`` and ``query_x`` -> ... -> ``query.features``, the
-compiler's names) that share their weights. An embedding is a chain of image-wise ops in program
-order; a residual Add also reads an earlier tensor of its chain. The hls4ml design has one set of
-embedding layers that every image passes through, so the two chains must be the same
-computation: the same op types, attributes, weight buffers and formats, reading the same
-positions of their chain, differing only in the names of the activations they write.
-Everything after the two feature buffers is the head.
+The golden program embeds the support images and the query images with two sets of ops (the
+program's roles name their buffers: `support_images` -> ... -> `support_features` and
+`query_images` -> ... -> `query_features`, see `EpisodeRoles`) that share their weights. An
+embedding is a chain of image-wise ops in program order; a residual Add also reads an earlier
+tensor of its chain. The hls4ml design has one set of embedding layers that every image passes
+through, so the two chains must be the same computation: the same op types, attributes, weight
+buffers and formats, reading the same positions of their chain, differing only in the names of
+the activations they write. Everything after the two feature buffers is the head.
 """
 
 from __future__ import annotations
@@ -27,18 +27,20 @@ from metahw.compiler.kernels import (
     Requant,
 )
 from metahw.compiler.program import Program
+from metahw.compiler.stages import embedding_chain
 from metahw.errors import UserError
 
-SUPPORT_IMAGES, QUERY_IMAGES = "support_x", "query_x"
-SUPPORT_FEATURES, QUERY_FEATURES = "support.features", "query.features"
+BACKEND = "the hls4ml backend"
 #: ops that work image by image and map onto hls4ml layers (Dense: a projection on weight buffers)
 EMBEDDING_OPS = (Conv2d, MaxPool2d, AvgPool2d, GlobalAvgPool, Add, Requant, Flatten, Dense)
 
 
 @dataclass(frozen=True)
 class EpisodeStructure:
-    """The two embedding chains (op by op, same computation), their feature buffers, labels and head ops."""
+    """Image and label inputs, the two embedding chains (op by op, same computation), their features, the head."""
 
+    support_images: str
+    query_images: str
     support_chain: tuple[Kernel, ...]
     query_chain: tuple[Kernel, ...]
     support_features: str
@@ -49,48 +51,44 @@ class EpisodeStructure:
 
 def episode_structure(program: Program) -> EpisodeStructure:
     """Split `program` into its embedding chains and head; raise UserError if hls4ml cannot run it this way."""
-    buffers = program.buffer_map
-    for name in (SUPPORT_IMAGES, QUERY_IMAGES):
-        if name not in buffers or buffers[name].kind != "input" or len(buffers[name].shape) != 4:
-            raise UserError(
-                f"the hls4ml backend needs a 4-d input buffer '{name}' (images NCHW); this program has none"
-            )
-    labels = [b.name for b in program.buffers_of("input") if len(b.shape) == 1]
-    if len(labels) != 1:
-        raise UserError(f"the hls4ml backend needs exactly one 1-d input buffer (the support labels), found {labels}")
-    support = _chain(program, SUPPORT_IMAGES, SUPPORT_FEATURES)
-    query = _chain(program, QUERY_IMAGES, QUERY_FEATURES)
-    _check_same_computation(program, support, query)
+    roles = program.roles
+    support_images, query_images, labels = (
+        roles.require(role, BACKEND) for role in ("support_images", "query_images", "support_labels")
+    )
+    support_features, query_features = (roles.require(role, BACKEND) for role in ("support_features", "query_features"))
+    extra = [b.name for b in program.buffers_of("input") if b.name not in (support_images, query_images, labels)]
+    if extra:
+        raise UserError(
+            f"input buffer '{extra[0]}' is none of the episode's images and labels, the only inputs the hls4ml "
+            "design takes"
+        )
+    support = _chain(program, support_images, support_features)
+    query = _chain(program, query_images, query_features)
+    _check_same_computation(program, (support_images, support), (query_images, query))
     in_chains = {op.name for op in support + query}
     head = tuple(op for op in program.ops if op.name not in in_chains)
-    intermediates = {op.output for op in support[:-1] + query[:-1]} | {SUPPORT_IMAGES, QUERY_IMAGES}
+    intermediates = {op.output for op in support[:-1] + query[:-1]} | {support_images, query_images}
     for op in head:
         if set(op.reads()) & intermediates:
             raise UserError(
-                f"{op.op} '{op.name}' is outside the two embedding chains (support_x -> ... -> features, query_x "
-                "-> ...); the hls4ml backend runs the embedding on one image at a time and cannot place it"
+                f"{op.op} '{op.name}' is outside the two embedding chains ({support_images} -> ... -> features, "
+                f"{query_images} -> ...); the hls4ml backend runs the embedding on one image at a time and cannot "
+                "place it"
             )
-    return EpisodeStructure(support, query, SUPPORT_FEATURES, QUERY_FEATURES, labels[0], head)
+    return EpisodeStructure(
+        support_images, query_images, support, query, support_features, query_features, labels, head
+    )
 
 
 def _chain(program: Program, images: str, features: str) -> tuple[Kernel, ...]:
     """The ops between `images` and `features` (program order); each must be an embedding op on weight buffers."""
     buffers = program.buffer_map
-    descendants, candidates = {images}, []
-    for op in program.ops:
-        if set(op.reads()) & descendants:
-            descendants |= set(op.writes())
-            candidates.append(op)
-    if features not in descendants:
+    chain = embedding_chain(program, images, features)
+    if not chain:
         raise UserError(
             f"the hls4ml backend needs the embedding of '{images}' to end in a buffer '{features}'; "
             "this program has none computed from the images"
         )
-    needed, chain = {features}, []
-    for op in reversed(candidates):
-        if set(op.writes()) & needed:
-            needed |= set(op.reads())
-            chain.insert(0, op)
     supported = ", ".join(cls.op for cls in EMBEDDING_OPS)
     written = {images}
     for op in chain:
@@ -110,15 +108,19 @@ def _chain(program: Program, images: str, features: str) -> tuple[Kernel, ...]:
     return tuple(chain)
 
 
-def _check_same_computation(program: Program, support: tuple[Kernel, ...], query: tuple[Kernel, ...]) -> None:
+def _check_same_computation(
+    program: Program, support_side: tuple[str, tuple[Kernel, ...]], query_side: tuple[str, tuple[Kernel, ...]]
+) -> None:
+    """UserError unless the two chains ((images, ops) each) compute the same, op by op."""
+    (support_images, support), (query_images, query) = support_side, query_side
     buffers = program.buffer_map
     if len(support) != len(query):
         raise UserError(
             f"the support and query embeddings have {len(support)} and {len(query)} ops; the hls4ml "
             "design embeds every image with one chain, so they must be the same"
         )
-    s_at = {SUPPORT_IMAGES: -1} | {op.output: i for i, op in enumerate(support)}
-    q_at = {QUERY_IMAGES: -1} | {op.output: i for i, op in enumerate(query)}
+    s_at = {support_images: -1} | {op.output: i for i, op in enumerate(support)}
+    q_at = {query_images: -1} | {op.output: i for i, op in enumerate(query)}
     for s, q in zip(support, query):
         same = type(s) is type(q)
         for field in (f.name for f in dataclasses.fields(s) if f.name != "name") if same else ():

@@ -68,7 +68,16 @@ def test_equality_sees_weights_meta_and_ops():
 def test_program_json_schema(tmp_path):
     protomaml_program().save(tmp_path)
     doc = json.loads((tmp_path / "program.json").read_text())
-    assert doc["format"] == "metahw.program" and doc["version"] == 1
+    assert doc["format"] == "metahw.program" and doc["version"] == 2
+    assert doc["roles"] == {
+        "support_images": "support_x",
+        "support_labels": None,
+        "query_images": "query_x",
+        "support_features": None,
+        "query_features": None,
+        "scores": None,
+        "prediction": None,
+    }
     assert doc["meta"] == {
         "algorithm": "protomaml",
         "ways": 3,
@@ -114,6 +123,8 @@ def _op(name):
 CORRUPTIONS = {
     "version": (lambda d: d.update(version=99), "format version 99"),
     "format": (lambda d: d.update(format="onnx"), "not a metahw program"),
+    "role": (lambda d: d["roles"].update(query_images="nowhere"), "episode role 'query_images' names buffer"),
+    "unknown role": (lambda d: d["roles"].update(weights="conv1.w"), "malformed"),
     "missing meta key": (_drop_key("ways"), "malformed"),
     "bad rounding": (lambda d: d["meta"].update(rounding="nearest"), "unknown rounding mode"),
     "unknown op": (lambda d: _op("head")(d).update(op="Gemm"), "unknown op 'Gemm'"),

@@ -163,7 +163,7 @@ def measure_accuracy(checkpoint: str, bits: int, settings: TrialSettings) -> tup
     """Golden-executor accuracy (mean, 95% CI) of the `bits` program on the fixed episodes, and saturations; cached."""
 
     def compute() -> dict:
-        from metahw.compiler.compare import embed_all
+        from metahw.compiler.compare import embed_all, head_inputs
         from metahw.compiler.golden import execute
         from metahw.compiler.stages import head_program
         from metahw.models.stats import AccuracySummary
@@ -171,13 +171,11 @@ def measure_accuracy(checkpoint: str, bits: int, settings: TrialSettings) -> tup
         program = _load_program(checkpoint, bits, settings)
         episodes = _episodes(settings)
         embedded, saturation = embed_all(program, _images(_splits(settings.data)[0]))
-        features = embedded["query.features"]
         head = head_program(program)
         correct = []
         for index in episodes:
-            feed = {"support.features": features[index.support], "query.features": features[index.query]}
-            run = execute(head, {**feed, "support_labels": index.support_y})
-            correct.append((run.values["prediction"] == index.query_y).mean())
+            run = execute(head, head_inputs(head, embedded, index))
+            correct.append((run.values[head.roles.prediction] == index.query_y).mean())
             for name, count in run.saturation.items():
                 saturation[name] = saturation.get(name, 0) + count
         return {**AccuracySummary.of(np.array(correct)).to_dict(), "saturations": int(sum(saturation.values()))}
