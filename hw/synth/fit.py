@@ -78,20 +78,21 @@ def _fmt(value: float) -> str:
     return f"{value:,.1f}" if value != int(value) else f"{int(value):,}"
 
 
-def dsp_lanes_that_fit(manifest: RtlManifest, used_dsp: float, device: Device) -> int | None:
-    """The most MAC lanes that can keep a hardware multiplier when the design uses more DSP blocks than
-    `device` has (the other lanes multiply in LUTs); None when the DSP blocks fit or the manifest says too little.
+def dsp_lanes_that_fit(
+    lanes: int, operand_bits: int, dsp_lanes: int | None, used_dsp: float, device: Device
+) -> int | None:
+    """The most MAC lanes that can keep a hardware multiplier when a design of `lanes` lanes (the first
+    `dsp_lanes` on DSP blocks; None: all) uses more DSP blocks than `device` has, the other lanes
+    multiplying in LUTs; None when the DSP blocks fit.
 
     A lane's multiplier takes ⌈(operand_bits + 1) / w⌉² blocks of w-bit operands (the pre-adder
     widens the operand by one bit); the blocks the design uses besides its lanes (PPU scales,
     address arithmetic) stay where they are.
     """
-    hardware = manifest.raw.get("hardware") or {}
-    lanes, operand = manifest.lanes, hardware.get("operand_bits")
-    if not lanes or not isinstance(operand, int) or used_dsp <= device.dsps or device.family not in DSP_OPERAND_BITS:
+    if used_dsp <= device.dsps or device.family not in DSP_OPERAND_BITS:
         return None
-    hard = lanes if hardware.get("dsp_lanes") is None else min(int(hardware["dsp_lanes"]), lanes)
-    per_lane = math.ceil((operand + 1) / DSP_OPERAND_BITS[device.family]) ** 2
+    hard = lanes if dsp_lanes is None else min(dsp_lanes, lanes)
+    per_lane = math.ceil((operand_bits + 1) / DSP_OPERAND_BITS[device.family]) ** 2
     other = max(0.0, used_dsp - per_lane * hard)
     return max(0, min(hard - 1, int((device.dsps - other) // per_lane)))
 
@@ -99,8 +100,12 @@ def dsp_lanes_that_fit(manifest: RtlManifest, used_dsp: float, device: Device) -
 def _dsp_suggestion(line: ResourceLine, manifest: RtlManifest, device: Device) -> str:
     """The lanes suggestion, led by how many lanes may keep a DSP block with the rest in LUTs."""
     text = _lane_suggestion(line, manifest.lanes, device)
-    keep = dsp_lanes_that_fit(manifest, line.used, device)
-    if keep is None or not manifest.lanes:
+    hardware = manifest.raw.get("hardware") or {}
+    operand, soft = hardware.get("operand_bits"), hardware.get("dsp_lanes")
+    if not manifest.lanes or not isinstance(operand, int) or not (soft is None or isinstance(soft, int)):
+        return text  # an older manifest: no operand width
+    keep = dsp_lanes_that_fit(manifest.lanes, operand, soft, line.used, device)
+    if keep is None:
         return text
     head, _, rest = text.partition(": ")
     return (

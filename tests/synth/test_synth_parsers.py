@@ -133,14 +133,14 @@ def test_fit_keeps_as_many_lanes_on_dsp_blocks_as_the_device_has():
     """32 lanes of 9-bit operands (one MULT18X18D each) plus one other block: 27 lanes keep a DSP block."""
     device = get_device("ecp5-25k")
     manifest = replace(_manifest(lanes=32), raw={"hardware": {"operand_bits": 9, "dsp_lanes": None}})
-    assert dsp_lanes_that_fit(manifest, 33, device) == 27
+    assert dsp_lanes_that_fit(32, 9, None, 33, device) == 27
     (dsp,) = fit_suggestions(resource_lines(device, ResourceUse(dsp=33)), manifest, device)
     assert dsp.startswith("DSP 33 of 28") and "27 of the 32 lanes on DSP blocks and 5 multiplying in LUTs" in dsp
     assert "dsp_lanes=27" in dsp and "16 lanes instead of 32" in dsp
-    wide = replace(manifest, raw={"hardware": {"operand_bits": 18, "dsp_lanes": 20}})  # 19-bit products: 4 blocks
-    assert dsp_lanes_that_fit(wide, 81, device) == 6  # 81 - 4 * 20 = 1 other block; (28 - 1) // 4
-    assert dsp_lanes_that_fit(manifest, 28, device) is None  # fits already
-    assert dsp_lanes_that_fit(replace(manifest, raw={}), 33, device) is None  # an older manifest: no width
+    assert dsp_lanes_that_fit(32, 18, 20, 81, device) == 6  # 19-bit products: 4 blocks; 1 other; (28 - 1) // 4
+    assert dsp_lanes_that_fit(32, 9, None, 28, device) is None  # fits already
+    older = fit_suggestions(resource_lines(device, ResourceUse(dsp=33)), replace(manifest, raw={}), device)
+    assert "LUTs" not in older[0] and "16 lanes instead of 32" in older[0]  # an older manifest: no operand width
 
 
 def test_fit_without_knobs_points_at_bigger_device():

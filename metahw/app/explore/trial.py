@@ -208,8 +208,10 @@ def hardware_key(hw: HardwareConfig) -> str:
 def measure_resources(checkpoint: str, bits: int, lanes: int, settings: TrialSettings) -> tuple[dict, bool]:
     """Synthesis report (`used`, `capacity`, `fits`, `fmax_mhz`, ...) of the design's RTL on the target; cached.
 
-    A design the generator or the tools reject with a UserError (a memory that does not fit,
-    say) is recorded as not fitting, with the message under `error`.
+    A design with more multipliers than the device has DSP blocks is built again with the lanes
+    past them multiplying in LUTs (`dsp_lanes_that_fit`; same cycles), and that report is kept,
+    with `dsp_lanes`. A design the generator or the tools reject with a UserError (a memory that
+    does not fit, say) is recorded as not fitting, with the message under `error`.
     """
     from metahw.hw.amaranth.digests import generator_digest
 
@@ -220,13 +222,23 @@ def measure_resources(checkpoint: str, bits: int, lanes: int, settings: TrialSet
 
     def compute() -> dict:
         from metahw.hw.amaranth.build import build_rtl
+        from metahw.hw.synth.devices import get_device
+        from metahw.hw.synth.fit import dsp_lanes_that_fit
         from metahw.hw.synth.report import synthesize
         from metahw.sim.plan import check_fits
 
         try:
             check_fits(program, hw)
             build = build_rtl(program, hw, settings.cache / "rtl" / name)
-            return synthesize(build, settings.target, progress=False, pnr_effort=settings.pnr).to_dict()
+            report = synthesize(build, settings.target, progress=False, pnr_effort=settings.pnr).to_dict()
+            used = report["used"].get("DSP", 0)
+            keep = dsp_lanes_that_fit(hw.lanes, hw.operand_bits, hw.dsp_lanes, used, get_device(settings.target))
+            if keep is None:
+                return report
+            soft = derive_hardware(program, lanes, dsp_lanes=keep)
+            build = build_rtl(program, soft, settings.cache / "rtl" / f"{name}-d{keep}")
+            report = synthesize(build, settings.target, progress=False, pnr_effort=settings.pnr).to_dict()
+            return {**report, "dsp_lanes": keep}
         except UserError as exc:
             return {"error": str(exc), "fits": False, "fmax_mhz": None}
 
@@ -236,7 +248,7 @@ def measure_resources(checkpoint: str, bits: int, lanes: int, settings: TrialSet
 
 def _resource_summary(report: dict) -> dict:
     """What a trial record keeps of a synthesis report (the whole report stays in the cache)."""
-    keys = ("used", "capacity", "fits", "fmax_mhz", "target_mhz", "error")
+    keys = ("used", "capacity", "fits", "fmax_mhz", "target_mhz", "error", "dsp_lanes")
     return {key: report[key] for key in keys if key in report}
 
 

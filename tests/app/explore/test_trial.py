@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import pytest
@@ -15,13 +16,17 @@ from metahw.sim import derive_hardware, episode_cycles
 
 
 class FakeReport:
-    def __init__(self, lanes: int) -> None:
-        self.lanes = lanes
+    """One DSP block per hard lane plus one other; 500 LUTs per lane and 100 more per soft lane."""
+
+    def __init__(self, lanes: int, hard: int) -> None:
+        self.lanes, self.hard = lanes, hard
 
     def to_dict(self) -> dict:
         capacity = {"LUT": 24288, "FF": 24288, "DSP": 28, "BRAM": 56}
-        used = {"LUT": 500 * self.lanes, "FF": 300 * self.lanes, "DSP": min(self.lanes, 28), "BRAM": 20}
-        return {"used": used, "capacity": capacity, "fits": used["LUT"] <= capacity["LUT"], "fmax_mhz": 50.0}
+        luts = 500 * self.lanes + 100 * (self.lanes - self.hard)
+        used = {"LUT": luts, "FF": 300 * self.lanes, "DSP": self.hard + 1, "BRAM": 20}
+        fits = all(used[k] <= capacity[k] for k in used)
+        return {"used": used, "capacity": capacity, "fits": fits, "fmax_mhz": 50.0 if fits else None}
 
 
 @pytest.fixture
@@ -32,13 +37,14 @@ def fake_hardware(monkeypatch: pytest.MonkeyPatch) -> list:
         if hw.lanes == 64:
             raise UserError("the 64-lane array needs more block RAM ports than this generator has")
         out.mkdir(parents=True, exist_ok=True)
-        (out / "manifest.json").write_text(f'{{"lanes": {hw.lanes}}}')
+        (out / "manifest.json").write_text(json.dumps({"lanes": hw.lanes, "hard": hw.hard_multipliers}))
         calls.append(("rtl", hw.lanes, hw.groups, hw.stream_elements))
         return out
 
     def synthesize(build_dir: Path, target: str, *, progress: bool = True, pnr_effort: str = "timing") -> FakeReport:
         calls.append(("synth", target, pnr_effort))
-        return FakeReport(int(build_dir.joinpath("manifest.json").read_text().split(":")[1].strip(" }")))
+        manifest = json.loads(build_dir.joinpath("manifest.json").read_text())
+        return FakeReport(manifest["lanes"], manifest["hard"])
 
     monkeypatch.setattr("metahw.hw.amaranth.build.build_rtl", build_rtl)
     monkeypatch.setattr("metahw.hw.synth.report.synthesize", synthesize)
@@ -79,3 +85,15 @@ def test_a_design_the_generator_rejects_does_not_fit(
     record = evaluate_design(Design(str(tiny_checkpoint), 4, 8, 64), settings)
     assert not record["fits"] and "block RAM" in record["resources"]["error"]
     assert record["objectives"]["luts"] is None and record["clock_source"] == "nominal"
+
+
+def test_a_design_with_more_multipliers_than_dsp_blocks_goes_on_in_luts(
+    tiny_checkpoint: Path, data_dir: Path, tmp_path: Path, fake_hardware: list
+):
+    """P = 32 needs 33 of 28 DSP blocks: built again with 27 lanes on DSP blocks and 5 in LUTs, which fits."""
+    settings = TrialSettings(tmp_path, "ecp5-25k", episodes=3, queries=2, data=data_dir)
+    record = evaluate_design(Design(str(tiny_checkpoint), 4, 8, 32), settings)
+    assert record["fits"] and record["resources"]["dsp_lanes"] == 27
+    assert record["resources"]["used"] == {"LUT": 16500, "FF": 9600, "DSP": 28, "BRAM": 20}
+    assert [call[:2] for call in fake_hardware] == [("rtl", 32), ("synth", "ecp5-25k")] * 2
+    assert "dsp_lanes" not in evaluate_design(Design(str(tiny_checkpoint), 4, 8, 16), settings)["resources"]
