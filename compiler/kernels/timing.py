@@ -4,8 +4,9 @@ Every kernel op runs as a fixed sequence of instructions; an instruction issues 
 beats, one per cycle, then drains its pipeline: cycles = T_ISSUE + beats + depth(kind).
 Each op's `cycles(buffers, hw)` adds up its instructions with these functions; the cycle
 simulator (sim/) counts the same instructions' beats from the tiles it executes and uses
-the same depths. `hw` is a `metahw.hardware.HardwareConfig`; only `lanes` (P) and `groups` (G)
-are read here.
+the same depths, and the Amaranth engines delay each beat to the stage offsets of
+`hw/amaranth/pipeline.py`, which are checked against these depths when it is imported. `hw` is
+a `metahw.hardware.HardwareConfig`; only `lanes` (P) and `groups` (G) are read here.
 """
 
 from __future__ import annotations

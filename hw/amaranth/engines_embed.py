@@ -12,7 +12,8 @@ from amaranth import Cat, Const, Module, Mux, Signal, signed
 
 from metahw.hw.amaranth.conv_walk import conv_walk
 from metahw.hw.amaranth.isa import CONV, FLATTEN, IO_IMAGE, IO_LABELS, IO_OUT
-from metahw.hw.amaranth.util import bits_for, case, delay, extend
+from metahw.hw.amaranth.pipeline import ACCUMULATORS, DATA, FLAT_WRITE, MAC_WRITE, OPERANDS, PRELOAD_READ, at
+from metahw.hw.amaranth.util import bits_for, case, extend
 from metahw.qformat import QFormat
 
 if TYPE_CHECKING:
@@ -80,9 +81,9 @@ def _conv(top: Accelerator, m: Module) -> None:
     for b in range(rp.amem_banks):
         top.drive(rd[b].addr, Mux(active & (bank == b), walk.s_addr, 0))
     top.drive(wrd.addr, Mux(active, walk.waddr, 0))
-    v1 = delay(m, beat, 1, "conv_valid")
+    v1 = at(m, beat, DATA, "conv_valid")
     tap1, lane1, first1, last1 = (
-        delay(m, sig, 1, f"conv_{n}")
+        at(m, sig, DATA, f"conv_{n}")
         for sig, n in ((walk.tap, "tap"), (walk.lane, "lane"), (walk.first, "first"), (walk.last, "last"))
     )
     # stage 1 -> 2: operand registers
@@ -97,7 +98,9 @@ def _conv(top: Accelerator, m: Module) -> None:
     m.d.sync += x.eq(pixel)
     wfmt = QFormat(rp.weight_bits, 0, True)
     m.d.sync += [ys[n].eq(extend(wrd.data.word_select(n, rp.weight_bits), wfmt)) for n in range(p)]
-    v2, first2, last2 = delay(m, v1, 1, "conv_v"), delay(m, first1, 1, "conv_f"), delay(m, last1, 1, "conv_l")
+    v2, first2, last2 = (
+        at(m, sig, OPERANDS, name, since=DATA) for sig, name in ((v1, "conv_v"), (first1, "conv_f"), (last1, "conv_l"))
+    )
     mac = top.mac
     top.drive(mac.valid, v2)
     top.drive(mac.first, Mux(v2, first2, 0))
@@ -106,7 +109,7 @@ def _conv(top: Accelerator, m: Module) -> None:
         top.drive(top.mac_x[n], Mux(active, x, 0))
         top.drive(top.mac_y[n], Mux(active, ys[n], 0))
     # preload: bias ROM read at stage 3, data with the products at stage 4
-    t3 = delay(m, walk.t, 3, "conv_t")
+    t3 = at(m, walk.t, PRELOAD_READ, "conv_t")
     bias_base, relu, requant = (
         Signal(16, name="conv_bias_base"),
         Signal(name="conv_relu"),
@@ -129,8 +132,8 @@ def _conv(top: Accelerator, m: Module) -> None:
         bias = top.bias_rd.data.word_select(n, rp.hw.acc_bits).as_signed()
         top.drive(top.mac_preload[n], Mux(active, bias, 0))
     # PPU controls with the accumulators (stage 5); the write with the PPU output (stage 6)
-    win0_5, winlast5 = delay(m, walk.win0, 5, "conv_win0"), delay(m, walk.winlast, 5, "conv_winlast")
-    oaddr6 = delay(m, walk.oaddr, 6, "conv_oaddr")
+    win0_5, winlast5 = at(m, walk.win0, ACCUMULATORS, "conv_win0"), at(m, walk.winlast, ACCUMULATORS, "conv_winlast")
+    oaddr6 = at(m, walk.oaddr, MAC_WRITE, "conv_oaddr")
     top.ppu_controls(
         active,
         select=requant,
@@ -172,15 +175,15 @@ def _flatten(top: Accelerator, m: Module) -> None:
     bank = top.cur["bank"]
     for b in range(rp.amem_banks):
         top.drive(top.amem_rd[b].addr, Mux(top.active(FLATTEN) & (bank == b), block, 0))
-    v1 = delay(m, top.beat_of(FLATTEN), 1, "flat_v")
+    v1 = at(m, top.beat_of(FLATTEN), DATA, "flat_v")
     data = Signal(p * rp.act_bits, name="flat_data")
     m.d.sync += data.eq(top.bank_data(bank))
-    v2 = delay(m, v1, 1, "flat_v2")
+    v2 = at(m, v1, FLAT_WRITE, "flat_v2", since=DATA)
     if any(op.positions > 1 for op in ops):
         tile, col = _flatten_columns(top, m, ops)
-        tile2, col2 = delay(m, tile, 2, "flat_tile"), delay(m, col, 2, "flat_col")
+        tile2, col2 = at(m, tile, FLAT_WRITE, "flat_tile"), at(m, col, FLAT_WRITE, "flat_col")
     else:  # 1x1 maps: the word index is the tile, its first feature tile * P
-        tile2 = delay(m, block, 2, "flat_block")
+        tile2 = at(m, block, FLAT_WRITE, "flat_block")
         col2 = tile2 * p
     lanes = [data.word_select(n, rp.act_bits) for n in range(p)]
     for op, flat in enumerate(ops):

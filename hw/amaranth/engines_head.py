@@ -4,7 +4,8 @@ docs/microarchitecture.md §8 and docs/rtl.md. Each engine has shared loop count
 registers; its op descriptors (`isa.py`) select the memories, loop limits and PPU controls.
 Beat at cycle t: the head memories are addressed at t and answer at t + 1, the operand
 registers feed the MAC array at t + 2, the lane accumulators reach the PPU at t + 5 (the
-REDUCE tree's sum at t + 5 + lg P), and the PPU's result is written at t + 6 (t + 6 + lg P).
+REDUCE tree's sum at t + 5 + lg P), and the PPU's result is written at t + 6 (t + 6 + lg P):
+the named offsets of `pipeline.py`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from metahw.hw.amaranth.isa import (
     RowReduce,
     WeightUpdate,
 )
+from metahw.hw.amaranth.pipeline import ADDEND_READ, COMPARE, DATA, MAC_WRITE, OPERANDS, PRELOAD_READ, at
 from metahw.hw.amaranth.util import delay, or_all, pick, put
 
 if TYPE_CHECKING:
@@ -121,18 +123,18 @@ def _wide(top: Accelerator, m: Module) -> None:
         else:
             source, start, out, cols = d.grads, k * d.ways + blk * p, d.bias, d.ways
             top.ppu_controls(mine, scale=d.scale, select=d.requant, update=d.update)
-            top.read(d.bias, delay(m, blk, 4, f"wide{op}_blk") * p, mine)
+            top.read(d.bias, at(m, blk, ADDEND_READ, f"wide{op}_blk") * p, mine)
             for lane in range(p):
                 top.drive(top.ppu_addend[lane], Mux(mine, top.lane(d.bias, lane), 0))
         top.read(source, start, mine)
         for lane in range(p):
             words[lane].append(Mux(mine, top.lane(source, lane), 0))
         here = top.ppu_valid & mine
-        start6 = delay(m, n * cols + blk * p, 6, f"wide{op}_out")
-        top.write(out, start6, block_mask(delay(m, blk, 6, f"wide{op}_blk6"), cols, p), top.ppu_result, here)
+        start6 = at(m, n * cols + blk * p, MAC_WRITE, f"wide{op}_out")
+        top.write(out, start6, block_mask(at(m, blk, MAC_WRITE, f"wide{op}_blk6"), cols, p), top.ppu_result, here)
     m.d.sync += [xs[lane].eq(or_all(words[lane])) for lane in range(p)]
-    v2 = delay(m, top.beat_of(WIDE), 2, "wide_v")
-    first2, last2 = delay(m, k == 0, 2, "wide_first"), delay(m, or_all(lasts), 2, "wide_last")
+    v2 = at(m, top.beat_of(WIDE), OPERANDS, "wide_v")
+    first2, last2 = at(m, k == 0, OPERANDS, "wide_first"), at(m, or_all(lasts), OPERANDS, "wide_last")
     active = top.active(WIDE)
     top.drive(top.mac.valid, v2)
     top.drive(top.mac.first, Mux(v2, first2, 0))
@@ -157,11 +159,11 @@ def _reduce(top: Accelerator, m: Module) -> None:
     for op, (_, _, words) in enumerate(limits):
         with m.Elif(top.beat & top.mine(REDUCE, op) & (blk == words - 1)):
             m.d.sync += lin.eq(lin + 1)
-    blk1 = delay(m, blk, 1, "red_blk")
+    blk1 = at(m, blk, DATA, "red_blk")
     xs_in: list[list] = [[] for _ in range(p)]
     ys_in: list[list] = [[] for _ in range(p)]
     lasts = []
-    i6, lin6 = delay(m, i, 6 + td, "red_i6"), delay(m, lin, 6 + td, "red_lin6")
+    i6, lin6 = at(m, i, MAC_WRITE + td, "red_i6"), at(m, lin, MAC_WRITE + td, "red_lin6")
     for op, d in enumerate(ops):
         mine = top.mine(REDUCE, op)
         lasts.append(mine & (blk1 == limits[op][2] - 1))
@@ -176,7 +178,7 @@ def _reduce(top: Accelerator, m: Module) -> None:
         top.drive(top.mac.subtract, Mux(mine, int(d.l2), 0))
         top.drive(top.mac.square, Mux(mine, int(d.l2 or d.b is None), 0))
         if d.bias is not None:
-            top.read(d.bias, delay(m, j, 3 + td, f"red{op}_bias_j"), mine)
+            top.read(d.bias, at(m, j, PRELOAD_READ + td, f"red{op}_bias_j"), mine)
             top.drive(top.sum_preload, Mux(mine, top.element(d.bias) << d.bias_shift, 0))
         top.ppu_controls(mine, scale=d.scale, select=0 if d.requant is None else d.requant, relu=int(d.relu))
         here = top.ppu_valid & mine
@@ -189,8 +191,9 @@ def _reduce(top: Accelerator, m: Module) -> None:
     m.d.sync += [xs[lane].eq(or_all(xs_in[lane])) for lane in range(p)]
     if any(d.b is not None for d in ops):
         m.d.sync += [ys[lane].eq(or_all(ys_in[lane])) for lane in range(p)]
-    v2 = delay(m, top.beat_of(REDUCE), 2, "red_v")
-    first2, last2 = delay(m, blk1 == 0, 1, "red_f"), delay(m, or_all(lasts), 1, "red_l")
+    v2 = at(m, top.beat_of(REDUCE), OPERANDS, "red_v")
+    first2 = at(m, blk1 == 0, OPERANDS, "red_f", since=DATA)
+    last2 = at(m, or_all(lasts), OPERANDS, "red_l", since=DATA)
     active = top.active(REDUCE)
     top.drive(top.mac.valid, v2)
     top.drive(top.mac.first, Mux(v2, first2, 0))
@@ -209,7 +212,7 @@ def _rowred(top: Accelerator, m: Module) -> None:
         return
     limits = [(1, d.rows, _blocks(d.cols, p)) for d in ops]
     _, q, blk = _loops(m, top, ROWRED, limits, "rr")
-    v1, blk1, q1 = delay(m, top.beat_of(ROWRED), 1, "rr_v"), delay(m, blk, 1, "rr_b"), delay(m, q, 1, "rr_q")
+    v1, blk1, q1 = at(m, top.beat_of(ROWRED), DATA, "rr_v"), at(m, blk, DATA, "rr_b"), at(m, q, DATA, "rr_q")
     for greater in (False, True):
         mine_ops = [(op, d) for op, d in enumerate(ops) if d.greater == greater]
         if not mine_ops:
@@ -229,8 +232,9 @@ def _rowred(top: Accelerator, m: Module) -> None:
                 masks[lane].append(mine & (blk1 * p + lane < d.cols))
         m.d.sync += [tree.values[lane].eq(or_all(values[lane])) for lane in range(p)]
         m.d.sync += tree.mask.eq(Cat(*[or_all(masks[lane]) for lane in range(p)]))
-        m.d.comb += tree.valid.eq(delay(m, v1 & mine_tree, 1, f"rr_{tag}_v2"))
-        blk_t, q_t = delay(m, blk1, 1 + tree.depth, f"rr_{tag}_bt"), delay(m, q1, 1 + tree.depth, f"rr_{tag}_qt")
+        m.d.comb += tree.valid.eq(at(m, v1 & mine_tree, COMPARE, f"rr_{tag}_v2", since=DATA))
+        out = COMPARE + tree.depth  # the tree's winner
+        blk_t, q_t = at(m, blk1, out, f"rr_{tag}_bt", since=DATA), at(m, q1, out, f"rr_{tag}_qt", since=DATA)
         best = Signal(signed(width), name=f"rr_{tag}_best")
         best_index = Signal(16, name=f"rr_{tag}_index")
         index = blk_t * p + tree.index
@@ -267,7 +271,7 @@ def _outer(top: Accelerator, m: Module) -> None:
         else:
             limits.append((d.queries, _blocks(d.ways, p), d.supports))
     o, blk, k = _loops(m, top, OUTER, limits, "outer")
-    blk1 = delay(m, blk, 1, "outer_blk")
+    blk1 = at(m, blk, DATA, "outer_blk")
     ob = rp.hw.operand_bits
     group = Signal(signed(ob), name="outer_group", reset_less=True)
     xs = [Signal(signed(ob), name=f"outer_x{lane}", reset_less=True) for lane in range(p)]
@@ -282,7 +286,7 @@ def _outer(top: Accelerator, m: Module) -> None:
             for lane in range(p):
                 lanes_in[lane].append(Mux(mine, top.lane(d.features, lane), 0))
             top.ppu_controls(mine, scale=d.scale, select=d.requant, update=d.update)
-            top.read(d.weight, delay(m, o * d.dim + blk * p, 4, f"outer{op}_w"), mine)
+            top.read(d.weight, at(m, o * d.dim + blk * p, ADDEND_READ, f"outer{op}_w"), mine)
             for lane in range(p):
                 top.drive(top.ppu_addend[lane], Mux(mine, top.lane(d.weight, lane), 0))
             out, cols = d.weight, d.dim
@@ -295,13 +299,13 @@ def _outer(top: Accelerator, m: Module) -> None:
             top.ppu_controls(mine, select=d.requant)
             top.drive(top.scan_error, Mux(mine & top.labels_bad(d.labels, d.ways), ERROR_LABEL_RANGE, 0))
             out, cols = d.out, d.ways
-        start6 = delay(m, o * cols + blk * p, 6, f"outer{op}_out")
-        mask = block_mask(delay(m, blk, 6, f"outer{op}_blk6"), cols, p)
+        start6 = at(m, o * cols + blk * p, MAC_WRITE, f"outer{op}_out")
+        mask = block_mask(at(m, blk, MAC_WRITE, f"outer{op}_blk6"), cols, p)
         top.write(out, start6, mask, top.ppu_result, top.ppu_valid & mine)
     m.d.sync += group.eq(or_all(group_in))
     m.d.sync += [xs[lane].eq(or_all(lanes_in[lane])) for lane in range(p)]
-    v2 = delay(m, top.beat_of(OUTER), 2, "outer_v")
-    first2, last2 = delay(m, k == 0, 2, "outer_first"), delay(m, or_all(lasts), 2, "outer_last")
+    v2 = at(m, top.beat_of(OUTER), OPERANDS, "outer_v")
+    first2, last2 = at(m, k == 0, OPERANDS, "outer_first"), at(m, or_all(lasts), OPERANDS, "outer_last")
     active = top.active(OUTER)
     top.drive(top.mac.valid, v2)
     top.drive(top.mac.first, Mux(v2, first2, 0))

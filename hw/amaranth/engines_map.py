@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING
 from amaranth import Cat, Module, Mux, Signal, signed
 
 from metahw.hw.amaranth.isa import ADD, AVG_POOL, GLOBAL_AVG, MAP, MAX_POOL, MapOp
-from metahw.hw.amaranth.util import case, delay, extend, or_all
+from metahw.hw.amaranth.pipeline import VEC_PPU, VEC_WRITE, at
+from metahw.hw.amaranth.util import case, extend, or_all
 
 if TYPE_CHECKING:
     from metahw.hw.amaranth.top import Accelerator
@@ -43,7 +44,7 @@ def elaborate(top: Accelerator, m: Module) -> None:
     other = Signal(p * rp.act_bits, name="map_skip")
     m.d.comb += [source.eq(top.bank_data(bank)), other.eq(top.bank_data(skip) if "skip" in top.cur else 0)]
     a = rp.hw.acc_bits
-    first2, emit2 = delay(m, first, 2, "map_first"), delay(m, emit, 2, "map_emit")
+    first2, emit2 = at(m, first, VEC_PPU, "map_first"), at(m, emit, VEC_PPU, "map_emit")
     values = [Signal(signed(a), name=f"map_value{k}") for k in range(p)]
     value_in: list[list] = [[] for _ in range(p)]
     for index, d in enumerate(ops):
@@ -66,12 +67,12 @@ def elaborate(top: Accelerator, m: Module) -> None:
             emit=emit2,
         )
     m.d.sync += [values[k].eq(or_all(value_in[k])) for k in range(p)]
-    top.drive(top.ppu_vec_valid, delay(m, top.beat_of(MAP), 2, "map_valid"))
+    top.drive(top.ppu_vec_valid, at(m, top.beat_of(MAP), VEC_PPU, "map_valid"))
     for k in range(p):
         top.drive(top.ppu_vec[k], Mux(active, values[k], 0))
     write = top.ppu_valid & active
     result = Cat(*[top.ppu_result[n][: rp.act_bits] for n in range(p)])
-    addr3 = delay(m, out_addr, 3, "map_out")
+    addr3 = at(m, out_addr, VEC_WRITE, "map_out")
     for b in range(rp.amem_banks):
         wr = top.amem_wr[b]
         here = write & (dst == b if "dst" in top.cur else top.writes_bank(b, bank, 0))

@@ -20,6 +20,7 @@ from amaranth import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import memory
 
 from metahw.hw.amaranth.isa import EXP, RECIP, RSQRT, ExpOp, RecipOp, RequantSpec
+from metahw.hw.amaranth.pipeline import DATA, EXP_INDEX, EXP_WRITE, at
 from metahw.hw.amaranth.requant import Requantiser
 from metahw.hw.amaranth.sfu import (
     RSQRT_MANTISSA,
@@ -30,7 +31,7 @@ from metahw.hw.amaranth.sfu import (
     RsqrtNormaliser,
     SquareRoot,
 )
-from metahw.hw.amaranth.util import delay, or_all, pick, put
+from metahw.hw.amaranth.util import or_all, pick, put
 from metahw.qformat import QFormat
 
 if TYPE_CHECKING:
@@ -77,7 +78,7 @@ def _exp(top: Accelerator, m: Module) -> None:
     shifts = sorted({d.shift for d in ops})
     specs = [RequantSpec(s, QFormat(width + max(0, -s) + 1, 0)) for s in shifts]
     index_shift = m.submodules.exp_index = Requantiser(specs, width, rp.program.meta.rounding, "saturate")
-    v1, row1 = delay(m, top.beat_of(EXP), 1, "exp_v1"), delay(m, row, 1, "exp_row1")
+    v1, row1 = at(m, top.beat_of(EXP), DATA, "exp_v1"), at(m, row, DATA, "exp_row1")
     peak = pick(m, top.rowmax, row1, "exp_peak")
     difference = Signal(signed(width), name="exp_difference")
     xs, selects, bases, inside_of = [], [], [], []
@@ -97,9 +98,10 @@ def _exp(top: Accelerator, m: Module) -> None:
     m.d.comb += [index_shift.value.eq(difference), index_shift.select.eq(or_all(selects))]
     m.d.comb += rom_rd.addr.eq(or_all(bases) + Mux(inside, index[: len(rom_rd.addr)], 0))
     # t + 3: the table value, the running row sum, the row's total and the write
-    v3, row3, col3 = delay(m, v1, 2, "exp_v3"), delay(m, row1, 2, "exp_row3"), delay(m, col, 3, "exp_col3")
-    element3 = delay(m, element, 3, "exp_element3")
-    inside3 = delay(m, inside, 1, "exp_inside3")
+    v3, row3 = at(m, v1, EXP_WRITE, "exp_v3", since=DATA), at(m, row1, EXP_WRITE, "exp_row3", since=DATA)
+    col3 = at(m, col, EXP_WRITE, "exp_col3")
+    element3 = at(m, element, EXP_WRITE, "exp_element3")
+    inside3 = at(m, inside, EXP_WRITE, "exp_inside3", since=EXP_INDEX)
     value = Signal(unsigned(rp.exp_bits), name="exp_value")
     m.d.comb += value.eq(Mux(inside3, rom_rd.data, 0))
     running = Signal.like(top.rowsum[0], name="exp_running")

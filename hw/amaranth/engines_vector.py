@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 from amaranth import Module, Mux, Signal, signed
 
 from metahw.hw.amaranth.isa import ERROR_LABEL_RANGE, GRADIENT, NORMALISE, REQUANT, SOFTMAX, VECTOR, VectorOp
-from metahw.hw.amaranth.util import delay, or_all, pick
+from metahw.hw.amaranth.pipeline import DATA, VEC_PPU, VEC_WRITE, at
+from metahw.hw.amaranth.util import or_all, pick
 
 if TYPE_CHECKING:
     from metahw.hw.amaranth.top import Accelerator
@@ -32,7 +33,7 @@ def elaborate(top: Accelerator, m: Module) -> None:
         m.d.sync += block.eq(0)
     with m.Elif(top.beat_of(VECTOR)):
         m.d.sync += block.eq(block + 1)
-    v1 = delay(m, top.beat_of(VECTOR), 1, "vec_v1")
+    v1 = at(m, top.beat_of(VECTOR), DATA, "vec_v1")
     rows, cols = _trackers(top, m, ops, v1)
     a, ob = rp.hw.acc_bits, rp.hw.operand_bits
     values = [Signal(signed(a), name=f"vec_value{k}") for k in range(p)]
@@ -41,7 +42,7 @@ def elaborate(top: Accelerator, m: Module) -> None:
     value_in: list[list] = [[] for _ in range(p)]
     operand_in: list[list] = [[] for _ in range(p)]
     select_in: list[list] = [[] for _ in range(p)]
-    block3 = delay(m, block, 3, "vec_block3")
+    block3 = at(m, block, VEC_WRITE, "vec_block3")
     for op, d in enumerate(ops):
         mine = top.mine(VECTOR, op)
         top.read(d.source, block * p, mine)
@@ -62,7 +63,7 @@ def elaborate(top: Accelerator, m: Module) -> None:
     m.d.sync += [operands[k].eq(or_all(operand_in[k])) for k in range(p)]
     m.d.sync += [selects[k].eq(or_all(select_in[k])) for k in range(p)]
     active = top.active(VECTOR)
-    top.drive(top.ppu_vec_valid, delay(m, v1, 1, "vec_v2"))
+    top.drive(top.ppu_vec_valid, at(m, v1, VEC_PPU, "vec_v2", since=DATA))
     for k in range(p):
         top.drive(top.ppu_vec[k], Mux(active, values[k], 0))
         top.drive(top.ppu_operand[k], Mux(active, operands[k], 0))
