@@ -14,6 +14,7 @@ from pathlib import Path
 
 from amaranth import Shape
 from amaranth.back import verilog
+from amaranth.lib.wiring import Flow
 
 from metahw.atomic import write_text_atomic
 from metahw.compiler.program import Program
@@ -39,7 +40,7 @@ def _ports(top: Accelerator) -> list[dict]:
     return [
         {
             "name": name,
-            "direction": "in" if member.flow.value == "in" else "out",
+            "direction": "in" if member.flow == Flow.In else "out",
             "width": Shape.cast(member.shape).width,
         }
         for name, member in top.signature.members.items()
