@@ -27,7 +27,7 @@ from metahw.hw.hls4ml.structure import episode_structure
 from metahw.models.episodes import Episode
 from metahw.sim.episodes import program_shape
 from metahw.sim.simulator import Simulator
-from tests.rtl.rtl_fixtures import tiny_protomaml, tiny_protonet
+from tests.hw.amaranth.rtl_fixtures import tiny_protomaml, tiny_protonet
 from tests.sim.random_programs import draw_config
 
 #: the episode's inputs and features: every backend must find them by role

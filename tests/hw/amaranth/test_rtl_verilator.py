@@ -13,7 +13,7 @@ from metahw.hw.amaranth.spec import rtl_plan
 from metahw.hw.amaranth.top import ERROR_LABEL_RANGE
 from metahw.hw.amaranth.verilator import RtlMismatch, compare_with_sim, compile_testbench, lint, run_rtl
 from metahw.sim.simulator import Simulator
-from tests.rtl.rtl_fixtures import tiny_inputs, tiny_protonet
+from tests.hw.amaranth.rtl_fixtures import tiny_inputs, tiny_protonet
 
 
 @pytest.fixture(scope="module")

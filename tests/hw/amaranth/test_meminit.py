@@ -8,7 +8,7 @@ from metahw.hardware import HardwareConfig
 from metahw.hw.amaranth.build import build_rtl
 from metahw.hw.amaranth.meminit import split_memory_init
 from metahw.hw.amaranth.spec import rtl_plan
-from tests.rtl.rtl_fixtures import tiny_protonet
+from tests.hw.amaranth.rtl_fixtures import tiny_protonet
 
 MEMORY = """module m(clk);
   reg [11:0] rom [2:0];

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.synth.tiny_design import write_build
+from tests.hw.synth.tiny_design import write_build
 
 
 @pytest.fixture(scope="session")

@@ -25,7 +25,7 @@ from metahw.hw.amaranth.isa import ERROR_LABEL_RANGE
 from metahw.hw.amaranth.spec import rtl_plan
 from metahw.hw.amaranth.verilator import compare_with_sim, compile_testbench, lint, run_rtl
 from metahw.sim.simulator import Simulator
-from tests.rtl.rtl_fixtures import tiny_anil, tiny_heads, tiny_inputs, tiny_protomaml
+from tests.hw.amaranth.rtl_fixtures import tiny_anil, tiny_heads, tiny_inputs, tiny_protomaml
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from metahw.hw.hls4ml import HlsMismatch, simulation
 from metahw.hw.hls4ml.golden_steps import golden_steps
 from metahw.hw.hls4ml.taps import Source
 from metahw.hw.hls4ml.testbench import run_testbench
-from tests.hw.hls_programs import random_inputs
+from tests.hw.hls4ml.hls_programs import random_inputs
 
 
 def test_every_kernel_equals_golden_on_every_integer(all_kernels):

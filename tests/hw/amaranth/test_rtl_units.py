@@ -19,8 +19,8 @@ from metahw.qformat import QFormat
 from metahw.sim import ppu
 from metahw.sim.ops_head import _tree_select
 from metahw.sim.simulator import Simulator as CycleSimulator
-from tests.rtl.amaranth_bench import amaranth_episode
-from tests.rtl.rtl_fixtures import tiny_inputs, tiny_protonet
+from tests.hw.amaranth.amaranth_bench import amaranth_episode
+from tests.hw.amaranth.rtl_fixtures import tiny_inputs, tiny_protonet
 from tests.sim.random_programs import draw_config
 
 SPECS = [

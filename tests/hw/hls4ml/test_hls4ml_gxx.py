@@ -10,7 +10,7 @@ import pytest
 
 from metahw.hw.hls4ml import HlsSimulation, ProjectOptions, build_design
 from metahw.hw.hls4ml.gxx import build_library, cache_root, prelude_text
-from tests.hw.hls_programs import all_kernels_program, random_inputs
+from tests.hw.hls4ml.hls_programs import all_kernels_program, random_inputs
 
 MAIN, BRIDGE = "firmware/demo.cpp", "demo_bridge.cpp"
 

@@ -29,8 +29,8 @@ from metahw.hw.amaranth.store import LinearStore
 from metahw.qformat import QFormat
 from metahw.sim import ppu
 from metahw.sim.simulator import Simulator as CycleSimulator
-from tests.rtl.amaranth_bench import amaranth_episode
-from tests.rtl.rtl_fixtures import tiny_anil, tiny_inputs
+from tests.hw.amaranth.amaranth_bench import amaranth_episode
+from tests.hw.amaranth.rtl_fixtures import tiny_anil, tiny_inputs
 
 
 def _run(dut, bench, clock: bool = True) -> None:

@@ -12,7 +12,7 @@ from metahw.compiler.golden import execute
 from metahw.compiler.program import Program
 from metahw.errors import UserError
 from metahw.hw.hls4ml import HlsSimulation, ProjectOptions, build_design
-from tests.hw.user_programs import user_inputs, user_program
+from tests.hw.hls4ml.user_programs import user_inputs, user_program
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import pytest
 
 from metahw.compiler.program import Program
 from metahw.hw.hls4ml import HlsBuild, HlsSimulation, ProjectOptions, build_hls_project
-from tests.hw.hls_programs import all_kernels_program, random_inputs
+from tests.hw.hls4ml.hls_programs import all_kernels_program, random_inputs
 
 TESTBENCH_SEEDS = (100, 101)
 

@@ -15,7 +15,7 @@ from metahw.errors import UserError
 from metahw.hw.synth import synthesize
 from metahw.hw.synth.report import SynthesisStopped
 from metahw.hw.synth.tools import run_tool
-from tests.synth.tiny_design import write_build
+from tests.hw.synth.tiny_design import write_build
 
 
 def test_ice40_place_and_route(tiny_build: Path):
@@ -33,7 +33,7 @@ def test_ice40_place_and_route(tiny_build: Path):
     assert path["start_cell"].startswith("core.") and path["end_cell"].startswith("core.")
     assert path["delay_ns"] == pytest.approx(path["logic_ns"] + path["routing_ns"], abs=2e-3)
     assert 1e3 / path["delay_ns"] >= report.fmax_mhz * 0.99 and path["logic_levels"] >= 1
-    assert all(source.startswith("tests/synth/tiny_design.py:") for source in path["sources"])
+    assert all(source.startswith("tests/hw/synth/tiny_design.py:") for source in path["sources"])
     work = tiny_build / "synth" / "ice40-up5k"
     saved = json.loads((work / "report.json").read_text())
     assert saved["format"] == "metahw.synth" and saved["fmax_mhz"] == report.fmax_mhz

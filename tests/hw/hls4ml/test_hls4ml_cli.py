@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.hw.hls_programs import tiny_protonet_program
+from tests.hw.hls4ml.hls_programs import tiny_protonet_program
 
 
 @pytest.fixture

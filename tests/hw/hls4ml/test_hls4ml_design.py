@@ -17,7 +17,7 @@ from metahw.hw.hls4ml.golden_steps import golden_steps
 from metahw.hw.hls4ml.precision import accumulator_type, fixed, type_string
 from metahw.hw.hls4ml.taps import Source
 from metahw.qformat import QFormat
-from tests.hw.hls_programs import QUERIES, SHOTS, WAYS, all_kernels_program, random_inputs, tiny_protonet_program
+from tests.hw.hls4ml.hls_programs import QUERIES, SHOTS, WAYS, all_kernels_program, random_inputs, tiny_protonet_program
 
 
 @pytest.mark.parametrize(
