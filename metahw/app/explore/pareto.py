@@ -45,7 +45,7 @@ def pareto_front(records: list[dict], objectives: tuple[Objective, ...]) -> list
 def largest_fitting_lanes(records: list[dict]) -> list[dict]:
     """Per (checkpoint, bits): the largest P among the explored designs that fits the target, and its record.
 
-    The fastest array the device holds; its lanes past the DSP blocks multiply in LUTs
+    The widest MAC array the device holds; its lanes past the DSP blocks multiply in LUTs
     (`dsp_lanes`, chosen by the trial when the multipliers would not fit otherwise).
     """
     best: dict[tuple, dict] = {}
