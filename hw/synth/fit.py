@@ -99,35 +99,39 @@ def dsp_lanes_that_fit(
 
 def _dsp_suggestion(line: ResourceLine, manifest: RtlManifest, device: Device) -> str:
     """The lanes suggestion, led by how many lanes may keep a DSP block with the rest in LUTs."""
-    text = _lane_suggestion(line, manifest.lanes, device)
+    advice = _lane_advice(line, manifest.lanes, device)
     hardware = manifest.raw.get("hardware") or {}
     operand, soft = hardware.get("operand_bits"), hardware.get("dsp_lanes")
-    if not manifest.lanes or not isinstance(operand, int) or not (soft is None or isinstance(soft, int)):
-        return text  # an older manifest: no operand width
-    keep = dsp_lanes_that_fit(manifest.lanes, operand, soft, line.used, device)
-    if keep is None:
-        return text
-    head, _, rest = text.partition(": ")
+    known = manifest.lanes and isinstance(operand, int) and (soft is None or isinstance(soft, int))
+    keep = dsp_lanes_that_fit(manifest.lanes, operand, soft, line.used, device) if known else None
+    if keep is None:  # the DSP blocks fit, or an older manifest without the operand width
+        return f"{_head(line)}: {advice}"
     return (
-        f"{head}: {keep} of the {manifest.lanes} lanes on DSP blocks and {manifest.lanes - keep} multiplying "
-        f"in LUTs would fit them (built with dsp_lanes={keep}, same cycles); or {rest}"
+        f"{_head(line)}: {keep} of the {manifest.lanes} lanes on DSP blocks and {manifest.lanes - keep} "
+        f"multiplying in LUTs would fit them (built with dsp_lanes={keep}, same cycles); or {advice}"
     )
 
 
+def _head(line: ResourceLine) -> str:
+    return f"{line.resource} {_fmt(line.used)} of {_fmt(line.capacity)} ({line.unit})"
+
+
 def _lane_suggestion(line: ResourceLine, lanes: int | None, device: Device) -> str:
+    return f"{_head(line)}: {_lane_advice(line, lanes, device)}"
+
+
+def _lane_advice(line: ResourceLine, lanes: int | None, device: Device) -> str:
+    """How many lanes would fit `line`'s resource, which scales with them."""
     label = line.resource
-    head = f"{label} {_fmt(line.used)} of {_fmt(line.capacity)} ({line.unit})"
     if not lanes:
-        return f"{head}: reduce the MAC lanes P (the datapath's {label} scale with them)."
+        return f"reduce the MAC lanes P (the datapath's {label} scale with them)."
     per_lane = line.used / lanes
     fitting = [p for p in (2**k for k in range(lanes.bit_length())) if p < lanes and per_lane * p <= line.capacity]
     if fitting:
         p = max(fitting)
-        return (
-            f"{head}: {label} scale with the lanes P; {p} lanes instead of {lanes} would need about "
-            f"{_fmt(round(per_lane * p))}."
-        )
-    return f"{head}: even 1 lane would need about {_fmt(round(per_lane))}; {_bigger_device(device)}"
+        need = _fmt(round(per_lane * p))
+        return f"{label} scale with the lanes P; {p} lanes instead of {lanes} would need about {need}."
+    return f"even 1 lane would need about {_fmt(round(per_lane))}; {_bigger_device(device)}"
 
 
 def _bigger_device(device: Device) -> str:
