@@ -2,6 +2,12 @@
 
     .venv/bin/python benchmarks/train_zoo.py                 # every recipe
     .venv/bin/python benchmarks/train_zoo.py --only protonet32 --out-dir benchmarks/results/zoo-w32
+    .venv/bin/python benchmarks/train_zoo.py --qat-bits 4 --out-dir benchmarks/results/zoo-qat4
+
+With `--qat-bits B`, each recipe is not trained afresh: the shipped checkpoint of that name
+(models/zoo/NAME.pt) has its BatchNorm folded and is fine-tuned with fake quantisation at B
+bits for `--qat-episodes` episodes of its recipe's shape (`metahw train --init zoo:NAME
+--qat-bits B`).
 
 Prints a table (algorithm, training episodes/s, seconds, val accuracy) and writes it as
 JSON beside the checkpoints. The recipes below are the ones the shipped checkpoints were
@@ -45,6 +51,8 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=None, help="override every recipe's backbone width")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--out-dir", type=Path, default=Path(__file__).resolve().parents[1] / "models" / "zoo")
+    parser.add_argument("--qat-bits", type=int, default=None, help="fine-tune the shipped checkpoints with QAT")
+    parser.add_argument("--qat-episodes", type=int, default=1000, help="QAT fine-tuning episodes per recipe")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--data", type=Path, default=None)
     args = parser.parse_args()
@@ -52,12 +60,16 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     data = load_omniglot(args.data)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
     summary_file = args.out_dir / "training.json"
     summary = json.loads(summary_file.read_text()) if summary_file.exists() else {}
     for name in args.only:
         recipe = {"algorithm": name, "width": 64} | RECIPES[name]
         if args.width:
             recipe["width"] = args.width
+        if args.qat_bits:
+            zoo_checkpoint = Path(__file__).resolve().parents[1] / "models" / "zoo" / f"{name}.pt"
+            recipe |= {"qat_bits": args.qat_bits, "qat_episodes": args.qat_episodes, "init": str(zoo_checkpoint)}
         cfg = TrainConfig(device=args.device, **recipe)
         start = time.perf_counter()
         ckpt = train(cfg, data)

@@ -31,7 +31,7 @@ from metahw.cli.episodes import (
     echo_runs,
     finish,
 )
-from metahw.compiler.compare import compare_episodes, omniglot_comparison
+from metahw.compiler.compare import GOLDEN, Engine, compare_episodes, omniglot_comparison
 from metahw.compiler.compare_plot import plot_accuracy_vs_bits
 from metahw.compiler.compile import (
     calibration_episodes,
@@ -45,6 +45,7 @@ from metahw.compiler.compile import (
 from metahw.compiler.onnx_import import load_onnx
 from metahw.compiler.quant_config import QuantConfig, load_overrides
 from metahw.errors import UserError
+from metahw.hardware import HardwareConfig
 from metahw.models.checkpoint import load_checkpoint
 from metahw.models.data import load_omniglot
 from metahw.models.episode_sources import EpisodeShape, require_shape
@@ -52,6 +53,7 @@ from metahw.models.episodes import Episode, EpisodeSet
 from metahw.models.export import EpisodeHead, episode_head, export_episode
 from metahw.models.learners import MetaLearner
 from metahw.outputs import exclusive, writable_file, writable_folder
+from metahw.sim.engine import simulator_engine
 
 Bits = Annotated[int, typer.Option(help="Bits of weights and activations of the embedding (2..16).")]
 HeadBits = Annotated[int, typer.Option(help="Bits of the head's state and internal values (2..16).")]
@@ -192,10 +194,19 @@ def compare_command(
     std: Std = None,
     resample: Resample = "box",
     predictions: Predictions = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="What runs the fixed-point rows: golden (the golden executor) or simulator (the cycle "
+            "simulator of the design `metahw build` builds, with --lanes; it also reports cycles per episode)."
+        ),
+    ] = "golden",
+    lanes: Annotated[int | None, typer.Option(help="--engine simulator: MAC lanes P (default 8).")] = None,
     progress: bool = True,
 ) -> None:
-    """Same episodes through PyTorch float, onnxruntime and the golden fixed-point program per bit width."""
+    """Same episodes through PyTorch float, onnxruntime and the fixed-point program per bit width."""
     widths = parse_bit_widths(bits)
+    fixed_engine = _engine(engine, lanes)
     base = _config(widths[0], head_bits, rounding, overflow, per_channel, None)
     source = EpisodeOptions(episodes_from, images, runs, image_shape, invert, mean, std, resample)
     count = 1000 if episodes is None and (not source.given or images is not None) else episodes
@@ -216,7 +227,9 @@ def compare_command(
         chosen, calibration = omniglot_comparison(
             spec, omniglot.split("test"), omniglot.split("val"), count, queries or 15, seed
         )
-    result = compare_episodes(learner, spec, model, widths, chosen, calibration, progress and not as_json, base)
+    result = compare_episodes(
+        learner, spec, model, widths, chosen, calibration, progress and not as_json, base, fixed_engine
+    )
     produced = result.pop("predictions")
     result |= {"seed": seed, "checkpoint": ckpt}
     if not source.given:
@@ -229,6 +242,17 @@ def compare_command(
         typer.echo(json.dumps(result, indent=2))
         return
     _print_comparison(result, learner.algorithm, describe(chosen), out, chosen.labelled)
+
+
+def _engine(name: str, lanes: int | None) -> Engine:
+    """The fixed-point engine named by --engine (and --lanes), checked before anything runs."""
+    if name == "golden":
+        if lanes is not None:
+            raise UserError("--lanes sets the simulated design: give it with --engine simulator.")
+        return GOLDEN
+    if name == "simulator":
+        return simulator_engine(HardwareConfig(lanes=lanes or 8).lanes)
+    raise UserError(f"unknown --engine {name!r}: accepted are golden and simulator.")
 
 
 def _user_comparison(
@@ -287,6 +311,14 @@ def _print_comparison(result: dict, algorithm: str, described: str, out: Path, l
             f"{b + '-bit':<12} {shown(row['accuracy'])} "
             f"{100 * row['agreement_with_float']:>14.2f}% {saturated:>10}  {sqnr}"
         )
+    for b, row in result["fixed"].items():
+        whole = row.get("whole_episode")
+        if whole is not None:
+            check = "equals" if whole["equal"] else "DIFFERS FROM (a simulator bug: please report it)"
+            typer.echo(
+                f"{b}-bit on the {row['engine']}: {whole['cycles']:,} cycles per episode; the first episode run "
+                f"whole {check} the split run (embedding per image, head per episode)"
+            )
     echo_runs(result)
     plot = f" and {out / 'accuracy_vs_bits.png'}" if labelled else " (no plot: the episodes have no query labels)"
     typer.echo(f"wrote {out / 'compare.json'}{plot}")

@@ -204,6 +204,18 @@ def _cases() -> dict[str, Bad]:
         "compare: --out unwritable": (["compare", "{ckpt}", "--episodes", "2", "-o", "/proc/metahw/c"], "cannot write"),
         "compare: missing checkpoint": (["compare", "{tmp}/none.pt", "-o", "{tmp}/c"], "does not exist"),
         "compare: --ways 1": (["compare", "{ckpt}", "--ways", "1", "--episodes", "2", "-o", "{tmp}/c"], "--ways"),
+        "compare: --engine unknown": (
+            ["compare", "{ckpt}", "--engine", "rtl", "-o", "{tmp}/c"],
+            "golden and simulator",
+        ),
+        "compare: --lanes 3": (
+            ["compare", "{ckpt}", "--engine", "simulator", "--lanes", "3", "-o", "{tmp}/c"],
+            "power of two",
+        ),
+        "compare: --lanes without the simulator": (
+            ["compare", "{ckpt}", "--lanes", "4", "-o", "{tmp}/c"],
+            "--engine simulator",
+        ),
         "compare: --predictions a folder": (
             ["compare", "{ckpt}", "--episodes", "2", "--predictions", "{tmp}/theirs", "-o", "{tmp}/c"],
             "folder",

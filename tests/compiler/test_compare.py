@@ -56,7 +56,8 @@ def test_compare_cli(cli, tiny_checkpoint, tmp_path):
     n_weights = sum(b[0].weight.numel() for b in learner.backbone.blocks)
     n_biases = sum(b[0].out_channels for b in learner.backbone.blocks)
     for bits, row in data["fixed"].items():
-        assert set(row) == {"accuracy", "agreement_with_float", "saturation", "sqnr_db", "weight_bytes"}
+        assert set(row) == {"engine", "accuracy", "agreement_with_float", "saturation", "sqnr_db", "weight_bytes"}
+        assert row["engine"] == "golden"
         _check_summary(row["accuracy"], 3)
         agreement = row["agreement_with_float"]
         assert 0.0 <= agreement <= 1.0
