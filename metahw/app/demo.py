@@ -30,6 +30,7 @@ from metahw.hw.synth.report import synthesize
 from metahw.hw.synth.tools import warm_up
 from metahw.models.data import OmniglotSplit
 from metahw.models.episode_sources import omniglot_episodes
+from metahw.models.zoo import HARDWARE_ACCURACY, PREFIX, zoo_hardware_accuracy
 from metahw.sim.episodes import program_shape, simulate_episodes
 
 
@@ -171,6 +172,34 @@ def _rung(name: str, passed: bool, episodes: int | None, detail: str) -> dict:
     return {"rung": name, "status": "pass" if passed else "fail", "episodes": episodes, "detail": detail}
 
 
+def hardware_accuracy_section(checkpoint: str) -> dict:
+    """The report's `hardware_accuracy` section: the zoo table's rows for a `zoo:NAME` checkpoint."""
+    name = checkpoint.removeprefix(PREFIX)
+    rows = zoo_hardware_accuracy(name) if checkpoint.startswith(PREFIX) else []
+    if not rows:
+        what = "this zoo model" if checkpoint.startswith(PREFIX) else "a checkpoint outside the zoo"
+        return {"not_run": f"no table for {what} (benchmarks/hardware_accuracy.py measures the zoo)"}
+
+    def estimate(cell: dict) -> dict:
+        return {"accuracy": cell["accuracy"] / 100, "ci95": cell["ci95"] / 100}
+
+    return {
+        "source": f"{HARDWARE_ACCURACY} shipped with the zoo, benchmarks/hardware_accuracy.py",
+        "lanes": rows[0]["lanes"],
+        "rows": [
+            {
+                "setting": row["setting"],
+                "episodes": row["episodes"],
+                "float": estimate(row["float"]),
+                "8-bit": estimate(row["8-bit"]),
+                "4-bit": estimate(row["4-bit"]),
+                "4-bit quantisation": row["4-bit"]["quantisation"],
+            }
+            for row in rows
+        ],
+    }
+
+
 def write_report(out: Path, title: str, model: dict, program: Program, sections: dict, rungs: list[dict]) -> Path:
     """Assemble the report data and render the page into `out/report/`."""
     meta = program.meta
@@ -180,6 +209,7 @@ def write_report(out: Path, title: str, model: dict, program: Program, sections:
         "episode": {"ways": meta.ways, "shots": meta.shots, "queries": meta.queries},
         "bits": _bits(program),
         **sections,
+        "hardware_accuracy": hardware_accuracy_section(model["checkpoint"]),
         "verification": rungs,
     }
     return render_report(data, out / "report")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from importlib.resources import files
 from pathlib import Path
 
@@ -16,3 +17,15 @@ def zoo_names() -> list[str]:
 def zoo_path(name: str) -> Path:
     """Path of the shipped checkpoint of algorithm `name` (it may not exist)."""
     return Path(str(files(__name__).joinpath(f"{name}.pt")))
+
+
+#: The zoo measured on the cycle simulator (benchmarks/hardware_accuracy.py), shipped with the checkpoints.
+HARDWARE_ACCURACY = "hardware_accuracy.json"
+
+
+def zoo_hardware_accuracy(name: str) -> list[dict]:
+    """Rows of the shipped hardware accuracy table for `zoo:NAME` (one per setting; [] if not measured)."""
+    table = files(__name__).joinpath(HARDWARE_ACCURACY)
+    if not table.is_file():
+        return []
+    return [row for row in json.loads(table.read_text()) if row["model"] == name]

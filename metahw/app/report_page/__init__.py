@@ -28,6 +28,11 @@ or ill-typed one raises `metahw.errors.UserError` naming it)::
                              "used": {"LUT": int, "FF": int, "DSP": int, "BRAM": int},
                              "capacity": {"LUT": int, "FF": int, "DSP": int, "BRAM": int},
                              "fits": bool, "fmax_mhz": float | None, "suggestions": [str, ...]},
+     "hardware_accuracy": SECTION | {"source": str, "lanes": int,   # the checkpoint's row of the zoo table
+                                     "rows": [{"setting": str, "episodes": int,   # "5w1s", ...
+                                               "float": {"accuracy": float, "ci95": float},
+                                               "8-bit": {...}, "4-bit": {...},
+                                               "4-bit quantisation": str}, ...]},  # "QAT" or "post-training"
      "verification": [{"rung": str, "status": "pass" | "fail" | "not run",
                        "episodes": int | None, "detail": str}, ...]}
 

@@ -77,6 +77,22 @@ SCHEMA = {
             "suggestions": ListOf(str),
         }
     ),
+    "hardware_accuracy": SectionSpec(
+        {
+            "source": str,
+            "lanes": int,
+            "rows": ListOf(
+                {
+                    "setting": str,
+                    "episodes": int,
+                    "float": ESTIMATE,
+                    "8-bit": ESTIMATE,
+                    "4-bit": ESTIMATE,
+                    "4-bit quantisation": str,
+                }
+            ),
+        }
+    ),
     "verification": ListOf({"rung": str, "status": str, "episodes": (int, type(None)), "detail": str}),
 }
 

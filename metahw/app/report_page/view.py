@@ -102,7 +102,7 @@ def verdict(rungs: list[dict], resources: dict | None) -> Verdict:
 def model_section(data: dict) -> Section:
     """Section 1: the model and the episode shape."""
     model, episode = data["model"], data["episode"]
-    return Section(
+    section = Section(
         "Model and episode",
         facts=[
             ("algorithm", model["algorithm"]),
@@ -112,6 +112,27 @@ def model_section(data: dict) -> Section:
             ("bits", f"{data['bits']}-bit fixed point"),
         ],
     )
+    table = data["hardware_accuracy"]
+    if (reason := not_run_reason(table)) is not None:
+        section.facts.append(("accuracy on the hardware", f"not measured: {reason}"))
+        return section
+    rows = [
+        [
+            row["setting"],
+            f.count(row["episodes"]),
+            *(
+                f"{f.percent(row[key]['accuracy'])} {f.plus_minus(row[key]['ci95'])}"
+                for key in ("float", "8-bit", "4-bit")
+            ),
+            row["4-bit quantisation"],
+        ]
+        for row in table["rows"]
+    ]
+    title = f"accuracy on the cycle simulator (P = {table['lanes']}, meta-test alphabets; {table['source']})"
+    section.tables.append(
+        (title, Table(["setting", "episodes", "float", "8-bit", "4-bit", "4-bit by"], rows, "lrrrrl"))
+    )
+    return section
 
 
 def accuracy_section(acc: dict | None, bits: int, plot: str | None) -> Section:

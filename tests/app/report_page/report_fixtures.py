@@ -57,6 +57,20 @@ def report() -> dict:
             "fmax_mhz": 87.34,
             "suggestions": ["BRAM is the tightest resource: keep the query buffer at 75 images or fewer."],
         },
+        "hardware_accuracy": {
+            "source": "hardware_accuracy.json shipped with the zoo, benchmarks/hardware_accuracy.py",
+            "lanes": 16,
+            "rows": [
+                {
+                    "setting": "5w1s",
+                    "episodes": 1000,
+                    "float": {"accuracy": 0.9694, "ci95": 0.0028},
+                    "8-bit": {"accuracy": 0.9690, "ci95": 0.0028},
+                    "4-bit": {"accuracy": 0.9681, "ci95": 0.0029},
+                    "4-bit quantisation": "QAT",
+                }
+            ],
+        },
         "verification": [
             {"rung": "onnxruntime vs PyTorch", "status": "pass", "episodes": 1000, "detail": "max rel. error 3.1e-06"},
             {"rung": "golden executor", "status": "pass", "episodes": 1000, "detail": "reference integers"},
@@ -85,6 +99,11 @@ EXPECTED_TEXT = [
     "width 64, depth 4",
     "5-way 1-shot, 75 queries",
     "8-bit fixed point",
+    "accuracy on the cycle simulator (P = 16",
+    "5w1s",
+    "96.94 % ± 0.28 %",
+    "96.81 % ± 0.29 %",
+    "QAT",
     "1,000",
     "96.94 %",
     "± 0.47 %",

@@ -8,8 +8,10 @@ import re
 
 import pytest
 
+from metahw.app.demo import hardware_accuracy_section
 from metahw.app.report_page import RUNGS, render_report, sections_from_compare, validate
 from metahw.errors import UserError
+from metahw.models.zoo import zoo_hardware_accuracy
 from tests.app.report_page.report_fixtures import EXPECTED_TEXT, visible_text
 
 PLOTS = ("accuracy_vs_bits.png", "cycles_per_kernel.png", "resources.png")
@@ -85,6 +87,23 @@ def test_not_run_sections_show_their_reasons(data, tmp_path):
     assert _section(text, 3) == "Numerics not run — compare was not run"
     assert _section(text, 4) == "Performance not run — --lanes not given"
     assert sorted(p.name for p in tmp_path.glob("*.png")) == ["resources.png"]
+
+
+def test_model_without_a_hardware_table_says_why(data, tmp_path):
+    data["hardware_accuracy"] = hardware_accuracy_section("mine.pt")
+    text = visible_text(render_report(data, tmp_path).read_text())
+    assert "accuracy on the hardware not measured: no table for a checkpoint outside the zoo" in _section(text, 1)
+    assert "accuracy on the cycle simulator" not in text
+
+
+def test_a_zoo_model_shows_its_hardware_table(data, tmp_path):
+    rows = zoo_hardware_accuracy("protonet32")
+    assert [row["setting"] for row in rows] == ["5w1s", "5w5s", "20w1s", "20w5s"]
+    data["hardware_accuracy"] = hardware_accuracy_section("zoo:protonet32")
+    text = _section(visible_text(render_report(data, tmp_path).read_text()), 1)
+    for row in rows:
+        shown = f"{row['setting']} {row['episodes']:,} {row['float']['accuracy']:.2f} % ± {row['float']['ci95']:.2f} %"
+        assert shown in text, shown
 
 
 def test_omitted_rungs_are_listed_as_not_run(data, tmp_path):
