@@ -7,7 +7,6 @@ hardware generator turns it into the controller's step list and memory map.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,18 +15,14 @@ from metahw.compiler.kernels import (
     Add,
     AvgPool2d,
     Conv2d,
-    CosineAttention,
-    Distance,
     Flatten,
     GlobalAvgPool,
     Kernel,
     MaxPool2d,
-    PrototypeAccumulate,
     Requant,
-    SGDHeadStep,
     Softmax,
 )
-from metahw.compiler.kernels.distance import unit_format
+from metahw.compiler.kernels.datapath import nbytes
 from metahw.compiler.kernels.softmax import SoftmaxSpec
 from metahw.compiler.program import Buffer, Program
 from metahw.compiler.widths import width_needs
@@ -110,11 +105,6 @@ class Plan:
             if p.memory not in last or p.end > last[p.memory].end:
                 last[p.memory] = p
         return last
-
-
-def nbytes(elements: int, bits: int) -> int:
-    """Bytes of `elements` values of `bits` bits, packed."""
-    return -(-elements * bits // 8)
 
 
 def _size(buf: Buffer) -> int:
@@ -237,7 +227,7 @@ def _place(
     for buf in program.buffers:
         if buf.kind != "weight" and buf.name not in placed:
             static(buf.name, "SMEM", whole(buf))
-    scratch = max((_scratch_bytes(op, buffers) for op in program.ops), default=0)
+    scratch = max((op.scratch_bytes(buffers) for op in program.ops), default=0)
     if scratch:
         static("head scratch", "SMEM", scratch)
     return out
@@ -271,29 +261,6 @@ def _softmax_specs(ops: tuple[Kernel, ...]) -> list[SoftmaxSpec]:
         if isinstance(spec, SoftmaxSpec) and spec not in specs:
             specs.append(spec)
     return specs
-
-
-def _scratch_bytes(op: Kernel, buffers: Mapping[str, Buffer]) -> int:
-    """SMEM the op's intermediates need while it runs (docs/microarchitecture.md §8)."""
-    if isinstance(op, Distance) and op.metric == "cosine":
-        rows = buffers[op.queries].shape[0] + buffers[op.refs].shape[0]
-        return nbytes(rows * buffers[op.queries].shape[1], unit_format(op.unit_frac).bits)
-    if isinstance(op, Softmax):
-        x = buffers[op.input]
-        return nbytes(_size(x), op.spec.exp_frac + 1)
-    if isinstance(op, PrototypeAccumulate):
-        m = buffers[op.features].shape[0]
-        return nbytes(m, max(1, (m - 1).bit_length()))
-    if isinstance(op, SGDHeadStep):
-        m, n = buffers[op.features].shape[0], buffers[op.weight].shape[0]
-        bits = op.logits_format.bits + op.softmax.exp_frac + 1 + op.prob_format.bits + op.grad_format.bits
-        return nbytes(m * n, bits)
-    if isinstance(op, CosineAttention):
-        (b, d), m = buffers[op.queries].shape, buffers[op.supports].shape[0]
-        units = (b + m) * d * unit_format(op.unit_frac).bits
-        per_pair = op.logits_format.bits + op.softmax.exp_frac + 1 + op.attention_format.bits
-        return nbytes(units + b * m * per_pair, 1)
-    return 0
 
 
 def check_fits(program: Program, hw: HardwareConfig) -> None:

@@ -16,6 +16,7 @@ import numpy as np
 from metahw.compiler.kernels import timing
 from metahw.compiler.kernels.activation import activate
 from metahw.compiler.kernels.base import Env, Kernel, OutputSpec
+from metahw.compiler.kernels.datapath import ACCUMULATOR, Needs, signed_bits
 
 if TYPE_CHECKING:
     from metahw.compiler.program import Buffer
@@ -52,6 +53,15 @@ class Add(Kernel):
     def macs(self, buffers: Mapping[str, Buffer]) -> int:
         """No multiplies: 0."""
         return 0
+
+    def width_needs(self, buffers: Mapping[str, Buffer]) -> Needs:
+        """The aligned sum of both operands (scaled by LeakyReLU's slope where there is one)."""
+        f = self.aligned_frac(buffers)
+        names = (self.input, self.residual)
+        lo = sum(buffers[n].qformat.min_int << (f - buffers[n].qformat.frac) for n in names)
+        hi = sum(buffers[n].qformat.max_int << (f - buffers[n].qformat.frac) for n in names)
+        leaky = self.leaky_frac if self.leaky_slope is not None else 0
+        yield f"the sum of '{self.input}' and '{self.residual}'", ACCUMULATOR, signed_bits(lo, hi) + leaky
 
     def cycles(self, buffers: Mapping[str, Buffer], hw: Any) -> int:
         """Per group of G images, a VECTOR pass reading both operands each beat."""

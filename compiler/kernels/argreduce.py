@@ -14,6 +14,7 @@ import numpy as np
 
 from metahw.compiler.kernels import timing
 from metahw.compiler.kernels.base import Env, Kernel, OutputSpec
+from metahw.compiler.kernels.datapath import Needs, passthrough_needs
 from metahw.qformat import QFormat
 
 if TYPE_CHECKING:
@@ -45,6 +46,10 @@ class _ArgReduce(Kernel):
     def macs(self, buffers: Mapping[str, Buffer]) -> int:
         """Comparisons only: 0."""
         return 0
+
+    def width_needs(self, buffers: Mapping[str, Buffer]) -> Needs:
+        """The PPU moves (or compares) input values."""
+        return passthrough_needs(self.input, buffers[self.input].qformat)
 
     def cycles(self, buffers: Mapping[str, Buffer], hw: Any) -> int:
         """ROWRED: ⌈N/P⌉ beats per row through the PPU's compare tree."""

@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 from metahw.compiler.kernels import timing
 from metahw.compiler.kernels.base import Env, Kernel, OutputSpec
-from metahw.compiler.kernels.distance import check_normalize, normalize, unit_format
+from metahw.compiler.kernels.datapath import ACCUMULATOR, OPERAND, Needs, format_bits, nbytes, signed_bits
+from metahw.compiler.kernels.distance import check_normalize, norm_needs, normalize, unit_format
 from metahw.compiler.kernels.labels import check_labels_buffer, one_hot
 from metahw.compiler.kernels.mac import checked_accumulator
 from metahw.compiler.kernels.softmax import SoftmaxSpec, softmax_int
-from metahw.qformat import MAX_BITS, QFormat
+from metahw.qformat import MAX_BITS, QFormat, product_range
 
 if TYPE_CHECKING:
     from metahw.compiler.program import Buffer
@@ -70,6 +71,32 @@ class CosineAttention(Kernel):
         """B*M*D (cosines) + 2*(B+M)*D (normalisation) + B*M (scale) + B*M (softmax) + B*M (class sums)."""
         (b, d), m = buffers[self.queries].shape, buffers[self.supports].shape[0]
         return b * m * d + 2 * (b + m) * d + 3 * b * m
+
+    def width_needs(self, buffers: Mapping[str, Buffer]) -> Needs:
+        """Both normalisations, the cosines and their scaling, the softmax, and the attention's class sums."""
+        q, s = buffers[self.queries], buffers[self.supports]
+        dim, m = q.shape[1], s.shape[0]
+        yield from norm_needs(self.queries, q.qformat, dim)
+        yield from norm_needs(self.supports, s.qformat, dim)
+        unit = unit_format(self.unit_frac)
+        yield f"the unit vectors ({unit})", OPERAND, format_bits(unit)
+        cosine = checked_accumulator(self, unit, unit, dim)
+        yield "the cosine similarities", ACCUMULATOR, format_bits(cosine)
+        scale = buffers[self.scale].qformat
+        yield f"scale '{self.scale}' ({scale})", OPERAND, format_bits(scale)
+        lo, hi = product_range(cosine, scale)
+        yield "the scaled cosines", ACCUMULATOR, signed_bits(lo, hi)
+        yield from self.softmax.width_needs(f"{self.name}/logits", self.logits_format, m)
+        a = self.attention_format
+        yield f"the attention ({a})", OPERAND, format_bits(a)
+        yield "the class sums of the attention", ACCUMULATOR, signed_bits(m * a.min_int, m * a.max_int)
+
+    def scratch_bytes(self, buffers: Mapping[str, Buffer]) -> int:
+        """The unit vectors of queries and supports, and per (query, support) the logit, exp and attention."""
+        (b, d), m = buffers[self.queries].shape, buffers[self.supports].shape[0]
+        units = (b + m) * d * unit_format(self.unit_frac).bits
+        per_pair = self.logits_format.bits + self.softmax.exp_frac + 1 + self.attention_format.bits
+        return nbytes(units + b * m * per_pair, 1)
 
     def cycles(self, buffers: Mapping[str, Buffer], hw: Any) -> int:
         """Normalise queries and supports, cosine x scale (REDUCE), softmax, class sums (OUTER)."""

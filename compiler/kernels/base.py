@@ -4,7 +4,9 @@ A kernel op is a frozen dataclass: its fields name the buffers it reads and writ
 carry its attributes (flags, internal formats, table parameters). The class owns, in one
 place, everything about the op: shape/format inference (`infer`), MAC count (`macs`),
 the exact integer semantics (`execute`, plain numpy int64), its closed-form cycle cost on
-the accelerator (`cycles`, docs/microarchitecture.md), and JSON (de)serialisation.
+the accelerator (`cycles`, docs/microarchitecture.md), the datapath widths it needs
+(`width_needs`) and the scratch memory it uses while it runs (`scratch_bytes`), and JSON
+(de)serialisation.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from metahw.errors import UserError
 from metahw.qformat import QFormat, rescale, shift_round
 
 if TYPE_CHECKING:
+    from metahw.compiler.kernels.datapath import Needs
     from metahw.compiler.program import Buffer
 
 KERNELS: dict[str, type[Kernel]] = {}
@@ -86,6 +89,18 @@ class Kernel(abc.ABC):
         The sum of the op's instructions (docs/microarchitecture.md §7-§8, costs from
         `timing.py`); the cycle simulator counts exactly this many cycles for the op.
         """
+
+    @abc.abstractmethod
+    def width_needs(self, buffers: Mapping[str, Buffer]) -> Needs:
+        """Every multiplier operand and accumulator/PPU value of the op: (what, kind, signed bits).
+
+        `kernels.datapath` has the conventions; `compiler.widths` collects the needs of a
+        program, which size the accelerator's operands and accumulators (`derive_hardware`).
+        """
+
+    def scratch_bytes(self, buffers: Mapping[str, Buffer]) -> int:
+        """SMEM bytes the op's intermediates need while it runs (docs/microarchitecture.md §8); 0: none."""
+        return 0
 
     # ---- JSON ---------------------------------------------------------------------------
     def to_json(self) -> dict:

@@ -23,7 +23,8 @@ import numpy as np
 from metahw.compiler.kernels import timing
 from metahw.compiler.kernels.activation import activate
 from metahw.compiler.kernels.base import Env, Kernel, OutputSpec
-from metahw.compiler.kernels.mac import channel_accumulators
+from metahw.compiler.kernels.datapath import ACCUMULATOR, Needs, format_bits
+from metahw.compiler.kernels.mac import channel_accumulators, mac_needs
 from metahw.compiler.kernels.pool import POOL_MODES, POOL_SHIFT, pool2x2, pooled_shape
 from metahw.qformat import QFormat
 
@@ -111,6 +112,16 @@ class Conv2d(Kernel):
         fan_in = int(np.prod(w.shape[1:]))
         bias = buffers[self.bias] if self.bias is not None else None
         return channel_accumulators(self, x.qformat, w, bias, fan_in)
+
+    def width_needs(self, buffers: Mapping[str, Buffer]) -> Needs:
+        """The MAC's operands and accumulator; with LeakyReLU or a 2x2 average, the activated, pooled sum too."""
+        yield from mac_needs(self, buffers)
+        if self.post_frac():  # LeakyReLU's scaled values, then a 2x2 average's sum of 4
+            acc = max(format_bits(f) for f in self.accumulators(buffers))
+            leaky = self.leaky_frac if self.leaky_slope is not None else 0
+            window = 4 if self.pool and self.pool_mode == "avg" else 1
+            what = f"the activated, pooled accumulator of '{self.output}'"
+            yield what, ACCUMULATOR, acc + leaky + window.bit_length() - 1
 
     def macs(self, buffers: Mapping[str, Buffer]) -> int:
         """B * O * Ho * Wo * C * K * K (before pooling)."""

@@ -16,7 +16,8 @@ import numpy as np
 
 from metahw.compiler.kernels import timing
 from metahw.compiler.kernels.base import Env, Kernel, OutputSpec
-from metahw.compiler.kernels.mac import channel_accumulators
+from metahw.compiler.kernels.datapath import Needs
+from metahw.compiler.kernels.mac import channel_accumulators, mac_needs
 from metahw.qformat import QFormat
 
 if TYPE_CHECKING:
@@ -61,6 +62,10 @@ class Dense(Kernel):
         bias = buffers[self.bias] if self.bias is not None else None
         x, w = buffers[self.input], buffers[self.weight]
         return channel_accumulators(self, x.qformat, w, bias, w.shape[1])
+
+    def width_needs(self, buffers: Mapping[str, Buffer]) -> Needs:
+        """The MAC's operands and accumulator."""
+        return mac_needs(self, buffers)
 
     def macs(self, buffers: Mapping[str, Buffer]) -> int:
         """B * N * D."""

@@ -21,9 +21,10 @@ import numpy as np
 
 from metahw.compiler.kernels import timing
 from metahw.compiler.kernels.base import Env, Kernel, OutputSpec
+from metahw.compiler.kernels.datapath import ACCUMULATOR, OPERAND, Needs, format_bits, nbytes, signed_bits
 from metahw.compiler.kernels.mac import checked_accumulator
-from metahw.compiler.kernels.sfu import rsqrt
-from metahw.qformat import MAX_BITS, QFormat, bits_for_range
+from metahw.compiler.kernels.sfu import RSQRT_MAX, rsqrt
+from metahw.qformat import MAX_BITS, QFormat, bits_for_range, product_range
 
 if TYPE_CHECKING:
     from metahw.compiler.program import Buffer
@@ -48,6 +49,15 @@ def normalize(env: Env, x: np.ndarray, unit_frac: int, tensor: str) -> np.ndarra
     """Rows of x scaled to unit Euclidean norm at frac `unit_frac` (see module docstring)."""
     r, e = rsqrt((x * x).sum(axis=-1))
     return env.requant(x * r[:, None], e[:, None], unit_format(unit_frac), tensor)
+
+
+def norm_needs(name: str, x: QFormat, dim: int) -> Needs:
+    """normalize() of rows of `dim` values of `x`: the sum of squares, the rsqrt factor, the scaled row."""
+    yield f"'{name}' ({x})", OPERAND, format_bits(x)
+    lo, hi = product_range(x, x)
+    yield f"the sum of squares of '{name}'", ACCUMULATOR, signed_bits(0, dim * hi)
+    yield "the rsqrt factor", OPERAND, signed_bits(0, RSQRT_MAX)
+    yield f"'{name}' times its rsqrt factor", ACCUMULATOR, signed_bits(x.min_int * RSQRT_MAX, x.max_int * RSQRT_MAX)
 
 
 def l2_bits(q: QFormat, r: QFormat, dim: int) -> int:
@@ -105,6 +115,33 @@ class Distance(Kernel):
         """Q*N*D, plus (Q+N)*D squares and (Q+N)*D scalings for cosine."""
         (nq, dim), nr = buffers[self.queries].shape, buffers[self.refs].shape[0]
         return nq * nr * dim + (2 * (nq + nr) * dim if self.metric == "cosine" else 0)
+
+    def width_needs(self, buffers: Mapping[str, Buffer]) -> Needs:
+        """l2: the aligned difference; dot: both operands; cosine: both normalisations and the unit vectors.
+        Then the exact distance."""
+        q, r = buffers[self.queries].qformat, buffers[self.refs].qformat
+        if self.metric == "l2":
+            f = max(q.frac, r.frac)
+            qs, rs = f - q.frac, f - r.frac
+            lo, hi = (q.min_int << qs) - (r.max_int << rs), (q.max_int << qs) - (r.min_int << rs)
+            yield f"the difference of '{self.queries}' and '{self.refs}'", OPERAND, signed_bits(lo, hi)
+        elif self.metric == "dot":
+            yield f"'{self.queries}' ({q})", OPERAND, format_bits(q)
+            yield f"'{self.refs}' ({r})", OPERAND, format_bits(r)
+        else:
+            dim = buffers[self.queries].shape[1]
+            yield from norm_needs(self.queries, q, dim)
+            yield from norm_needs(self.refs, r, dim)
+            unit = unit_format(self.unit_frac)
+            yield f"the unit vectors ({unit})", OPERAND, format_bits(unit)
+        yield f"the exact {self.metric} distance", ACCUMULATOR, format_bits(self.exact_format(buffers))
+
+    def scratch_bytes(self, buffers: Mapping[str, Buffer]) -> int:
+        """cosine: the unit vectors of the queries and the references; l2 and dot: none."""
+        if self.metric != "cosine":
+            return 0
+        rows = buffers[self.queries].shape[0] + buffers[self.refs].shape[0]
+        return nbytes(rows * buffers[self.queries].shape[1], unit_format(self.unit_frac).bits)
 
     def cycles(self, buffers: Mapping[str, Buffer], hw: Any) -> int:
         """REDUCE: Q*N distances of D terms; cosine first normalises the Q and the N rows."""

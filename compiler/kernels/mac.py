@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from metahw.compiler.kernels.datapath import ACCUMULATOR, OPERAND, Needs, format_bits
 from metahw.qformat import QFormat, accumulator_format
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from metahw.compiler.kernels.base import Kernel
+    from metahw.compiler.kernels.conv import Conv2d
+    from metahw.compiler.kernels.dense import Dense
     from metahw.compiler.program import Buffer
 
 
@@ -29,3 +34,11 @@ def channel_accumulators(op: Kernel, x: QFormat, w: Buffer, bias: Buffer | None,
         bf = None if bias is None else QFormat(bias.qformat.bits, int(bias_fracs[i]), bias.qformat.signed)
         formats.append(checked_accumulator(op, x, wf, fan_in, bf))
     return formats
+
+
+def mac_needs(op: Conv2d | Dense, buffers: Mapping[str, Buffer]) -> Needs:
+    """A MAC op's operands (input and weight) and its widest channel accumulator."""
+    x, w = buffers[op.input].qformat, buffers[op.weight].qformat
+    yield f"input '{op.input}' ({x})", OPERAND, format_bits(x)
+    yield f"weight '{op.weight}' ({w})", OPERAND, format_bits(w)
+    yield f"the accumulator of '{op.output}'", ACCUMULATOR, max(format_bits(f) for f in op.accumulators(buffers))

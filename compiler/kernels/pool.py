@@ -21,6 +21,7 @@ import numpy as np
 
 from metahw.compiler.kernels import timing
 from metahw.compiler.kernels.base import Env, Kernel, OutputSpec
+from metahw.compiler.kernels.datapath import ACCUMULATOR, Needs, passthrough_needs, signed_bits
 
 if TYPE_CHECKING:
     from metahw.compiler.program import Buffer
@@ -51,6 +52,12 @@ def global_average_scale(positions: int) -> tuple[int, int]:
         return 1, positions.bit_length() - 1
     shift = RECIPROCAL_BITS - 1 + math.ceil(math.log2(positions))
     return int(round((1 << shift) / positions)), shift
+
+
+def _window_sum_needs(name: str, x: Buffer, terms: int, scale: int) -> Needs:
+    """A running sum of `terms` values of `x`, times `scale`, in the PPU."""
+    lo, hi = terms * x.qformat.min_int * scale, terms * x.qformat.max_int * scale
+    yield f"the window sum of '{name}'", ACCUMULATOR, signed_bits(lo, hi)
 
 
 def _check_map(op: Kernel, x: Buffer, smallest: int) -> None:
@@ -94,6 +101,10 @@ class MaxPool2d(_Pool2x2):
     op = "MaxPool2d"
     keeps_format = True
 
+    def width_needs(self, buffers: Mapping[str, Buffer]) -> Needs:
+        """The PPU's running max holds input values."""
+        return passthrough_needs(self.input, buffers[self.input].qformat)
+
     def execute(self, env: Env) -> None:
         """Window maximum."""
         env.write(self.output, pool2x2(env.read(self.input)))
@@ -105,6 +116,10 @@ class AvgPool2d(_Pool2x2):
 
     op = "AvgPool2d"
     keeps_format = False
+
+    def width_needs(self, buffers: Mapping[str, Buffer]) -> Needs:
+        """The sum of a 2x2 window."""
+        return _window_sum_needs(self.input, buffers[self.input], 4, 1)
 
     def execute(self, env: Env) -> None:
         """Window sum at frac + 2, requantised."""
@@ -143,6 +158,11 @@ class GlobalAvgPool(Kernel):
         b, c, h, w = buffers[self.input].shape
         beats = timing.ceil_div(c, timing.group_lanes(hw)) * h * w
         return timing.segment_groups(b, hw) * timing.instruction(timing.VECTOR, beats, hw)
+
+    def width_needs(self, buffers: Mapping[str, Buffer]) -> Needs:
+        """The sum over the map, times the reciprocal of its size."""
+        x = buffers[self.input]
+        return _window_sum_needs(self.input, x, x.shape[2] * x.shape[3], self.scale)
 
     def execute(self, env: Env) -> None:
         """Sum over H, W, times scale, requantised from frac + shift."""

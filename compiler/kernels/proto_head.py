@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from metahw.compiler.kernels import timing
 from metahw.compiler.kernels.base import Env, Kernel, OutputSpec
+from metahw.compiler.kernels.datapath import ACCUMULATOR, OPERAND, Needs, format_bits, signed_bits
 from metahw.compiler.kernels.mac import checked_accumulator
 
 if TYPE_CHECKING:
@@ -44,6 +45,13 @@ class ProtoHeadInit(Kernel):
         """N*D squares."""
         n, d = buffers[self.prototypes].shape
         return n * d
+
+    def width_needs(self, buffers: Mapping[str, Buffer]) -> Needs:
+        """The prototypes as operands, and minus their sums of squares."""
+        c = buffers[self.prototypes]
+        yield f"prototypes '{self.prototypes}' ({c.qformat})", OPERAND, format_bits(c.qformat)
+        squares = checked_accumulator(self, c.qformat, c.qformat, c.shape[1])
+        yield f"minus the sum of squares of '{self.prototypes}'", ACCUMULATOR, signed_bits(-squares.max_int, 0)
 
     def cycles(self, buffers: Mapping[str, Buffer], hw: Any) -> int:
         """VECTOR pass for W, then REDUCE: N sums of D squares for b."""

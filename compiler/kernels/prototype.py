@@ -19,6 +19,7 @@ import numpy as np
 
 from metahw.compiler.kernels import timing
 from metahw.compiler.kernels.base import Env, Kernel, OutputSpec
+from metahw.compiler.kernels.datapath import ACCUMULATOR, OPERAND, Needs, format_bits, nbytes, signed_bits
 from metahw.compiler.kernels.labels import check_labels_buffer, one_hot
 from metahw.compiler.kernels.sfu import constant_reciprocal, divide_by_count
 from metahw.qformat import MAX_BITS, bits_for_range
@@ -33,6 +34,14 @@ def divided_sum_bits(lo: int, hi: int, count: int, recip_frac: int) -> int:
         factor = constant_reciprocal(count, recip_frac)
         lo, hi = lo * factor, hi * factor
     return bits_for_range(lo, hi)[0]
+
+
+def divided_sum_needs(what: str, lo: int, hi: int, count: int, recip_frac: int) -> Needs:
+    """Values in [lo, hi] divided by `count`: a constant reciprocal operand and the product, unless a power of two."""
+    if count & (count - 1):
+        factor = constant_reciprocal(count, recip_frac)
+        yield f"the reciprocal of {count}", OPERAND, signed_bits(0, factor)
+        yield f"{what} divided by {count}", ACCUMULATOR, signed_bits(lo * factor, hi * factor)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -69,6 +78,18 @@ class PrototypeAccumulate(Kernel):
         """M*D accumulations, plus N*D reciprocal multiplies when K is not a power of two."""
         m, d = buffers[self.features].shape
         return m * d + (0 if self.shots & (self.shots - 1) == 0 else self.ways * d)
+
+    def width_needs(self, buffers: Mapping[str, Buffer]) -> Needs:
+        """The features, the class sums of `shots` of them, and their division by `shots`."""
+        f, k = buffers[self.features].qformat, self.shots
+        yield f"features '{self.features}' ({f})", OPERAND, format_bits(f)
+        yield f"the class sums of '{self.features}'", ACCUMULATOR, signed_bits(k * f.min_int, k * f.max_int)
+        yield from divided_sum_needs("the class sums", k * f.min_int, k * f.max_int, k, self.recip_frac)
+
+    def scratch_bytes(self, buffers: Mapping[str, Buffer]) -> int:
+        """The class index of every support row."""
+        m = buffers[self.features].shape[0]
+        return nbytes(m, max(1, (m - 1).bit_length()))
 
     def cycles(self, buffers: Mapping[str, Buffer], hw: Any) -> int:
         """Label scan (M beats), then WIDE: per class and block of P columns, one beat per shot."""

@@ -13,6 +13,7 @@ import numpy as np
 
 from metahw.compiler.kernels import timing
 from metahw.compiler.kernels.base import Env, Kernel, OutputSpec
+from metahw.compiler.kernels.datapath import Needs, passthrough_needs
 
 if TYPE_CHECKING:
     from metahw.compiler.program import Buffer
@@ -40,6 +41,10 @@ class Requant(Kernel):
     def macs(self, buffers: Mapping[str, Buffer]) -> int:
         """No multiplies: 0."""
         return 0
+
+    def width_needs(self, buffers: Mapping[str, Buffer]) -> Needs:
+        """The PPU moves (or compares) input values."""
+        return passthrough_needs(self.input, buffers[self.input].qformat)
 
     def cycles(self, buffers: Mapping[str, Buffer], hw: Any) -> int:
         """Per group of G rows (axis 0), a VECTOR pass through the PPU."""

@@ -17,6 +17,8 @@ import numpy as np
 RSQRT_MANTISSA_BITS = 32
 #: ... and returns r = isqrt(floor(2^62 / m)) in [2^15, 2^16], scaled by 2^-(31 + s).
 RSQRT_NUMERATOR_BITS = 62
+#: the largest rsqrt factor r (docs/numerics.md §4)
+RSQRT_MAX = 1 << 16
 
 
 @functools.lru_cache(maxsize=64)

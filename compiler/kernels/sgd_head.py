@@ -25,10 +25,11 @@ import numpy as np
 
 from metahw.compiler.kernels import timing
 from metahw.compiler.kernels.base import Env, Kernel, OutputSpec
+from metahw.compiler.kernels.datapath import ACCUMULATOR, OPERAND, Needs, format_bits, nbytes, signed_bits
 from metahw.compiler.kernels.dense import linear
 from metahw.compiler.kernels.labels import check_labels_buffer, one_hot
 from metahw.compiler.kernels.mac import checked_accumulator
-from metahw.compiler.kernels.prototype import divided_sum_bits
+from metahw.compiler.kernels.prototype import divided_sum_bits, divided_sum_needs
 from metahw.compiler.kernels.sfu import divide_by_count
 from metahw.compiler.kernels.softmax import SoftmaxSpec, softmax_int
 from metahw.qformat import MAX_BITS, QFormat, bits_for_range, product_range
@@ -37,14 +38,17 @@ if TYPE_CHECKING:
     from metahw.compiler.program import Buffer
 
 
-def update_bits(param: QFormat, g_lo: int, g_hi: int, g_frac: int, lr: QFormat) -> int:
-    """Bits of param - lr * grad (grad in [g_lo, g_hi] at g_frac), both terms aligned to the larger frac."""
+def update_range(param: QFormat, g_lo: int, g_hi: int, g_frac: int, lr: QFormat) -> tuple[int, int]:
+    """Integer range of param - lr * grad (grad in [g_lo, g_hi] at g_frac), both terms aligned to the larger frac."""
     frac = max(param.frac, lr.frac + g_frac)
     ps, gs = frac - param.frac, frac - lr.frac - g_frac
     corners = [a * b for a in (lr.min_int, lr.max_int) for b in (g_lo, g_hi)]
-    lo = (param.min_int << ps) - (max(corners) << gs)
-    hi = (param.max_int << ps) - (min(corners) << gs)
-    return bits_for_range(lo, hi)[0]
+    return (param.min_int << ps) - (max(corners) << gs), (param.max_int << ps) - (min(corners) << gs)
+
+
+def update_bits(param: QFormat, g_lo: int, g_hi: int, g_frac: int, lr: QFormat) -> int:
+    """Bits of the format that holds param - lr * grad (see `update_range`)."""
+    return bits_for_range(*update_range(param, g_lo, g_hi, g_frac, lr))[0]
 
 
 def sgd_update(env: Env, param: str, grad: np.ndarray, grad_frac: int, lr: str) -> None:
@@ -113,6 +117,36 @@ class SGDHeadStep(Kernel):
         """2*M*N*D (logits, weight gradient) + N*D (weight update) + M*N (softmax scaling) + N (bias update)."""
         (m, d), n = buffers[self.features].shape, buffers[self.weight].shape[0]
         return 2 * m * n * d + n * d + m * n + n
+
+    def width_needs(self, buffers: Mapping[str, Buffer]) -> Needs:
+        """Logits, their softmax, the error and its mean, the gradients, and both parameter updates."""
+        f, w, bias = buffers[self.features].qformat, buffers[self.weight].qformat, buffers[self.bias].qformat
+        (m, d), n = buffers[self.features].shape, buffers[self.weight].shape[0]
+        yield f"features '{self.features}' ({f})", OPERAND, format_bits(f)
+        yield f"head weight '{self.weight}' ({w})", OPERAND, format_bits(w)
+        yield f"the logits of '{self.weight}'", ACCUMULATOR, format_bits(checked_accumulator(self, f, w, d, bias))
+        yield from self.softmax.width_needs(f"{self.name}/logits", self.logits_format, n)
+        p = self.prob_format
+        lo, hi = p.min_int - (1 << p.frac), p.max_int
+        yield "the error (probabilities minus one-hot)", ACCUMULATOR, signed_bits(lo, hi)
+        yield from divided_sum_needs("the error", lo, hi, m, self.recip_frac)
+        g = self.grad_format
+        yield f"the gradient ({g})", OPERAND, format_bits(g)
+        pmin, pmax = product_range(g, f)
+        yield "the weight gradient", ACCUMULATOR, signed_bits(m * pmin, m * pmax)
+        lr_w, lr_b = buffers[self.lr_w].qformat, buffers[self.lr_b].qformat
+        yield f"learning rate '{self.lr_w}'", OPERAND, format_bits(lr_w)
+        weight_update = update_range(w, m * pmin, m * pmax, g.frac + f.frac, lr_w)
+        yield f"the update of '{self.weight}'", ACCUMULATOR, signed_bits(*weight_update)
+        yield f"learning rate '{self.lr_b}'", OPERAND, format_bits(lr_b)
+        bias_update = update_range(bias, m * g.min_int, m * g.max_int, g.frac, lr_b)
+        yield f"the update of '{self.bias}'", ACCUMULATOR, signed_bits(*bias_update)
+
+    def scratch_bytes(self, buffers: Mapping[str, Buffer]) -> int:
+        """Per support row and class: the logit, its exp, the probability and the gradient."""
+        m, n = buffers[self.features].shape[0], buffers[self.weight].shape[0]
+        bits = self.logits_format.bits + self.softmax.exp_frac + 1 + self.prob_format.bits + self.grad_format.bits
+        return nbytes(m * n, bits)
 
     def cycles(self, buffers: Mapping[str, Buffer], hw: Any) -> int:
         """Logits (REDUCE), softmax, gradient pass (VECTOR), gW + W update (OUTER), gb + b update (WIDE)."""

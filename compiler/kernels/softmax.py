@@ -21,6 +21,7 @@ import numpy as np
 
 from metahw.compiler.kernels import timing
 from metahw.compiler.kernels.base import Env, Kernel, OutputSpec
+from metahw.compiler.kernels.datapath import ACCUMULATOR, OPERAND, Needs, nbytes, signed_bits
 from metahw.compiler.kernels.sfu import exp_table, reciprocal
 from metahw.qformat import MAX_BITS, QFormat
 
@@ -54,6 +55,15 @@ class SoftmaxSpec:
             raise op.error(f"softmax input {x} is too wide for table index_frac {self.index_frac}")
         if (n << self.exp_frac).bit_length() > MAX_BITS:
             raise op.error(f"softmax over {n} values overflows with exp_frac {self.exp_frac}")
+
+    def width_needs(self, what: str, x: QFormat, n: int) -> Needs:
+        """A softmax over rows of `n` values of format `x` (`what` names them): every stage's width."""
+        shift = max(0, self.index_frac - x.frac)
+        yield f"the max-subtracted {what}", ACCUMULATOR, signed_bits((x.min_int - x.max_int) << shift, 0)
+        yield f"the exp values of {what}", OPERAND, signed_bits(0, 1 << self.exp_frac)
+        yield f"the exp sum of {what}", ACCUMULATOR, signed_bits(0, n << self.exp_frac)
+        yield f"the reciprocal of the exp sum of {what}", OPERAND, signed_bits(0, 1 << self.recip_bits)
+        yield f"the scaled exp values of {what}", ACCUMULATOR, signed_bits(0, 1 << (self.exp_frac + self.recip_bits))
 
     def to_json(self) -> dict:
         """Plain dict for program.json."""
@@ -102,6 +112,15 @@ class Softmax(Kernel):
     def macs(self, buffers: Mapping[str, Buffer]) -> int:
         """One multiply e*r per element (the special-function unit does the table and divider)."""
         return int(np.prod(buffers[self.input].shape))
+
+    def width_needs(self, buffers: Mapping[str, Buffer]) -> Needs:
+        """The softmax's stages over the input's last axis."""
+        x = buffers[self.input]
+        return self.spec.width_needs(f"'{self.input}'", x.qformat, x.shape[-1])
+
+    def scratch_bytes(self, buffers: Mapping[str, Buffer]) -> int:
+        """The exp values of the whole input."""
+        return nbytes(int(np.prod(buffers[self.input].shape)), self.spec.exp_frac + 1)
 
     def cycles(self, buffers: Mapping[str, Buffer], hw: Any) -> int:
         """Row max, exp, reciprocal and scaling over the rows of the last axis."""

@@ -2,9 +2,10 @@
 
 import pytest
 
+from metahw.compiler.kernels.datapath import nbytes
 from metahw.errors import UserError
 from metahw.sim import HardwareConfig
-from metahw.sim.plan import build_plan, check_fits, nbytes
+from metahw.sim.plan import build_plan, check_fits
 from tests.compiler.program_fixtures import matchingnet_program, protonet_program
 
 
