@@ -2,9 +2,9 @@
 
 Images in [0, 1] are quantised to the program's pixel format, labels are class ids; the
 program's roles (`EpisodeRoles`) say which input buffer takes which. A ProtoNet program's
-scores are squared distances (its prediction is their ArgMin),
-so its float logits are minus the dequantised scores; every other head's scores are
-logits (or class probabilities, for Matching Networks) as they are.
+scores are squared distances (the op writing its prediction is an ArgMin), so its float
+logits are minus the dequantised scores; every other head's scores are logits (or class
+probabilities, for Matching Networks) as they are.
 """
 
 from __future__ import annotations
@@ -30,6 +30,9 @@ def program_inputs(program: Program, episode: Episode) -> dict[str, np.ndarray]:
 
 def program_logits(program: Program, scores: np.ndarray) -> np.ndarray:
     """Float logits from the integer scores output (negated distances for an ArgMin program)."""
-    scores_buffer = program.buffer_map[program.roles.require("scores", "turning scores into logits")]
+    user = "turning scores into logits"
+    scores_buffer = program.buffer_map[program.roles.require("scores", user)]
+    prediction = program.roles.require("prediction", user)
+    predictor = next(op for op in program.ops if prediction in op.writes())
     values = scores_buffer.qformat.dequantize(scores)
-    return -values if isinstance(program.ops[-1], ArgMin) else values
+    return -values if isinstance(predictor, ArgMin) else values
