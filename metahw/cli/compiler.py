@@ -201,12 +201,18 @@ def compare_command(
             "simulator of the design `metahw build` builds, with --lanes; it also reports cycles per episode)."
         ),
     ] = "golden",
-    lanes: Annotated[int | None, typer.Option(help="--engine simulator: MAC lanes P (default 8).")] = None,
+    lanes: Annotated[
+        int | None, typer.Option(help="--engine simulator: MAC lanes P (default: the --config file's, else 8).")
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(help="--engine simulator: hardware config JSON for the other parameters (memory sizes, ...)."),
+    ] = None,
     progress: bool = True,
 ) -> None:
     """Same episodes through PyTorch float, onnxruntime and the fixed-point program per bit width."""
     widths = parse_bit_widths(bits)
-    fixed_engine = _engine(engine, lanes)
+    fixed_engine = _engine(engine, lanes, config)
     base = _config(widths[0], head_bits, rounding, overflow, per_channel, None)
     source = EpisodeOptions(episodes_from, images, runs, image_shape, invert, mean, std, resample)
     count = 1000 if episodes is None and (not source.given or images is not None) else episodes
@@ -244,14 +250,15 @@ def compare_command(
     _print_comparison(result, learner.algorithm, describe(chosen), out, chosen.labelled)
 
 
-def _engine(name: str, lanes: int | None) -> Engine:
-    """The fixed-point engine named by --engine (and --lanes), checked before anything runs."""
+def _engine(name: str, lanes: int | None, config: Path | None) -> Engine:
+    """The fixed-point engine named by --engine (with --lanes and --config), checked before anything runs."""
     if name == "golden":
-        if lanes is not None:
-            raise UserError("--lanes sets the simulated design: give it with --engine simulator.")
+        if lanes is not None or config is not None:
+            raise UserError("--lanes and --config set the simulated design: give them with --engine simulator.")
         return GOLDEN
     if name == "simulator":
-        return simulator_engine(HardwareConfig(lanes=lanes or 8).lanes)
+        base = HardwareConfig.load(config) if config is not None else HardwareConfig(lanes=lanes or 8)
+        return simulator_engine(lanes or base.lanes, base)
     raise UserError(f"unknown --engine {name!r}: accepted are golden and simulator.")
 
 

@@ -212,6 +212,10 @@ def _cases() -> dict[str, Bad]:
             ["compare", "{ckpt}", "--engine", "simulator", "--lanes", "3", "-o", "{tmp}/c"],
             "power of two",
         ),
+        "compare: --config missing": (
+            ["compare", "{ckpt}", "--engine", "simulator", "--config", "{tmp}/none.json", "-o", "{tmp}/c"],
+            "cannot read hardware config",
+        ),
         "compare: --lanes without the simulator": (
             ["compare", "{ckpt}", "--lanes", "4", "-o", "{tmp}/c"],
             "--engine simulator",

@@ -9,7 +9,7 @@ from metahw.compiler.compare import compare_episodes, omniglot_comparison
 from metahw.compiler.compile import compile_calibrated
 from metahw.compiler.episode_io import program_inputs
 from metahw.compiler.quant_config import QuantConfig
-from metahw.hardware import derive_hardware
+from metahw.hardware import HardwareConfig, derive_hardware
 from metahw.sim.engine import simulator_engine
 from metahw.sim.simulator import Simulator
 from tests.compiler.conftest import export_learner
@@ -40,9 +40,14 @@ def test_simulator_rows_equal_golden_rows(algorithm, steps, omniglot):
         assert whole == {"equal": True, "cycles": run.total_cycles}
 
 
-def test_compare_cli_with_the_simulator(cli, tiny_checkpoint, tmp_path):
+@pytest.mark.parametrize("design", ["lanes", "config"])
+def test_compare_cli_with_the_simulator(design, cli, tiny_checkpoint, tmp_path):
     out = tmp_path / "cmp"
-    args = ["--bits", "8", "--episodes", 2, "--queries", 2, "--engine", "simulator", "--lanes", 4, "--out", out]
+    if design == "lanes":
+        chosen = ["--lanes", 4]
+    else:
+        chosen = ["--config", HardwareConfig(lanes=4, support_bytes=1 << 20).save(tmp_path / "hw.json")]
+    args = ["--bits", "8", "--episodes", 2, "--queries", 2, "--engine", "simulator", *chosen, "--out", out]
     result = cli("compare", tiny_checkpoint, *args, "--no-progress")
     assert result.code == 0, result.stderr
     row = json.loads((out / "compare.json").read_text())["fixed"]["8"]
