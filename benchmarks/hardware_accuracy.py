@@ -38,6 +38,8 @@ from metahw.models.learners import MetaLearner
 from metahw.sim.engine import simulator_engine
 
 SETTINGS = [(5, 1), (5, 5), (20, 1), (20, 5)]
+#: the order of the table and the plot: metric learners, head learners, then the MAML family
+ORDER = ["protonet", "protonet32", "matchingnet", "protomaml", "anil", "maml", "fomaml", "reptile", "metasgd"]
 ROOT = Path(__file__).resolve().parents[1]
 ZOO = ROOT / "models" / "zoo"
 
@@ -79,10 +81,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--settings", nargs="*", default=[f"{w}w{s}s" for w, s in SETTINGS])
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "hardware_accuracy.json")
-    parser.add_argument("--table", action="store_true", help="only print the markdown table of --out")
+    parser.add_argument("--table", action="store_true", help="only print the markdown table of --out (and plot it)")
     args = parser.parse_args()
     if args.table:
-        print(markdown_table(json.loads(args.out.read_text())))
+        rows = json.loads(args.out.read_text())
+        plot_hardware_accuracy(rows, args.out.with_suffix(".png"))
+        print(markdown_table(rows))
         return
 
     names = args.only or sorted(p.stem for p in ZOO.glob("*.pt"))
@@ -132,8 +136,9 @@ def main() -> None:
                     "seconds": time.perf_counter() - start,
                 }
             )
+            rows = in_order(rows)
             write_text_atomic(args.out, json.dumps(rows, indent=2) + "\n")
-            print_row(rows[-1])
+            print_row(next(r for r in rows if (r["model"], r["setting"]) == (name, setting)))
     png = args.out.with_suffix(".png")
     plot_hardware_accuracy(rows, png)
     print(markdown_table(rows))
@@ -147,6 +152,7 @@ def plot_hardware_accuracy(rows: list[dict], png: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    rows = in_order(rows)
     settings = [f"{w}w{s}s" for w, s in SETTINGS if any(r["setting"] == f"{w}w{s}s" for r in rows)]
     models = list(dict.fromkeys(r["model"] for r in rows))
     fig, axes = plt.subplots(len(settings), 1, figsize=(10, 2.6 * len(settings)), squeeze=False)
@@ -176,8 +182,20 @@ def plot_hardware_accuracy(rows: list[dict], png: Path) -> None:
     tmp.replace(png)
 
 
+def in_order(rows: list[dict]) -> list[dict]:
+    """Rows by model (`ORDER`, then any other by name) and setting (`SETTINGS`)."""
+    settings = [f"{w}w{s}s" for w, s in SETTINGS]
+
+    def key(row: dict) -> tuple:
+        model = row["model"]
+        return (ORDER.index(model) if model in ORDER else len(ORDER), model, settings.index(row["setting"]))
+
+    return sorted(rows, key=key)
+
+
 def markdown_table(rows: list[dict]) -> str:
     """The table of docs/models.md: a row per (model, setting), accuracies with their 95 % CIs."""
+    rows = in_order(rows)
 
     def cell(entry: dict) -> str:
         return f"{entry['accuracy']:.2f} +- {entry['ci95']:.2f}"
