@@ -31,7 +31,7 @@ from metahw.models.train import TrainConfig, train
 #: Training recipe per zoo name: episode shape and number of training episodes (tasks); the
 #: algorithm is the name unless given, the width 64 unless given.
 RECIPES: dict[str, dict] = {
-    "protonet": {"ways": 20, "shots": 1, "queries": 5, "episodes": 4000},
+    "protonet": {"ways": 20, "shots": 1, "queries": 5, "episodes": 15000},
     # the small-FPGA ProtoNet: Conv-4-32 fits an ECP5-25k at 8 bits (docs/hardware_reports.md)
     "protonet32": {"algorithm": "protonet", "width": 32, "ways": 20, "shots": 1, "queries": 5, "episodes": 6000},
     "matchingnet": {"ways": 5, "shots": 1, "queries": 5, "episodes": 4000},
