@@ -45,16 +45,16 @@ ZOO = ROOT / "models" / "zoo"
 
 
 def measure_cell(
-    learner: MetaLearner, ways: int, shots: int, bits: int, args: argparse.Namespace, omniglot
+    learner: MetaLearner, ways: int, shots: int, bits: list[int], args: argparse.Namespace, omniglot
 ) -> tuple[dict, dict]:
-    """One (checkpoint, setting, bit width) cell: the comparison dict and its predictions by row."""
+    """One (checkpoint, setting) cell at the bit widths: the comparison dict and its predictions by row."""
     spec = episode_head(learner, ways, shots, None)
     model = export_episode(learner, spec)
     chosen, calibration = omniglot_comparison(
         spec, omniglot.split("test"), omniglot.split("val"), args.episodes, args.queries, args.seed
     )
     engine = simulator_engine(args.lanes, HardwareConfig(lanes=args.lanes, support_bytes=args.smem_kib * 1024))
-    result = compare_episodes(learner, spec, model, [bits], chosen, calibration, True, engine=engine, onnxruntime=False)
+    result = compare_episodes(learner, spec, model, bits, chosen, calibration, True, engine=engine, onnxruntime=False)
     return result, result.pop("predictions")
 
 
@@ -103,10 +103,13 @@ def main() -> None:
             if (name, setting) in done:
                 continue
             start = time.perf_counter()
-            result, predicted = measure_cell(learner, ways, shots, 8, args, omniglot)
-            low_result, low_predicted = measure_cell(low, ways, shots, 4, args, omniglot)
-            eight, four = result["fixed"]["8"], low_result["fixed"]["4"]
             qat = low is not learner
+            # post-training 4 bits run on the same float episodes: one comparison holds both widths
+            result, predicted = measure_cell(learner, ways, shots, [8] if qat else [8, 4], args, omniglot)
+            low_result, low_predicted = (
+                measure_cell(low, ways, shots, [4], args, omniglot) if qat else (result, predicted)
+            )
+            eight, four = result["fixed"]["8"], low_result["fixed"]["4"]
             rows.append(
                 {
                     "model": name,
@@ -127,9 +130,7 @@ def main() -> None:
                     "4-bit": {
                         **summary(four["accuracy"]),
                         "quantisation": "QAT" if qat else "post-training",
-                        "float_of_qat_checkpoint": summary(low_result["float"]["torch"])
-                        if low is not learner
-                        else None,
+                        "float_of_qat_checkpoint": summary(low_result["float"]["torch"]) if qat else None,
                         "agreement_with_float": 100 * float(np.mean(low_predicted["4-bit"] == predicted["torch"])),
                         "whole_episode_equal": four["whole_episode"]["equal"],
                     },

@@ -1,6 +1,6 @@
 """The cycle simulator as an engine of `compiler.compare`: float vs fixed point measured on the hardware model.
 
-`metahw compare --engine simulator` and `benchmarks/accuracy.py --hardware` run their
+`metahw compare --engine simulator` and `benchmarks/hardware_accuracy.py` run their
 fixed-point rows here. Like the golden engine, the embedding runs once per image of the
 episode pool and the head once per episode (`compiler.stages`); every part runs on the
 accelerator that `metahw build` builds for the whole program (`derive_hardware`), and the

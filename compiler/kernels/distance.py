@@ -60,11 +60,16 @@ def norm_needs(name: str, x: QFormat, dim: int) -> Needs:
     yield f"'{name}' times its rsqrt factor", ACCUMULATOR, signed_bits(x.min_int * RSQRT_MAX, x.max_int * RSQRT_MAX)
 
 
-def l2_bits(q: QFormat, r: QFormat, dim: int) -> int:
-    """Bits of the exact squared-L2 sum of `dim` terms after aligning q and r to the common frac."""
+def aligned_difference(q: QFormat, r: QFormat) -> tuple[int, int]:
+    """Integer range of q - r once both are aligned to the common (larger) frac."""
     f = max(q.frac, r.frac)
     qs, rs = f - q.frac, f - r.frac
-    lo, hi = (q.min_int << qs) - (r.max_int << rs), (q.max_int << qs) - (r.min_int << rs)
+    return (q.min_int << qs) - (r.max_int << rs), (q.max_int << qs) - (r.min_int << rs)
+
+
+def l2_bits(q: QFormat, r: QFormat, dim: int) -> int:
+    """Bits of the exact squared-L2 sum of `dim` terms after aligning q and r to the common frac."""
+    lo, hi = aligned_difference(q, r)
     return bits_for_range(0, dim * max(lo * lo, hi * hi))[0]
 
 
@@ -121,10 +126,8 @@ class Distance(Kernel):
         Then the exact distance."""
         q, r = buffers[self.queries].qformat, buffers[self.refs].qformat
         if self.metric == "l2":
-            f = max(q.frac, r.frac)
-            qs, rs = f - q.frac, f - r.frac
-            lo, hi = (q.min_int << qs) - (r.max_int << rs), (q.max_int << qs) - (r.min_int << rs)
-            yield f"the difference of '{self.queries}' and '{self.refs}'", OPERAND, signed_bits(lo, hi)
+            difference = aligned_difference(q, r)
+            yield f"the difference of '{self.queries}' and '{self.refs}'", OPERAND, signed_bits(*difference)
         elif self.metric == "dot":
             yield f"'{self.queries}' ({q})", OPERAND, format_bits(q)
             yield f"'{self.refs}' ({r})", OPERAND, format_bits(r)
