@@ -46,7 +46,8 @@ class LinearStore(wiring.Component):
     Read: `rd_start` (an element index) in cycle c gives, in cycle c + 1, element
     `rd_start + l` in lane l of `rd_lanes` and element `rd_start` in `rd_elem`; `rd_hold`
     keeps the previous cycle's data instead. Write: element `wr_start + l` takes lane l of
-    `wr_data` for each lane l set in `wr_mask` (0: no write; 1: a single element). `windows`
+    `wr_data` for each lane l set in `wr_mask` (0: no write; 1: a single element), through a
+    write register: a read addressed two cycles after the write sees it. `windows`
     False promises that every window of more than one element starts on a word.
     `window_writes` False promises that every write is a single element (`wr_mask` 0 or 1):
     the write is then only a lane enable, and an even/odd memory needs no write rotator (on
@@ -91,9 +92,10 @@ class LinearStore(wiring.Component):
         self.window_writes = True
 
     def elaborate(self, platform: object) -> Module:
-        """One memory (aligned windows) or an even and an odd memory with rotators."""
+        """One memory (aligned windows) or an even and an odd memory with rotators, behind the write register."""
         self._elaborated = True
         m = Module()
+        self._write = _WriteRegister(m, self)
         #: the memories (one, or the even and the odd words), for test benches that peek
         self.memories: list[memory.Memory] = []
         if self.windows:
@@ -113,23 +115,23 @@ class LinearStore(wiring.Component):
         with m.If(~self.rd_hold):
             m.d.sync += lane.eq(self.rd_start[:lg] if lg else 0)
         m.d.comb += self.rd_elem.eq(rd.data.word_select(lane, bits) if p > 1 else rd.data)
-        m.d.comb += wr.addr.eq(self.wr_start >> lg)
+        m.d.comb += wr.addr.eq(self._write.start >> lg)
         element, onehot = self._element_write()
         if not self.window_writes:
             m.d.comb += [wr.data.eq(element), wr.en.eq(onehot)]
             return
-        single = self.wr_mask == 1
+        single = self._write.mask == 1
         m.d.comb += [
-            wr.data.eq(Mux(single, element, self.wr_data)),
-            wr.en.eq(Cat(*[Mux(single, onehot[k], self.wr_mask[k]) for k in range(p)])),
+            wr.data.eq(Mux(single, element, self._write.data)),
+            wr.en.eq(Cat(*[Mux(single, onehot[k], self._write.mask[k]) for k in range(p)])),
         ]
 
     def _element_write(self) -> tuple[object, object]:
         """(word data, lane enables) of a single-element write: the element in every lane, lane `wr_start` mod P."""
         p, lg = self.lanes, _lg(self.lanes)
-        shift = self.wr_start[:lg] if lg else Const(0, 1)
-        onehot = Cat(*[(shift == k) & self.wr_mask[0] for k in range(p)])
-        return self.wr_data[: self.bits].replicate(p), onehot
+        shift = self._write.start[:lg] if lg else Const(0, 1)
+        onehot = Cat(*[(shift == k) & self._write.mask[0] for k in range(p)])
+        return self._write.data[: self.bits].replicate(p), onehot
 
     def _banked(self, m: Module) -> None:
         p, bits, lg = self.lanes, self.bits, _lg(self.lanes)
@@ -156,7 +158,7 @@ class LinearStore(wiring.Component):
                 with m.Case(r):
                     m.d.comb += self.rd_lanes.eq(pair[r * bits : (r + p) * bits])
         m.d.comb += self.rd_elem.eq(self.rd_lanes[:bits])
-        wword, wshift = self.wr_start >> lg, self.wr_start[:lg]
+        wword, wshift = self._write.start >> lg, self._write.start[:lg]
         if not self.window_writes:  # one element: lane r of word w, in the bank of w's parity
             element, onehot = self._element_write()
             for parity, (_, wr) in enumerate(banks):
@@ -169,8 +171,8 @@ class LinearStore(wiring.Component):
         with m.Switch(wshift):
             for r in range(p):
                 with m.Case(r):
-                    m.d.comb += spread.eq(Cat(Const(0, r * bits), self.wr_data, Const(0, (p - r) * bits)))
-                    m.d.comb += enables.eq(Cat(Const(0, r), self.wr_mask, Const(0, p - r)))
+                    m.d.comb += spread.eq(Cat(Const(0, r * bits), self._write.data, Const(0, (p - r) * bits)))
+                    m.d.comb += enables.eq(Cat(Const(0, r), self._write.mask, Const(0, p - r)))
         for parity, (_, wr) in enumerate(banks):
             first = wword[0] == parity  # this bank holds word w (else word w + 1)
             m.d.comb += [
@@ -178,3 +180,21 @@ class LinearStore(wiring.Component):
                 wr.data.eq(Mux(first, spread[: p * bits], spread[p * bits :])),
                 wr.en.eq(Mux(first, enables[:p], enables[p:])),
             ]
+
+
+class _WriteRegister:
+    """The write port's inputs one cycle late: `start`, `mask` and `data` as registered copies.
+
+    Every head memory writes one cycle after its writer presents the element, so that the
+    writer's logic (the PPU's requantiser, the OR of all engines' write ports) ends in a
+    register instead of running on into the memories' write rotators and LUT-RAM write
+    ports: on the ECP5 that path was the design's critical path. It costs no cycle: an
+    engine's last write lands in the issue cycle of the next instruction, whose first read is
+    addressed a cycle later (docs/rtl.md, "Head memories").
+    """
+
+    def __init__(self, m: Module, store: LinearStore) -> None:
+        self.start = Signal.like(store.wr_start, name="wr_start_q")
+        self.mask = Signal.like(store.wr_mask, name="wr_mask_q")
+        self.data = Signal.like(store.wr_data, name="wr_data_q")
+        m.d.sync += [self.start.eq(store.wr_start), self.mask.eq(store.wr_mask), self.data.eq(store.wr_data)]

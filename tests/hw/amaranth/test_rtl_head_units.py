@@ -58,6 +58,8 @@ def test_head_memory_windows_and_elements(rows, cols, lanes, window_writes):
     """Random window and single-element writes and reads at any start equal a flat array's.
 
     `window_writes` False: only single elements are written (the memory has no write rotator).
+    A write passes the write register first: the read in the cycle after it still sees the old
+    contents, the one after that the new.
     """
     bits = 6
     dut = LinearStore(rows, cols, lanes, bits, init=list(range(rows * cols)), window_writes=window_writes)
@@ -66,6 +68,7 @@ def test_head_memory_windows_and_elements(rows, cols, lanes, window_writes):
     model = np.arange(rows * cols) % (1 << bits)
 
     async def bench(ctx):
+        landing = None  # the write of the previous cycle, in the write register
         for _ in range(60):
             if dut.windows or rng.random() < 0.3:
                 start = int(rng.integers(0, rows * cols))
@@ -82,11 +85,15 @@ def test_head_memory_windows_and_elements(rows, cols, lanes, window_writes):
             ctx.set(dut.wr_mask, 0)
             lanes_out = ctx.get(dut.rd_lanes)
             got = [(lanes_out >> (k * bits)) & ((1 << bits) - 1) for k in range(lanes)]
-            want = model[start : start + lanes].tolist()  # read in the cycle of the write: the old contents
+            want = model[start : start + lanes].tolist()  # neither this write nor the one landing now
             if dut.windows or start % lanes == 0:
                 assert got[: len(want)] == want
             assert ctx.get(dut.rd_elem) == want[0]
-            model[start : start + count] = data[:count]
+            if landing is not None:
+                model[landing[0] : landing[0] + landing[1]] = landing[2]
+            landing = (start, count, data[:count])
+        model[landing[0] : landing[0] + landing[1]] = landing[2]
+        await ctx.tick()  # the last write lands
         for start in range(rows * cols):
             ctx.set(dut.rd_start, start)
             await ctx.tick()
