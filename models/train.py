@@ -51,6 +51,7 @@ class TrainConfig:
     qat_episodes: int | None = None
     init: str | None = None
     augment: bool = True
+    backbone_from: str | None = None
 
     def validate(self) -> None:
         """Raise UserError on arguments no training run could use."""
@@ -81,15 +82,27 @@ class TrainConfig:
             raise UserError(
                 "`init` starts QAT from a trained checkpoint, so it needs `qat_bits`.", ("init", "qat_bits")
             )
+        if self.backbone_from is not None and self.init is not None:
+            raise UserError(
+                "`backbone_from` starts meta-training from a trained embedding and `init` starts QAT from a "
+                "trained learner: give one of them.",
+                ("backbone_from", "init"),
+            )
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise UserError(
                 f"`device` {self.device} was given but no CUDA device is available; use `device` cpu.", ("device",)
             )
+        if self.backbone_from is not None:  # a wrong checkpoint is found now, not after loading the data
+            pretrained_backbone(self.backbone_from, self.backbone())
         if self.init is None:
             try:  # unknown hyper-parameters are found now, not by the training loop
-                build_learner(self.algorithm, BackboneConfig(width=self.width, depth=self.depth), self.hparams)
+                build_learner(self.algorithm, self.backbone(), self.hparams)
             except ValueError as exc:
                 raise UserError(f"`hparams`: {exc}.", ("hparams",)) from None
+
+    def backbone(self) -> BackboneConfig:
+        """The Conv-4 shape that training builds."""
+        return BackboneConfig(width=self.width, depth=self.depth, batchnorm=self.batchnorm)
 
     @property
     def tasks_per_step(self) -> int:
@@ -142,6 +155,31 @@ def _meta_train(
     return time.perf_counter() - start, steps * cfg.tasks_per_step
 
 
+def pretrained_backbone(checkpoint: str, backbone: BackboneConfig) -> dict[str, torch.Tensor]:
+    """The embedding weights of `checkpoint` (a path or zoo:NAME), for a learner of shape `backbone`.
+
+    Meta-training from a trained embedding rather than from random weights is what
+    Meta-Baseline (Chen et al. 2021) and Meta-Dataset's Proto-MAML (Triantafillou et al. 2020)
+    do; here any learner can start from any float checkpoint of the same Conv-4 shape.
+    """
+    learner = load_checkpoint(checkpoint).learner
+    source = learner.backbone_config
+    if source.qat_bits:
+        raise UserError(
+            f"`backbone_from` {checkpoint} was fine-tuned for {source.qat_bits}-bit QAT (BatchNorm folded); give a "
+            "float checkpoint.",
+            ("backbone_from",),
+        )
+    if source != backbone:
+        raise UserError(
+            f"`backbone_from` {checkpoint} has a Conv-4 of width {source.width}, depth {source.depth}"
+            f"{'' if source.batchnorm else ' without BatchNorm'}; train with that shape (got width {backbone.width}, "
+            f"depth {backbone.depth}{'' if backbone.batchnorm else ' without BatchNorm'}).",
+            ("backbone_from",),
+        )
+    return learner.backbone.state_dict()
+
+
 def train(cfg: TrainConfig, data: OmniglotImages, progress: bool = True) -> Checkpoint:
     """Meta-train a learner on the meta-train alphabets (x4 rotations) and return its checkpoint.
 
@@ -159,8 +197,9 @@ def train(cfg: TrainConfig, data: OmniglotImages, progress: bool = True) -> Chec
     if cfg.init is not None:
         learner = load_checkpoint(cfg.init).learner.to(cfg.device)
     else:
-        backbone = BackboneConfig(width=cfg.width, depth=cfg.depth, batchnorm=cfg.batchnorm)
-        learner = build_learner(cfg.algorithm, backbone, cfg.hparams).to(cfg.device)
+        learner = build_learner(cfg.algorithm, cfg.backbone(), cfg.hparams).to(cfg.device)
+        if cfg.backbone_from is not None:
+            learner.backbone.load_state_dict(pretrained_backbone(cfg.backbone_from, cfg.backbone()))
         seconds, tasks = _meta_train(
             learner, sampler, cfg, cfg.episodes, cfg.lr, f"train {cfg.algorithm} {cfg.ways}w{cfg.shots}s", progress
         )

@@ -23,6 +23,7 @@ from metahw.cli.episodes import (
     finish,
 )
 from metahw.errors import UserError
+from metahw.models.backbone import BackboneConfig
 from metahw.models.checkpoint import load_checkpoint, save_checkpoint
 from metahw.models.data import load_omniglot
 from metahw.models.episode_sources import EpisodeShape, run_errors, write_predictions
@@ -63,8 +64,8 @@ def train_command(
     shots: int = 1,
     queries: Annotated[int, typer.Option(help="Query examples per class in training episodes.")] = 5,
     episodes: Annotated[int, typer.Option(help="Training episodes (tasks) in total.")] = 2000,
-    width: Annotated[int, typer.Option(help="Conv-4 channel width.")] = 32,
-    depth: Annotated[int, typer.Option(help="Number of conv blocks.")] = 4,
+    width: Annotated[int | None, typer.Option(help="Conv-4 channel width (default 32, or --backbone-from's).")] = None,
+    depth: Annotated[int | None, typer.Option(help="Number of conv blocks (default 4, or --backbone-from's).")] = None,
     no_bn: Annotated[bool, typer.Option("--no-bn", help="Conv-4 without BatchNorm (conv bias instead).")] = False,
     no_augment: Annotated[bool, typer.Option("--no-augment", help="No random affine warps in training.")] = False,
     meta_batch: Annotated[
@@ -86,12 +87,20 @@ def train_command(
     init: Annotated[
         str | None, typer.Option(help="Start QAT from this checkpoint (or zoo:NAME) instead of training float first.")
     ] = None,
+    backbone_from: Annotated[
+        str | None,
+        typer.Option(help="Meta-train starting from this checkpoint's (or zoo:NAME's) embedding weights."),
+    ] = None,
     data: DataOption = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Meta-train a few-shot learner on the meta-train alphabets and write a checkpoint."""
     if init is not None:
         algo = load_checkpoint(init).algorithm
+    shape = BackboneConfig(width=32)
+    if backbone_from is not None:
+        shape = load_checkpoint(backbone_from).learner.backbone_config
+    no_bn = no_bn or not shape.batchnorm
     if algo not in ALGORITHMS:
         raise UserError(f"unknown or missing --algo {algo!r}: accepted are {', '.join(sorted(ALGORITHMS))}.")
     writable_file(out, "checkpoint")  # found now, not after training, when saving would fail
@@ -103,8 +112,8 @@ def train_command(
         episodes,
         meta_batch,
         lr,
-        width,
-        depth,
+        shape.width if width is None else width,
+        shape.depth if depth is None else depth,
         not no_bn,
         seed,
         device,
@@ -113,6 +122,7 @@ def train_command(
         qat_episodes=qat_episodes,
         init=init,
         augment=not no_augment,
+        backbone_from=backbone_from,
     )
     cfg.validate()
     with exclusive(out, "checkpoint"):

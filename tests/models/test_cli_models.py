@@ -94,6 +94,33 @@ def test_gradient_learner_trains_and_evaluates_in_process(tmp_path: Path, cli):
     assert text.stdout.rstrip().endswith("over 2 episodes")
 
 
+def test_training_from_a_pretrained_backbone(tiny_checkpoint: Path, tmp_path: Path, cli):
+    """--backbone-from: the new learner starts from the checkpoint's embedding, of the checkpoint's shape."""
+    out = tmp_path / "anil.pt"
+    # Adam moves each weight by about lr per step: at 1e-12 the start is what the run ends with
+    args = ("--algo", "anil", "--backbone-from", tiny_checkpoint, "--out", out, "--lr", "1e-12", "--meta-batch", "1")
+    trained = cli("train", *args, "--episodes", "2", "--ways", "3", "--no-progress")
+    assert trained.code == 0, trained.stderr
+    ckpt, source = load_checkpoint(out), load_checkpoint(tiny_checkpoint)
+    assert ckpt.algorithm == "anil" and ckpt.learner.backbone_config == source.learner.backbone_config
+    assert ckpt.train_args["backbone_from"] == str(tiny_checkpoint) and ckpt.train_args["width"] == 4
+    weights = {k: v for k, v in ckpt.learner.backbone.state_dict().items() if k.endswith("weight")}
+    assert len(weights) == 8  # conv and BatchNorm scale of four blocks
+    for name, value in weights.items():
+        torch.testing.assert_close(value, source.learner.backbone.state_dict()[name], rtol=0, atol=1e-9)
+    fresh = cli("train", "--algo", "anil", "--out", tmp_path / "fresh.pt", "--width", "4", *TINY_TRAIN[2:])
+    assert fresh.code == 0, fresh.stderr
+    conv = "blocks.0.0.weight"
+    assert not torch.allclose(load_checkpoint(tmp_path / "fresh.pt").learner.backbone.state_dict()[conv], weights[conv])
+
+
+def test_training_from_a_backbone_of_another_shape_is_refused(tiny_checkpoint: Path, tmp_path: Path, cli):
+    args = ("train", "--algo", "protomaml", "--backbone-from", tiny_checkpoint, "--out", tmp_path / "m.pt")
+    _assert_user_error(cli(*args, "--width", "8", *TINY_TRAIN[2:]), "--backbone-from", "width 4", "got width 8")
+    _assert_user_error(cli(*args, "--qat-bits", "4", "--init", tiny_checkpoint), "--backbone-from", "--init")
+    assert os.listdir(tmp_path) == []
+
+
 def test_eval_shared_checkpoint_other_shapes(tiny_checkpoint: Path, cli):
     result = cli(
         "eval",
