@@ -49,19 +49,47 @@ def _blocks(n: int, p: int) -> int:
     return -(-n // p)
 
 
-def _loops(m: Module, top: Accelerator, engine: int, limits: list[tuple[int, int, int]], name: str) -> tuple:
-    """Three nested counters (outer, block, inner), reset at issue, advanced per beat up to each op's limits."""
-    outer, block, inner = (Signal(16, name=f"{name}_{n}") for n in ("outer", "block", "inner"))
-    with m.If(top.issued(engine)):
-        m.d.sync += [outer.eq(0), block.eq(0), inner.eq(0)]
-    for op, (_, blocks, count) in enumerate(limits):
-        with m.Elif(top.beat & top.mine(engine, op)):
-            m.d.sync += inner.eq(inner + 1)
-            with m.If(inner == count - 1):
-                m.d.sync += [inner.eq(0), block.eq(block + 1)]
-                with m.If(block == blocks - 1):
-                    m.d.sync += [block.eq(0), outer.eq(outer + 1)]
-    return outer, block, inner
+class _Loops:
+    """Nested counters (outer, block, inner) of an engine: reset at issue, advanced per beat to each op's limits."""
+
+    def __init__(self, m: Module, top: Accelerator, engine: int, limits: list[tuple[int, int, int]], name: str) -> None:
+        self.m, self.top, self.engine, self.limits, self.name = m, top, engine, limits, name
+        self.outer, self.block, self.inner = (Signal(16, name=f"{name}_{n}") for n in ("outer", "block", "inner"))
+        self._sums: dict[tuple[int, int, int, int], Signal] = {}
+        with m.If(top.issued(engine)):
+            m.d.sync += [self.outer.eq(0), self.block.eq(0), self.inner.eq(0)]
+        for op, (_, blocks, count) in enumerate(limits):
+            with m.Elif(top.beat & top.mine(engine, op)):
+                m.d.sync += self.inner.eq(self.inner + 1)
+                with m.If(self.inner == count - 1):
+                    m.d.sync += [self.inner.eq(0), self.block.eq(self.block + 1)]
+                    with m.If(self.block == blocks - 1):
+                        m.d.sync += [self.block.eq(0), self.outer.eq(self.outer + 1)]
+
+    def linear(self, op: int, outer: int, block: int, inner: int, tag: str) -> Signal:
+        """`outer * o + block * b + inner * i` over op `op`'s beats, as a running sum.
+
+        An address such as `row * cols + block * P` is then a register: no constant multiplier
+        (a MULT18X18D or an adder chain) between the loop counters and a head memory's address.
+        Equal to the product form in every beat of the op; reset at issue.
+        """
+        key = (op, outer, block, inner)
+        if key in self._sums:
+            return self._sums[key]
+        outers, blocks, count = self.limits[op]
+        m = self.m
+        total = Signal(range(outer * outers + block * blocks + inner * count + 1), name=f"{self.name}{op}_{tag}")
+        with m.If(self.top.issued(self.engine)):
+            m.d.sync += total.eq(0)
+        with m.Elif(self.top.beat & self.top.mine(self.engine, op)):
+            with m.If(self.inner != count - 1):
+                m.d.sync += total.eq(total + inner)
+            with m.Elif(self.block != blocks - 1):
+                m.d.sync += total.eq(total + (block - inner * (count - 1)))
+            with m.Else():
+                m.d.sync += total.eq(total + (outer - block * (blocks - 1) - inner * (count - 1)))
+        self._sums[key] = total
+        return total
 
 
 def _scan(top: Accelerator, m: Module) -> None:
@@ -108,7 +136,8 @@ def _wide(top: Accelerator, m: Module) -> None:
             limits.append((d.ways, _blocks(d.dim, p), d.shots))
         else:
             limits.append((1, _blocks(d.ways, p), d.rows))
-    n, blk, k = _loops(m, top, WIDE, limits, "wide")
+    loops = _Loops(m, top, WIDE, limits, "wide")
+    blk, k = loops.block, loops.inner
     xs = [Signal(signed(rp.hw.operand_bits), name=f"wide_x{lane}", reset_less=True) for lane in range(p)]
     words: list[list] = [[] for _ in range(p)]
     lasts = []
@@ -116,12 +145,18 @@ def _wide(top: Accelerator, m: Module) -> None:
         mine = top.mine(WIDE, op)
         lasts.append(mine & (k == limits[op][2] - 1))
         if isinstance(d, PrototypeSums):
-            entries = [row for per_class in top.tables[d.table] for row in per_class]
-            row = pick(m, entries, n * d.shots + k, f"wide{op}_row")  # the SCAN's support row of (class, shot)
-            source, start, out, cols = d.features, row * d.dim + blk * p, d.out, d.dim
+            # the SCAN's support row of each (class, shot) times the row length: registers, constant
+            # from well before WIDE runs (the SCAN's drain and the issue lie between)
+            offsets = []
+            for index, row in enumerate(r for per_class in top.tables[d.table] for r in per_class):
+                offset = Signal(range(((1 << len(row)) - 1) * d.dim + 1), name=f"wide{op}_offset{index}")
+                m.d.sync += offset.eq(row * d.dim)
+                offsets.append(offset)
+            entry = pick(m, offsets, loops.linear(op, d.shots, 0, 1, "entry"), f"wide{op}_row")
+            source, start, out, cols = d.features, entry + loops.linear(op, 0, p, 0, "col"), d.out, d.dim
             top.ppu_controls(mine, scale=d.scale, select=d.requant)
         else:
-            source, start, out, cols = d.grads, k * d.ways + blk * p, d.bias, d.ways
+            source, start, out, cols = d.grads, loops.linear(op, 0, p, d.ways, "grad"), d.bias, d.ways
             top.ppu_controls(mine, scale=d.scale, select=d.requant, update=d.update)
             top.read(d.bias, at(m, blk, ADDEND_READ, f"wide{op}_blk") * p, mine)
             for lane in range(p):
@@ -130,7 +165,7 @@ def _wide(top: Accelerator, m: Module) -> None:
         for lane in range(p):
             words[lane].append(Mux(mine, top.lane(source, lane), 0))
         here = top.ppu_valid & mine
-        start6 = at(m, n * cols + blk * p, MAC_WRITE, f"wide{op}_out")
+        start6 = at(m, loops.linear(op, cols, p, 0, "out"), MAC_WRITE, f"wide{op}_out")
         top.write(out, start6, block_mask(at(m, blk, MAC_WRITE, f"wide{op}_blk6"), cols, p), top.ppu_result, here)
     m.d.sync += [xs[lane].eq(or_all(words[lane])) for lane in range(p)]
     v2 = at(m, top.beat_of(WIDE), OPERANDS, "wide_v")
@@ -152,7 +187,8 @@ def _reduce(top: Accelerator, m: Module) -> None:
         return
     td = top.mac.tree_depth
     limits = [(d.rows_a, d.rows_b, _blocks(d.dim, p)) for d in ops]
-    i, j, blk = _loops(m, top, REDUCE, limits, "red")
+    loops = _Loops(m, top, REDUCE, limits, "red")
+    i, j, blk = loops.outer, loops.block, loops.inner
     lin = Signal(24, name="red_lin")
     with m.If(top.issued(REDUCE)):
         m.d.sync += lin.eq(0)
@@ -167,9 +203,9 @@ def _reduce(top: Accelerator, m: Module) -> None:
     for op, d in enumerate(ops):
         mine = top.mine(REDUCE, op)
         lasts.append(mine & (blk1 == limits[op][2] - 1))
-        top.read(d.a, i * d.dim + blk * p, mine)
+        top.read(d.a, loops.linear(op, d.dim, 0, p, "a"), mine)
         if d.b is not None:
-            top.read(d.b, j * d.dim + blk * p, mine)
+            top.read(d.b, loops.linear(op, 0, d.dim, p, "b"), mine)
         for lane in range(p):
             inside = blk1 * p + lane < d.dim
             xs_in[lane].append(Mux(mine & inside, top.lane(d.a, lane) << d.a_shift, 0))
@@ -211,7 +247,8 @@ def _rowred(top: Accelerator, m: Module) -> None:
     if not ops:
         return
     limits = [(1, d.rows, _blocks(d.cols, p)) for d in ops]
-    _, q, blk = _loops(m, top, ROWRED, limits, "rr")
+    loops = _Loops(m, top, ROWRED, limits, "rr")
+    q, blk = loops.block, loops.inner
     v1, blk1, q1 = at(m, top.beat_of(ROWRED), DATA, "rr_v"), at(m, blk, DATA, "rr_b"), at(m, q, DATA, "rr_q")
     for greater in (False, True):
         mine_ops = [(op, d) for op, d in enumerate(ops) if d.greater == greater]
@@ -226,7 +263,7 @@ def _rowred(top: Accelerator, m: Module) -> None:
         masks: list[list] = [[] for _ in range(p)]
         for op, d in mine_ops:
             mine = top.mine(ROWRED, op)
-            top.read(d.source, q * d.cols + blk * p, mine)
+            top.read(d.source, loops.linear(op, 0, d.cols, p, "start"), mine)
             for lane in range(p):
                 values[lane].append(Mux(mine, top.lane(d.source, lane), 0))
                 masks[lane].append(mine & (blk1 * p + lane < d.cols))
@@ -270,7 +307,8 @@ def _outer(top: Accelerator, m: Module) -> None:
             limits.append((d.ways, _blocks(d.dim, p), d.rows))
         else:
             limits.append((d.queries, _blocks(d.ways, p), d.supports))
-    o, blk, k = _loops(m, top, OUTER, limits, "outer")
+    loops = _Loops(m, top, OUTER, limits, "outer")
+    blk, k = loops.block, loops.inner
     blk1 = at(m, blk, DATA, "outer_blk")
     ob = rp.hw.operand_bits
     group = Signal(signed(ob), name="outer_group", reset_less=True)
@@ -280,18 +318,18 @@ def _outer(top: Accelerator, m: Module) -> None:
         mine = top.mine(OUTER, op)
         lasts.append(mine & (k == limits[op][2] - 1))
         if isinstance(d, WeightUpdate):
-            top.read(d.grads, k * d.ways + o, mine)
-            top.read(d.features, k * d.dim + blk * p, mine)
+            top.read(d.grads, loops.linear(op, 1, 0, d.ways, "grad"), mine)
+            top.read(d.features, loops.linear(op, 0, p, d.dim, "feature"), mine)
             group_in.append(Mux(mine, top.element(d.grads), 0))
             for lane in range(p):
                 lanes_in[lane].append(Mux(mine, top.lane(d.features, lane), 0))
             top.ppu_controls(mine, scale=d.scale, select=d.requant, update=d.update)
-            top.read(d.weight, at(m, o * d.dim + blk * p, ADDEND_READ, f"outer{op}_w"), mine)
+            top.read(d.weight, at(m, loops.linear(op, d.dim, p, 0, "out"), ADDEND_READ, f"outer{op}_w"), mine)
             for lane in range(p):
                 top.drive(top.ppu_addend[lane], Mux(mine, top.lane(d.weight, lane), 0))
             out, cols = d.weight, d.dim
         else:
-            top.read(d.attention, o * d.supports + k, mine)
+            top.read(d.attention, loops.linear(op, d.supports, 0, 1, "attention"), mine)
             group_in.append(Mux(mine, top.element(d.attention), 0))
             label = delay(m, top.label_at(m, d.labels, k, f"outer{op}"), 1, f"outer{op}_label")
             for lane in range(p):
@@ -299,7 +337,7 @@ def _outer(top: Accelerator, m: Module) -> None:
             top.ppu_controls(mine, select=d.requant)
             top.drive(top.scan_error, Mux(mine & top.labels_bad(d.labels, d.ways), ERROR_LABEL_RANGE, 0))
             out, cols = d.out, d.ways
-        start6 = at(m, o * cols + blk * p, MAC_WRITE, f"outer{op}_out")
+        start6 = at(m, loops.linear(op, cols, p, 0, "out"), MAC_WRITE, f"outer{op}_out")
         mask = block_mask(at(m, blk, MAC_WRITE, f"outer{op}_blk6"), cols, p)
         top.write(out, start6, mask, top.ppu_result, top.ppu_valid & mine)
     m.d.sync += group.eq(or_all(group_in))

@@ -81,6 +81,8 @@ class Accelerator(wiring.Component):
     def elaborate(self, platform: object) -> Module:
         """Instantiate memories, datapath and engines and wire them to the controller."""
         m = Module()
+        self._m = m
+        self._flags: dict[tuple[int, int | None], Signal] = {}
         self._drivers: dict[int, tuple[Signal, list]] = {}
         self._datapath(m)
         self._memories(m)
@@ -105,13 +107,32 @@ class Accelerator(wiring.Component):
             m.d.comb += port.eq(or_all(values))
 
     # ------------------------------------------------------------------ engine helpers
-    def active(self, engine: int) -> object:
+    def active(self, engine: int) -> Signal:
         """The current instruction belongs to `engine` (from its issue to its last drain cycle)."""
-        return self.cur["engine"] == engine
+        return self._current_flag(engine, None)
 
-    def mine(self, engine: int, op: int) -> object:
+    def mine(self, engine: int, op: int) -> Signal:
         """The current instruction runs op descriptor `op` of `engine`."""
-        return self.active(engine) & (self.cur["op"] == op)
+        return self._current_flag(engine, op)
+
+    def _current_flag(self, engine: int, op: int | None) -> Signal:
+        """A register that holds `cur.engine == engine (and cur.op == op)`, loaded at issue with `cur`.
+
+        The engines gate every shared input with these flags; as registers they start the
+        paths that fan out to the MAC array, the PPU and the memories, instead of the
+        comparators of `cur` (at P = 16 the engine select into the PPU was the critical path).
+        """
+        key = (engine, op)
+        if key not in self._flags:
+            name = f"cur_is_{ENGINE_NAMES[engine]}" + ("" if op is None else f"_{op}")
+            flag = Signal(name=name, init=engine == 0 and op in (None, 0))  # `cur` resets to engine 0, op 0
+            fetched = self.fetched["engine"] == engine
+            if op is not None:
+                fetched &= self.fetched["op"] == op
+            with self._m.If(self.issuing):
+                self._m.d.sync += flag.eq(fetched)
+            self._flags[key] = flag
+        return self._flags[key]
 
     def issued(self, engine: int) -> object:
         """This cycle issues an instruction of `engine`."""
