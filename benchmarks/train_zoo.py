@@ -4,6 +4,9 @@
     .venv/bin/python benchmarks/train_zoo.py --only protonet32 --out-dir benchmarks/results/zoo-w32
     .venv/bin/python benchmarks/train_zoo.py --qat-bits 4 --out-dir benchmarks/results/zoo-qat4
 
+A recipe with `backbone_from` starts from that recipe's trained embedding (`metahw train
+--backbone-from`), so it is trained after it.
+
 With `--qat-bits B`, each recipe is not trained afresh: the shipped checkpoint of that name
 (models/zoo/NAME.pt) has its BatchNorm folded and is fine-tuned with fake quantisation at B
 bits for `--qat-episodes` episodes of its recipe's shape (`metahw train --init zoo:NAME
@@ -35,8 +38,11 @@ RECIPES: dict[str, dict] = {
     # the small-FPGA ProtoNet: Conv-4-32 fits an ECP5-25k at 8 bits (docs/hardware_reports.md)
     "protonet32": {"algorithm": "protonet", "width": 32, "ways": 20, "shots": 1, "queries": 5, "episodes": 6000},
     "matchingnet": {"ways": 5, "shots": 1, "queries": 5, "episodes": 4000},
-    "protomaml": {"ways": 5, "shots": 1, "queries": 5, "episodes": 4000},
-    "anil": {"ways": 5, "shots": 1, "queries": 5, "episodes": 5000},
+    # ANIL and Proto-MAML meta-train from ProtoNet's embedding (`backbone_from`: a recipe of this
+    # table, taken from --out-dir when this run trained it, else the shipped one); from random
+    # weights they stay 4 to 9 points under it (the ablation in docs/models.md)
+    "protomaml": {"ways": 5, "shots": 1, "queries": 5, "episodes": 2000, "lr": 2e-4, "backbone_from": "protonet"},
+    "anil": {"ways": 5, "shots": 1, "queries": 5, "episodes": 2000, "lr": 2e-4, "backbone_from": "protonet"},
     "maml": {"ways": 5, "shots": 1, "queries": 5, "episodes": 2000},
     "fomaml": {"ways": 5, "shots": 1, "queries": 5, "episodes": 3000},
     "metasgd": {"ways": 5, "shots": 1, "queries": 5, "episodes": 3000},
@@ -67,9 +73,13 @@ def main() -> None:
         recipe = {"algorithm": name, "width": 64} | RECIPES[name]
         if args.width:
             recipe["width"] = args.width
-        if args.qat_bits:
+        if args.qat_bits:  # fine-tunes the shipped learner, whatever its float training started from
+            recipe.pop("backbone_from", None)
             zoo_checkpoint = Path(__file__).resolve().parents[1] / "models" / "zoo" / f"{name}.pt"
             recipe |= {"qat_bits": args.qat_bits, "qat_episodes": args.qat_episodes, "init": str(zoo_checkpoint)}
+        elif "backbone_from" in recipe:
+            trained = args.out_dir / f"{recipe['backbone_from']}.pt"
+            recipe["backbone_from"] = str(trained) if trained.is_file() else f"zoo:{recipe['backbone_from']}"
         cfg = TrainConfig(device=args.device, **recipe)
         start = time.perf_counter()
         ckpt = train(cfg, data)
