@@ -16,9 +16,10 @@ from typing import Any
 #: controller decodes an instruction and loads its address generators
 T_ISSUE = 1
 #: OUTER/WIDE pipeline after the issue: operand registers, pre-adder, multiply, accumulate,
-#: PPU scale and round, saturate + write (REDUCE adds lg L adder-tree stages)
-D_MAC = 6
-#: vector pass after the read: operate, scale, round, saturate + write (ROWRED adds lg P)
+#: PPU scale, requantise, write (REDUCE adds lg L adder-tree stages)
+D_MAC = 7
+#: vector pass after the read: operate, PPU scale, requantise, write (ROWRED: compare, lg P
+#: tree stages, write)
 D_VEC = 4
 #: SFU exp pipeline: subtract max, index shift, table read, accumulate + write
 D_EXP = 4

@@ -8,9 +8,11 @@ a cycle in Verilator. docs/microarchitecture.md §4 and §6.
 MAC engines (conv, OUTER, WIDE, REDUCE): memories addressed at t answer at `DATA`; the
 operand registers present the operands at `OPERANDS`; the MAC array's pre-adder, multiplier
 and accumulator (`mac.py`) bring the lane accumulators to the PPU at `ACCUMULATORS`; the PPU's
-result is written at `MAC_WRITE` = D_MAC. REDUCE adds the adder tree's lg L stages after the
-multiplier. Vector passes (VECTOR, MAP, FLATTEN): read at t, lane values formed at `DATA`,
-registered into the PPU at `VEC_PPU`, written at `VEC_WRITE`, within the D_VEC drain. EXP:
+two registers (`ppu.py`) give the requantised result, written at `MAC_WRITE` = D_MAC. REDUCE
+adds the adder tree's lg L stages after the multiplier. Vector passes (VECTOR, MAP, FLATTEN):
+read at t, lane values formed at `DATA`, registered into the PPU at `VEC_PPU`, written at
+`VEC_WRITE` <= D_VEC (a write in an instruction's last cycle lands before the next
+instruction's first read, which is addressed a cycle after its issue). EXP:
 the row max is subtracted at `DATA`, the index shift and table address at `EXP_INDEX`, the
 value, row sum and write at `EXP_WRITE`, within D_EXP.
 """
@@ -35,8 +37,10 @@ PRELOAD_READ = OPERANDS + 1
 ACCUMULATORS = OPERANDS + MAC_STAGES
 #: a read whose data joins the accumulators in the PPU (a bias or weight addend) is addressed here
 ADDEND_READ = ACCUMULATORS - DATA
+#: the PPU's register stages: the running value, then the requantised result
+PPU_STAGES = 2
 #: the PPU's result is written (REDUCE: plus the adder tree's depth)
-MAC_WRITE = ACCUMULATORS + 1
+MAC_WRITE = ACCUMULATORS + PPU_STAGES
 #: FLATTEN: the AMEM word read is registered and written into the head memory
 FLAT_WRITE = DATA + 1
 #: ROWRED: a beat's values enter the compare tree (its winner comes out lg P stages later)
@@ -44,13 +48,13 @@ COMPARE = DATA + 1
 #: a vector pass's lane values enter the PPU
 VEC_PPU = DATA + 1
 #: a vector pass's result is written
-VEC_WRITE = VEC_PPU + 1
+VEC_WRITE = VEC_PPU + PPU_STAGES
 #: EXP: the index shift is rounded and the table ROM addressed
 EXP_INDEX = DATA + 1
 #: EXP: the table value, the row sum and the write
 EXP_WRITE = EXP_INDEX + 1
 
-if MAC_WRITE != D_MAC or VEC_WRITE >= D_VEC or EXP_WRITE >= D_EXP:
+if MAC_WRITE != D_MAC or VEC_WRITE > D_VEC or EXP_WRITE >= D_EXP:
     raise AssertionError(
         f"the engines' pipelines (MAC write at t + {MAC_WRITE}, vector write at t + {VEC_WRITE}, exp write at "
         f"t + {EXP_WRITE}) no longer match the cycle model's drains (D_MAC {D_MAC}, D_VEC {D_VEC}, D_EXP {D_EXP})"

@@ -1,6 +1,7 @@
 """The PPU (post-processing unit): P lanes of scale multiply, aligned update, ReLU, running max and requantiser.
 
-docs/microarchitecture.md §4. One register stage, then the requantisers (combinational):
+docs/microarchitecture.md §4. Two register stages: the running value, then the requantised
+result (with the raw value and `out_valid` beside it):
 
     scaled   = value * factor              factor: one of the constant `factors` (`negative_scale` for a
                                            negative value under `leaky`: LeakyReLU), or `operand` (per lane)
@@ -8,8 +9,12 @@ docs/microarchitecture.md §4. One register stage, then the requantisers (combin
     rectified = max(combined, 0) with `relu`
     running  = rectified if `first`, else max(held, rectified)         (2x2 max pooling)
                                      or held + rectified with `accumulate` (2x2 average)
-    raw     <= running when `valid & emit`; `out_valid` one cycle later
-    result   = requantise(raw, `requants[select]`)
+    held    <= running when `valid & emit`
+    result  <= requantise(held, `requants[select]`), raw <= held; `out_valid` two cycles after `valid`
+
+The second register ends the requantiser (select, shift, rounding, saturation) in the PPU
+instead of in the memories' write ports, which it fed directly before: on the ECP5 that was
+the longest path of the demo design.
 
 Every intermediate is computed modulo 2^width (constant factors as shifted adds, shifts as
 concatenations, so no intermediate is wider): the exact value the program needs fits that
@@ -80,7 +85,7 @@ class PpuLane(wiring.Component):
         )
 
     def elaborate(self, platform: object) -> Module:
-        """Scale, update, ReLU and max into the output register; the requantiser after it."""
+        """Scale, update, ReLU and max into the first register; the requantiser into the second."""
         m = Module()
         w = self.width
         scaled = Signal(signed(w), name="scaled")
@@ -107,11 +112,13 @@ class PpuLane(wiring.Component):
         if self.has_accumulate:
             running = Mux(self.accumulate & ~self.first, held + rectified, running)
         select = Signal.like(self.select, name="select_out")
+        emitted, emitted_valid = Signal(signed(w), name="emitted"), Signal(name="emitted_valid")
         with m.If(self.valid):
             m.d.sync += held.eq(running)
             with m.If(self.emit):
-                m.d.sync += self.raw.eq(running)
-        m.d.sync += [self.out_valid.eq(self.valid & self.emit), select.eq(self.select)]
+                m.d.sync += emitted.eq(running)
+        m.d.sync += [emitted_valid.eq(self.valid & self.emit), select.eq(self.select)]
         rq = m.submodules.requant = Requantiser(self.requants, w, self.rounding, self.overflow, self.built)
-        m.d.comb += [rq.value.eq(self.raw), rq.select.eq(select), self.result.eq(rq.result)]
+        m.d.comb += [rq.value.eq(emitted), rq.select.eq(select)]
+        m.d.sync += [self.result.eq(rq.result), self.raw.eq(emitted), self.out_valid.eq(emitted_valid)]
         return m
