@@ -7,11 +7,12 @@ import json
 import numpy as np
 import pytest
 
+from metahw.errors import UserError
 from metahw.hardware import HardwareConfig
 from metahw.hw.amaranth.build import build_rtl
 from metahw.hw.amaranth.spec import rtl_plan
 from metahw.hw.amaranth.top import ERROR_LABEL_RANGE
-from metahw.hw.amaranth.verilator import RtlMismatch, compare_with_sim, compile_testbench, lint, run_rtl
+from metahw.hw.amaranth.verilator import RtlMismatch, compare_with_sim, compile_testbench, cxx_opt, lint, run_rtl
 from metahw.sim.simulator import Simulator
 from tests.hw.amaranth.rtl_fixtures import tiny_inputs, tiny_protonet
 
@@ -99,3 +100,13 @@ def test_ensure_rtl_reuses_a_build_of_the_same_program(tmp_path):
     assert verilog.stat().st_mtime_ns == stamp
     ensure_rtl(tiny_protonet(seed=4), hw, tmp_path)  # other weights: rebuilt
     assert verilog.stat().st_mtime_ns != stamp
+
+
+def test_the_verilated_models_optimisation_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv("METAHW_VERILATOR_OPT")
+    assert cxx_opt() == "-O1"
+    monkeypatch.setenv("METAHW_VERILATOR_OPT", "-O3")
+    assert cxx_opt() == "-O3"
+    monkeypatch.setenv("METAHW_VERILATOR_OPT", "-Ofast")
+    with pytest.raises(UserError, match="METAHW_VERILATOR_OPT is '-Ofast'; accepted are -O0, -O1, -O2, -O3"):
+        cxx_opt()
