@@ -37,8 +37,8 @@ PRELOAD_READ = OPERANDS + 1
 ACCUMULATORS = OPERANDS + MAC_STAGES
 #: a read whose data joins the accumulators in the PPU (a bias or weight addend) is addressed here
 ADDEND_READ = ACCUMULATORS - DATA
-#: the PPU's register stages: the running value, then the requantised result
-PPU_STAGES = 2
+#: the PPU's register stages: the running value, the requantiser's shift, the requantised result
+PPU_STAGES = 3
 #: the PPU's result is written (REDUCE: plus the adder tree's depth)
 MAC_WRITE = ACCUMULATORS + PPU_STAGES
 #: FLATTEN: the AMEM word read is registered and written into the head memory

@@ -1,7 +1,7 @@
 """The PPU (post-processing unit): P lanes of scale multiply, aligned update, ReLU, running max and requantiser.
 
-docs/microarchitecture.md §4. Two register stages: the running value, then the requantised
-result (with the raw value and `out_valid` beside it):
+docs/microarchitecture.md §4. Three register stages: the running value, the requantiser's
+shift, then the requantised result (with the raw value and `out_valid` beside it):
 
     scaled   = value * factor              factor: one of the constant `factors` (`negative_scale` for a
                                            negative value under `leaky`: LeakyReLU), or `operand` (per lane)
@@ -9,12 +9,14 @@ result (with the raw value and `out_valid` beside it):
     rectified = max(combined, 0) with `relu`
     running  = rectified if `first`, else max(held, rectified)         (2x2 max pooling)
                                      or held + rectified with `accumulate` (2x2 average)
-    held    <= running when `valid & emit`
-    result  <= requantise(held, `requants[select]`), raw <= held; `out_valid` two cycles after `valid`
+    emitted <= running when `valid & emit`
+    shifted <= emitted shifted for `requants[select]`, with its round increment (`Requantiser`)
+    result  <= shifted rounded and range-limited, raw <= emitted a cycle later; `out_valid`
+               three cycles after `valid`
 
-The second register ends the requantiser (select, shift, rounding, saturation) in the PPU
-instead of in the memories' write ports, which it fed directly before: on the ECP5 that was
-the longest path of the demo design.
+The last two registers keep the requantiser (select, shift, rounding, saturation) out of the
+memories' write ports, which it fed directly once, and split it at its rounding adder: on the
+ECP5 each was the longest path of the demo design in turn (docs/hardware_reports.md, "fmax").
 
 Every intermediate is computed modulo 2^width (constant factors as shifted adds, shifts as
 concatenations, so no intermediate is wider): the exact value the program needs fits that
@@ -85,7 +87,7 @@ class PpuLane(wiring.Component):
         )
 
     def elaborate(self, platform: object) -> Module:
-        """Scale, update, ReLU and max into the first register; the requantiser into the second."""
+        """Scale, update, ReLU and max into the first register; the requantiser over the other two."""
         m = Module()
         w = self.width
         scaled = Signal(signed(w), name="scaled")
@@ -118,7 +120,11 @@ class PpuLane(wiring.Component):
             with m.If(self.emit):
                 m.d.sync += emitted.eq(running)
         m.d.sync += [emitted_valid.eq(self.valid & self.emit), select.eq(self.select)]
-        rq = m.submodules.requant = Requantiser(self.requants, w, self.rounding, self.overflow, self.built)
+        rq = m.submodules.requant = Requantiser(
+            self.requants, w, self.rounding, self.overflow, self.built, registered=True
+        )
         m.d.comb += [rq.value.eq(emitted), rq.select.eq(select)]
-        m.d.sync += [self.result.eq(rq.result), self.raw.eq(emitted), self.out_valid.eq(emitted_valid)]
+        shifted_raw, shifted_valid = Signal(signed(w), name="shifted_raw"), Signal(name="shifted_valid")
+        m.d.sync += [shifted_raw.eq(emitted), shifted_valid.eq(emitted_valid)]
+        m.d.sync += [self.result.eq(rq.result), self.raw.eq(shifted_raw), self.out_valid.eq(shifted_valid)]
         return m

@@ -25,6 +25,8 @@ class Requantiser(wiring.Component):
     `result` is `out_width` bits wide, sign-extended from the chosen format; `overflow` is
     high when the value did not fit (then saturated or wrapped, per `overflow_mode`). Only the
     specs in `built` (default: all) get logic; another `select` gives one of theirs.
+    Combinational, or with `registered` one register stage between the shift (with its round
+    increment and the select) and the rounding adder: `result` is then a cycle late.
     """
 
     def __init__(
@@ -34,6 +36,7 @@ class Requantiser(wiring.Component):
         rounding: str,
         overflow_mode: str,
         built: frozenset[int] | None = None,
+        registered: bool = False,
     ) -> None:
         if rounding not in ("truncate", "half_up", "half_even") or overflow_mode not in ("saturate", "wrap"):
             raise ValueError(f"unknown rounding {rounding!r} or overflow mode {overflow_mode!r}")
@@ -43,6 +46,7 @@ class Requantiser(wiring.Component):
         self.overflow_mode = overflow_mode
         self.built = sorted(built if built is not None else range(len(self.specs)))
         self.out_width = max(s.dst.bits + (0 if s.dst.signed else 1) for s in self.specs)
+        self.registered = registered
         super().__init__(
             {
                 "value": In(signed(width)),
@@ -67,9 +71,14 @@ class Requantiser(wiring.Component):
                 with m.Default() if n == len(self.built) - 1 else m.Case(k):
                     value, carry = self._shifted(self.specs[k])
                     m.d.comb += [kept.eq(value), increment.eq(carry)]
+        select = self.select
+        if self.registered:
+            staged = Signal.like(kept, name="kept_q"), Signal(name="increment_q"), Signal.like(select, name="select_q")
+            m.d.sync += [staged[0].eq(kept), staged[1].eq(increment), staged[2].eq(select)]
+            kept, increment, select = staged
         exact = Signal(signed(self.width + 2), name="exact")
         m.d.comb += exact.eq(kept + increment)
-        with m.Switch(self.select):
+        with m.Switch(select):
             for n, k in enumerate(self.built):
                 with m.Default() if n == len(self.built) - 1 else m.Case(k):
                     m.d.comb += self._limited(exact, self.specs[k])

@@ -136,8 +136,9 @@ def test_ppu_lane_scales_updates_and_requantises():
                 ctx.set(getattr(dut, port), v)
             await ctx.tick()
             ctx.set(dut.valid, 0)
-            assert ctx.get(dut.out_valid) == 0  # two register stages
-            await ctx.tick()
+            for _ in range(2):  # three register stages
+                assert ctx.get(dut.out_valid) == 0
+                await ctx.tick()
             assert ctx.get(dut.out_valid) == 1
             assert ctx.get(dut.raw) == combined
             assert ctx.get(dut.result) == int(want[0])
