@@ -16,7 +16,7 @@ from typing import Any
 #: controller decodes an instruction and loads its address generators
 T_ISSUE = 1
 #: OUTER/WIDE pipeline after the issue: operand registers, pre-adder, multiply, accumulate,
-#: PPU scale, requantise, write (REDUCE adds lg L adder-tree stages)
+#: PPU scale, requantiser shift, rounding and range, write (REDUCE adds lg L adder-tree stages)
 D_MAC = 8
 #: vector pass after the read: operate, PPU scale, requantiser shift, round, write (SCAN and
 #: ROWRED, which do not use the PPU, drain as long: ROWRED adds its lg P compare-tree stages)

@@ -8,7 +8,7 @@ a cycle in Verilator. docs/microarchitecture.md §4 and §6.
 MAC engines (conv, OUTER, WIDE, REDUCE): memories addressed at t answer at `DATA`; the
 operand registers present the operands at `OPERANDS`; the MAC array's pre-adder, multiplier
 and accumulator (`mac.py`) bring the lane accumulators to the PPU at `ACCUMULATORS`; the PPU's
-two registers (`ppu.py`) give the requantised result, written at `MAC_WRITE` = D_MAC. REDUCE
+three registers (`ppu.py`) give the requantised result, written at `MAC_WRITE` = D_MAC. REDUCE
 adds the adder tree's lg L stages after the multiplier. Vector passes (VECTOR, MAP, FLATTEN):
 read at t, lane values formed at `DATA`, registered into the PPU at `VEC_PPU`, written at
 `VEC_WRITE` <= D_VEC (a write in an instruction's last cycle lands before the next
