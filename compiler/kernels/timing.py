@@ -17,10 +17,10 @@ from typing import Any
 T_ISSUE = 1
 #: OUTER/WIDE pipeline after the issue: operand registers, pre-adder, multiply, accumulate,
 #: PPU scale, requantiser shift, rounding and range, write (REDUCE adds lg L adder-tree stages)
-D_MAC = 8
+D_MAC = 9
 #: vector pass after the read: operate, PPU scale, requantiser shift, round, write (SCAN and
 #: ROWRED, which do not use the PPU, drain as long: ROWRED adds its lg P compare-tree stages)
-D_VEC = 5
+D_VEC = 6
 #: SFU exp pipeline: subtract max, index shift, table read, accumulate + write
 D_EXP = 4
 #: stream beat to memory write

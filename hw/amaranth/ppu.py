@@ -1,9 +1,9 @@
 """The PPU (post-processing unit): P lanes of scale multiply, aligned update, ReLU, running max and requantiser.
 
-docs/microarchitecture.md §4. Three register stages: the running value, the requantiser's
-shift, then the requantised result (with the raw value and `out_valid` beside it):
+docs/microarchitecture.md §4. Four register stages: the scaled value, the running value, the
+requantiser's shift, then the requantised result (with the raw value and `out_valid` beside it):
 
-    scaled   = value * factor              factor: one of the constant `factors` (`negative_scale` for a
+    scaled  <= value * factor              factor: one of the constant `factors` (`negative_scale` for a
                                            negative value under `leaky`: LeakyReLU), or `operand` (per lane)
     combined = (addend << a) - (scaled << g)   for update case (a, g) of `updates`, else scaled
     rectified = max(combined, 0) with `relu`
@@ -12,10 +12,11 @@ shift, then the requantised result (with the raw value and `out_valid` beside it
     emitted <= running when `valid & emit`
     shifted <= emitted shifted for `requants[select]`, with its round increment (`Requantiser`)
     result  <= shifted rounded and range-limited, raw <= emitted a cycle later; `out_valid`
-               three cycles after `valid`
+               four cycles after `valid`
 
 The last two registers keep the requantiser (select, shift, rounding, saturation) out of the
-memories' write ports, which it fed directly once, and split it at its rounding adder: on the
+memories' write ports, which it fed directly once, and split it at its rounding adder; the
+first splits the constant scale's shifted adds from the update, ReLU and running max. On the
 ECP5 each was the longest path of the demo design in turn (docs/hardware_reports.md, "fmax").
 
 Every intermediate is computed modulo 2^width (constant factors as shifted adds, shifts as
@@ -87,12 +88,12 @@ class PpuLane(wiring.Component):
         )
 
     def elaborate(self, platform: object) -> Module:
-        """Scale, update, ReLU and max into the first register; the requantiser over the other two."""
+        """Scale into the first register; update, ReLU and max into the second; the requantiser over the last two."""
         m = Module()
         w = self.width
         scaled = Signal(signed(w), name="scaled")
         with m.If(self.variable):  # the multiplicand is an operand then (an exp value, a feature)
-            m.d.comb += scaled.eq(self.value[: len(self.operand)].as_signed() * self.operand)
+            m.d.sync += scaled.eq(self.value[: len(self.operand)].as_signed() * self.operand)
         with m.Else():
             factor = self.scale
             if self.has_leaky:
@@ -100,26 +101,41 @@ class PpuLane(wiring.Component):
             with m.Switch(factor):
                 for index, factor in enumerate(self.factors):
                     with _cases(m, index, len(self.factors)):
-                        m.d.comb += scaled.eq(times_constant(self.value, factor, w))
+                        m.d.sync += scaled.eq(times_constant(self.value, factor, w))
+        # the second stage's controls and addend, a cycle behind the value they came with
+        valid, first, emit = Signal(name="valid1"), Signal(name="first1"), Signal(name="emit1")
+        relu, accumulate = Signal(name="relu1"), Signal(name="accumulate1")
+        update, addend = Signal.like(self.update, name="update1"), Signal.like(self.addend, name="addend1")
+        select1 = Signal.like(self.select, name="select1")
+        m.d.sync += [
+            valid.eq(self.valid),
+            first.eq(self.first),
+            emit.eq(self.emit),
+            relu.eq(self.relu),
+            accumulate.eq(self.accumulate),
+            update.eq(self.update),
+            addend.eq(self.addend),
+            select1.eq(self.select),
+        ]
         combined = Signal(signed(w), name="combined")
-        with m.Switch(self.update):
+        with m.Switch(update):
             for index, (a, g) in enumerate(self.updates):
                 with m.Case(index + 1):
-                    m.d.comb += combined.eq(shift_left(self.addend, a, w) - shift_left(scaled, g, w))
+                    m.d.comb += combined.eq(shift_left(addend, a, w) - shift_left(scaled, g, w))
             with m.Default():
                 m.d.comb += combined.eq(scaled)
-        rectified = Mux(self.relu & (combined < 0), 0, combined)
+        rectified = Mux(relu & (combined < 0), 0, combined)
         held = Signal(signed(w), name="held")
-        running = Mux(self.first | (rectified > held), rectified, held)
+        running = Mux(first | (rectified > held), rectified, held)
         if self.has_accumulate:
-            running = Mux(self.accumulate & ~self.first, held + rectified, running)
+            running = Mux(accumulate & ~first, held + rectified, running)
         select = Signal.like(self.select, name="select_out")
         emitted, emitted_valid = Signal(signed(w), name="emitted"), Signal(name="emitted_valid")
-        with m.If(self.valid):
+        with m.If(valid):
             m.d.sync += held.eq(running)
-            with m.If(self.emit):
+            with m.If(emit):
                 m.d.sync += emitted.eq(running)
-        m.d.sync += [emitted_valid.eq(self.valid & self.emit), select.eq(self.select)]
+        m.d.sync += [emitted_valid.eq(valid & emit), select.eq(select1)]
         rq = m.submodules.requant = Requantiser(
             self.requants, w, self.rounding, self.overflow, self.built, registered=True
         )

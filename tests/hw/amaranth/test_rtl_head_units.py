@@ -14,6 +14,7 @@ from metahw.compiler.kernels import sfu as golden
 from metahw.hardware import HardwareConfig, derive_hardware
 from metahw.hw.amaranth.isa import ERROR_LABEL_RANGE, RequantSpec
 from metahw.hw.amaranth.mac import MacArray
+from metahw.hw.amaranth.pipeline import PPU_STAGES
 from metahw.hw.amaranth.ppu import PpuLane
 from metahw.hw.amaranth.sfu import (
     RSQRT_MANTISSA,
@@ -136,7 +137,7 @@ def test_ppu_lane_scales_updates_and_requantises():
                 ctx.set(getattr(dut, port), v)
             await ctx.tick()
             ctx.set(dut.valid, 0)
-            for _ in range(2):  # three register stages
+            for _ in range(PPU_STAGES - 1):
                 assert ctx.get(dut.out_valid) == 0
                 await ctx.tick()
             assert ctx.get(dut.out_valid) == 1
