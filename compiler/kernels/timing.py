@@ -15,11 +15,13 @@ from typing import Any
 
 #: controller decodes an instruction and loads its address generators
 T_ISSUE = 1
-#: OUTER/WIDE pipeline after the issue: operand registers, pre-adder, multiply, accumulate,
-#: PPU scale, requantiser shift, rounding and range, write (REDUCE adds lg L adder-tree stages)
-D_MAC = 9
-#: vector pass after the read: operate, PPU scale, requantiser shift, round, write (SCAN and
-#: ROWRED, which do not use the PPU, drain as long: ROWRED adds its lg P compare-tree stages)
+#: OUTER/WIDE pipeline after the issue: read, operand registers, the MAC array's input register,
+#: pre-adder, multiply, accumulate, PPU scale, PPU update and max, requantiser shift, rounding
+#: and range (with the write; REDUCE adds lg L adder-tree stages)
+D_MAC = 10
+#: vector pass after the read: operate, PPU scale, update and max, requantiser shift, round and
+#: write (SCAN and ROWRED, which do not use the PPU, drain as long: ROWRED adds its lg P
+#: compare-tree stages)
 D_VEC = 6
 #: SFU exp pipeline: subtract max, index shift, table read, accumulate + write
 D_EXP = 4

@@ -86,16 +86,18 @@ def _conv(top: Accelerator, m: Module) -> None:
         at(m, sig, DATA, f"conv_{n}")
         for sig, n in ((walk.tap, "tap"), (walk.lane, "lane"), (walk.first, "first"), (walk.last, "last"))
     )
-    # stage 1 -> 2: operand registers
-    pixel = Signal(signed(rp.hw.operand_bits), name="conv_pixel")
-    raw = top.bank_data(bank).word_select(lane1, rp.act_bits)
+    # stage 1 -> 2: the activation word and the weights registered as they leave the block RAMs;
+    # the pixel's lane select is the operand the MAC array's input register takes
+    word = Signal(p * rp.act_bits, name="conv_word", reset_less=True)
+    tap2, lane2 = Signal(name="conv_tap2"), Signal.like(lane1, name="conv_lane2")
+    m.d.sync += [word.eq(top.bank_data(bank)), tap2.eq(tap1), lane2.eq(lane1)]
+    raw = word.word_select(lane2, rp.act_bits)
+    x = Signal(signed(rp.hw.operand_bits), name="conv_x")
     with m.Switch(lop):
         for index, layer in enumerate(rp.convs):
             with case(m, index, len(rp.convs)):
-                m.d.comb += pixel.eq(Mux(tap1, extend(raw, layer.in_format), 0))
-    x = Signal(signed(rp.hw.operand_bits), name="conv_x")
+                m.d.comb += x.eq(Mux(tap2, extend(raw, layer.in_format), 0))
     ys = [Signal(signed(rp.hw.operand_bits), name=f"conv_w{n}", reset_less=True) for n in range(p)]
-    m.d.sync += x.eq(pixel)
     wfmt = QFormat(rp.weight_bits, 0, True)
     m.d.sync += [ys[n].eq(extend(wrd.data.word_select(n, rp.weight_bits), wfmt)) for n in range(p)]
     v2, first2, last2 = (

@@ -1,7 +1,9 @@
 """The MAC array: P lanes of pre-adder, multiplier and accumulator, and the REDUCE adder tree.
 
-docs/microarchitecture.md §4. Three pipeline stages after the operand registers (presented on `x`, `y` at cycle c):
+docs/microarchitecture.md §4. Four pipeline stages after the operands (presented on `x`, `y` at cycle c):
 
+    stage 0 (input)       the operands and the beat's controls registered (the engines' operand
+                          selection and their OR end in a register, not in the pre-adder)
     stage 1 (pre-adder)   d = x - y (subtract) or x;  e = d (square) or y
     stage 2 (multiply)    prod = d * e                     (reset-less registers, DSP-packable)
     stage 3 (accumulate)  lane mode: acc = (first ? preload : acc) + prod, handed on at `last`
@@ -12,9 +14,9 @@ synthesis maps onto a hardware multiplier (MULT18X18D, DSP48E1, SB_MAC16): a des
 use every DSP block of a device and go on in LUTs (docs/rtl.md, "Multipliers"). Same
 products, same cycles.
 
-`preload` is read at cycle c + 2 (with the products). The lane path (OUTER, WIDE) shows the
-P accumulators from cycle c + 3; the reduce path shows one sum from cycle c + 3 + lg P, and
-its `sum_preload` (the aligned bias of a Dense output) is read at cycle c + 2 + lg P, with the
+`preload` is read at cycle c + 3 (with the products). The lane path (OUTER, WIDE) shows the
+P accumulators from cycle c + 4; the reduce path shows one sum from cycle c + 4 + lg P, and
+its `sum_preload` (the aligned bias of a Dense output) is read at cycle c + 3 + lg P, with the
 tree's total of the output's first beat.
 """
 
@@ -79,21 +81,27 @@ class MacArray(wiring.Component):
         )
 
     def elaborate(self, platform: object) -> Module:
-        """Pre-adder, multipliers, lane accumulators and the pipelined adder tree."""
+        """Input registers, pre-adder, multipliers, lane accumulators and the pipelined adder tree."""
         m = Module()
         p = self.lanes
-        ctl = [Signal(4, name=f"ctl{k}") for k in range(3)]  # valid, first, last, reduce per stage
-        m.d.sync += ctl[0].eq(Cat(self.valid, self.first, self.last, self.reduce))
-        m.d.sync += ctl[1].eq(ctl[0])
-        d = [Signal(signed(len(self.x[0]) + 1), name=f"d{k}", reset_less=True) for k in range(p)]
-        e = [Signal(signed(len(self.x[0]) + 1), name=f"e{k}", reset_less=True) for k in range(p)]
+        # valid, first, last, reduce per stage; subtract and square with the input stage
+        ctl = [Signal(4, name=f"ctl{k}") for k in range(3)]
+        subtract, square = Signal(name="subtract_in"), Signal(name="square_in")
+        m.d.sync += [ctl[0].eq(Cat(self.valid, self.first, self.last, self.reduce)), ctl[1].eq(ctl[0])]
+        m.d.sync += [ctl[2].eq(ctl[1]), subtract.eq(self.subtract), square.eq(self.square)]
+        width = len(self.x[0])
+        x = [Signal(signed(width), name=f"x{k}", reset_less=True) for k in range(p)]
+        y = [Signal(signed(width), name=f"y{k}", reset_less=True) for k in range(p)]
+        d = [Signal(signed(width + 1), name=f"d{k}", reset_less=True) for k in range(p)]
+        e = [Signal(signed(width + 1), name=f"e{k}", reset_less=True) for k in range(p)]
         prod = [Signal(signed(2 * len(d[0])), name=f"prod{k}", reset_less=True) for k in range(p)]
         for k in range(p):
-            diff = Mux(self.subtract, self.x[k] - self.y[k], self.x[k])
-            m.d.sync += [d[k].eq(diff), e[k].eq(Mux(self.square, diff, self.y[k]))]
+            m.d.sync += [x[k].eq(self.x[k]), y[k].eq(self.y[k])]
+            diff = Mux(subtract, x[k] - y[k], x[k])
+            m.d.sync += [d[k].eq(diff), e[k].eq(Mux(square, diff, y[k]))]
             m.d.sync += prod[k].eq(d[k] * e[k] if k < self.dsp_lanes else soft_multiply(d[k], e[k]))
-        self._lanes(m, ctl[1], prod)
-        self._tree(m, ctl[1], prod)
+        self._lanes(m, ctl[2], prod)
+        self._tree(m, ctl[2], prod)
         return m
 
     def _lanes(self, m: Module, ctl: Signal, prod: list[Signal]) -> None:

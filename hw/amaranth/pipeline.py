@@ -6,8 +6,8 @@ an engine whose pipeline is changed without the model stops the import instead o
 a cycle in Verilator. docs/microarchitecture.md §4 and §6.
 
 MAC engines (conv, OUTER, WIDE, REDUCE): memories addressed at t answer at `DATA`; the
-operand registers present the operands at `OPERANDS`; the MAC array's pre-adder, multiplier
-and accumulator (`mac.py`) bring the lane accumulators to the PPU at `ACCUMULATORS`; the PPU's
+operand registers present the operands at `OPERANDS`; the MAC array's input register, pre-adder,
+multiplier and accumulator (`mac.py`) bring the lane accumulators to the PPU at `ACCUMULATORS`; the PPU's
 four registers (`ppu.py`) give the requantised result, written at `MAC_WRITE` = D_MAC. REDUCE
 adds the adder tree's lg L stages after the multiplier. Vector passes (VECTOR, MAP, FLATTEN):
 read at t, lane values formed at `DATA`, registered into the PPU at `VEC_PPU`, written at
@@ -28,11 +28,11 @@ from metahw.hw.amaranth.util import delay
 DATA = 1
 #: the operand registers present the beat's operands to the MAC array
 OPERANDS = DATA + 1
-#: the MAC array's stages after the operands: pre-adder, multiplier, accumulator
-MAC_STAGES = 3
+#: the MAC array's stages after the operands: input register, pre-adder, multiplier, accumulator
+MAC_STAGES = 4
 #: a read whose data joins the products in the MAC array (the conv bias preload, the REDUCE
 #: tree's bias, plus the tree's depth) is addressed here; its data comes with the products
-PRELOAD_READ = OPERANDS + 1
+PRELOAD_READ = OPERANDS + MAC_STAGES - 1 - DATA
 #: the lane accumulators reach the PPU, with the PPU's controls for that beat
 ACCUMULATORS = OPERANDS + MAC_STAGES
 #: a read whose data joins the accumulators in the PPU (a bias or weight addend) is addressed here

@@ -14,7 +14,7 @@ from metahw.compiler.kernels import sfu as golden
 from metahw.hardware import HardwareConfig, derive_hardware
 from metahw.hw.amaranth.isa import ERROR_LABEL_RANGE, RequantSpec
 from metahw.hw.amaranth.mac import MacArray
-from metahw.hw.amaranth.pipeline import PPU_STAGES
+from metahw.hw.amaranth.pipeline import DATA, MAC_STAGES, OPERANDS, PPU_STAGES, PRELOAD_READ
 from metahw.hw.amaranth.ppu import PpuLane
 from metahw.hw.amaranth.sfu import (
     RSQRT_MANTISSA,
@@ -155,12 +155,13 @@ def test_reduce_tree_preload_adds_the_bias_once_per_output():
 
     async def bench(ctx):
         sums = []
-        for beat in range(2 + 4 + dut.tree_depth):
+        preload_at = PRELOAD_READ + DATA - OPERANDS + dut.tree_depth  # cycles after the first beat's operands
+        for beat in range(2 + MAC_STAGES + 1 + dut.tree_depth):
             ctx.set(dut.valid, beat < 2)
             ctx.set(dut.first, beat == 0)
             ctx.set(dut.last, beat == 1)
             ctx.set(dut.reduce, 1)
-            ctx.set(dut.sum_preload, 1000 if beat == 2 + dut.tree_depth else 0)
+            ctx.set(dut.sum_preload, 1000 if beat == preload_at else 0)
             for k in range(lanes):
                 ctx.set(dut.x[k], int(x[beat % 2, k]))
                 ctx.set(dut.y[k], int(y[beat % 2, k]))

@@ -13,6 +13,7 @@ from metahw.compiler.golden import execute
 from metahw.hardware import HardwareConfig, derive_hardware
 from metahw.hw.amaranth.argtree import ArgTree
 from metahw.hw.amaranth.mac import MacArray, soft_multiply
+from metahw.hw.amaranth.pipeline import MAC_STAGES
 from metahw.hw.amaranth.requant import Requantiser
 from metahw.hw.amaranth.spec import RequantSpec, rtl_plan
 from metahw.qformat import QFormat
@@ -99,7 +100,7 @@ def test_mac_array_outer_and_reduce(lanes, dsp_lanes):
     async def bench(ctx):
         lane_out, sums = None, []
         for mode in ("outer", "reduce", "l2"):
-            for beat in range(5 + 3 + dut.tree_depth + 1):
+            for beat in range(5 + MAC_STAGES + dut.tree_depth):
                 live = beat < 5
                 ctx.set(dut.valid, live)
                 ctx.set(dut.first, beat == 0)
