@@ -25,12 +25,44 @@ SINGLE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 OMNIGLOT_ZIPS = ("images_background_small1.zip", "images_background_small2.zip")
 
 
+#: The test files that build Verilator models or g++ C simulations, run synthesis tools or start `metahw`
+#: subprocesses, slowest first (seconds on two cores in CI). With `--dist loadfile` each file runs on one
+#: worker; these start first, so that the many short files fill the workers' last minutes instead of one
+#: long file running alone at the end.
+SLOW_FILES = (
+    "tests/hw/amaranth/test_rtl_own_embeddings.py",
+    "tests/hw/hls4ml/test_hls4ml_csim.py",
+    "tests/hw/amaranth/test_rtl_heads_verilator.py",
+    "tests/hw/synth/test_synth_flow.py",
+    "tests/models/test_cli_models.py",
+    "tests/sim/test_sim_episodes.py",
+    "tests/hw/hls4ml/test_hls4ml_user_embeddings.py",
+    "tests/hw/amaranth/test_own_model_cli.py",
+    "tests/cli/test_bad_inputs.py",
+    "tests/hw/amaranth/test_rtl_verilator.py",
+    "tests/models/test_runs.py",
+    "tests/test_hardware_derivation.py",
+    "tests/hw/hls4ml/test_hls4ml_cli.py",
+)
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    # pytest-xdist hands out --dist loadfile's files by descending test count unless told not to:
+    # keep the order of `pytest_collection_modifyitems` (slow files first) instead
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
     torch.set_num_threads(1)
     for key, value in SINGLE_THREAD_ENV.items():
         os.environ.setdefault(key, value)
     # the tests' designs are tiny: compiling their Verilator models at -O0 saves a third of each build
     os.environ.setdefault("METAHW_VERILATOR_OPT", "-O0")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run the `SLOW_FILES` first, slowest first; every other file keeps its place after them."""
+    rank = {path: k for k, path in enumerate(SLOW_FILES)}
+    root = config.rootpath
+    items.sort(key=lambda item: rank.get(item.path.relative_to(root).as_posix(), len(SLOW_FILES)))
 
 
 def _find_data_dir() -> Path | None:
