@@ -112,10 +112,13 @@ def test_missing_or_empty_runs_raise_user_error(tmp_path: Path):
         read_runs(tmp_path)
 
 
-def test_eval_runs_json(runs: tuple[Path, list[RunTruth]], tiny_checkpoint: Path, run_metahw):
-    """The user's command, as a subprocess: JSON on stdout with per-run errors and their mean."""
-    result = run_metahw("eval", tiny_checkpoint, "--runs", runs[0], "--mode", "both", "--json")
-    assert result.returncode == 0, result.stderr
+def test_eval_runs_json(runs: tuple[Path, list[RunTruth]], tiny_checkpoint: Path, cli):
+    """The user's command through the entry point: JSON on stdout with per-run errors and their mean.
+
+    In process: the installed script's `eval --json` in a fresh interpreter is test_cli_models.py's.
+    """
+    result = cli("eval", tiny_checkpoint, "--runs", runs[0], "--mode", "both", "--json")
+    assert result.code == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["algorithm"] == "protonet" and report["checkpoint"] == str(tiny_checkpoint)
     learner = load_checkpoint(tiny_checkpoint).learner
