@@ -16,13 +16,12 @@ from typing import Any
 #: controller decodes an instruction and loads its address generators
 T_ISSUE = 1
 #: OUTER/WIDE pipeline after the issue: read, operand registers, the MAC array's input register,
-#: pre-adder, multiply, accumulate, PPU scale, PPU update and max, requantiser shift, rounding
-#: and range (with the write; REDUCE adds lg L adder-tree stages)
-D_MAC = 10
-#: vector pass after the read: operate, PPU scale, update and max, requantiser shift, round and
-#: write (SCAN and ROWRED, which do not use the PPU, drain as long: ROWRED adds its lg P
-#: compare-tree stages)
-D_VEC = 6
+#: pre-adder, multiply, accumulate, then the PPU's scale, update and ReLU, running max,
+#: requantiser shift, rounding and range (with the write; REDUCE adds lg L adder-tree stages)
+D_MAC = 11
+#: vector pass after the read: operate, then the PPU's five stages, the last with the write (SCAN
+#: and ROWRED, which do not use the PPU, drain as long: ROWRED adds its lg P compare-tree stages)
+D_VEC = 7
 #: SFU exp pipeline: subtract max, index shift, table read, accumulate + write
 D_EXP = 4
 #: stream beat to memory write

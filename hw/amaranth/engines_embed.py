@@ -77,17 +77,18 @@ def _conv(top: Accelerator, m: Module) -> None:
     )
     active = top.active(CONV)
     # stage 0 -> 1: addresses out, control registered
-    rd, wrd = top.amem_rd, top.wmem_rd
+    rd = top.amem_rd
     for b in range(rp.amem_banks):
         top.drive(rd[b].addr, Mux(active & (bank == b), walk.s_addr, 0))
-    top.drive(wrd.addr, Mux(active, walk.waddr, 0))
+    top.drive(top.wmem.addr, Mux(active, walk.waddr, 0))
     v1 = at(m, beat, DATA, "conv_valid")
     tap1, lane1, first1, last1 = (
         at(m, sig, DATA, f"conv_{n}")
         for sig, n in ((walk.tap, "tap"), (walk.lane, "lane"), (walk.first, "first"), (walk.last, "last"))
     )
-    # stage 1 -> 2: the activation word and the weights registered as they leave the block RAMs;
-    # the pixel's lane select is the operand the MAC array's input register takes
+    # stage 1 -> 2: the activation word registered as it leaves its block RAM (the weight ROM
+    # registers each bank's word itself); the operands are selected from the registers, into
+    # the MAC array's input register
     word = Signal(p * rp.act_bits, name="conv_word", reset_less=True)
     tap2, lane2 = Signal(name="conv_tap2"), Signal.like(lane1, name="conv_lane2")
     m.d.sync += [word.eq(top.bank_data(bank)), tap2.eq(tap1), lane2.eq(lane1)]
@@ -97,9 +98,8 @@ def _conv(top: Accelerator, m: Module) -> None:
         for index, layer in enumerate(rp.convs):
             with case(m, index, len(rp.convs)):
                 m.d.comb += x.eq(Mux(tap2, extend(raw, layer.in_format), 0))
-    ys = [Signal(signed(rp.hw.operand_bits), name=f"conv_w{n}", reset_less=True) for n in range(p)]
     wfmt = QFormat(rp.weight_bits, 0, True)
-    m.d.sync += [ys[n].eq(extend(wrd.data.word_select(n, rp.weight_bits), wfmt)) for n in range(p)]
+    ys = [extend(top.wmem.data.word_select(n, rp.weight_bits), wfmt) for n in range(p)]
     v2, first2, last2 = (
         at(m, sig, OPERANDS, name, since=DATA) for sig, name in ((v1, "conv_v"), (first1, "conv_f"), (last1, "conv_l"))
     )

@@ -8,7 +8,7 @@ a cycle in Verilator. docs/microarchitecture.md §4 and §6.
 MAC engines (conv, OUTER, WIDE, REDUCE): memories addressed at t answer at `DATA`; the
 operand registers present the operands at `OPERANDS`; the MAC array's input register, pre-adder,
 multiplier and accumulator (`mac.py`) bring the lane accumulators to the PPU at `ACCUMULATORS`; the PPU's
-four registers (`ppu.py`) give the requantised result, written at `MAC_WRITE` = D_MAC. REDUCE
+five registers (`ppu.py`) give the requantised result, written at `MAC_WRITE` = D_MAC. REDUCE
 adds the adder tree's lg L stages after the multiplier. Vector passes (VECTOR, MAP, FLATTEN):
 read at t, lane values formed at `DATA`, registered into the PPU at `VEC_PPU`, written at
 `VEC_WRITE` <= D_VEC (a write in an instruction's last cycle lands before the next
@@ -37,9 +37,9 @@ PRELOAD_READ = OPERANDS + MAC_STAGES - 1 - DATA
 ACCUMULATORS = OPERANDS + MAC_STAGES
 #: a read whose data joins the accumulators in the PPU (a bias or weight addend) is addressed here
 ADDEND_READ = ACCUMULATORS - DATA
-#: the PPU's register stages: the scaled value, the running value, the requantiser's shift, the
-#: requantised result
-PPU_STAGES = 4
+#: the PPU's register stages: the scaled, the rectified and the running value, the requantiser's
+#: shift, the requantised result
+PPU_STAGES = 5
 #: the PPU's result is written (REDUCE: plus the adder tree's depth)
 MAC_WRITE = ACCUMULATORS + PPU_STAGES
 #: FLATTEN: the AMEM word read is registered and written into the head memory

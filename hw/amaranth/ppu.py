@@ -1,23 +1,26 @@
 """The PPU (post-processing unit): P lanes of scale multiply, aligned update, ReLU, running max and requantiser.
 
-docs/microarchitecture.md §4. Four register stages: the scaled value, the running value, the
-requantiser's shift, then the requantised result (with the raw value and `out_valid` beside it):
+docs/microarchitecture.md §4. Five register stages: the scaled value, the rectified value, the
+running value, the requantiser's shift, then the requantised result (with the raw value and
+`out_valid` beside it):
 
-    scaled  <= value * factor              factor: one of the constant `factors` (`negative_scale` for a
+    scaled   <= value * factor             factor: one of the constant `factors` (`negative_scale` for a
                                            negative value under `leaky`: LeakyReLU), or `operand` (per lane)
-    combined = (addend << a) - (scaled << g)   for update case (a, g) of `updates`, else scaled
-    rectified = max(combined, 0) with `relu`
-    running  = rectified if `first`, else max(held, rectified)         (2x2 max pooling)
-                                     or held + rectified with `accumulate` (2x2 average)
-    emitted <= running when `valid & emit`
-    shifted <= emitted shifted for `requants[select]`, with its round increment (`Requantiser`)
-    result  <= shifted rounded and range-limited, raw <= emitted a cycle later; `out_valid`
-               four cycles after `valid`
+    combined  = (addend << a) - (scaled << g)   for update case (a, g) of `updates`, else scaled
+    rectified <= max(combined, 0) with `relu`, else combined
+    running   = rectified if `first`, else max(held, rectified)        (2x2 max pooling)
+                                      or held + rectified with `accumulate` (2x2 average)
+    emitted  <= running when `valid & emit`
+    shifted  <= emitted shifted for `requants[select]`, with its round increment (`Requantiser`)
+    result   <= shifted rounded and range-limited, raw <= emitted a cycle later; `out_valid`
+                five cycles after `valid`
 
-The last two registers keep the requantiser (select, shift, rounding, saturation) out of the
-memories' write ports, which it fed directly once, and split it at its rounding adder; the
-first splits the constant scale's shifted adds from the update, ReLU and running max. On the
-ECP5 each was the longest path of the demo design in turn (docs/hardware_reports.md, "fmax").
+The controls and the addend travel with the value through the stages. The last two registers
+keep the requantiser (select, shift, rounding, saturation) out of the memories' write ports,
+which it fed directly once, and split it at its rounding adder; the first two keep the constant
+scale's shifted adds, the update and the ReLU apart from the running max, whose loop through
+`held` (a compare or an add, and a select) is what a stage must hold. On the ECP5 each was the
+longest path of the demo design in turn (docs/hardware_reports.md, "fmax").
 
 Every intermediate is computed modulo 2^width (constant factors as shifted adds, shifts as
 concatenations, so no intermediate is wider): the exact value the program needs fits that
@@ -88,7 +91,7 @@ class PpuLane(wiring.Component):
         )
 
     def elaborate(self, platform: object) -> Module:
-        """Scale into the first register; update, ReLU and max into the second; the requantiser over the last two."""
+        """Five register stages: scale; update and ReLU; the running value; the requantiser's two."""
         m = Module()
         w = self.width
         scaled = Signal(signed(w), name="scaled")
@@ -102,45 +105,61 @@ class PpuLane(wiring.Component):
                 for index, factor in enumerate(self.factors):
                     with _cases(m, index, len(self.factors)):
                         m.d.sync += scaled.eq(times_constant(self.value, factor, w))
-        # the second stage's controls and addend, a cycle behind the value they came with
-        valid, first, emit = Signal(name="valid1"), Signal(name="first1"), Signal(name="emit1")
-        relu, accumulate = Signal(name="relu1"), Signal(name="accumulate1")
-        update, addend = Signal.like(self.update, name="update1"), Signal.like(self.addend, name="addend1")
-        select1 = Signal.like(self.select, name="select1")
-        m.d.sync += [
-            valid.eq(self.valid),
-            first.eq(self.first),
-            emit.eq(self.emit),
-            relu.eq(self.relu),
-            accumulate.eq(self.accumulate),
-            update.eq(self.update),
-            addend.eq(self.addend),
-            select1.eq(self.select),
-        ]
+        # the controls and the addend travel with the value, one register per stage
+        s1 = _registered(
+            m,
+            "1",
+            valid=self.valid,
+            first=self.first,
+            emit=self.emit,
+            relu=self.relu,
+            accumulate=self.accumulate,
+            update=self.update,
+            addend=self.addend,
+            select=self.select,
+        )
         combined = Signal(signed(w), name="combined")
-        with m.Switch(update):
+        with m.Switch(s1["update"]):
             for index, (a, g) in enumerate(self.updates):
                 with m.Case(index + 1):
-                    m.d.comb += combined.eq(shift_left(addend, a, w) - shift_left(scaled, g, w))
+                    m.d.comb += combined.eq(shift_left(s1["addend"], a, w) - shift_left(scaled, g, w))
             with m.Default():
                 m.d.comb += combined.eq(scaled)
-        rectified = Mux(relu & (combined < 0), 0, combined)
+        rectified = Signal(signed(w), name="rectified")
+        m.d.sync += rectified.eq(Mux(s1["relu"] & (combined < 0), 0, combined))
+        s2 = _registered(
+            m,
+            "2",
+            valid=s1["valid"],
+            first=s1["first"],
+            emit=s1["emit"],
+            accumulate=s1["accumulate"],
+            select=s1["select"],
+        )
         held = Signal(signed(w), name="held")
-        running = Mux(first | (rectified > held), rectified, held)
+        running = Mux(s2["first"] | (rectified > held), rectified, held)
         if self.has_accumulate:
-            running = Mux(accumulate & ~first, held + rectified, running)
-        select = Signal.like(self.select, name="select_out")
-        emitted, emitted_valid = Signal(signed(w), name="emitted"), Signal(name="emitted_valid")
-        with m.If(valid):
+            running = Mux(s2["accumulate"] & ~s2["first"], held + rectified, running)
+        emitted = Signal(signed(w), name="emitted")
+        with m.If(s2["valid"]):
             m.d.sync += held.eq(running)
-            with m.If(emit):
+            with m.If(s2["emit"]):
                 m.d.sync += emitted.eq(running)
-        m.d.sync += [emitted_valid.eq(valid & emit), select.eq(select1)]
+        s3 = _registered(m, "3", valid=s2["valid"] & s2["emit"], select=s2["select"])
         rq = m.submodules.requant = Requantiser(
             self.requants, w, self.rounding, self.overflow, self.built, registered=True
         )
-        m.d.comb += [rq.value.eq(emitted), rq.select.eq(select)]
-        shifted_raw, shifted_valid = Signal(signed(w), name="shifted_raw"), Signal(name="shifted_valid")
-        m.d.sync += [shifted_raw.eq(emitted), shifted_valid.eq(emitted_valid)]
-        m.d.sync += [self.result.eq(rq.result), self.raw.eq(shifted_raw), self.out_valid.eq(shifted_valid)]
+        m.d.comb += [rq.value.eq(emitted), rq.select.eq(s3["select"])]
+        s4 = _registered(m, "4", valid=s3["valid"], raw=emitted)
+        m.d.sync += [self.result.eq(rq.result), self.raw.eq(s4["raw"]), self.out_valid.eq(s4["valid"])]
         return m
+
+
+def _registered(m: Module, stage: str, **values: object) -> dict[str, Signal]:
+    """Each value through a register named `<name><stage>`: what travels with the data to the next stage."""
+    regs = {}
+    for name, value in values.items():
+        reg = Signal.like(value, name=f"{name}{stage}") if isinstance(value, Signal) else Signal(name=f"{name}{stage}")
+        m.d.sync += reg.eq(value)
+        regs[name] = reg
+    return regs

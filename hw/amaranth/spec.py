@@ -50,6 +50,7 @@ from metahw.hw.amaranth.isa import (
     refuse,
 )
 from metahw.hw.amaranth.lower_head import lower_head_op, lower_init
+from metahw.hw.amaranth.rom import bank_depths
 from metahw.hw.amaranth.store import memory_depths
 from metahw.qformat import QFormat
 from metahw.sim.plan import INIT, OP, SEGMENT, STREAM_IN, STREAM_OUT, Plan, activation_banks, build_plan, check_fits
@@ -182,8 +183,12 @@ class RtlPlan:
     def memories(self) -> list[dict]:
         """The data memories the generator builds: name, width and depth in words, bits (for the manifest)."""
         p = self.lanes
+        depths = bank_depths(len(self.weight_words))
         mems = [
-            ("wmem", p * self.weight_bits, max(2, len(self.weight_words))),
+            (f"wmem (bank {k})" if len(depths) > 1 else "wmem", p * self.weight_bits, depth)
+            for k, depth in enumerate(depths)
+        ]
+        mems += [
             ("bias_rom", p * self.hw.acc_bits, max(2, len(self.bias_words))),
             ("amem0", p * self.act_bits, max(2, self.amem_depth)),
             ("amem1", p * self.act_bits, max(2, self.amem_depth)),

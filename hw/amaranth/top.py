@@ -40,6 +40,7 @@ from metahw.hw.amaranth.isa import (
 )
 from metahw.hw.amaranth.mac import MacArray
 from metahw.hw.amaranth.ppu import PpuLane
+from metahw.hw.amaranth.rom import BankedRom
 from metahw.hw.amaranth.sfu import RSQRT_ROOT_BITS
 from metahw.hw.amaranth.spec import RtlPlan
 from metahw.hw.amaranth.store import LinearStore
@@ -293,12 +294,7 @@ class Accelerator(wiring.Component):
     def _memories(self, m: Module) -> None:
         rp, p = self.rp, self.lanes
         wbits = rp.weight_bits
-        self.wmem = m.submodules.wmem = memory.Memory(
-            shape=unsigned(p * wbits),
-            depth=max(2, len(rp.weight_words)),
-            init=[_pack(word, wbits) for word in rp.weight_words],
-        )
-        self.wmem_rd = self.wmem.read_port()
+        self.wmem = m.submodules.wmem = BankedRom("wmem", p * wbits, [_pack(word, wbits) for word in rp.weight_words])
         self.bias = m.submodules.bias_rom = memory.Memory(
             shape=unsigned(p * rp.hw.acc_bits),
             depth=max(2, len(rp.bias_words)),

@@ -7,6 +7,7 @@ import pytest
 from metahw.hardware import HardwareConfig
 from metahw.hw.amaranth.build import build_rtl
 from metahw.hw.amaranth.meminit import split_memory_init
+from metahw.hw.amaranth.rom import bank_depths
 from metahw.hw.amaranth.spec import rtl_plan
 from tests.hw.amaranth.rtl_fixtures import tiny_protonet
 
@@ -45,6 +46,7 @@ def test_weight_file_holds_the_plan_words(tmp_path) -> None:
     rp = rtl_plan(program, hw)
     bits = rp.weight_bits
     want = [sum((v & ((1 << bits) - 1)) << (k * bits) for k, v in enumerate(word)) for word in rp.weight_words]
-    got = [int(w, 16) for w in (tmp_path / "wmem.hex").read_text().split()]
+    banks = [tmp_path / f"wmem_bank{k}.hex" for k in range(len(bank_depths(len(want))))]
+    got = [int(w, 16) for bank in banks for w in bank.read_text().split()]
     assert got == want + [0] * (max(2, len(want)) - len(want))  # the memory is at least 2 words deep
     assert (tmp_path / "metahw_accel.v").read_text().count("$readmemh") == len(list(tmp_path.glob("*.hex")))
