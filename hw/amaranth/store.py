@@ -47,8 +47,10 @@ class LinearStore(wiring.Component):
     `rd_start + l` in lane l of `rd_lanes` and element `rd_start` in `rd_elem`; `rd_hold`
     keeps the previous cycle's data instead. Write: element `wr_start + l` takes lane l of
     `wr_data` for each lane l set in `wr_mask` (0: no write; 1: a single element), through a
-    write register: a read addressed two cycles after the write sees it. `windows`
-    False promises that every window of more than one element starts on a word.
+    write register: a read addressed in the cycle after the write sees it (the read ports are
+    transparent to the write register's write: synthesis then registers a LUT RAM's read
+    address rather than its read data, docs/rtl.md "Head memories"). `windows` False promises
+    that every window of more than one element starts on a word.
     `window_writes` False promises that every write is a single element (`wr_mask` 0 or 1):
     the write is then only a lane enable, and an even/odd memory needs no write rotator (on
     the 75 x 5 score memory at P = 8 that saved 1,330 of its 4,030 LUT sites). The
@@ -109,7 +111,8 @@ class LinearStore(wiring.Component):
         mem = memory.Memory(shape=unsigned(p * bits), depth=self.depths[0], init=pack_words(self.init, p, bits))
         m.submodules.mem = mem
         self.memories.append(mem)
-        rd, wr = mem.read_port(), mem.write_port(granularity=bits)
+        wr = mem.write_port(granularity=bits)
+        rd = mem.read_port(transparent_for=(wr,))
         lane = Signal(range(max(2, p)), name="rd_lane")
         m.d.comb += [rd.addr.eq(self.rd_start >> lg), rd.en.eq(~self.rd_hold), self.rd_lanes.eq(rd.data)]
         with m.If(~self.rd_hold):
@@ -142,7 +145,8 @@ class LinearStore(wiring.Component):
             mem = memory.Memory(shape=unsigned(p * bits), depth=self.depths[parity], init=contents)
             m.submodules[f"bank{parity}"] = mem
             self.memories.append(mem)
-            banks.append((mem.read_port(), mem.write_port(granularity=bits)))
+            wr = mem.write_port(granularity=bits)
+            banks.append((mem.read_port(transparent_for=(wr,)), wr))
         # read: word w and w + 1 from the two banks, then lanes r .. r + P - 1 of the pair
         word = self.rd_start >> lg
         odd, shift = Signal(name="rd_odd"), Signal(range(p), name="rd_shift")

@@ -59,8 +59,9 @@ def test_head_memory_windows_and_elements(rows, cols, lanes, window_writes):
     """Random window and single-element writes and reads at any start equal a flat array's.
 
     `window_writes` False: only single elements are written (the memory has no write rotator).
-    A write passes the write register first: the read in the cycle after it still sees the old
-    contents, the one after that the new.
+    A write passes the write register first: the read addressed with it still sees the old
+    contents, the read addressed in the next cycle the new (the read port is transparent to the
+    write register's write).
     """
     bits = 6
     dut = LinearStore(rows, cols, lanes, bits, init=list(range(rows * cols)), window_writes=window_writes)
@@ -86,12 +87,12 @@ def test_head_memory_windows_and_elements(rows, cols, lanes, window_writes):
             ctx.set(dut.wr_mask, 0)
             lanes_out = ctx.get(dut.rd_lanes)
             got = [(lanes_out >> (k * bits)) & ((1 << bits) - 1) for k in range(lanes)]
-            want = model[start : start + lanes].tolist()  # neither this write nor the one landing now
+            if landing is not None:  # the previous cycle's write, landing now: this read sees it
+                model[landing[0] : landing[0] + landing[1]] = landing[2]
+            want = model[start : start + lanes].tolist()  # not this cycle's write
             if dut.windows or start % lanes == 0:
                 assert got[: len(want)] == want
             assert ctx.get(dut.rd_elem) == want[0]
-            if landing is not None:
-                model[landing[0] : landing[0] + landing[1]] = landing[2]
             landing = (start, count, data[:count])
         model[landing[0] : landing[0] + landing[1]] = landing[2]
         await ctx.tick()  # the last write lands
