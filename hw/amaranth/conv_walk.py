@@ -111,13 +111,23 @@ def conv_walk(
         cwrap=Signal(name="conv_cwrap"),
         pixel=Signal(name="conv_pixel_step"),
         restart=Signal(name="conv_restart"),
+        penultimate=Signal(name="conv_penultimate"),
     )
-    flags["advance"] = flags["jwrap"] & flags["iwrap"] & flags["cwrap"]  # the last beat of a position
+    ahead = min(conv.fan_in for conv in convs) >= 2
+    if ahead:  # the last beat of a position, from a register stepped a beat ahead
+        flags["advance"] = Signal(name="conv_last_beat")
+        with m.If(issued):
+            m.d.sync += flags["advance"].eq(0)
+        with m.Elif(beat):
+            m.d.sync += flags["advance"].eq(flags["penultimate"])
+    else:  # the last beat of a position
+        flags["advance"] = flags["jwrap"] & flags["iwrap"] & flags["cwrap"]
     with m.Switch(layer):
         for index, conv in enumerate(convs):
             with case(m, index, len(convs)):
                 _layer_steps(m, p, conv, walk, loops, flags, steps, lin, yy, xx)
-    _running_sums(m, walk, flags, steps, beat, dict(lin=lin, pbase=pbase, yy=yy, xx=xx, ybase=ybase, xbase=xbase))
+    sums = dict(lin=lin, pbase=pbase, yy=yy, xx=xx, ybase=ybase, xbase=xbase)
+    _running_sums(m, walk, flags, steps, beat, sums, ahead)
     with m.If(issued):
         with m.Switch(issued_layer):
             for index, conv in enumerate(convs):
@@ -170,6 +180,7 @@ def _layer_steps(
     m.d.comb += [
         walk.first.eq(k == 0),
         walk.last.eq(k == conv.fan_in - 1),
+        flags["penultimate"].eq(k == conv.fan_in - 2),
         walk.win0.eq((loops["wy"] == 0) & (loops["wx"] == 0)),
         walk.winlast.eq((loops["wy"] == 1) & (loops["wx"] == 1) if conv.pool else 1),
         flags["jwrap"].eq(j == kk - 1),
@@ -234,20 +245,34 @@ def _position_steps(m: Module, conv: ConvLayer, loops: dict, flags: dict, steps:
         next_pixel(1, 0, -(ow - 1), 1)
 
 
-def _running_sums(m: Module, walk: ConvWalk, flags: dict, steps: _Steps, beat: object, sums: dict) -> None:
-    """One adder per running sum, shared by the layers: each beat steps them by the chosen constants."""
+def _running_sums(m: Module, walk: ConvWalk, flags: dict, steps: _Steps, beat: object, sums: dict, ahead: bool) -> None:
+    """One adder per running sum, shared by the layers: each beat steps them by the chosen constants.
+
+    When every layer sums at least two beats per position (`ahead`), what a position's last beat
+    needs (the next corner and window coordinates, whether the tile restarts, whether a pixel
+    is done) is a register: it only depends on state that changes when a position advances,
+    so the register holds the right value from the second beat of a position on, and the
+    layer's constants, the move's selection and the adders are off the path into the
+    addresses (and `conv_walk` makes `advance` a register stepped a beat ahead).
+    """
     lin, pbase, yy, xx, ybase, xbase = (sums[n] for n in ("lin", "pbase", "yy", "xx", "ybase", "xbase"))
     jwrap, iwrap, restart, advance = flags["jwrap"], flags["iwrap"], flags["restart"], flags["advance"]
     corner = Mux(restart, steps.start_corner, pbase + steps.corner)
     x0 = Mux(restart, steps.start_xy, xbase + steps.dx)
     y0 = Mux(restart, steps.start_xy, ybase + steps.dy)
+    pixel = flags["pixel"]
+    if ahead:
+        now = (corner, x0, y0, restart, pixel)
+        early = [Signal.like(s, name=f"{s.name}_next") for s in (pbase, xbase, ybase, restart, pixel)]
+        m.d.sync += [reg.eq(value) for reg, value in zip(early, now)]
+        corner, x0, y0, restart, pixel = early
     with m.If(beat):
         m.d.sync += [
             lin.eq(Mux(advance, corner, lin + Mux(jwrap, Mux(iwrap, steps.channel, steps.row), 1))),
             xx.eq(Mux(advance, x0, Mux(jwrap, xbase, xx + 1))),
             yy.eq(Mux(advance, y0, Mux(jwrap & iwrap, ybase, Mux(jwrap, yy + 1, yy)))),
             walk.waddr.eq(walk.waddr + Mux(advance & ~restart, steps.weights_back, 1)),
-            walk.oaddr.eq(walk.oaddr + (advance & flags["pixel"])),
+            walk.oaddr.eq(walk.oaddr + (advance & pixel)),
         ]
         with m.If(advance):
             m.d.sync += [pbase.eq(corner), xbase.eq(x0), ybase.eq(y0)]

@@ -86,13 +86,14 @@ def _conv(top: Accelerator, m: Module) -> None:
         at(m, sig, DATA, f"conv_{n}")
         for sig, n in ((walk.tap, "tap"), (walk.lane, "lane"), (walk.first, "first"), (walk.last, "last"))
     )
-    # stage 1 -> 2: the activation word registered as it leaves its block RAM (the weight ROM
-    # registers each bank's word itself); the operands are selected from the registers, into
-    # the MAC array's input register
-    word = Signal(p * rp.act_bits, name="conv_word", reset_less=True)
+    # stage 1 -> 2: each activation bank's word registered as it leaves its block RAM (the weight
+    # ROM registers each of its banks' words itself); the operands are selected from the
+    # registers, into the MAC array's input register
+    words = [Signal(p * rp.act_bits, name=f"conv_word{b}", reset_less=True) for b in range(rp.amem_banks)]
     tap2, lane2 = Signal(name="conv_tap2"), Signal.like(lane1, name="conv_lane2")
-    m.d.sync += [word.eq(top.bank_data(bank)), tap2.eq(tap1), lane2.eq(lane1)]
-    raw = word.word_select(lane2, rp.act_bits)
+    m.d.sync += [word.eq(rd[b].data) for b, word in enumerate(words)]
+    m.d.sync += [tap2.eq(tap1), lane2.eq(lane1)]
+    raw = top.bank_data(bank, words).word_select(lane2, rp.act_bits)
     x = Signal(signed(rp.hw.operand_bits), name="conv_x")
     with m.Switch(lop):
         for index, layer in enumerate(rp.convs):
@@ -178,8 +179,10 @@ def _flatten(top: Accelerator, m: Module) -> None:
     for b in range(rp.amem_banks):
         top.drive(top.amem_rd[b].addr, Mux(top.active(FLATTEN) & (bank == b), block, 0))
     v1 = at(m, top.beat_of(FLATTEN), DATA, "flat_v")
-    data = Signal(p * rp.act_bits, name="flat_data")
-    m.d.sync += data.eq(top.bank_data(bank))
+    # each bank's word registered as it leaves its block RAM, the bank selected after the registers
+    words = [Signal(p * rp.act_bits, name=f"flat_data{b}", reset_less=True) for b in range(rp.amem_banks)]
+    m.d.sync += [word.eq(top.amem_rd[b].data) for b, word in enumerate(words)]
+    data = top.bank_data(bank, words)
     v2 = at(m, v1, FLAT_WRITE, "flat_v2", since=DATA)
     if any(op.positions > 1 for op in ops):
         tile, col = _flatten_columns(top, m, ops)

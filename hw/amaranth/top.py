@@ -143,14 +143,14 @@ class Accelerator(wiring.Component):
         """A beat of `engine` happens this cycle."""
         return self.beat & self.active(engine)
 
-    def bank_data(self, bank: object) -> object:
-        """The read data of activation bank `bank` (a signal)."""
-        rd = self.amem_rd
-        if len(rd) == 2:
-            return Mux(bank, rd[1].data, rd[0].data)
-        data = rd[-1].data
-        for b in reversed(range(len(rd) - 1)):
-            data = Mux(bank == b, rd[b].data, data)
+    def bank_data(self, bank: object, words: list | None = None) -> object:
+        """The read data of activation bank `bank` (a signal), or `words[bank]`: one word per bank."""
+        words = [rd.data for rd in self.amem_rd] if words is None else words
+        if len(words) == 2:
+            return Mux(bank, words[1], words[0])
+        data = words[-1]
+        for b in reversed(range(len(words) - 1)):
+            data = Mux(bank == b, words[b], data)
         return data
 
     def writes_bank(self, b: int, bank: object, dst: object) -> object:

@@ -54,8 +54,20 @@ def leaky_average_encoder(width: int = 8) -> nn.Sequential:
     )
 
 
+def pointwise_encoder(width: int = 4) -> nn.Sequential:
+    """1x16x16: a 1x1 conv of the single input channel (one beat per output position), 2x2 max, a conv block.
+
+    A layer of fan-in 1 ends a position on every beat: the conv engine then computes the next
+    position's corner in the same cycle instead of a cycle ahead (`hw/amaranth/conv_walk.py`).
+    """
+    return nn.Sequential(nn.Conv2d(1, width, 1), nn.ReLU(), nn.MaxPool2d(2), conv_block(width, width), nn.Flatten())
+
+
 #: networks of these tests besides the shared ones
-EXTRA_NETWORKS = {"leaky_average": UserNetwork(lambda: leaky_average_encoder(8), (3, 16, 16), 11)}
+EXTRA_NETWORKS = {
+    "leaky_average": UserNetwork(lambda: leaky_average_encoder(8), (3, 16, 16), 11),
+    "pointwise": UserNetwork(lambda: pointwise_encoder(4), (1, 16, 16), 12),
+}
 
 
 def _module(network: str) -> nn.Module:

@@ -26,6 +26,7 @@ from tests.compiler.own_programs import own_inputs, own_program
         ("strided", "anil", 4),
         ("projection", "protomaml", 4),
         ("leaky_average", "protonet", 4),
+        ("pointwise", "protonet", 4),
         ("residual", "matchingnet", 8),
     ],
 )
