@@ -171,9 +171,10 @@ def main() -> None:
     for r in zoo:
         acc = r["accuracy"]
         matched = f"{r['golden_matched']}/{r['episodes']}"
+        interval = "" if acc["ci95"] is None else f" +- {100 * acc['ci95']:.2f}"  # None: one episode
         print(
             f"{r['checkpoint']:<20} {r['algorithm']:<12} {r['width']:>5} {r['episodes']:>8} {matched:>12} "
-            f"{100 * acc['accuracy']:>9.2f} +- {100 * acc['ci95']:.2f}"
+            f"{100 * acc['accuracy']:>9.2f}{interval}"
         )
     print(f"wrote {args.out}")
 

@@ -15,6 +15,7 @@ from metahw.hardware import HardwareConfig
 from metahw.hw.amaranth.build import FORMAT_TAG, MANIFEST, build_rtl
 from metahw.hw.amaranth.check import check_rtl_episodes
 from metahw.hw.amaranth.verilator import RtlMismatch, lint
+from metahw.hw.synth.devices import get_device
 from metahw.models.episodes import EpisodeSet
 
 
@@ -54,8 +55,17 @@ def build_amaranth(program: Program, hw: HardwareConfig, out: Path, as_json: boo
     memory_bits = sum(m["bits"] for m in manifest["memories"])
     typer.echo(
         f"  memories: {memory_bits / 8192:.1f} KiB in {len(manifest['memories'])} memories; "
-        f"next: metahw report {out} --target ecp5-85k"
+        f"next: metahw report {out} --target {_first_target(memory_bits)}"
     )
+
+
+def _first_target(memory_bits: int) -> str:
+    """The smallest FPGA target with place and route whose block RAM has the bits (the report checks the blocks)."""
+    for name in ("ice40-up5k", "ecp5-25k"):
+        device = get_device(name)
+        if device.bram_blocks * device.bram_block_kbit * 1024 >= memory_bits:
+            return name
+    return "ecp5-85k"
 
 
 def simulate_rtl(

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from metahw.cli import INTERRUPTED, run
+from metahw.cli.rtl import _first_target
 from metahw.hardware import HardwareConfig
 from metahw.outputs import exclusive
 
@@ -62,3 +63,17 @@ def test_simulate_reads_lanes_and_groups_from_the_config_and_records_its_seed(sh
     assert (report["hardware"]["lanes"], report["hardware"]["groups"], report["seed"]) == (4, 2, 7)
     assert run([*args[:-1], "--lanes", "8", "--json"]) == 0  # --lanes wins over the file; G follows the new P
     assert json.loads(capsys.readouterr().out)["hardware"]["lanes"] == 8
+
+
+@pytest.mark.parametrize(
+    ("memory_bits", "target"),
+    [
+        (100 * 1024, "ice40-up5k"),
+        (120 * 1024 + 1, "ecp5-25k"),
+        (1008 * 1024, "ecp5-25k"),
+        (1008 * 1024 + 1, "ecp5-85k"),
+    ],
+)
+def test_build_suggests_the_smallest_part_whose_block_ram_has_the_bits(memory_bits, target):
+    """UP5K: 30 x 4 kbit EBR; ECP5-25k: 56 x 18 kbit DP16KD; anything larger: the 85k."""
+    assert _first_target(memory_bits) == target
