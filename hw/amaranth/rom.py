@@ -4,10 +4,16 @@ docs/rtl.md ("Weight memory"). A block RAM's read data leaves it late: on the EC
 clock-to-out is 5.8 ns without its output register, which Yosys does not use. A ROM deeper
 than one block is several blocks whose outputs Yosys multiplexes by the address's upper
 bits, and that multiplexer after the clock-to-out was the demo design's critical path (the
-weight memory: 3,492 words of 64 bits, seven 512-word rows of two DP16KD each, 9.9 ns). Here every bank of at most
-`BANK_WORDS` words (one DP16KD at 512 x 36, one RAMB36E1 at 512 x 72; two iCE40 EBRs) ends in a
-register of its own, and the bank select follows them: the address of cycle c gives its word
-in cycle c + 2, the same latency as a block RAM read into an operand register.
+weight memory: 3,492 words of 64 bits, seven 512-word rows of two DP16KD each, 9.9 ns). Here
+every bank of at most `BANK_WORDS` words ends in a register of its own, and the bank select
+follows them: the address of cycle c gives its word in cycle c + 2, the same latency as a
+block RAM read into an operand register.
+
+Banks are cut only for words of at least `BANKED_WIDTH` bits. For those, 512 words are whole
+blocks on every family (one DP16KD at 512 x 36, one RAMB36E1 at 512 x 72, two iCE40 EBRs at
+256 x 16), so banking costs no block. A narrower ROM stays one memory: Yosys packs it into the
+deep, narrow configurations (1024 x 18 or 2048 x 9 on the ECP5, 1024 x 4 on the iCE40), which
+512-word banks would waste; on the UP5K's 6-bit P = 2 design that was 33 EBRs instead of 30.
 """
 
 from __future__ import annotations
@@ -20,10 +26,14 @@ from metahw.hw.amaranth.util import bits_for, pick
 
 #: words per bank: the deepest block-RAM configuration that is at least 36 bits wide on the ECP5
 BANK_WORDS = 512
+#: the narrowest word that is banked (the ECP5's 512 x 36 configuration)
+BANKED_WIDTH = 36
 
 
-def bank_depths(words: int) -> list[int]:
-    """Depth of each bank of a `words`-deep ROM (every memory at least 2 words deep)."""
+def bank_depths(words: int, width: int) -> list[int]:
+    """Depth of each bank of a `words`-deep ROM of `width`-bit words (every memory at least 2 words deep)."""
+    if width < BANKED_WIDTH:
+        return [max(2, words)]
     count = max(1, -(-words // BANK_WORDS))
     return [max(2, min(BANK_WORDS, words - k * BANK_WORDS)) for k in range(count)]
 
@@ -34,7 +44,7 @@ class BankedRom(wiring.Component):
     def __init__(self, name: str, width: int, words: list[int]) -> None:
         self.name, self.width = name, width
         self.words = list(words)
-        self.depths = bank_depths(len(self.words))
+        self.depths = bank_depths(len(self.words), width)
         super().__init__({"addr": In(range(max(2, len(self.words)))), "data": Out(unsigned(width))})
 
     def elaborate(self, platform: object) -> Module:

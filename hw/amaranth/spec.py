@@ -183,7 +183,7 @@ class RtlPlan:
     def memories(self) -> list[dict]:
         """The data memories the generator builds: name, width and depth in words, bits (for the manifest)."""
         p = self.lanes
-        depths = bank_depths(len(self.weight_words))
+        depths = bank_depths(len(self.weight_words), p * self.weight_bits)
         mems = [
             (f"wmem (bank {k})" if len(depths) > 1 else "wmem", p * self.weight_bits, depth)
             for k, depth in enumerate(depths)

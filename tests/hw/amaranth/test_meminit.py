@@ -46,7 +46,7 @@ def test_weight_file_holds_the_plan_words(tmp_path) -> None:
     rp = rtl_plan(program, hw)
     bits = rp.weight_bits
     want = [sum((v & ((1 << bits) - 1)) << (k * bits) for k, v in enumerate(word)) for word in rp.weight_words]
-    banks = [tmp_path / f"wmem_bank{k}.hex" for k in range(len(bank_depths(len(want))))]
+    banks = [tmp_path / f"wmem_bank{k}.hex" for k in range(len(bank_depths(len(want), hw.lanes * bits)))]
     got = [int(w, 16) for bank in banks for w in bank.read_text().split()]
     assert got == want + [0] * (max(2, len(want)) - len(want))  # the memory is at least 2 words deep
     assert (tmp_path / "metahw_accel.v").read_text().count("$readmemh") == len(list(tmp_path.glob("*.hex")))

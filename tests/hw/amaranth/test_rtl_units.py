@@ -15,7 +15,7 @@ from metahw.hw.amaranth.argtree import ArgTree
 from metahw.hw.amaranth.mac import MacArray, soft_multiply
 from metahw.hw.amaranth.pipeline import MAC_STAGES
 from metahw.hw.amaranth.requant import Requantiser
-from metahw.hw.amaranth.rom import BANK_WORDS, BankedRom
+from metahw.hw.amaranth.rom import BANK_WORDS, BANKED_WIDTH, BankedRom
 from metahw.hw.amaranth.spec import RequantSpec, rtl_plan
 from metahw.qformat import QFormat
 from metahw.sim import ppu
@@ -124,13 +124,16 @@ def test_mac_array_outer_and_reduce(lanes, dsp_lanes):
     _run(dut, bench)
 
 
-@pytest.mark.parametrize("words", [1, 300, BANK_WORDS, 2 * BANK_WORDS + 77])
-def test_banked_rom_gives_each_address_its_word_two_cycles_later(words):
-    """One bank or several (the last one short): every word, read in random order, comes back at c + 2."""
+@pytest.mark.parametrize(
+    ("words", "width", "banks"),
+    [(1, BANKED_WIDTH, 1), (300, BANKED_WIDTH, 1), (BANK_WORDS, 40, 1), (2 * BANK_WORDS + 77, 40, 3), (1100, 20, 1)],
+)
+def test_banked_rom_gives_each_address_its_word_two_cycles_later(words, width, banks):
+    """One bank or several (the last one short; a narrow ROM is one): every word, in random order, comes at c + 2."""
     rng = np.random.default_rng(words)
-    contents = [int(v) for v in rng.integers(0, 1 << 20, words)]
-    dut = BankedRom("rom", 20, contents)
-    assert len(dut.depths) == -(-words // BANK_WORDS)
+    contents = [int(v) for v in rng.integers(0, 1 << width, words, dtype=np.int64)]
+    dut = BankedRom("rom", width, contents)
+    assert len(dut.depths) == banks
     addresses = [int(a) for a in rng.permutation(words)] + [words - 1, 0, words - 1]
 
     async def bench(ctx):
