@@ -15,7 +15,7 @@ import numpy as np
 from metahw.compiler.kernels import timing
 from metahw.compiler.program import Program
 from metahw.hardware import HardwareConfig
-from metahw.sim.plan import INIT, OP, SEGMENT, STREAM_IN, build_plan
+from metahw.sim.plan import INIT, OP, SEGMENT, STREAM_IN, STREAM_OUT, build_plan
 
 
 @dataclass(frozen=True)
@@ -28,8 +28,8 @@ class CycleBudget:
     query: int
 
 
-def _io(elements: int, hw: HardwareConfig) -> int:
-    return timing.instruction(timing.IO, timing.ceil_div(elements, hw.stream_elements), hw)
+def _io(elements: int, hw: HardwareConfig, kind: str = timing.IO) -> int:
+    return timing.instruction(kind, timing.ceil_div(elements, hw.stream_elements), hw)
 
 
 def episode_cycles(program: Program, hw: HardwareConfig) -> CycleBudget:
@@ -54,7 +54,8 @@ def episode_cycles(program: Program, hw: HardwareConfig) -> CycleBudget:
             for op in segment.ops:
                 spent[op.name] = op.cycles(buffers, hw)
         else:
-            spent[step.label] = _io(int(np.prod(buffers[step.buffer].shape)), hw)
+            kind = timing.OUT if step.kind == STREAM_OUT else timing.IO
+            spent[step.label] = _io(int(np.prod(buffers[step.buffer].shape)), hw, kind)
         for label, value in spent.items():
             cycles[label] += value
             query += value if step.query else 0

@@ -113,7 +113,7 @@ class Simulator:
         elif step.kind == STREAM_OUT:
             size = machine.values[step.buffer].size
             machine.reads[step.buffer] += size
-            timeline.emit(step.label, Instr(timing.IO, ceil_div(size, hw.stream_elements)), step.query)
+            timeline.emit(step.label, Instr(timing.OUT, ceil_div(size, hw.stream_elements)), step.query)
         elif step.kind == OP:
             for instr in SCHEDULES[type(step.op)](machine, step.op):
                 timeline.emit(step.op.name, instr, step.query)

@@ -27,6 +27,7 @@ KINDS = (
     timing.RECIP,
     timing.RSQRT,
     timing.IO,
+    timing.OUT,
 )
 #: (name, width, VCD identifier)
 SIGNALS = (

@@ -26,6 +26,8 @@ D_VEC = 7
 D_EXP = 4
 #: stream beat to memory write
 D_IO = 1
+#: out-stream beat: the memory read, then the out register (`out_data` leaves the chip from a register)
+D_OUT = 2
 #: rsqrt per value: 1 normalise + 33 division steps + 17 square-root steps + 1 write
 T_RSQRT = 52
 #: episode start (fetch the first step) and done cycles
@@ -34,7 +36,7 @@ T_DONE = 1
 
 OUTER, WIDE, REDUCE = "outer", "wide", "reduce"
 VECTOR, SCAN, ROWRED = "vector", "scan", "rowred"
-EXP, RECIP, RSQRT, IO = "exp", "recip", "rsqrt", "io"
+EXP, RECIP, RSQRT, IO, OUT = "exp", "recip", "rsqrt", "io", "out"
 
 
 def ceil_div(a: int, b: int) -> int:
@@ -71,6 +73,8 @@ def depth(kind: str, hw: Any) -> int:
         return D_EXP
     if kind == IO:
         return D_IO
+    if kind == OUT:
+        return D_OUT
     if kind in (RECIP, RSQRT):
         return 0
     raise ValueError(f"unknown instruction kind {kind!r}")

@@ -13,7 +13,7 @@ from amaranth import Cat, Const, Module, Mux, Signal, signed
 from metahw.hw.amaranth.conv_walk import conv_walk
 from metahw.hw.amaranth.isa import CONV, FLATTEN, IO_IMAGE, IO_LABELS, IO_OUT
 from metahw.hw.amaranth.pipeline import ACCUMULATORS, DATA, FLAT_WRITE, MAC_WRITE, OPERANDS, PRELOAD_READ, at
-from metahw.hw.amaranth.util import bits_for, case, extend
+from metahw.hw.amaranth.util import bits_for, case, extend, or_all
 from metahw.qformat import QFormat
 
 if TYPE_CHECKING:
@@ -226,18 +226,23 @@ def block_mask(block: object, cols: int, lanes: int) -> object:
 
 
 def _stream_out(top: Accelerator, m: Module) -> None:
-    """IO: E elements of an output memory per beat onto the out stream; a full, unread out register stalls."""
+    """IO: E elements of an output memory per beat onto the out stream, from a register; a full, unread one stalls.
+
+    Two stages: a beat reads its word (the read port holds it while the stream stalls), then the
+    out register takes the beat's E elements, so `out_data` leaves the accelerator from a register
+    (D_OUT). A stall freezes both stages and the beats.
+    """
     rp, e, p = top.rp, top.elements, top.lanes
     word = Signal(16, name="out_word")
     with m.If(top.issued(IO_OUT)):
         m.d.sync += word.eq(0)
     with m.Elif(top.beat_of(IO_OUT)):
         m.d.sync += word.eq(word + 1)
-    valid = Signal(name="out_valid_reg")
+    read, valid = Signal(name="out_read"), Signal(name="out_valid_reg")
     stall = valid & ~top.out_ready
     top.drive(top.stall, stall)
     with m.If(~stall):
-        m.d.sync += valid.eq(top.beat_of(IO_OUT))
+        m.d.sync += [read.eq(top.beat_of(IO_OUT)), valid.eq(read)]
     m.d.comb += top.out_valid.eq(valid)
     slices = p // e
     if slices > 1:
@@ -245,6 +250,7 @@ def _stream_out(top: Accelerator, m: Module) -> None:
         with m.If(~stall):
             m.d.sync += part.eq(word[: bits_for(slices)])
     start = (word >> bits_for(slices) if slices > 1 else word) * p
+    elements = []
     for op, name in enumerate(rp.outputs):
         fmt = rp.heads[name].qformat
         mine = top.mine(IO_OUT, op)
@@ -256,4 +262,8 @@ def _stream_out(top: Accelerator, m: Module) -> None:
             sig = Signal(signed(rp.out_bits + 1), name=f"out{op}_e{k}")
             m.d.comb += sig.eq(extend(chosen.word_select(k, fmt.bits), fmt))
             parts.append(sig[: rp.out_bits])
-        top.drive(top.out_data, Mux(valid & mine, Cat(*parts), 0))
+        elements.append(Mux(read & mine, Cat(*parts), 0))
+    data = Signal.like(top.out_data, name="out_data_reg")
+    with m.If(~stall):
+        m.d.sync += data.eq(or_all(elements))
+    top.drive(top.out_data, data)

@@ -45,7 +45,7 @@ ENGINE_KINDS = {
     WIDE: timing.WIDE,
     REDUCE: timing.REDUCE,
     ROWRED: timing.ROWRED,
-    IO_OUT: timing.IO,
+    IO_OUT: timing.OUT,
     VECTOR: timing.VECTOR,
     EXP: timing.EXP,
     RECIP: timing.RECIP,
