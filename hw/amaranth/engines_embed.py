@@ -226,7 +226,7 @@ def block_mask(block: object, cols: int, lanes: int) -> object:
 
 
 def _stream_out(top: Accelerator, m: Module) -> None:
-    """IO: E elements of an output memory per beat onto the out stream, from a register; a full, unread one stalls.
+    """OUT: E elements of an output memory per beat onto the out stream, from a register; a full, unread one stalls.
 
     Two stages: a beat reads its word (the read port holds it while the stream stalls), then the
     out register takes the beat's E elements, so `out_data` leaves the accelerator from a register

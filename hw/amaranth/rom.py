@@ -1,7 +1,8 @@
 """A read-only memory in banks of block-RAM depth, each bank's output registered before the bank select.
 
-docs/rtl.md ("Weight memory"). A block RAM's read data leaves it late: on the ECP5 a DP16KD's
-clock-to-out is 5.8 ns without its output register, which Yosys does not use. A ROM deeper
+docs/rtl.md (module list) and docs/hardware_reports.md ("fmax"). A block RAM's read data
+leaves it late: on the ECP5 a DP16KD's clock-to-out is 5.8 ns without its output register,
+which Yosys does not use. A ROM deeper
 than one block is several blocks whose outputs Yosys multiplexes by the address's upper
 bits, and that multiplexer after the clock-to-out was the demo design's critical path (the
 weight memory: 3,492 words of 64 bits, seven 512-word rows of two DP16KD each, 9.9 ns). Here
