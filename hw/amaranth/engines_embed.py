@@ -111,7 +111,7 @@ def _conv(top: Accelerator, m: Module) -> None:
     for n in range(p):
         top.drive(top.mac_x[n], Mux(active, x, 0))
         top.drive(top.mac_y[n], Mux(active, ys[n], 0))
-    # preload: bias ROM read at stage 3, data with the products at stage 4
+    # preload: the bias ROM read at PRELOAD_READ, its data with the products
     t3 = at(m, walk.t, PRELOAD_READ, "conv_t")
     bias_base, relu, requant = (
         Signal(16, name="conv_bias_base"),
@@ -134,7 +134,7 @@ def _conv(top: Accelerator, m: Module) -> None:
     for n in range(p):
         bias = top.bias_rd.data.word_select(n, rp.hw.acc_bits).as_signed()
         top.drive(top.mac_preload[n], Mux(active, bias, 0))
-    # PPU controls with the accumulators (stage 5); the write with the PPU output (stage 6)
+    # PPU controls with the accumulators (ACCUMULATORS); the write with the PPU output (MAC_WRITE)
     win0_5, winlast5 = at(m, walk.win0, ACCUMULATORS, "conv_win0"), at(m, walk.winlast, ACCUMULATORS, "conv_winlast")
     oaddr6 = at(m, walk.oaddr, MAC_WRITE, "conv_oaddr")
     top.ppu_controls(

@@ -3,9 +3,9 @@
 docs/microarchitecture.md §8 and docs/rtl.md. Each engine has shared loop counters and operand
 registers; its op descriptors (`isa.py`) select the memories, loop limits and PPU controls.
 Beat at cycle t: the head memories are addressed at t and answer at t + 1, the operand
-registers feed the MAC array at t + 2, the lane accumulators reach the PPU at t + 5 (the
-REDUCE tree's sum at t + 5 + lg P), and the PPU's requantised result is written at t + 8
-(t + 8 + lg P): the named offsets of `pipeline.py`.
+registers feed the MAC array at t + 2, the lane accumulators reach the PPU at t + 6 (the
+REDUCE tree's sum at t + 6 + lg P), and the PPU's requantised result is written at t + 11
+(t + 11 + lg P): the named offsets of `pipeline.py`.
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ at the same address of the skip bank; the PPU keeps a running max (2x2 max pool)
 (2x2 average, global average) over a window's beats, applies ReLU or LeakyReLU and
 requantises; the window's last beat writes one word into the destination bank. Beat at t:
 the banks are read at t, the lane values are formed at t + 1 and registered into the PPU at
-t + 2, shifted and rounded by its requantiser over t + 3 and t + 4 and written at t + 5 (the
-D_VEC = 5 drain's last cycle).
+t + 2, scaled, rectified, kept as the running value, shifted and rounded over the PPU's five
+stages and written at t + 7 (the D_VEC = 7 drain's last cycle).
 
 Read order: a 2x2 pool walks tile, output row, output column, then the window (wy, wx), so
 the read address is a running row base plus a column plus the window offset; every other

@@ -5,8 +5,8 @@ ProtoHeadInit's W = 2c, the softmax's p = e * r_row, SGDHeadStep's gradient and 
 normalisation u = x * r_row. Lane l of beat k handles element k*P + l of the [rows, cols]
 source; per-lane row and column trackers give it its row's reciprocal, rsqrt factor or label.
 Beat at t: the source is read at t, per-lane values are formed at t + 1 and registered into
-the PPU at t + 2, shifted and rounded by its requantiser over t + 3 and t + 4 and written at
-t + 5 (the D_VEC = 5 drain's last cycle).
+the PPU at t + 2, go through the PPU's five stages and are written at t + 7 (the D_VEC = 7
+drain's last cycle).
 """
 
 from __future__ import annotations
