@@ -89,11 +89,9 @@ def _conv(top: Accelerator, m: Module) -> None:
     # stage 1 -> 2: each activation bank's word registered as it leaves its block RAM (the weight
     # ROM registers each of its banks' words itself); the operands are selected from the
     # registers, into the MAC array's input register
-    words = [Signal(p * rp.act_bits, name=f"conv_word{b}", reset_less=True) for b in range(rp.amem_banks)]
     tap2, lane2 = Signal(name="conv_tap2"), Signal.like(lane1, name="conv_lane2")
-    m.d.sync += [word.eq(rd[b].data) for b, word in enumerate(words)]
     m.d.sync += [tap2.eq(tap1), lane2.eq(lane1)]
-    raw = top.bank_data(bank, words).word_select(lane2, rp.act_bits)
+    raw = top.registered_bank_data(m, bank, "conv_word").word_select(lane2, rp.act_bits)
     x = Signal(signed(rp.hw.operand_bits), name="conv_x")
     with m.Switch(lop):
         for index, layer in enumerate(rp.convs):
@@ -179,10 +177,7 @@ def _flatten(top: Accelerator, m: Module) -> None:
     for b in range(rp.amem_banks):
         top.drive(top.amem_rd[b].addr, Mux(top.active(FLATTEN) & (bank == b), block, 0))
     v1 = at(m, top.beat_of(FLATTEN), DATA, "flat_v")
-    # each bank's word registered as it leaves its block RAM, the bank selected after the registers
-    words = [Signal(p * rp.act_bits, name=f"flat_data{b}", reset_less=True) for b in range(rp.amem_banks)]
-    m.d.sync += [word.eq(top.amem_rd[b].data) for b, word in enumerate(words)]
-    data = top.bank_data(bank, words)
+    data = top.registered_bank_data(m, bank, "flat_data")
     v2 = at(m, v1, FLAT_WRITE, "flat_v2", since=DATA)
     if any(op.positions > 1 for op in ops):
         tile, col = _flatten_columns(top, m, ops)

@@ -36,7 +36,7 @@ from amaranth.lib.wiring import In, Out
 
 from metahw.hw.amaranth.isa import RequantSpec
 from metahw.hw.amaranth.requant import Requantiser
-from metahw.hw.amaranth.util import shift_left, times_constant
+from metahw.hw.amaranth.util import delay, shift_left, times_constant
 
 
 def _cases(m: Module, index: int, count: int) -> object:
@@ -156,10 +156,5 @@ class PpuLane(wiring.Component):
 
 
 def _registered(m: Module, stage: str, **values: object) -> dict[str, Signal]:
-    """Each value through a register named `<name><stage>`: what travels with the data to the next stage."""
-    regs = {}
-    for name, value in values.items():
-        reg = Signal.like(value, name=f"{name}{stage}") if isinstance(value, Signal) else Signal(name=f"{name}{stage}")
-        m.d.sync += reg.eq(value)
-        regs[name] = reg
-    return regs
+    """Each value through one register (`delay`): what travels with the data to the next stage."""
+    return {name: delay(m, value, 1, f"{name}{stage}") for name, value in values.items()}

@@ -143,9 +143,22 @@ class Accelerator(wiring.Component):
         """A beat of `engine` happens this cycle."""
         return self.beat & self.active(engine)
 
-    def bank_data(self, bank: object, words: list | None = None) -> object:
-        """The read data of activation bank `bank` (a signal), or `words[bank]`: one word per bank."""
-        words = [rd.data for rd in self.amem_rd] if words is None else words
+    def bank_data(self, bank: object) -> object:
+        """The read data of activation bank `bank` (a signal), in the cycle after the read."""
+        return self._select_bank(bank, [rd.data for rd in self.amem_rd])
+
+    def registered_bank_data(self, m: Module, bank: object, name: str) -> object:
+        """The read data of activation bank `bank`, a cycle later than `bank_data`.
+
+        Each bank's word is registered as it leaves its block RAM and the bank is selected after
+        the registers, so no multiplexer follows the block RAM's clock-to-out.
+        """
+        words = [Signal(len(rd.data), name=f"{name}{b}", reset_less=True) for b, rd in enumerate(self.amem_rd)]
+        m.d.sync += [word.eq(rd.data) for word, rd in zip(words, self.amem_rd)]
+        return self._select_bank(bank, words)
+
+    @staticmethod
+    def _select_bank(bank: object, words: list) -> object:
         if len(words) == 2:
             return Mux(bank, words[1], words[0])
         data = words[-1]

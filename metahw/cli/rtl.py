@@ -15,7 +15,7 @@ from metahw.hardware import HardwareConfig
 from metahw.hw.amaranth.build import FORMAT_TAG, MANIFEST, build_rtl
 from metahw.hw.amaranth.check import check_rtl_episodes
 from metahw.hw.amaranth.verilator import RtlMismatch, lint
-from metahw.hw.synth.devices import get_device
+from metahw.hw.synth.devices import DEVICES
 from metahw.models.episodes import EpisodeSet
 
 
@@ -60,12 +60,13 @@ def build_amaranth(program: Program, hw: HardwareConfig, out: Path, as_json: boo
 
 
 def _first_target(memory_bits: int) -> str:
-    """The smallest FPGA target with place and route whose block RAM has the bits (the report checks the blocks)."""
-    for name in ("ice40-up5k", "ecp5-25k"):
-        device = get_device(name)
-        if device.bram_blocks * device.bram_block_kbit * 1024 >= memory_bits:
-            return name
-    return "ecp5-85k"
+    """The smallest FPGA with place and route whose block RAM holds the bits, else the largest one.
+
+    Raw bits only: `metahw report` checks the memories block by block.
+    """
+    placed = sorted((d for d in DEVICES.values() if d.has_pnr), key=lambda d: d.bram_blocks * d.bram_block_kbit)
+    fitting = [d for d in placed if d.bram_blocks * d.bram_block_kbit * 1024 >= memory_bits]
+    return (fitting or placed[-1:])[0].name
 
 
 def simulate_rtl(
