@@ -12,9 +12,10 @@ block RAM read into an operand register.
 
 Banks are cut only for words of at least `BANKED_WIDTH` bits. For those, 512 words are whole
 blocks on every family (one DP16KD at 512 x 36, one RAMB36E1 at 512 x 72, two iCE40 EBRs at
-256 x 16), so banking costs no block. A narrower ROM stays one memory: Yosys packs it into the
-deep, narrow configurations (1024 x 18 or 2048 x 9 on the ECP5, 1024 x 4 on the iCE40), which
-512-word banks would waste; on the UP5K's 6-bit P = 2 design that was 33 EBRs instead of 30.
+256 x 16), so banking costs no block. A narrower ROM stays one memory, free to take deeper,
+narrower block configurations (1024 x 18 on the ECP5, 1024 x 4 on the iCE40) that 512-word
+banks would leave half empty: on the UP5K's 6-bit P = 2 design (12-bit words) the banks took 33
+EBRs where one memory takes 30.
 """
 
 from __future__ import annotations
