@@ -2,7 +2,7 @@
 
 `Machine` holds the integers of every buffer (memories are modelled by buffer, placement
 lives in the plan), the overflow counters of the PPU, and the element traffic per buffer.
-Each op's schedule (sim/ops_*.py, registered with `simulates`) computes its outputs with the
+Each op's schedule (`sim/ops/<family>.py`, registered with `simulates`) computes its outputs with the
 simulator's own datapath code and returns the instructions it issued, each with the beats it
 counted from the tiles it executed.
 """

@@ -18,7 +18,7 @@ from metahw.compiler.golden import check_inputs
 from metahw.compiler.kernels import timing
 from metahw.compiler.program import Program
 from metahw.hardware import HardwareConfig
-from metahw.sim import ops_attention, ops_embed, ops_head, ops_sgd  # noqa: F401 - register the op schedules
+from metahw.sim import ops  # noqa: F401 - register the op schedules
 from metahw.sim.machine import SCHEDULES, Instr, Machine, ceil_div
 from metahw.sim.plan import INIT, OP, SEGMENT, STREAM_IN, STREAM_OUT, Plan, Step, build_plan, check_fits
 

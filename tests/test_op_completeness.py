@@ -18,6 +18,9 @@ from metahw.hw.hls4ml.head import HEAD_LOWERINGS as HLS_HEAD
 from metahw.sim.machine import SCHEDULES
 from metahw.sim.simulator import Simulator  # noqa: F401 - importing the simulator registers every op's schedule
 
+#: each engine's lowerings, kernel class -> function (placed in a module named like the kernel's)
+LOWERINGS = {"simulator": SCHEDULES}
+
 #: ops an engine refuses, with the reason (documented in the engine's docs page); none today
 REFUSED: dict[str, dict[str, str]] = {"rtl": {}, "hls4ml": {}}
 
@@ -40,3 +43,18 @@ def test_the_engines_lower_only_registered_ops():
     registered = set(KERNELS.values())
     for engine, ops in ENGINES.items():
         assert ops <= registered, (engine, ops - registered)
+
+
+def family(module: str) -> str:
+    """The kernel family of a module: its last name (`metahw.sim.ops.pool` -> `pool`)."""
+    return module.rsplit(".", 1)[1]
+
+
+@pytest.mark.parametrize("engine", sorted(LOWERINGS))
+def test_each_lowering_lives_in_the_module_named_like_its_kernels(engine: str):
+    misplaced = {
+        kernel.__name__: fn.__module__
+        for kernel, fn in LOWERINGS[engine].items()
+        if family(fn.__module__) != family(kernel.__module__)
+    }
+    assert misplaced == {}, f"{engine}: each op's lowering belongs in <backend>/ops/<kernel module>.py"

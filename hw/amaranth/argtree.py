@@ -1,7 +1,7 @@
 """The PPU's compare tree: the extreme of P values and its index, lg P pipelined stages.
 
 docs/microarchitecture.md §4: a pairwise tree in which a tie keeps the left (lower) index,
-the rule `metahw.sim.ops_head._tree_select` models; masked lanes never win.
+the rule `metahw.sim.ops.argreduce._tree_select` models; masked lanes never win.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from metahw.hw.amaranth.rom import BANK_WORDS, BANKED_WIDTH, BankedRom
 from metahw.hw.amaranth.spec import RequantSpec, rtl_plan
 from metahw.qformat import QFormat
 from metahw.sim import ppu
-from metahw.sim.ops_head import _tree_select
+from metahw.sim.ops.argreduce import _tree_select
 from metahw.sim.simulator import Simulator as CycleSimulator
 from tests.hw.amaranth.amaranth_bench import amaranth_episode
 from tests.hw.amaranth.rtl_fixtures import tiny_inputs, tiny_protonet

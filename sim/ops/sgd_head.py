@@ -7,8 +7,7 @@ import numpy as np
 from metahw.compiler.kernels import SGDHeadStep, timing
 from metahw.sim.mac import exact_matmul
 from metahw.sim.machine import Instr, Machine, ceil_div, simulates
-from metahw.sim.ops_head import check_labels, divide_by_count, linear
-from metahw.sim.sequences import reduce_instr, softmax_rows, vector_instr
+from metahw.sim.sequences import check_labels, divide_by_count, linear, reduce_instr, softmax_rows, vector_instr
 
 
 def _update(m: Machine, param: str, grad: np.ndarray, grad_frac: int, lr: str) -> None:

@@ -7,8 +7,7 @@ import numpy as np
 from metahw.compiler.kernels import CosineAttention, timing
 from metahw.sim.mac import exact_matmul
 from metahw.sim.machine import Instr, Machine, ceil_div, simulates
-from metahw.sim.ops_head import check_labels
-from metahw.sim.sequences import normalise, reduce_instr, softmax_rows
+from metahw.sim.sequences import check_labels, normalise, reduce_instr, softmax_rows
 
 
 @simulates(CosineAttention)

@@ -1,0 +1,79 @@
+"""Schedule of Conv2d on the OUTER engine, run per group of G images (docs/microarchitecture.md §7)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from metahw.compiler.kernels import Conv2d, timing
+from metahw.sim.mac import exact_dtype
+from metahw.sim.machine import Instr, Machine, ceil_div, per_group, simulates
+
+#: operand elements per vectorised chunk of a convolution (bounds the simulator's memory)
+CHUNK_ELEMENTS = 1 << 22
+
+
+def _valid_taps(extent: int, k: int, pad: int, stride: int, positions: int) -> int:
+    """Sum over the first `positions` output rows (or columns) of the kernel taps that fall inside the input."""
+    return sum(sum(0 <= stride * y + i - pad < extent for i in range(k)) for y in range(positions))
+
+
+@simulates(Conv2d)
+def conv2d(m: Machine, op: Conv2d) -> list[Instr]:
+    """OUTER: lanes = output channels (tiles of L), groups = images, F = C*K*K beats per position."""
+    hw = m.hw
+    x, w = m.read(op.input), m.read(op.weight)
+    b, c, h, wd = x.shape
+    o, _, k, _ = w.shape
+    fan_in = c * k * k
+    lanes = hw.group_lanes
+    # lane operand words: word[t*L + l, beat] = w[t*L + l, c, i, j], beats in (c, i, j) order; idle lanes hold 0
+    words = np.zeros((ceil_div(o, lanes) * lanes, fan_in), dtype=np.int64)
+    words[:o] = w.reshape(o, fan_in)
+    channel_tiles = words.shape[0] // lanes
+    acc_frac = m.fmt(op.input).frac + m.fracs(op.weight)
+    preload = np.zeros(o, dtype=np.int64)
+    if op.bias is not None:
+        preload = np.left_shift(m.read(op.bias), acc_frac - m.fracs(op.bias))
+    ho, wo = op.conv_shape(m.buffers)
+    rows, cols = (ho // 2 * 2, wo // 2 * 2) if op.pool else (ho, wo)
+    positions = rows * cols
+    leaky = op.leaky_slope is not None
+
+    dtype = exact_dtype(fan_in, x, words)
+    p, s = op.padding, op.stride
+    xpad = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p))).astype(dtype)
+    lane_words = words.T.astype(dtype)
+    out_shape = (b, o, rows // 2, cols // 2) if op.pool else (b, o, ho, wo)
+    acc_out = np.empty(out_shape, dtype=np.int64)
+    chunk = max(1, CHUNK_ELEMENTS // max(1, positions * fan_in))
+    for start in range(0, b, chunk):
+        win = np.lib.stride_tricks.sliding_window_view(xpad[start : start + chunk], (k, k), axis=(2, 3))
+        n = win.shape[0]
+        win = win[:, :, : s * rows : s, : s * cols : s]
+        if op.pool:  # positions in pool-window order (py, px, wy, wx): 4 consecutive tiles per pooled output
+            win = win.reshape(n, c, rows // 2, 2, cols // 2, 2, k, k).transpose(0, 2, 4, 3, 5, 1, 6, 7)
+        else:
+            win = win.transpose(0, 2, 3, 1, 4, 5)
+        stream = win.reshape(n * positions, fan_in)  # each row: the group operand's F beats for one tile
+        acc = np.matmul(stream, lane_words).astype(np.int64)[:, :o] + preload
+        if op.relu:
+            acc = np.maximum(acc, 0)
+        elif leaky:  # the PPU's slope multiplier on negative sums, a shift on the others
+            acc = np.where(acc < 0, acc * op.leaky_slope, acc << op.leaky_frac)
+        if op.pool:  # the PPU's running max (or sum) over the 4 consecutive tiles of a window
+            acc = acc.reshape(n, rows // 2, cols // 2, 4, o)
+            acc = acc.max(axis=3) if op.pool_mode == "max" else acc.sum(axis=3)
+        else:
+            acc = acc.reshape(n, ho, wo, o)
+        acc_out[start : start + n] = acc.transpose(0, 3, 1, 2)
+    src = acc_frac + op.post_frac()
+    m.write(op.output, m.requant(acc_out, src[None, :, None, None], m.fmt(op.output), op.output))
+
+    beats = channel_tiles * positions * fan_in
+    groups = ceil_div(b, hw.groups)
+    taps = _valid_taps(h, k, p, s, rows) * _valid_taps(wd, k, p, s, cols)
+    m.reads[op.input] += channel_tiles * b * c * taps
+    m.reads[op.weight] += groups * o * positions * fan_in
+    if op.bias is not None:
+        m.reads[op.bias] += groups * o * positions
+    return per_group(hw, b, timing.OUTER, beats, o * positions * fan_in)
