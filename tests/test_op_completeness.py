@@ -11,22 +11,24 @@ import inspect
 import pytest
 
 from metahw.compiler.kernels import KERNELS, Kernel
-from metahw.hw.amaranth.lower_head import HEAD_LOWERINGS as RTL_HEAD
-from metahw.hw.amaranth.spec import SEGMENT_KERNELS as RTL_SEGMENT
+from metahw.hw.amaranth.ops import LOWERINGS as RTL
 from metahw.hw.hls4ml.embedding_ops import EMBEDDING_LOWERINGS as HLS_EMBEDDING
 from metahw.hw.hls4ml.head import HEAD_LOWERINGS as HLS_HEAD
 from metahw.sim.machine import SCHEDULES
 from metahw.sim.simulator import Simulator  # noqa: F401 - importing the simulator registers every op's schedule
 
-#: each engine's lowerings, kernel class -> function (placed in a module named like the kernel's)
-LOWERINGS = {"simulator": SCHEDULES}
+#: each engine's lowerings as (kernel class, function) pairs: each function lives in a module named like its kernel's
+LOWERINGS = {
+    "simulator": list(SCHEDULES.items()),
+    "rtl": [(kernel, fn) for kernel, places in RTL.items() for fn in places.values()],
+}
 
 #: ops an engine refuses, with the reason (documented in the engine's docs page); none today
 REFUSED: dict[str, dict[str, str]] = {"rtl": {}, "hls4ml": {}}
 
 ENGINES = {
     "simulator": set(SCHEDULES),
-    "rtl": {*RTL_SEGMENT, *RTL_HEAD},
+    "rtl": set(RTL),
     "hls4ml": {*HLS_EMBEDDING, *HLS_HEAD},
 }
 
@@ -54,7 +56,7 @@ def family(module: str) -> str:
 def test_each_lowering_lives_in_the_module_named_like_its_kernels(engine: str):
     misplaced = {
         kernel.__name__: fn.__module__
-        for kernel, fn in LOWERINGS[engine].items()
+        for kernel, fn in LOWERINGS[engine]
         if family(fn.__module__) != family(kernel.__module__)
     }
     assert misplaced == {}, f"{engine}: each op's lowering belongs in <backend>/ops/<kernel module>.py"

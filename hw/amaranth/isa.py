@@ -3,7 +3,7 @@
 An instruction names an engine and an *op descriptor* of that engine (`Instruction.op` indexes
 the engine's descriptor list in the RtlPlan); equal descriptors are stored once, so the ten SGD
 steps of an ANIL program share one set of engine constants. Descriptors are plain frozen
-dataclasses of names and integers, made by `spec.py` and `lower_head.py`, read by the engines.
+dataclasses of names and integers, made by the lowerings (`ops/<family>.py`, through `spec.py`), read by the engines.
 """
 
 from __future__ import annotations

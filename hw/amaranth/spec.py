@@ -6,7 +6,9 @@ simulator's order), each engine's op descriptors (`isa.py`), the memory images (
 words, the bias ROM, the exp tables, state initial values), the head memories, the stream
 element widths, and the PPU's constant factors, update shifts and requantisation specs.
 Everything here is plain Python and integers, so the generator, the testbench driver and the
-tests share one description. The head ops are lowered in `lower_head.py`.
+tests share one description. Each op's lowering is in `ops/<family>.py` (registered in
+`ops.LOWERINGS`, the package's docstring says what each place takes); this module dispatches
+through it, and the head ops' shared helpers are in `lower_head.py`.
 
 The Amaranth backend builds one lane group (G = 1) and refuses anything else with the reason.
 Segment ops other than convolutions (pools, global average, residual Add, ReLU) run on the
@@ -21,44 +23,33 @@ from typing import Any
 
 import numpy as np
 
-from metahw.compiler.kernels import Add, AvgPool2d, Conv2d, Flatten, GlobalAvgPool, Kernel, MaxPool2d, Requant, timing
-from metahw.compiler.kernels.pool import POOL_SHIFT
+from metahw.compiler.kernels import Kernel, timing
 from metahw.compiler.program import Buffer, Program
 from metahw.errors import UserError
 from metahw.hardware import HardwareConfig
+from metahw.hw.amaranth import ops
 from metahw.hw.amaranth.isa import (
-    ADD,
-    AVG_POOL,
     CONV,
     ENGINE_KINDS,
     ENGINE_NAMES,
     FLATTEN,
-    GLOBAL_AVG,
     IO_IMAGE,
     IO_LABELS,
     IO_OUT,
     MAP,
-    MAX_POOL,
-    PASS,
     SUPPORTED,
     ConvLayer,
-    FlattenOp,
     HeadBuffer,
     Instruction,
     MapOp,
     RequantSpec,
     refuse,
 )
-from metahw.hw.amaranth.lower_head import lower_head_op, lower_init
+from metahw.hw.amaranth.lower_head import lower_init
 from metahw.hw.amaranth.rom import bank_depths
 from metahw.hw.amaranth.store import memory_depths
 from metahw.qformat import QFormat
 from metahw.sim.plan import INIT, OP, SEGMENT, STREAM_IN, STREAM_OUT, Plan, activation_banks, build_plan, check_fits
-
-#: segment kernels the MAP engine runs
-MAP_KERNELS = (MaxPool2d, AvgPool2d, GlobalAvgPool, Add, Requant)
-#: every embedding-segment op the RTL builds: convolutions (conv engine), the MAP engine's ops, Flatten
-SEGMENT_KERNELS = (Conv2d, Flatten, *MAP_KERNELS)
 
 __all__ = [
     "ENGINE_KINDS",
@@ -228,7 +219,7 @@ def rtl_plan(program: Program, hw: HardwareConfig) -> RtlPlan:
         elif step.kind == STREAM_IN:
             _labels_input(rp, buffers[step.buffer])
         elif step.kind == OP:
-            lower_head_op(rp, step.op, buffers)
+            _head_op(rp, step.op, buffers)
         elif step.kind == STREAM_OUT:
             _stream_out(rp, buffers[step.buffer])
     _finish(rp, buffers)
@@ -241,40 +232,31 @@ def _segment(rp: RtlPlan, segment, buffers: dict[str, Buffer]) -> None:  # noqa:
         raise refuse(f"segment '{segment.ops[0].name}' reads its input from memory, not from the stream")
     image = buffers[segment.streamed]
     per_image = int(np.prod(image.shape[1:]))
-    ops = list(segment.ops)
-    body = ops[:-1]
+    seg_ops = list(segment.ops)
+    lowerings = [ops.lowering(op, ops.CONV, ops.MAP, ops.FLATTEN) for op in seg_ops]
+    places = [None if found is None else found[0] for found in lowerings]
+    body = seg_ops[:-1]
     if (
-        not isinstance(ops[-1], Flatten)
+        places[-1] != ops.FLATTEN
         or not body
-        or not isinstance(body[0], Conv2d)
-        or any(not isinstance(op, (Conv2d, *MAP_KERNELS)) or (isinstance(op, Requant) and not op.relu) for op in body)
+        or places[0] != ops.CONV
+        or any(p not in (ops.CONV, ops.MAP) for p in places[:-1])
     ):
-        names = ", ".join(f"{type(op).__name__} '{op.name}'" for op in ops)
+        names = ", ".join(f"{type(op).__name__} '{op.name}'" for op in seg_ops)
         raise refuse(f"segment {names} is not a Conv2d followed by convs, pools, Add or ReLU ending in Flatten")
     banks = activation_banks(segment)
     rp.amem_banks = max(rp.amem_banks, max(banks.values()) + 1)
     steps = []  # (engine, op index, beats, op)
-    for k, op in enumerate(body):
-        if isinstance(op, Conv2d):
-            index = _conv_layer(rp, op, buffers, linear=k == 0)
+    for k, (op, (place, lower)) in enumerate(zip(body, lowerings)):
+        if place == ops.CONV:
+            index = lower(rp, op, buffers, linear=k == 0)
             layer = rp.convs[index]
             steps.append((CONV, index, layer.tiles * layer.rows * layer.cols * layer.fan_in, op, None))
         else:
-            descriptor = _map_op(rp, op, buffers)
+            descriptor = _map_op(rp, op, buffers, *lower(rp, op, buffers))
             steps.append((MAP, None, descriptor.beats, op, descriptor))
-    flat = ops[-1]
-    last = buffers[flat.input]
-    positions = last.shape[2] * last.shape[3]
-    if positions > 1 and not flat.channels_last:
-        raise refuse(
-            f"Flatten '{flat.name}' flattens a {last.shape[2]}x{last.shape[3]} map in C order (the RTL "
-            "writes maps channels last, as the compiler flattens them)"
-        )
-    feats = buffers[flat.output]
-    head = rp.store(feats)
-    if positions > 1 and last.shape[1] % rp.lanes:  # words of a position start at pos * C: inside a word
-        rp.heads[feats.name] = dataclasses.replace(head, unaligned=True)
-    rp.act_bits = max(rp.act_bits, last.qformat.bits)
+    flat = seg_ops[-1]
+    flatten, flatten_beats = lowerings[-1][1](rp, flat, buffers)
     for b in range(segment.batch):
         rp.instructions.append(
             Instruction(
@@ -290,102 +272,30 @@ def _segment(rp: RtlPlan, segment, buffers: dict[str, Buffer]) -> None:  # noqa:
                 image=b,
                 bank=banks[op.input],
                 dst=banks[op.output],
-                skip=banks[op.residual] if isinstance(op, Add) else 0,
+                skip=banks[op.residual] if hasattr(op, "residual") else 0,
             )
             if engine == CONV:
                 rp.instructions.append(Instruction(CONV, beats, op=index, label=op.name, **where))
             else:
                 rp.emit(MAP, beats, descriptor, op.name, **where)
-        tiles = -(-last.shape[1] // rp.lanes)
-        descriptor = FlattenOp(feats.name, last.shape[1], positions)
-        rp.emit(FLATTEN, tiles * positions, descriptor, flat.name, image=b, bank=banks[flat.input])
+        rp.emit(FLATTEN, flatten_beats, flatten, flat.name, image=b, bank=banks[flat.input])
 
 
-def _map_op(rp: RtlPlan, op: Kernel, buffers: dict[str, Buffer]) -> MapOp:
-    """The MAP engine's constants of one pool, global average, residual Add or ReLU pass."""
+def _map_op(rp: RtlPlan, op: Kernel, buffers: dict[str, Buffer], kind: str, src_frac: int, fields: dict) -> MapOp:
+    """The MAP engine's constants of one op: its lowering's kind, source frac and fields; shape; requantiser."""
     x, out = buffers[op.input], buffers[op.output]
     _, c, h, w = x.shape
-    fields: dict[str, Any] = {}
-    src_frac = x.qformat.frac
-    if isinstance(op, MaxPool2d):
-        kind = MAX_POOL
-    elif isinstance(op, AvgPool2d):
-        kind, src_frac = AVG_POOL, src_frac + POOL_SHIFT
-    elif isinstance(op, GlobalAvgPool):
-        kind, src_frac = GLOBAL_AVG, src_frac + op.shift
-        fields["scale"] = rp.factor_index(op.scale)
-    elif isinstance(op, Add):
-        kind, skip = ADD, buffers[op.residual]
-        src_frac = op.aligned_frac(buffers)
-        fields.update(
-            skip_format=skip.qformat,
-            shift=src_frac - x.qformat.frac,
-            skip_shift=src_frac - skip.qformat.frac,
-            relu=op.relu,
-        )
-        if op.leaky_slope is not None:
-            fields.update(
-                leaky=True, scale=rp.factor_index(1 << op.leaky_frac), negative_scale=rp.factor_index(op.leaky_slope)
-            )
-            src_frac += op.leaky_frac
-    else:  # Requant with ReLU
-        kind, fields["relu"] = PASS, True
     requant = rp.requant_index(RequantSpec(src_frac - out.qformat.frac, out.qformat))
     rp.act_bits = max(rp.act_bits, x.qformat.bits, out.qformat.bits)
     return MapOp(kind, -(-c // rp.lanes), h, w, x.qformat, requant, **fields)
 
 
-def _conv_layer(rp: RtlPlan, op: Conv2d, buffers: dict[str, Buffer], linear: bool) -> int:
-    """The engine constants of one Conv2d (shared weights and equal layers are stored once); returns its index."""
-    x, w, out = buffers[op.input], buffers[op.weight], buffers[op.output]
-    for buf in (x, w, out) + ((buffers[op.bias],) if op.bias else ()):
-        if buf.channel_fracs is not None:
-            raise refuse(f"'{buf.name}' has per-channel formats")
-    o, c, k, _ = w.shape
-    acc_frac = x.qformat.frac + w.qformat.frac
-    requant = rp.requant_index(RequantSpec(acc_frac + op.post_frac() - out.qformat.frac, out.qformat))
-    leaky = op.leaky_slope is not None
-    scale = rp.factor_index(1 << op.leaky_frac) if leaky else 0
-    negative_scale = rp.factor_index(op.leaky_slope) if leaky else 0
-    p = rp.lanes
-    tiles = -(-o // p)
-    key = (op.weight, op.bias)
-    if key not in rp.weight_slots:
-        rp.weight_slots[key] = (len(rp.weight_words), len(rp.bias_words))
-        weights = np.zeros((tiles * p, c * k * k), dtype=np.int64)
-        weights[:o] = rp.program.weights[op.weight].reshape(o, -1)
-        for t in range(tiles):
-            rp.weight_words += weights[t * p : (t + 1) * p].T.tolist()
-        bias = np.zeros(tiles * p, dtype=np.int64)
-        if op.bias is not None:
-            bias[:o] = np.left_shift(rp.program.weights[op.bias], acc_frac - buffers[op.bias].qformat.frac)
-        rp.bias_words += bias.reshape(tiles, p).tolist()
-    weight_base, bias_base = rp.weight_slots[key]
-    layer = ConvLayer(
-        name=op.weight,
-        channels=c,
-        height=x.shape[2],
-        width=x.shape[3],
-        out_channels=o,
-        kernel=k,
-        padding=op.padding,
-        stride=op.stride,
-        pool=op.pool,
-        relu=op.relu,
-        leaky=leaky,
-        scale=scale,
-        negative_scale=negative_scale,
-        accumulate=op.pool and op.pool_mode == "avg",
-        linear_input=linear,
-        in_format=x.qformat,
-        tiles=tiles,
-        weight_base=weight_base,
-        bias_base=bias_base,
-        requant=requant,
-    )
-    if layer not in rp.convs:
-        rp.convs.append(layer)
-    return rp.convs.index(layer)
+def _head_op(rp: RtlPlan, op: Kernel, buffers: dict[str, Buffer]) -> None:
+    """Append the instructions of one head op (or refuse it)."""
+    found = ops.lowering(op, ops.HEAD)
+    if found is None:
+        raise refuse(f"{type(op).__name__} '{op.name}' has no RTL engine")
+    found[1](rp, op, buffers)
 
 
 def _labels_input(rp: RtlPlan, buf: Buffer) -> None:
