@@ -109,8 +109,10 @@ def _conv(top: Accelerator, m: Module) -> None:
     for n in range(p):
         top.drive(top.mac_x[n], Mux(active, x, 0))
         top.drive(top.mac_y[n], Mux(active, ys[n], 0))
-    # preload: the bias ROM read at PRELOAD_READ, its data with the products
-    t3 = at(m, walk.t, PRELOAD_READ, "conv_t")
+    # preload: the bias ROM read at PRELOAD_READ, its data with the products; the address is
+    # formed a cycle earlier into a register, so the layer's base and its adder are not in
+    # front of the ROM (a LUT ROM: its decode and the register are the whole read cycle)
+    t3 = at(m, walk.t, PRELOAD_READ - 1, "conv_t")
     bias_base, relu, requant = (
         Signal(16, name="conv_bias_base"),
         Signal(name="conv_relu"),
@@ -128,7 +130,9 @@ def _conv(top: Accelerator, m: Module) -> None:
                     scale.eq(layer.scale),
                     negative_scale.eq(layer.negative_scale),
                 ]
-    top.drive(top.bias_rd.addr, Mux(active, bias_base + t3, 0))
+    bias_addr = Signal.like(top.bias_rd.addr, name="conv_bias_addr")
+    m.d.sync += bias_addr.eq(Mux(active, bias_base + t3, 0))
+    top.drive(top.bias_rd.addr, bias_addr)
     for n in range(p):
         bias = top.bias_rd.data.word_select(n, rp.hw.acc_bits).as_signed()
         top.drive(top.mac_preload[n], Mux(active, bias, 0))
@@ -236,6 +240,7 @@ def _stream_out(top: Accelerator, m: Module) -> None:
     read, valid = Signal(name="out_read"), Signal(name="out_valid_reg")
     stall = valid & ~top.out_ready
     top.drive(top.stall, stall)
+    m.d.comb += top.out_stall.eq(stall)
     with m.If(~stall):
         m.d.sync += [read.eq(top.beat_of(IO_OUT)), valid.eq(read)]
     m.d.comb += top.out_valid.eq(valid)

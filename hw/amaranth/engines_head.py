@@ -59,7 +59,7 @@ class _Loops:
         with m.If(top.issued(engine)):
             m.d.sync += [self.outer.eq(0), self.block.eq(0), self.inner.eq(0)]
         for op, (_, blocks, count) in enumerate(limits):
-            with m.Elif(top.beat & top.mine(engine, op)):
+            with m.Elif(top.beat_of(engine) & top.mine(engine, op)):
                 m.d.sync += self.inner.eq(self.inner + 1)
                 with m.If(self.inner == count - 1):
                     m.d.sync += [self.inner.eq(0), self.block.eq(self.block + 1)]
@@ -81,7 +81,7 @@ class _Loops:
         total = Signal(range(outer * outers + block * blocks + inner * count + 1), name=f"{self.name}{op}_{tag}")
         with m.If(self.top.issued(self.engine)):
             m.d.sync += total.eq(0)
-        with m.Elif(self.top.beat & self.top.mine(self.engine, op)):
+        with m.Elif(self.top.beat_of(self.engine) & self.top.mine(self.engine, op)):
             with m.If(self.inner != count - 1):
                 m.d.sync += total.eq(total + inner)
             with m.Elif(self.block != blocks - 1):
@@ -108,7 +108,7 @@ def _scan(top: Accelerator, m: Module) -> None:
         mine = top.mine(SCAN, op)
         with m.If(top.issued(SCAN)):
             m.d.sync += [row.eq(0), bad_label.eq(0)] + [n.eq(0) for n in counts]
-        with m.Elif(top.beat & mine):
+        with m.Elif(top.beat_of(SCAN) & mine):
             m.d.sync += row.eq(row + 1)
             label = pick(m, labels, row, f"scan_label{op}")
             with m.If(label >= scan.ways):
@@ -193,7 +193,7 @@ def _reduce(top: Accelerator, m: Module) -> None:
     with m.If(top.issued(REDUCE)):
         m.d.sync += lin.eq(0)
     for op, (_, _, words) in enumerate(limits):
-        with m.Elif(top.beat & top.mine(REDUCE, op) & (blk == words - 1)):
+        with m.Elif(top.beat_of(REDUCE) & top.mine(REDUCE, op) & (blk == words - 1)):
             m.d.sync += lin.eq(lin + 1)
     blk1 = at(m, blk, DATA, "red_blk")
     xs_in: list[list] = [[] for _ in range(p)]

@@ -51,7 +51,7 @@ def _counters(top: Accelerator, m: Module, engine: int, limits: list[tuple[int, 
     with m.If(top.issued(engine)):
         m.d.sync += [row.eq(0), step.eq(0)]
     for op, (_, steps) in enumerate(limits):
-        with m.Elif(top.beat & top.mine(engine, op)):
+        with m.Elif(top.beat_of(engine) & top.mine(engine, op)):
             m.d.sync += step.eq(step + 1)
             with m.If(step == steps - 1):
                 m.d.sync += [step.eq(0), row.eq(row + 1)]

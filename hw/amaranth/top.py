@@ -29,6 +29,8 @@ from metahw.hw.amaranth.isa import (
     ERROR_LABEL_RANGE,
     EXP,
     GLOBAL_AVG,
+    IO_IMAGE,
+    IO_LABELS,
     MAP,
     OUTER,
     RECIP,
@@ -82,8 +84,10 @@ class Accelerator(wiring.Component):
     def elaborate(self, platform: object) -> Module:
         """Instantiate memories, datapath and engines and wire them to the controller."""
         m = Module()
-        self._m = m
-        self._flags: dict[tuple[int, int | None], Signal] = {}
+        # the flags of `active`, `mine` and `beat_of`, made on an engine's first call: in a module
+        # of their own, so that no engine's open If/Elif chain takes in their logic
+        self._flag_logic = m.submodules.flags = Module()
+        self._flags: dict[tuple[int, int | str | None], Signal] = {}
         self._drivers: dict[int, tuple[Signal, list]] = {}
         self._datapath(m)
         self._memories(m)
@@ -130,8 +134,8 @@ class Accelerator(wiring.Component):
             fetched = self.fetched["engine"] == engine
             if op is not None:
                 fetched &= self.fetched["op"] == op
-            with self._m.If(self.issuing):
-                self._m.d.sync += flag.eq(fetched)
+            with self._flag_logic.If(self.issuing):
+                self._flag_logic.d.sync += flag.eq(fetched)
             self._flags[key] = flag
         return self._flags[key]
 
@@ -140,8 +144,29 @@ class Accelerator(wiring.Component):
         return self.issuing & (self.fetched["engine"] == engine)
 
     def beat_of(self, engine: int) -> object:
-        """A beat of `engine` happens this cycle."""
-        return self.beat & self.active(engine)
+        """A beat of `engine` happens this cycle.
+
+        The same as `beat & active(engine)`, built from registers: the engine's own beats flag
+        and the out stream's stall, the one stall that outlives its instruction. A streamed-in
+        beat's wait for `in_valid` stalls only the stream-in engines, which are the current
+        instruction then, so it stays off every other engine's beat (the handshake into all
+        the engines' loop counters was the demo design's critical path at 110.7 MHz).
+        """
+        if engine in (IO_IMAGE, IO_LABELS):
+            return self.beat & self.active(engine)
+        return self._beating(engine) & ~self.out_stall
+
+    def _beating(self, engine: int) -> Signal:
+        """A register that holds `state == BEATS and cur.engine == engine`: set at issue, cleared with the last beat."""
+        key = (engine, "beats")
+        if key not in self._flags:
+            flag = Signal(name=f"beating_{ENGINE_NAMES[engine]}")
+            with self._flag_logic.If(self.issuing):
+                self._flag_logic.d.sync += flag.eq(self.fetched["engine"] == engine)
+            with self._flag_logic.Elif(self.last_beat):
+                self._flag_logic.d.sync += flag.eq(0)
+            self._flags[key] = flag
+        return self._flags[key]
 
     def bank_data(self, bank: object) -> object:
         """The read data of activation bank `bank` (a signal), in the cycle after the read."""
@@ -394,6 +419,10 @@ class Accelerator(wiring.Component):
         count = Signal(beats_bits)
         drain = Signal(8)
         self.stall = Signal()
+        #: the part of `stall` that the out stream drives (its out register full and unread)
+        self.out_stall = Signal()
+        #: this cycle is the instruction's last beat
+        self.last_beat = Signal()
         self.beat = Signal()
         self.beating = Signal()
         self.issuing = Signal()
@@ -435,6 +464,7 @@ class Accelerator(wiring.Component):
         with m.Elif(beats):
             with m.If(~self.stall):
                 m.d.sync += [count.eq(count + 1), drain.eq(depth)]
+                m.d.comb += self.last_beat.eq(count == cur["beats"] - 1)
                 with m.If(count == cur["beats"] - 1):
                     with m.If(depth == 0):
                         finish_instruction()
