@@ -12,8 +12,7 @@ import pytest
 
 from metahw.compiler.kernels import KERNELS, Kernel
 from metahw.hw.amaranth.ops import LOWERINGS as RTL
-from metahw.hw.hls4ml.embedding_ops import EMBEDDING_LOWERINGS as HLS_EMBEDDING
-from metahw.hw.hls4ml.head import HEAD_LOWERINGS as HLS_HEAD
+from metahw.hw.hls4ml.ops import LOWERINGS as HLS
 from metahw.sim.machine import SCHEDULES
 from metahw.sim.simulator import Simulator  # noqa: F401 - importing the simulator registers every op's schedule
 
@@ -21,6 +20,7 @@ from metahw.sim.simulator import Simulator  # noqa: F401 - importing the simulat
 LOWERINGS = {
     "simulator": list(SCHEDULES.items()),
     "rtl": [(kernel, fn) for kernel, places in RTL.items() for fn in places.values()],
+    "hls4ml": [(kernel, fn) for kernel, places in HLS.items() for fn in places.values()],
 }
 
 #: ops an engine refuses, with the reason (documented in the engine's docs page); none today
@@ -29,7 +29,7 @@ REFUSED: dict[str, dict[str, str]] = {"rtl": {}, "hls4ml": {}}
 ENGINES = {
     "simulator": set(SCHEDULES),
     "rtl": set(RTL),
-    "hls4ml": {*HLS_EMBEDDING, *HLS_HEAD},
+    "hls4ml": set(HLS),
 }
 
 

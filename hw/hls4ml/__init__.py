@@ -1,7 +1,7 @@
 """hls4ml backend: a compiled Program's whole episode as an hls4ml project, bit-exact in C simulation.
 
 The embedding layers are hls4ml's own (Conv2D, ReLU, LeakyReLU, pools, Merge, Transpose,
-Reshape, Dense; `embedding_ops.py`) with every precision set from the program's formats, except a
+Reshape, Dense; `ops/<family>.py`) with every precision set from the program's formats, except a
 global average over a non-power-of-two map; that one and the head kernels are custom layers registered
 through hls4ml's extension API (`layers.py`, `templates.py`, C++ in `nnet_metahw*.h`). The design
 takes one image and its label per call (support images, then query images, -1 as the label

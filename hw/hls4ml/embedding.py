@@ -1,6 +1,6 @@
 """The embedding as hls4ml layers, one image per call: input `image` [H, W, C] -> ... -> `features` [D].
 
-The support chain's ops are lowered in program order (`embedding_ops.py`: one or more layers
+The support chain's ops are lowered in program order (`ops/<family>.py`: one or more layers
 per op, exact intermediate types, one cast to the op's output format); a residual Add reads
 the layer of an earlier op. Each op's last layer is tapped against the golden value of its
 output on every image (support image m: row m of the support chain's buffer; query image q:

@@ -14,33 +14,21 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 from hls4ml.model.types import FixedPrecisionType
 
 from metahw.compiler.kernels import (
-    ArgMax,
-    ArgMin,
-    CosineAttention,
-    Dense,
-    Distance,
     Kernel,
-    ProtoHeadInit,
-    PrototypeAccumulate,
-    SGDHeadStep,
-    Softmax,
     SoftmaxSpec,
 )
-from metahw.compiler.kernels.distance import unit_format
 from metahw.compiler.kernels.sfu import constant_reciprocal
 from metahw.compiler.program import Program
 from metahw.errors import UserError
 from metahw.hw.hls4ml.embedding import FEATURES
 from metahw.hw.hls4ml.precision import (
     ROUNDING,
-    accumulator_type,
     aligned,
     dequantize,
     exact_type,
@@ -50,7 +38,7 @@ from metahw.hw.hls4ml.precision import (
 )
 from metahw.hw.hls4ml.structure import EpisodeStructure
 from metahw.hw.hls4ml.taps import EPISODE, QUERY, Source, Tap
-from metahw.qformat import QFormat, product_range
+from metahw.qformat import QFormat
 
 #: name of the model input that carries the image's support label, or -1 for a query image
 LABEL_INPUT = "label"
@@ -84,7 +72,10 @@ def label_format(labels: QFormat) -> QFormat:
 
 def head_layers(program: Program, structure: EpisodeStructure, taken: set[str]) -> HeadLayers:
     """Support memories, constants and one layer per head op (two or three for the split ops)."""
-    head = _Head(program, taken)
+    from metahw.hw.hls4ml.ops import HEAD, lowered_at  # the lowerings import this module
+
+    lowerings = lowered_at(HEAD)
+    head = Head(program, taken)
     buffers = program.buffer_map
     labels = buffers[structure.labels]
     ctrl = Tensor(LABEL_INPUT, QUERY, (1,), label_format(labels.qformat))
@@ -115,9 +106,9 @@ def head_layers(program: Program, structure: EpisodeStructure, taken: set[str]) 
     )
     head.define(None, structure.labels, label_memory)
     for op in structure.head:
-        lower = HEAD_LOWERINGS.get(type(op))
+        lower = lowerings.get(type(op))
         if lower is None:
-            supported = ", ".join(sorted(cls.op for cls in HEAD_LOWERINGS))
+            supported = ", ".join(sorted(cls.op for cls in lowerings))
             raise UserError(f"{op.op} '{op.name}' has no hls4ml layer; the supported head ops are {supported}")
         lower(head, op)
     outputs, output_buffers = [], []
@@ -142,7 +133,7 @@ def head_layers(program: Program, structure: EpisodeStructure, taken: set[str]) 
     return HeadLayers(head.layers, head.taps, outputs, output_buffers, ctrl.fmt)
 
 
-class _Head:
+class Head:
     """Accumulates the head's layer dicts and taps; maps program buffers to the layers holding them."""
 
     def __init__(self, program: Program, taken: set[str]) -> None:
@@ -249,7 +240,7 @@ class _Head:
         return unique
 
 
-def _count_factor(count: int, recip_frac: int) -> tuple[FixedPrecisionType, int]:
+def count_factor(count: int, recip_frac: int) -> tuple[FixedPrecisionType, int]:
     """divide_by_count's factor as (type, raw integer): 2^-k for count = 2^k, else round_half_up(2^r / count) * 2^-r."""
     if count & (count - 1) == 0:
         return FixedPrecisionType(width=1, integer=2 - count.bit_length(), signed=False), 1
@@ -258,7 +249,7 @@ def _count_factor(count: int, recip_frac: int) -> tuple[FixedPrecisionType, int]
     return FixedPrecisionType(width=bits, integer=bits - recip_frac, signed=False), factor
 
 
-def _softmax(spec: SoftmaxSpec, x: QFormat, rounding: str) -> tuple[dict, dict, dict]:
+def softmax_config(spec: SoftmaxSpec, x: QFormat, rounding: str) -> tuple[dict, dict, dict]:
     """Config constants, types and the exp table of the integer softmax over values of format `x`."""
     span = x.max_int - x.min_int
     index = exact_type(-(span << max(0, spec.index_frac - x.frac)) - 1, 0, spec.index_frac)
@@ -272,244 +263,9 @@ def _softmax(spec: SoftmaxSpec, x: QFormat, rounding: str) -> tuple[dict, dict, 
     return ints, types, {"table": table}
 
 
-def _wide(x: QFormat, dim: int) -> tuple[FixedPrecisionType, int]:
+def wide_type(x: QFormat, dim: int) -> tuple[FixedPrecisionType, int]:
     """Type and frac that hold x_d * r at frac e exactly for every row of `dim` values of `x` (normalize)."""
     top = max(-x.min_int, x.max_int)
     length = (dim * top * top).bit_length()
     frac = 31 - (32 - length) // 2  # 31 + ceil((L - 32) / 2): the largest e; every e >= 16
     return exact_type(x.min_int << frac, x.max_int << frac, frac), frac  # |x_d * r| <= |x_d| 2^16, shift <= frac - 16
-
-
-def _prototypes(h: _Head, op: PrototypeAccumulate) -> None:
-    f, y = h.episode(op, op.features), h.episode(op, op.labels)
-    m, d = f.shape
-    factor, raw = _count_factor(op.shots, op.recip_frac)
-    k, out = op.shots, h.buffers[op.output]
-    t = h.add(
-        "MetahwPrototypeAccumulate",
-        op.name,
-        [f, y],
-        out.shape,
-        out.qformat,
-        False,
-        "prototypes",
-        {"n_support": m, "n_feat": d, "n_class": op.ways, "factor_raw": raw},
-        {"sum_t": exact_type(k * f.fmt.min_int, k * f.fmt.max_int, f.fmt.frac), "factor_t": factor},
-    )
-    h.define(op.name, op.output, t)
-
-
-def _distance(h: _Head, op: Distance) -> None:
-    q, rows = h.rows(op, op.queries)
-    r = h.episode(op, op.refs)
-    n, d = r.shape
-    ints = {"n_rows": rows, "n_refs": n, "n_feat": d}
-    types = {"accum_t": fixed(op.exact_format(h.buffers))}
-    if op.metric == "cosine":
-        types["unit_t"] = fixed(unit_format(op.unit_frac), *h.modes)
-        for prefix, tensor in (("q", q), ("r", r)):
-            types[f"{prefix}_wide_t"], ints[f"{prefix}_wide_frac"] = _wide(tensor.fmt, d)
-    out = h.buffers[op.output]
-    t = h.add(
-        "MetahwDistance",
-        op.name,
-        [q, r],
-        h.out_shape(op.output, q.level),
-        out.qformat,
-        q.level == QUERY,
-        f"distance_{op.metric}",
-        ints,
-        types,
-    )
-    h.define(op.name, op.output, t)
-
-
-def _argreduce(h: _Head, op: ArgMin | ArgMax) -> None:
-    x, rows = h.rows(op, op.input)
-    t = h.add(
-        "MetahwArgReduce",
-        op.name,
-        [x],
-        h.out_shape(op.output, x.level),
-        h.buffers[op.output].qformat,
-        x.level == QUERY,
-        op.op.lower(),
-        {"n_rows": rows, "n_in": x.shape[-1]},
-        ctrl=False,
-    )
-    h.define(op.name, op.output, t)
-
-
-def _softmax_op(h: _Head, op: Softmax) -> None:
-    x, rows = h.rows(op, op.input)
-    ints, types, tables = _softmax(op.spec, x.fmt, h.modes[0])
-    t = h.add(
-        "MetahwSoftmax",
-        op.name,
-        [x],
-        h.out_shape(op.output, x.level),
-        h.buffers[op.output].qformat,
-        x.level == QUERY,
-        "softmax",
-        {"n_rows": rows, "n_in": x.shape[-1], **ints},
-        types,
-        tables,
-    )
-    h.define(op.name, op.output, t)
-
-
-def _attention(h: _Head, op: CosineAttention) -> None:
-    q, rows = h.rows(op, op.queries)
-    s, y, scale = (h.episode(op, name) for name in (op.supports, op.labels, op.scale))
-    m, d = s.shape
-    unit, a = unit_format(op.unit_frac), op.attention_format
-    ints, types, tables = _softmax(op.softmax, op.logits_format, h.modes[0])
-    ints |= {"n_rows": rows, "n_support": m, "n_feat": d, "n_class": op.ways}
-    types |= {
-        "accum_t": accumulator_type(unit, unit, d),
-        "unit_t": fixed(unit, *h.modes),
-        "logits_t": fixed(op.logits_format, *h.modes),
-        "attention_t": fixed(a, *h.modes),
-        "sum_t": exact_type(m * min(a.min_int, 0), m * a.max_int, a.frac),
-    }
-    for prefix, tensor in (("q", q), ("s", s)):
-        types[f"{prefix}_wide_t"], ints[f"{prefix}_wide_frac"] = _wide(tensor.fmt, d)
-    t = h.add(
-        "MetahwCosineAttention",
-        op.name,
-        [q, s, y, scale],
-        h.out_shape(op.output, q.level),
-        h.buffers[op.output].qformat,
-        q.level == QUERY,
-        "cosine_attention",
-        ints,
-        types,
-        tables,
-    )
-    h.define(op.name, op.output, t)
-
-
-def _proto_head(h: _Head, op: ProtoHeadInit) -> None:
-    c = h.episode(op, op.prototypes)
-    n, d = c.shape
-    weight, bias = h.buffers[op.weight], h.buffers[op.bias]
-    w = h.add(
-        "MetahwProtoHeadInit",
-        f"{op.name}_weight",
-        [c],
-        weight.shape,
-        weight.qformat,
-        False,
-        "proto_head_weight",
-        {"n_out": n * d},
-    )
-    h.define(op.name, op.weight, w)
-    square = max(c.fmt.min_int**2, c.fmt.max_int**2)
-    b = h.add(
-        "MetahwProtoHeadInit",
-        f"{op.name}_bias",
-        [c],
-        bias.shape,
-        bias.qformat,
-        False,
-        "proto_head_bias",
-        {"n_class": n, "n_feat": d},
-        {"accum_t": exact_type(-d * square, 0, 2 * c.fmt.frac)},
-    )
-    h.define(op.name, op.bias, b)
-
-
-def _dense(h: _Head, op: Dense) -> None:
-    x, rows = h.rows(op, op.input)
-    w = h.episode(op, op.weight)
-    n, d = w.shape
-    if op.bias is not None:
-        b = h.episode(op, op.bias)
-    else:  # no bias: add a zero
-        zero = QFormat(1, 0, signed=False)
-        b = h.add(
-            "MetahwConstant",
-            f"{op.name}_zero_bias",
-            [],
-            (n,),
-            zero,
-            False,
-            "constant",
-            {"n_out": n},
-            tables={"values": (np.zeros(n), type_string(fixed(zero)))},
-            trace=False,
-        )
-    types = {"accum_t": accumulator_type(x.fmt, w.fmt, d, b.fmt if op.bias is not None else None)}
-    ints = {"n_rows": rows, "n_in": d, "n_out": n, "relu": int(op.relu)}
-    t = h.add(
-        "MetahwDense",
-        op.name,
-        [x, w, b],
-        h.out_shape(op.output, x.level),
-        h.buffers[op.output].qformat,
-        x.level == QUERY,
-        "dense",
-        ints,
-        types,
-    )
-    h.define(op.name, op.output, t)
-
-
-def _sgd_step(h: _Head, op: SGDHeadStep) -> None:
-    f, y, w, b, lr_w, lr_b = (
-        h.episode(op, name) for name in (op.features, op.labels, op.weight, op.bias, op.lr_w, op.lr_b)
-    )
-    (m, d), n = f.shape, w.shape[0]
-    p, g = op.prob_format, op.grad_format
-    factor, raw = _count_factor(m, op.recip_frac)
-    ints, types, tables = _softmax(op.softmax, op.logits_format, h.modes[0])
-    ints |= {"n_support": m, "n_feat": d, "n_class": n, "factor_raw": raw}
-    types |= {
-        "accum_t": accumulator_type(f.fmt, w.fmt, d, b.fmt),
-        "logits_t": fixed(op.logits_format, *h.modes),
-        "prob_t": fixed(p, *h.modes),
-        "err_t": exact_type(p.min_int - (1 << p.frac), p.max_int, p.frac),
-        "factor_t": factor,
-    }
-    grad = h.add(
-        "MetahwSGDGrad", f"{op.name}_grad", [f, y, w, b], (m, n), g, False, "sgd_grad", ints, types, tables, trace=False
-    )
-    pmin, pmax = product_range(g, f.fmt)
-    new_w = h.add(
-        "MetahwSGDUpdate",
-        f"{op.name}_weight",
-        [w, grad, f, lr_w],
-        w.shape,
-        h.buffers[op.weight].qformat,
-        False,
-        "sgd_weight_update",
-        {"n_support": m, "n_feat": d, "n_class": n, "n_lr": int(np.prod(lr_w.shape))},
-        {"accum_t": exact_type(m * pmin, m * pmax, g.frac + f.fmt.frac)},
-    )
-    new_b = h.add(
-        "MetahwSGDUpdate",
-        f"{op.name}_bias",
-        [b, grad, lr_b],
-        b.shape,
-        h.buffers[op.bias].qformat,
-        False,
-        "sgd_bias_update",
-        {"n_support": m, "n_class": n, "n_lr": int(np.prod(lr_b.shape))},
-        {"accum_t": exact_type(m * g.min_int, m * g.max_int, g.frac)},
-    )
-    h.define(op.name, op.weight, new_w)
-    h.define(op.name, op.bias, new_b)
-
-
-#: every head op the hls4ml backend builds, and its lowering into the head's C++
-HEAD_LOWERINGS: dict[type[Kernel], Callable[[_Head, Kernel], None]] = {
-    PrototypeAccumulate: _prototypes,
-    Distance: _distance,
-    ArgMin: _argreduce,
-    ArgMax: _argreduce,
-    Softmax: _softmax_op,
-    CosineAttention: _attention,
-    ProtoHeadInit: _proto_head,
-    Dense: _dense,
-    SGDHeadStep: _sgd_step,
-}

@@ -1,7 +1,7 @@
 """hls4ml layer classes of the metahw kernels (hls4ml's extension API: one IR class per op).
 
 They are the head's layers and the embedding ops that hls4ml has no exact layer for. Every
-metahw layer is described by plain attributes that `head.py` (or `embedding_ops.py`) fills in: the C++
+metahw layer is described by plain attributes that the lowerings (`ops/<family>.py`) fill in: the C++
 function (`cpp_function`, in nnet_metahw.h), the output shape and precision, whether it
 computes per query image or once per episode (`per_sample`), the integer constants and the
 types of its config struct (`cpp_ints`, `cpp_types`), and constant tables passed to the
