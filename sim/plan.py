@@ -11,17 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from metahw.compiler.kernels import (
-    Add,
-    AvgPool2d,
-    Conv2d,
-    Flatten,
-    GlobalAvgPool,
-    Kernel,
-    MaxPool2d,
-    Requant,
-    Softmax,
-)
+from metahw.compiler.kernels import Kernel, Softmax
 from metahw.compiler.kernels.datapath import nbytes
 from metahw.compiler.kernels.softmax import SoftmaxSpec
 from metahw.compiler.program import Buffer, Program
@@ -29,8 +19,6 @@ from metahw.compiler.widths import width_needs
 from metahw.errors import UserError
 from metahw.hardware import HardwareConfig
 
-#: ops that run per group of G images inside an embedding segment
-SEGMENT_OPS = (Conv2d, MaxPool2d, AvgPool2d, GlobalAvgPool, Add, Flatten, Requant)
 #: a third activation bank holds the skip tensor of a residual Add while the branch computes
 MEMORIES = ("WMEM", "AMEM0", "AMEM1", "AMEM2", "SMEM", "QBUF")
 INIT, STREAM_IN, SEGMENT, OP, STREAM_OUT = "init", "stream_in", "segment", "op", "stream_out"
@@ -132,7 +120,7 @@ def _segments(program: Program) -> list[Kernel | Segment]:
     units: list[Kernel | Segment] = []
     i = 0
     while i < len(ops):
-        if not isinstance(ops[i], SEGMENT_OPS):
+        if not ops[i].segment:
             units.append(ops[i])
             i += 1
             continue
@@ -140,7 +128,7 @@ def _segments(program: Program) -> list[Kernel | Segment]:
         j = i
         while (
             j + 1 < len(ops)
-            and isinstance(ops[j + 1], SEGMENT_OPS)
+            and ops[j + 1].segment
             and ops[j + 1].input == ops[j].output
             and readers.get(ops[j].output, [])[:1] == [j + 1]
             and buffers[ops[j].output].kind == "activation"

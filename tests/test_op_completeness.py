@@ -60,3 +60,8 @@ def test_each_lowering_lives_in_the_module_named_like_its_kernels(engine: str):
         if family(fn.__module__) != family(kernel.__module__)
     }
     assert misplaced == {}, f"{engine}: each op's lowering belongs in <backend>/ops/<kernel module>.py"
+
+
+def test_segment_ops_lower_to_the_segment_engines_and_head_ops_to_the_head():
+    for kernel, places in RTL.items():
+        assert set(places) <= ({"conv", "map", "flatten"} if kernel.segment else {"head"}), (kernel.__name__, places)

@@ -1,7 +1,11 @@
 """Kernel ops of a Program: each owns its integer semantics, shape/format inference and MAC count.
 
-Importing this package registers every op in `KERNELS` (op name -> class).
+Importing this package imports every module in it, which registers every op in `KERNELS`
+(op name -> class): a new module needs no edit here (export its ops below for short imports).
 """
+
+import importlib
+import pkgutil
 
 from metahw.compiler.kernels.add import Add
 from metahw.compiler.kernels.argreduce import ArgMax, ArgMin
@@ -42,3 +46,6 @@ __all__ = [
     "SoftmaxSpec",
     "kernel_from_json",
 ]
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")

@@ -27,6 +27,7 @@ class Add(Kernel):
     """out = act(input + residual), [B, ...] each; `residual` is the earlier tensor of the skip connection."""
 
     op = "Add"
+    segment = True
     reads_fields = ("input", "residual")
     writes_fields = ("output",)
 

@@ -50,6 +50,8 @@ class Kernel(abc.ABC):
     #: names of the fields that hold buffers the op reads / writes (None-valued fields are skipped)
     reads_fields: ClassVar[tuple[str, ...]]
     writes_fields: ClassVar[tuple[str, ...]]
+    #: runs per group of G images inside an embedding segment (the per-image engines; docs/microarchitecture.md §7)
+    segment: ClassVar[bool] = False
 
     name: str
 

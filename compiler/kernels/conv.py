@@ -49,6 +49,7 @@ class Conv2d(Kernel):
     """K x K convolution, stride 1 or 2, zero padding < K: [B,C,H,W] -> [B,O,Ho,Wo] (halved by `pool`), NCHW."""
 
     op = "Conv2d"
+    segment = True
     reads_fields = ("input", "weight", "bias")
     writes_fields = ("output",)
 

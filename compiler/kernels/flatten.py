@@ -29,6 +29,7 @@ class Flatten(Kernel):
     """Reshape keeping the first axis."""
 
     op = "Flatten"
+    segment = True
     reads_fields = ("input",)
     writes_fields = ("output",)
 

@@ -99,6 +99,7 @@ class MaxPool2d(_Pool2x2):
     """Standalone 2x2 max-pool [B,C,H,W] -> [B,C,H//2,W//2], same format."""
 
     op = "MaxPool2d"
+    segment = True
     keeps_format = True
 
     def width_needs(self, buffers: Mapping[str, Buffer]) -> Needs:
@@ -115,6 +116,7 @@ class AvgPool2d(_Pool2x2):
     """Standalone 2x2 average pool [B,C,H,W] -> [B,C,H//2,W//2], requantised to the output format."""
 
     op = "AvgPool2d"
+    segment = True
     keeps_format = False
 
     def width_needs(self, buffers: Mapping[str, Buffer]) -> Needs:
@@ -133,6 +135,7 @@ class GlobalAvgPool(Kernel):
     """Global average [B,C,H,W] -> [B,C,1,1]: sum times `scale` at `shift` more fractional bits, requantised."""
 
     op = "GlobalAvgPool"
+    segment = True
     reads_fields = ("input",)
     writes_fields = ("output",)
 

@@ -24,6 +24,7 @@ class Requant(Kernel):
     """Elementwise requantisation (and ReLU), same shape."""
 
     op = "Requant"
+    segment = True
     reads_fields = ("input",)
     writes_fields = ("output",)
 
