@@ -15,24 +15,12 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from metahw.compiler.kernels import (
-    Add,
-    AvgPool2d,
-    Conv2d,
-    Dense,
-    Flatten,
-    GlobalAvgPool,
-    Kernel,
-    MaxPool2d,
-    Requant,
-)
+from metahw.compiler.kernels import Kernel
 from metahw.compiler.program import Program
 from metahw.compiler.stages import embedding_chain
 from metahw.errors import UserError
 
 BACKEND = "the hls4ml backend"
-#: ops that work image by image and map onto hls4ml layers (Dense: a projection on weight buffers)
-EMBEDDING_OPS = (Conv2d, MaxPool2d, AvgPool2d, GlobalAvgPool, Add, Requant, Flatten, Dense)
 
 
 @dataclass(frozen=True)
@@ -89,10 +77,14 @@ def _chain(program: Program, images: str, features: str) -> tuple[Kernel, ...]:
             f"the hls4ml backend needs the embedding of '{images}' to end in a buffer '{features}'; "
             "this program has none computed from the images"
         )
-    supported = ", ".join(cls.op for cls in EMBEDDING_OPS)
+    from metahw.hw.hls4ml.ops import EMBEDDING, lowered_at  # the lowerings import the head, which imports this
+
+    # ops that work image by image and map onto hls4ml layers (Dense: a projection on weight buffers)
+    embedding_ops = lowered_at(EMBEDDING)
+    supported = ", ".join(sorted(cls.op for cls in embedding_ops))
     written = {images}
     for op in chain:
-        if not isinstance(op, EMBEDDING_OPS):
+        if type(op) not in embedding_ops:
             raise UserError(
                 f"{op.op} '{op.name}' is in the embedding of '{images}', where the hls4ml backend maps "
                 f"only {supported} ops"
