@@ -19,28 +19,13 @@ A lowering refuses what the generator cannot build with `isa.refuse` and the rea
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-from collections.abc import Callable
-from typing import Any
-
 from metahw.compiler.kernels import Kernel
+from metahw.hw.lowerings import Lowering, Table, import_modules, registrar
 
 CONV, MAP, FLATTEN, HEAD = "conv", "map", "flatten", "head"
-Lowering = Callable[..., Any]
-#: kernel class -> place -> its lowering
-LOWERINGS: dict[type[Kernel], dict[str, Lowering]] = {}
-
-
-def lowers(place: str, *kinds: type[Kernel]) -> Callable[[Lowering], Lowering]:
-    """Register a lowering at `place` for kernel classes."""
-
-    def register(fn: Lowering) -> Lowering:
-        for kind in kinds:
-            LOWERINGS.setdefault(kind, {})[place] = fn
-        return fn
-
-    return register
+LOWERINGS: Table = {}
+#: `@lowers(place, *kernels)` registers a lowering in `LOWERINGS`
+lowers = registrar(LOWERINGS)
 
 
 def lowering(op: Kernel, *places: str) -> tuple[str, Lowering] | None:
@@ -51,5 +36,4 @@ def lowering(op: Kernel, *places: str) -> tuple[str, Lowering] | None:
     return None
 
 
-for _module in pkgutil.iter_modules(__path__):
-    importlib.import_module(f"{__name__}.{_module.name}")
+import_modules(__name__, __path__)

@@ -15,28 +15,13 @@ they dispatch (the lowerings import them).
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-from collections.abc import Callable
-from typing import Any
-
 from metahw.compiler.kernels import Kernel
+from metahw.hw.lowerings import Lowering, Table, import_modules, registrar
 
 EMBEDDING, HEAD = "embedding", "head"
-Lowering = Callable[..., Any]
-#: kernel class -> place -> its lowering
-LOWERINGS: dict[type[Kernel], dict[str, Lowering]] = {}
-
-
-def lowers(place: str, *kinds: type[Kernel]) -> Callable[[Lowering], Lowering]:
-    """Register a lowering at `place` for kernel classes."""
-
-    def register(fn: Lowering) -> Lowering:
-        for kind in kinds:
-            LOWERINGS.setdefault(kind, {})[place] = fn
-        return fn
-
-    return register
+LOWERINGS: Table = {}
+#: `@lowers(place, *kernels)` registers a lowering in `LOWERINGS`
+lowers = registrar(LOWERINGS)
 
 
 def lowered_at(place: str) -> dict[type[Kernel], Lowering]:
@@ -44,5 +29,4 @@ def lowered_at(place: str) -> dict[type[Kernel], Lowering]:
     return {kind: places[place] for kind, places in LOWERINGS.items() if place in places}
 
 
-for _module in pkgutil.iter_modules(__path__):
-    importlib.import_module(f"{__name__}.{_module.name}")
+import_modules(__name__, __path__)
