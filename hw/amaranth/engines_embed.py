@@ -88,7 +88,7 @@ def _conv(top: Accelerator, m: Module) -> None:
     )
     # stage 1 -> 2: each activation bank's word registered as it leaves its block RAM (the weight
     # ROM registers each of its banks' words itself); the operands are selected from the
-    # registers, into the MAC array's input register
+    # registers into the conv's operand registers (stage 3), which feed the MAC array
     tap2, lane2 = Signal(name="conv_tap2"), Signal.like(lane1, name="conv_lane2")
     m.d.sync += [tap2.eq(tap1), lane2.eq(lane1)]
     raw = top.registered_bank_data(m, bank, "conv_word").word_select(lane2, rp.act_bits)
@@ -106,9 +106,7 @@ def _conv(top: Accelerator, m: Module) -> None:
     top.drive(mac.valid, v2)
     top.drive(mac.first, Mux(v2, first2, 0))
     top.drive(mac.last, Mux(v2, last2, 0))
-    for n in range(p):
-        top.drive(top.mac_x[n], Mux(active, x, 0))
-        top.drive(top.mac_y[n], Mux(active, ys[n], 0))
+    top.drive_operands(m, active, [x] * p, ys, "conv_op")
     # preload: the bias ROM read at PRELOAD_READ, its data with the products; the address is
     # formed a cycle earlier into a register, so the layer's base and its adder are not in
     # front of the ROM (a LUT ROM: its decode and the register are the whole read cycle)

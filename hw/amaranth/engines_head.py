@@ -2,10 +2,10 @@
 
 docs/microarchitecture.md §8 and docs/rtl.md. Each engine has shared loop counters and operand
 registers; its op descriptors (`isa.py`) select the memories, loop limits and PPU controls.
-Beat at cycle t: the head memories are addressed at t and answer at t + 1, the operand
-registers feed the MAC array at t + 2, the lane accumulators reach the PPU at t + 6 (the
-REDUCE tree's sum at t + 6 + lg P), and the PPU's requantised result is written at t + 11
-(t + 11 + lg P): the named offsets of `pipeline.py`.
+Beat at cycle t: the head memories are addressed at t and answer at t + 1, the operands are
+formed into registers at t + 2, the engine's operand registers feed the MAC array at t + 3, the
+lane accumulators reach the PPU at t + 7 (the REDUCE tree's sum at t + 7 + lg P), and the PPU's
+requantised result is written at t + 12 (t + 12 + lg P): the named offsets of `pipeline.py`.
 """
 
 from __future__ import annotations
@@ -174,9 +174,7 @@ def _wide(top: Accelerator, m: Module) -> None:
     top.drive(top.mac.valid, v2)
     top.drive(top.mac.first, Mux(v2, first2, 0))
     top.drive(top.mac.last, Mux(v2, last2, 0))
-    for lane in range(p):
-        top.drive(top.mac_x[lane], Mux(active, xs[lane], 0))
-        top.drive(top.mac_y[lane], Mux(active, 1, 0))
+    top.drive_operands(m, active, xs, [1] * p, "wide_op")
 
 
 def _reduce(top: Accelerator, m: Module) -> None:
@@ -235,9 +233,7 @@ def _reduce(top: Accelerator, m: Module) -> None:
     top.drive(top.mac.first, Mux(v2, first2, 0))
     top.drive(top.mac.last, Mux(v2, last2, 0))
     top.drive(top.mac.reduce, Mux(active, 1, 0))
-    for lane in range(p):
-        top.drive(top.mac_x[lane], Mux(active, xs[lane], 0))
-        top.drive(top.mac_y[lane], Mux(active, ys[lane], 0))
+    top.drive_operands(m, active, xs, ys, "red_op")
 
 
 def _rowred(top: Accelerator, m: Module) -> None:
@@ -348,6 +344,4 @@ def _outer(top: Accelerator, m: Module) -> None:
     top.drive(top.mac.valid, v2)
     top.drive(top.mac.first, Mux(v2, first2, 0))
     top.drive(top.mac.last, Mux(v2, last2, 0))
-    for lane in range(p):
-        top.drive(top.mac_x[lane], Mux(active, xs[lane], 0))
-        top.drive(top.mac_y[lane], Mux(active, group, 0))
+    top.drive_operands(m, active, xs, [group] * p, "outer_op")

@@ -5,7 +5,9 @@ model's drains (`compiler/kernels/timing.py`) are the same numbers, checked here
 an engine whose pipeline is changed without the model stops the import instead of drifting
 a cycle in Verilator. docs/microarchitecture.md §4 and §6.
 
-MAC engines (conv, OUTER, WIDE, REDUCE): memories addressed at t answer at `DATA`; the
+MAC engines (conv, OUTER, WIDE, REDUCE): memories addressed at t answer at `DATA`; each
+engine forms its operands from the data a cycle later and registers them (`drive_operands`),
+so its operand selection and the engines' OR into the MAC array are a cycle apart; the
 operand registers present the operands at `OPERANDS`; the MAC array's input register, pre-adder,
 multiplier and accumulator (`mac.py`) bring the lane accumulators to the PPU at `ACCUMULATORS`; the PPU's
 five registers (`ppu.py`) give the requantised result, written at `MAC_WRITE` = D_MAC. REDUCE
@@ -26,8 +28,9 @@ from metahw.hw.amaranth.util import delay
 
 #: a memory (or the AMEM bank, the weight and bias ROMs) answers one cycle after its address
 DATA = 1
-#: the operand registers present the beat's operands to the MAC array
-OPERANDS = DATA + 1
+#: the engines' operand registers present the beat's operands to the MAC array (formed from the
+#: data at DATA + 1, registered)
+OPERANDS = DATA + 2
 #: the MAC array's stages after the operands: input register, pre-adder, multiplier, accumulator
 MAC_STAGES = 4
 #: a read whose data joins the products in the MAC array (the conv bias preload, the REDUCE

@@ -46,7 +46,7 @@ from metahw.hw.amaranth.rom import BankedRom
 from metahw.hw.amaranth.sfu import RSQRT_ROOT_BITS
 from metahw.hw.amaranth.spec import RtlPlan
 from metahw.hw.amaranth.store import LinearStore
-from metahw.hw.amaranth.util import bits_for, case, extend, or_all, pick
+from metahw.hw.amaranth.util import bits_for, case, delay, extend, or_all, pick
 
 __all__ = ["ERROR_CLASS_COUNT", "ERROR_LABEL_RANGE", "Accelerator"]
 
@@ -142,6 +142,24 @@ class Accelerator(wiring.Component):
     def issued(self, engine: int) -> object:
         """This cycle issues an instruction of `engine`."""
         return self.issuing & (self.fetched["engine"] == engine)
+
+    def drive_operands(self, m: Module, active: object, xs: list, ys: list, name: str) -> None:
+        """One MAC engine's operands: lane k multiplies xs[k] by ys[k], given a cycle before `OPERANDS`.
+
+        Each distinct value goes through one register of the engine's own (0 while the engine is
+        idle) before the engines' OR into the MAC array's input register, so an engine's operand
+        selection (the conv's bank, pixel and padding select) and that OR are a cycle apart.
+        """
+        registered: dict[int, object] = {}
+
+        def operand(value: object, tag: str) -> object:
+            if id(value) not in registered:
+                registered[id(value)] = delay(m, Mux(active, value, 0), 1, f"{name}_{tag}")
+            return registered[id(value)]
+
+        for k, (x, y) in enumerate(zip(xs, ys, strict=True)):
+            self.drive(self.mac_x[k], operand(x, f"x{k}"))
+            self.drive(self.mac_y[k], operand(y, f"y{k}"))
 
     def beat_of(self, engine: int) -> object:
         """A beat of `engine` happens this cycle.
@@ -416,6 +434,9 @@ class Accelerator(wiring.Component):
         cur = {name: Signal(w, name=f"cur_{name}") for w, name in fields}
         self.cur = cur
         pc = Signal(range(len(instrs) + 1))
+        # pc + 1 (the instruction fetched during this one) kept in a register beside pc, so no
+        # adder sits in front of the instruction ROM
+        next_pc = Signal(range(len(instrs) + 2), init=1)
         count = Signal(beats_bits)
         drain = Signal(8)
         self.stall = Signal()
@@ -444,7 +465,7 @@ class Accelerator(wiring.Component):
 
         def finish_instruction() -> None:
             m.d.comb += finish.eq(1)
-            m.d.sync += pc.eq(pc + 1)
+            m.d.sync += [pc.eq(pc + 1), next_pc.eq(next_pc + 1)]
             with m.If(self.scan_error != 0):
                 m.d.sync += goto("ERROR")
             with m.Elif(pc == len(instrs) - 1):
@@ -454,10 +475,10 @@ class Accelerator(wiring.Component):
 
         m.d.comb += [self.busy.eq(~idle), self.done.eq(done), self.error.eq(error), self.issuing.eq(issue)]
         m.d.comb += [self.beating.eq(beats), self.beat.eq(beats & ~self.stall)]
-        m.d.comb += rom_rd.addr.eq(Mux(idle, 0, pc + 1))
+        m.d.comb += rom_rd.addr.eq(Mux(idle, 0, next_pc))
         with m.If(idle):
             with m.If(self.start):
-                m.d.sync += [pc.eq(0), goto("ISSUE")]
+                m.d.sync += [pc.eq(0), next_pc.eq(1), goto("ISSUE")]
         with m.Elif(issue):
             m.d.sync += [cur[name].eq(fetched[name]) for name in cur]
             m.d.sync += [count.eq(0), goto("BEATS")]
