@@ -3,7 +3,11 @@
 Every attribute of every imported node is either implemented exactly or refused at import
 with the node, the attribute, its value and what is supported: a Conv with strides=[3,3] or
 dilations=[2,2] must never compile into the program of another convolution. An attribute
-that an op does not list here is refused as well.
+that an op does not list is refused as well.
+
+The kernel modules (`compiler/kernels/<family>.py`) declare the ONNX op types they lower from
+with `accepts`, with their attributes; this module declares the episode's structural ops.
+Readers import `metahw.compiler.kernels` first, which imports every kernel module.
 """
 
 from __future__ import annotations
@@ -14,77 +18,53 @@ from typing import Any
 from metahw.errors import UserError
 
 Check = Callable[[Any], bool]
+#: attribute -> (check, what is supported)
+Attributes = Mapping[str, tuple[Check, str]]
 
 
-def _ints(*allowed: list[int]) -> Check:
+def ints(*allowed: list[int]) -> Check:
+    """Accepts exactly one of the integer lists `allowed`."""
     return lambda v: list(v) in [list(a) for a in allowed]
 
 
-def _pair(values: tuple[int, ...]) -> Check:
+def pair(values: tuple[int, ...]) -> Check:
+    """Accepts [v, v] with v one of `values`."""
     return lambda v: len(v) == 2 and v[0] == v[1] and v[0] in values
 
 
-def _symmetric_pads(v: Any) -> bool:
+def symmetric_pads(v: Any) -> bool:
+    """[p, p, p, p] with p >= 0."""
     return len(v) == 4 and len(set(v)) == 1 and v[0] >= 0
 
 
-def _not_set(v: Any) -> bool:
+def not_set(v: Any) -> bool:
+    """auto_pad NOTSET."""
     return v in (b"NOTSET", "NOTSET")
 
 
-def _any(_: Any) -> bool:
+def any_value(_: Any) -> bool:
+    """Any value (an attribute that does not change the result)."""
     return True
 
 
-_POOL = {
-    "kernel_shape": (_ints([2, 2]), "[2, 2]"),
-    "strides": (_ints([2, 2]), "[2, 2]"),
-    "pads": (_ints([0, 0, 0, 0]), "[0, 0, 0, 0]"),
-    "ceil_mode": (lambda v: v == 0, "0 (floor, as PyTorch)"),
-    "auto_pad": (_not_set, "NOTSET"),
-}
+#: ONNX op type -> the attributes its nodes may carry: the importer admits exactly these op types
+ATTRIBUTES: dict[str, Attributes] = {}
 
-#: op -> attribute -> (check, what is supported)
-ATTRIBUTES: Mapping[str, Mapping[str, tuple[Check, str]]] = {
-    "Conv": {
-        "kernel_shape": (lambda v: len(v) == 2 and v[0] == v[1], "a square kernel [K, K]"),
-        "pads": (_symmetric_pads, "symmetric zero padding [p, p, p, p] with p < K"),
-        "strides": (_pair((1, 2)), "[1, 1] or [2, 2]"),
-        "dilations": (_ints([1, 1]), "[1, 1]"),
-        "group": (lambda v: v == 1, "1"),
-        "auto_pad": (_not_set, "NOTSET"),
-    },
-    "MaxPool": {**_POOL, "dilations": (_ints([1, 1]), "[1, 1]"), "storage_order": (lambda v: v == 0, "0")},
-    "AveragePool": {**_POOL, "count_include_pad": (_any, "0 or 1 (no padding)")},
-    "GlobalAveragePool": {},
-    "BatchNormalization": {
-        "epsilon": (lambda v: v > 0, "> 0"),
-        "momentum": (_any, "any (inference)"),
-        "training_mode": (lambda v: v == 0, "0 (inference)"),
-    },
-    "Relu": {},
-    "LeakyRelu": {"alpha": (lambda v: 0 < v < 1, "in (0, 1)")},
-    "Flatten": {"axis": (lambda v: v == 1, "1")},
-    "Reshape": {"allowzero": (lambda v: v == 0, "0")},
-    "Gemm": {
-        "alpha": (lambda v: v == 1.0, "1.0"),
-        "beta": (lambda v: v == 1.0, "1.0"),
-        "transA": (lambda v: v == 0, "0"),
-        "transB": (lambda v: v in (0, 1), "0 or 1"),
-    },
-    "MatMul": {},
-    "Add": {},
-    "Concat": {"axis": (lambda v: v == 0, "0")},
-    "Slice": {},
-    "ArgMax": {
-        "axis": (lambda v: v == 1, "1"),
-        "keepdims": (lambda v: v == 0, "0"),
-        "select_last_index": (lambda v: v == 0, "0"),
-    },
-    "Constant": {"value": (_any, "a tensor")},
-    "Expand": {},
-    "Identity": {},
-}
+
+def accepts(op_type: str, attributes: Attributes) -> None:
+    """Declare that the importer admits ONNX nodes of `op_type` with `attributes` (name -> (check, supported))."""
+    if op_type in ATTRIBUTES:
+        raise ValueError(f"ONNX op {op_type} is declared twice")
+    ATTRIBUTES[op_type] = attributes
+
+
+# The episode's structure (Concat of the images, Slices of the features) and the constants that
+# `passes.fold_constants` folds; the kernel modules declare the rest beside their kernels.
+accepts("Concat", {"axis": (lambda v: v == 0, "0")})
+accepts("Slice", {})
+accepts("Constant", {"value": (any_value, "a tensor")})
+accepts("Expand", {})
+accepts("Identity", {})
 
 
 def check_attributes(op: str, node_name: str, attrs: Mapping[str, Any]) -> None:

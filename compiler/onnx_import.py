@@ -1,7 +1,9 @@
 """ONNX -> float `Graph`: load, check, infer shapes, and refuse anything unsupported.
 
 Nothing is skipped or guessed: an op outside `SUPPORTED_OPS` / `SUPPORTED_FUNCTIONS` fails
-the import with the op type, the node name and the list of what is supported.
+the import with the op type, the node name and the list of what is supported. `SUPPORTED_OPS`
+are the op types of `onnx_attributes.ATTRIBUTES`: the episode's structural ops, and those the
+kernel modules declare with `onnx_attributes.accepts`.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import onnx
 from google.protobuf.message import DecodeError
 from onnx import numpy_helper, shape_inference
 
+from metahw.compiler import kernels  # noqa: F401 - importing every kernel module declares its ONNX ops
 from metahw.compiler.ir import Graph, Node
 from metahw.compiler.onnx_attributes import ATTRIBUTES, check_attributes
 from metahw.errors import UserError
@@ -47,12 +50,12 @@ def _shape(value_info: onnx.ValueInfoProto) -> tuple:
 
 
 def _check_supported(node: onnx.NodeProto) -> str:
-    if node.domain in ("", "ai.onnx") and node.op_type in SUPPORTED_OPS:
+    if node.domain in ("", "ai.onnx") and node.op_type in ATTRIBUTES:
         return node.op_type
     if node.domain == FUNCTION_DOMAIN and node.op_type in SUPPORTED_FUNCTIONS:
         return f"{FUNCTION_DOMAIN}.{node.op_type}"
     qualified = f"{node.domain}.{node.op_type}" if node.domain else node.op_type
-    supported = ", ".join(SUPPORTED_OPS + tuple(f"{FUNCTION_DOMAIN}.{f}" for f in SUPPORTED_FUNCTIONS))
+    supported = ", ".join((*sorted(ATTRIBUTES), *(f"{FUNCTION_DOMAIN}.{f}" for f in SUPPORTED_FUNCTIONS)))
     raise UserError(f"unsupported op {qualified} in node {node.name or '<unnamed>'!r}; metahw supports {supported}.")
 
 

@@ -1,7 +1,9 @@
 """Kernel ops of a Program: each owns its integer semantics, shape/format inference and MAC count.
 
 Importing this package imports every module in it, which registers every op in `KERNELS`
-(op name -> class): a new module needs no edit here (export its ops below for short imports).
+(op name -> class) and the ONNX op types and embedding nodes each module declares it lowers
+from (`onnx_attributes.accepts`, `embedding_ops.layer_from`): a new module needs no edit here
+(export its ops below for short imports).
 """
 
 import importlib

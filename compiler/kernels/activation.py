@@ -12,6 +12,8 @@ import math
 
 import numpy as np
 
+from metahw.compiler.onnx_attributes import accepts
+
 #: significant bits of a quantised LeakyReLU slope
 SLOPE_BITS = 8
 
@@ -22,6 +24,14 @@ def leaky_slope(alpha: float) -> tuple[int, int]:
         raise ValueError(f"a LeakyReLU slope must lie in (0, 1), got {alpha}")
     frac = SLOPE_BITS - 1 - math.floor(math.log2(alpha))
     return int(round(alpha * (1 << frac))), frac
+
+
+def leaky_fields(alpha: float | None) -> dict:
+    """A kernel's LeakyReLU fields (`leaky_slope`, `leaky_frac`) for a fused node's `leaky_alpha` (None: none)."""
+    if alpha is None:
+        return {"leaky_slope": None, "leaky_frac": 0}
+    slope, frac = leaky_slope(alpha)
+    return {"leaky_slope": slope, "leaky_frac": frac}
 
 
 def activate(acc: np.ndarray, relu: bool, slope: int | None, slope_frac: int) -> tuple[np.ndarray, int]:
@@ -36,3 +46,7 @@ def activate(acc: np.ndarray, relu: bool, slope: int | None, slope_frac: int) ->
 def activation_bits(relu: bool, slope: int | None, slope_frac: int) -> int:
     """Extra bits a signed value needs after the activation (LeakyReLU widens the positive half by slope_frac)."""
     return slope_frac if slope is not None and not relu else 0
+
+
+# ---- from ONNX: LeakyRelu, fused into the conv block or Add before it (passes.py) ----------------------
+accepts("LeakyRelu", {"alpha": (lambda v: 0 < v < 1, "in (0, 1)")})

@@ -13,10 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from metahw.compiler.embedding_ops import Layer, LayerContext, layer_from, refuse
+from metahw.compiler.ir import Node
 from metahw.compiler.kernels import timing
-from metahw.compiler.kernels.activation import activate
+from metahw.compiler.kernels.activation import activate, leaky_fields
 from metahw.compiler.kernels.base import Env, Kernel, OutputSpec
 from metahw.compiler.kernels.datapath import ACCUMULATOR, Needs, signed_bits
+from metahw.compiler.onnx_attributes import accepts
 
 if TYPE_CHECKING:
     from metahw.compiler.program import Buffer
@@ -74,3 +77,21 @@ class Add(Kernel):
         total = sum(np.left_shift(env.read(n), f - env.fmt(n).frac) for n in (self.input, self.residual))
         total, extra = activate(total, self.relu, self.leaky_slope, self.leaky_frac)
         env.write(self.output, env.requant(total, f + extra, env.fmt(self.output), self.output))
+
+
+# ---- from ONNX: Add of two computed tensors [Relu | LeakyRelu], fused by passes.py (a constant: a bias) --
+accepts("Add", {})
+
+
+@layer_from("metahw.Add", "Add (residual)")
+def add_layer(ctx: LayerContext, node: Node) -> Layer:
+    """The later-computed operand is the chain's predecessor, the other the skip connection."""
+    a, r = node.inputs
+    if ctx.shape(a) != ctx.shape(r):
+        raise refuse(node, f"an Add of shapes {list(ctx.shape(a))} and {list(ctx.shape(r))} (no broadcasting)")
+    position = {n: i for i, n in enumerate(ctx.formats)}
+    first, skip = (a, r) if position[a] > position[r] else (r, a)
+    out = node.outputs[0]
+    signed = False if node.attrs["relu"] else None
+    fields = {"relu": node.attrs["relu"], **leaky_fields(node.attrs.get("leaky_alpha"))}
+    return Layer(node, Add, (first, skip), out, ctx.choose(out, signed), fields=fields)

@@ -15,6 +15,7 @@ import numpy as np
 from metahw.compiler.kernels import timing
 from metahw.compiler.kernels.base import Env, Kernel, OutputSpec
 from metahw.compiler.kernels.datapath import Needs, passthrough_needs
+from metahw.compiler.onnx_attributes import accepts
 from metahw.qformat import QFormat
 
 if TYPE_CHECKING:
@@ -78,3 +79,14 @@ class ArgMax(_ArgReduce):
     def execute(self, env: Env) -> None:
         """numpy argmax returns the first maximum."""
         env.write(self.output, np.argmax(env.read(self.input), axis=-1).astype(np.int64))
+
+
+# ---- from ONNX: the episode's predicted class ---------------------------------------------------------
+accepts(
+    "ArgMax",
+    {
+        "axis": (lambda v: v == 1, "1"),
+        "keepdims": (lambda v: v == 0, "0"),
+        "select_last_index": (lambda v: v == 0, "0"),
+    },
+)

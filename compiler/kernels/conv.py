@@ -20,12 +20,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from metahw.compiler.embedding_ops import Layer, LayerContext, layer_from, quantise_bias, quantise_weight, refuse
+from metahw.compiler.ir import Node
 from metahw.compiler.kernels import timing
-from metahw.compiler.kernels.activation import activate
+from metahw.compiler.kernels.activation import activate, leaky_fields
 from metahw.compiler.kernels.base import Env, Kernel, OutputSpec
 from metahw.compiler.kernels.datapath import ACCUMULATOR, Needs, format_bits
 from metahw.compiler.kernels.mac import channel_accumulators, mac_needs
 from metahw.compiler.kernels.pool import POOL_MODES, POOL_SHIFT, pool2x2, pooled_shape
+from metahw.compiler.onnx_attributes import accepts, any_value, ints, not_set, pair, symmetric_pads
 from metahw.qformat import QFormat
 
 if TYPE_CHECKING:
@@ -158,3 +161,54 @@ class Conv2d(Kernel):
             acc = pool2x2(acc, self.pool_mode)
         src = acc_frac + self.post_frac()
         env.write(self.output, env.requant(acc, src[None, :, None, None], env.fmt(self.output), self.output))
+
+
+# ---- from ONNX: Conv [BatchNormalization] [Relu | LeakyRelu] [2x2 pool], fused by passes.py -------------
+accepts(
+    "Conv",
+    {
+        "kernel_shape": (lambda v: len(v) == 2 and v[0] == v[1], "a square kernel [K, K]"),
+        "pads": (symmetric_pads, "symmetric zero padding [p, p, p, p] with p < K"),
+        "strides": (pair((1, 2)), "[1, 1] or [2, 2]"),
+        "dilations": (ints([1, 1]), "[1, 1]"),
+        "group": (lambda v: v == 1, "1"),
+        "auto_pad": (not_set, "NOTSET"),
+    },
+)
+accepts(
+    "BatchNormalization",
+    {
+        "epsilon": (lambda v: v > 0, "> 0"),
+        "momentum": (any_value, "any (inference)"),
+        "training_mode": (lambda v: v == 0, "0 (inference)"),
+    },
+)
+
+
+@layer_from("metahw.ConvBlock", "Conv [BatchNormalization] [Relu|LeakyRelu] [MaxPool|AveragePool 2x2]")
+def conv_block_layer(ctx: LayerContext, block: Node) -> Layer:
+    """Quantise one conv block's weights (symmetric range rule) and choose its output format."""
+    b, attrs = ctx.b, block.attrs
+    weight = np.asarray(ctx.graph.constants[block.inputs[1]], np.float64)
+    k = weight.shape[-1]
+    pad = attrs["pads"][0]
+    if pad >= k:
+        raise refuse(block, f"a {k}x{k} convolution with padding {pad} (metahw pads less than the kernel size)")
+    bias = np.asarray(ctx.graph.constants[block.inputs[2]], np.float64) if len(block.inputs) > 2 else None
+    w_name = f"{block.name}.weight"
+    fracs = quantise_weight(b, w_name, weight, b.config.weight_width)
+    b_name = None
+    if bias is not None:
+        b_name = f"{block.name}.bias"
+        quantise_bias(b, b_name, bias, ctx.formats[block.inputs[0]].frac, fracs)
+    out_key = block.outputs[0]
+    signed = False if attrs["relu"] else None
+    fields = {
+        "padding": pad,
+        "stride": attrs["strides"][0],
+        "relu": bool(attrs["relu"]),
+        **leaky_fields(attrs.get("leaky_alpha")),
+        "pool": attrs["pool"] == 2,
+        "pool_mode": attrs["pool_mode"],
+    }
+    return Layer(block, Conv2d, block.inputs[:1], out_key, ctx.choose(out_key, signed), w_name, b_name, fields)

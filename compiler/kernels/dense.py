@@ -18,6 +18,7 @@ from metahw.compiler.kernels import timing
 from metahw.compiler.kernels.base import Env, Kernel, OutputSpec
 from metahw.compiler.kernels.datapath import Needs
 from metahw.compiler.kernels.mac import channel_accumulators, mac_needs
+from metahw.compiler.onnx_attributes import accepts
 from metahw.qformat import QFormat
 
 if TYPE_CHECKING:
@@ -82,3 +83,16 @@ class Dense(Kernel):
         if self.relu:
             acc = np.maximum(acc, 0)
         env.write(self.output, env.requant(acc, acc_frac, env.fmt(self.output), self.output))
+
+
+# ---- from ONNX: Gemm, or MatMul [+ bias], [Relu] after the Flatten, fused by passes.py ------------------
+accepts(
+    "Gemm",
+    {
+        "alpha": (lambda v: v == 1.0, "1.0"),
+        "beta": (lambda v: v == 1.0, "1.0"),
+        "transA": (lambda v: v == 0, "0"),
+        "transB": (lambda v: v in (0, 1), "0 or 1"),
+    },
+)
+accepts("MatMul", {})

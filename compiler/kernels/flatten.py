@@ -19,6 +19,7 @@ import numpy as np
 from metahw.compiler.kernels import timing
 from metahw.compiler.kernels.base import Env, Kernel, OutputSpec
 from metahw.compiler.kernels.datapath import Needs, passthrough_needs
+from metahw.compiler.onnx_attributes import accepts
 
 if TYPE_CHECKING:
     from metahw.compiler.program import Buffer
@@ -73,3 +74,8 @@ def flatten(x: np.ndarray, channels_last: bool) -> np.ndarray:
 def channels_last_order(channels: int, height: int, width: int) -> np.ndarray:
     """perm with flatten(x, True)[:, i] == flatten(x, False)[:, perm[i]]: permutes a C-order feature axis."""
     return np.arange(channels * height * width).reshape(channels, height, width).transpose(1, 2, 0).reshape(-1)
+
+
+# ---- from ONNX: the embedding's one Flatten (a flattening Reshape is one: passes.py) -------------------
+accepts("Flatten", {"axis": (lambda v: v == 1, "1")})
+accepts("Reshape", {"allowzero": (lambda v: v == 0, "0")})

@@ -19,9 +19,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from metahw.compiler.embedding_ops import Layer, LayerContext, layer_from
+from metahw.compiler.ir import Node
 from metahw.compiler.kernels import timing
 from metahw.compiler.kernels.base import Env, Kernel, OutputSpec
 from metahw.compiler.kernels.datapath import ACCUMULATOR, Needs, passthrough_needs, signed_bits
+from metahw.compiler.onnx_attributes import accepts, any_value, ints, not_set
 
 if TYPE_CHECKING:
     from metahw.compiler.program import Buffer
@@ -172,3 +175,40 @@ class GlobalAvgPool(Kernel):
         total = env.read(self.input).sum(axis=(2, 3), keepdims=True) * self.scale
         src = env.fmt(self.input).frac + self.shift
         env.write(self.output, env.requant(total, src, env.fmt(self.output), self.output))
+
+
+# ---- from ONNX: 2x2 pools and the global average ----------------------------------------------------
+_POOL = {
+    "kernel_shape": (ints([2, 2]), "[2, 2]"),
+    "strides": (ints([2, 2]), "[2, 2]"),
+    "pads": (ints([0, 0, 0, 0]), "[0, 0, 0, 0]"),
+    "ceil_mode": (lambda v: v == 0, "0 (floor, as PyTorch)"),
+    "auto_pad": (not_set, "NOTSET"),
+}
+accepts("MaxPool", {**_POOL, "dilations": (ints([1, 1]), "[1, 1]"), "storage_order": (lambda v: v == 0, "0")})
+accepts("AveragePool", {**_POOL, "count_include_pad": (any_value, "0 or 1 (no padding)")})
+accepts("GlobalAveragePool", {})
+
+
+@layer_from("MaxPool", "MaxPool 2x2")
+def max_pool_layer(ctx: LayerContext, node: Node) -> Layer:
+    """The maximum keeps its input's format."""
+    x = node.inputs[0]
+    return Layer(node, MaxPool2d, (x,), node.outputs[0], ctx.formats[x])
+
+
+@layer_from("AveragePool", "AveragePool 2x2")
+def average_pool_layer(ctx: LayerContext, node: Node) -> Layer:
+    """The average requantises to its calibrated range, signed like its input."""
+    x, out = node.inputs[0], node.outputs[0]
+    return Layer(node, AvgPool2d, (x,), out, ctx.choose(out, ctx.formats[x].signed))
+
+
+@layer_from("GlobalAveragePool", "GlobalAveragePool")
+def global_average_layer(ctx: LayerContext, node: Node) -> Layer:
+    """The sum of the H x W positions times a reciprocal constant (`global_average_scale`)."""
+    x, out = node.inputs[0], node.outputs[0]
+    _, _, h, w = ctx.shape(x)
+    scale, shift = global_average_scale(h * w)
+    fields = {"scale": scale, "shift": shift}
+    return Layer(node, GlobalAvgPool, (x,), out, ctx.choose(out, ctx.formats[x].signed), fields=fields)

@@ -11,9 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from metahw.compiler.embedding_ops import Layer, LayerContext, layer_from
+from metahw.compiler.ir import Node
 from metahw.compiler.kernels import timing
 from metahw.compiler.kernels.base import Env, Kernel, OutputSpec
 from metahw.compiler.kernels.datapath import Needs, passthrough_needs
+from metahw.compiler.onnx_attributes import accepts
 
 if TYPE_CHECKING:
     from metahw.compiler.program import Buffer
@@ -57,3 +60,14 @@ class Requant(Kernel):
         if self.relu:
             x = np.maximum(x, 0)
         env.write(self.output, env.requant(x, env.fmt(self.input).frac, env.fmt(self.output), self.output))
+
+
+# ---- from ONNX: a Relu that no conv block or Add fused (passes.py) ------------------------------------
+accepts("Relu", {})
+
+
+@layer_from("Relu", "Relu")
+def relu_layer(ctx: LayerContext, node: Node) -> Layer:
+    """A requantisation with ReLU to the output's calibrated (unsigned) range."""
+    out = node.outputs[0]
+    return Layer(node, Requant, node.inputs[:1], out, ctx.choose(out, False), fields={"relu": True})
