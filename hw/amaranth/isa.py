@@ -55,16 +55,13 @@ ENGINE_KINDS = {
 }
 #: error codes on the `error_code` port: a label out of range, a class without `shots` examples
 ERROR_LABEL_RANGE, ERROR_CLASS_COUNT = 1, 2
-SUPPORTED = (
-    "Conv2d (stride 1/2, any padding, ReLU/LeakyReLU, fused 2x2 max/average), MaxPool2d, AvgPool2d, GlobalAvgPool, "
-    "Add, Requant (ReLU) after a Conv2d, Flatten, PrototypeAccumulate, Distance l2/dot/cosine, ArgMin, ArgMax, Dense, "
-    "Softmax, ProtoHeadInit, SGDHeadStep (scalar learning rates), CosineAttention, state initialisation"
-)
 
 
 def refuse(what: str) -> UserError:
-    """The error for a program the backend cannot build, with the reason."""
-    return UserError(f"the Amaranth backend cannot build this program: {what} (it builds {SUPPORTED}, with G = 1)")
+    """The error for a program the backend cannot build, with the reason and what it builds (`ops.builds`)."""
+    from metahw.hw.amaranth.ops import builds  # the lowerings import this module
+
+    return UserError(f"the Amaranth backend cannot build this program: {what} (it builds {builds()}, with G = 1)")
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,8 @@ functions take and return:
 - `FLATTEN`: the segment's last op, `fn(rp, op, buffers)` -> (`FlattenOp`, beats per image);
 - `HEAD`: a head op, `fn(rp, op, buffers)` appends its instructions (docs/microarchitecture.md §8).
 
-A lowering refuses what the generator cannot build with `isa.refuse` and the reason.
+A lowering refuses what the generator cannot build with `isa.refuse` and the reason; the
+refusal lists what the generator builds from this registry (`builds`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,13 @@ def lowering(op: Kernel, *places: str) -> tuple[str, Lowering] | None:
         if place in places:
             return place, fn
     return None
+
+
+def builds() -> str:
+    """What the generator builds, for its refusals: the ops with a lowering, the segment engines' and the head's."""
+    segment = sorted(kind.__name__ for kind, places in LOWERINGS.items() if HEAD not in places)
+    head = sorted(kind.__name__ for kind, places in LOWERINGS.items() if HEAD in places)
+    return f"embedding segments of {', '.join(segment)}; head ops {', '.join(head)}"
 
 
 import_modules(__name__, __path__)
