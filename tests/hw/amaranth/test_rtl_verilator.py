@@ -110,3 +110,11 @@ def test_the_verilated_models_optimisation_comes_from_the_environment(monkeypatc
     monkeypatch.setenv("METAHW_VERILATOR_OPT", "-Ofast")
     with pytest.raises(UserError, match="METAHW_VERILATOR_OPT is '-Ofast'; accepted are -O0, -O1, -O2, -O3"):
         cxx_opt()
+
+
+def test_an_unoptimised_model_compiles_as_one_translation_unit(tiny_build):
+    """At -O0 (the suite's level) no precompiled header is built and one __ALL unit holds the model's files."""
+    obj = tiny_build[2] / "verilator" / "obj"
+    assert cxx_opt() == "-O0"
+    assert (obj / "Vmetahw_accel__ALL.o").is_file() and not list(obj.glob("*.gch"))
+    assert not list(obj.glob("Vmetahw_accel___024root__*.o"))  # no object per file
