@@ -54,8 +54,10 @@ def pytest_configure(config: pytest.Config) -> None:
     torch.set_num_threads(1)
     for key, value in SINGLE_THREAD_ENV.items():
         os.environ.setdefault(key, value)
-    # the tests' designs are tiny: compiling their Verilator models at -O0 saves a third of each build
+    # the tests' designs are tiny: compiling their Verilator models and hls4ml C simulations at -O0 saves
+    # a third or more of each build, and their few short episodes run fast enough unoptimised
     os.environ.setdefault("METAHW_VERILATOR_OPT", "-O0")
+    os.environ.setdefault("METAHW_HLS_CSIM_OPT", "-O0")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

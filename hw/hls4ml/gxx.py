@@ -46,8 +46,12 @@ PRELUDE = "csim_prelude.h"
 CODE_GEN = "firmware/nnet_utils/nnet_code_gen.h"
 #: the library's weights folder: a C string that a one-line translation unit (project root) defines per build
 WEIGHTS_SYMBOL, WEIGHTS_UNIT = "metahw_csim_weights_dir", "csim_weights_dir.cpp"
-#: the library's optimisation level (hls4ml's build_lib.sh)
+#: the library's optimisation level (hls4ml's build_lib.sh), unless $METAHW_HLS_CSIM_OPT names another
 LIBRARY_OPT = "-O3"
+#: the levels $METAHW_HLS_CSIM_OPT accepts: the test suite sets -O0 for its tiny designs, which then
+#: build in about a third less CPU time (the C++ front end's template instantiation is most of it) and
+#: run their few episodes in a second or two
+LIBRARY_OPT_LEVELS = ("-O0", "-O1", "-O2", "-O3")
 #: the testbench's (Vitis csim's default): it runs a few samples, and -O1 built the tests' small design's
 #: firmware unit in 16 s against 12 s at -O0 (the demo episode's testbench: 41 s either way)
 TESTBENCH_OPT = "-O0"
@@ -70,6 +74,14 @@ def cache_root() -> Path:
     return cache_dir() / "hls4ml-csim"
 
 
+def library_opt() -> str:
+    """The library's optimisation flag: $METAHW_HLS_CSIM_OPT, default `LIBRARY_OPT` (hls4ml's -O3)."""
+    value = os.environ.get("METAHW_HLS_CSIM_OPT", LIBRARY_OPT)
+    if value not in LIBRARY_OPT_LEVELS:
+        raise UserError(f"METAHW_HLS_CSIM_OPT is {value!r}; accepted are {', '.join(LIBRARY_OPT_LEVELS)}.")
+    return value
+
+
 def build_library(folder: str | Path, project: str, library: str | Path) -> GxxBuild:
     """Build the project's C simulation library (what `build_lib.sh` builds) at `library`.
 
@@ -78,7 +90,7 @@ def build_library(folder: str | Path, project: str, library: str | Path) -> GxxB
     _require_gxx()
     folder = Path(folder).resolve()
     flags = (
-        LIBRARY_OPT,
+        library_opt(),
         "-fPIC",
         *_language_flags(),
         "-Ifirmware/ap_types/",

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from metahw.hw.hls4ml.gxx import build_library, cache_root
+from metahw.errors import UserError
+from metahw.hw.hls4ml.gxx import build_library, cache_root, library_opt
 
 MAIN, BRIDGE = "firmware/demo.cpp", "demo_bridge.cpp"
 
@@ -68,3 +69,12 @@ def test_a_changed_header_or_source_is_recompiled_and_an_unchanged_one_comes_fro
     assert again.compiled == () and again.cached == (MAIN, BRIDGE)
     assert _run(again.output) == (2008, str(moved / "firmware" / "weights"))  # no path is cached in an object
     assert len(list(cache_root().glob("*.o"))) >= 5
+
+
+def test_the_librarys_optimisation_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch):
+    assert library_opt() == "-O0"  # the suite's (tests/conftest.py)
+    monkeypatch.delenv("METAHW_HLS_CSIM_OPT")
+    assert library_opt() == "-O3"  # hls4ml's build_lib.sh
+    monkeypatch.setenv("METAHW_HLS_CSIM_OPT", "-Ofast")
+    with pytest.raises(UserError, match="METAHW_HLS_CSIM_OPT is '-Ofast'; accepted are -O0, -O1, -O2, -O3"):
+        library_opt()
