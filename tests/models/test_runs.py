@@ -139,15 +139,16 @@ def test_eval_runs_text_output(runs: tuple[Path, list[RunTruth]], tiny_checkpoin
 
 
 def test_eval_runs_malformed_labels_exit_2_with_one_line(
-    runs: tuple[Path, list[RunTruth]], tiny_checkpoint: Path, tmp_path: Path, run_metahw, cli
+    runs: tuple[Path, list[RunTruth]], tiny_checkpoint: Path, tmp_path: Path, cli
 ):
+    """In process: the installed script's exit 2 and one line in a fresh interpreter are test_cli_models'."""
     shutil.copytree(runs[0], tmp_path / "runs")
     (tmp_path / "runs" / "run02" / "class_labels.txt").write_text("run02/test/item01.png\n")
-    result = run_metahw("eval", tiny_checkpoint, "--runs", tmp_path / "runs", "--json")
-    assert result.returncode == 2
+    result = cli("eval", tiny_checkpoint, "--runs", tmp_path / "runs", "--json")
+    assert result.code == 2
     assert result.stdout == ""
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert result.stderr.startswith("metahw: error: ") and "class_labels.txt:1" in result.stderr
     assert "Traceback" not in result.stderr
-    in_process = cli("eval", tiny_checkpoint, "--runs", tmp_path / "runs")
-    assert in_process.code == 2 and in_process.stderr == result.stderr
+    text = cli("eval", tiny_checkpoint, "--runs", tmp_path / "runs")  # the same refusal without --json
+    assert text.code == 2 and text.stderr == result.stderr
