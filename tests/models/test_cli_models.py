@@ -33,11 +33,12 @@ def _assert_user_error(result, *fragments: str) -> None:
 
 
 def test_train_writes_a_checkpoint_that_eval_json_reads(
-    tmp_path: Path, run_metahw, data_dir: Path, omniglot: OmniglotImages
+    tmp_path: Path, cli, run_metahw, data_dir: Path, omniglot: OmniglotImages
 ):
+    """Training in process, evaluation through the installed script in a fresh interpreter, as a user runs it."""
     out = tmp_path / "models" / "tiny.pt"
-    trained = run_metahw("train", "--algo", "protonet", "--out", out, "--seed", "1", "--data", data_dir, *TINY_TRAIN)
-    assert trained.returncode == 0, trained.stderr
+    trained = cli("train", "--algo", "protonet", "--out", out, "--seed", "1", "--data", data_dir, *TINY_TRAIN)
+    assert trained.code == 0, trained.stderr
     assert trained.stdout.startswith(f"wrote {out}: protonet") and len(trained.stdout.splitlines()) == 1
     assert os.listdir(out.parent) == ["tiny.pt"]
     ckpt = load_checkpoint(out)
