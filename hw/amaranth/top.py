@@ -486,7 +486,7 @@ class Accelerator(wiring.Component):
             with m.If(~self.stall):
                 m.d.sync += [count.eq(count + 1), drain.eq(depth)]
                 m.d.comb += self.last_beat.eq(count == cur["beats"] - 1)
-                with m.If(count == cur["beats"] - 1):
+                with m.If(self.last_beat):
                     with m.If(depth == 0):
                         finish_instruction()
                     with m.Else():
