@@ -438,6 +438,9 @@ class Accelerator(wiring.Component):
         # adder sits in front of the instruction ROM
         next_pc = Signal(range(len(instrs) + 2), init=1)
         count = Signal(beats_bits)
+        # the last beat's count, loaded at issue: the last-beat test is then an equality of two
+        # registers, with no subtraction's carry chain in front of the beats flags
+        last_count = Signal(beats_bits)
         drain = Signal(8)
         self.stall = Signal()
         #: the part of `stall` that the out stream drives (its out register full and unread)
@@ -481,11 +484,11 @@ class Accelerator(wiring.Component):
                 m.d.sync += [pc.eq(0), next_pc.eq(1), goto("ISSUE")]
         with m.Elif(issue):
             m.d.sync += [cur[name].eq(fetched[name]) for name in cur]
-            m.d.sync += [count.eq(0), goto("BEATS")]
+            m.d.sync += [count.eq(0), last_count.eq(fetched["beats"] - 1), goto("BEATS")]
         with m.Elif(beats):
             with m.If(~self.stall):
                 m.d.sync += [count.eq(count + 1), drain.eq(depth)]
-                m.d.comb += self.last_beat.eq(count == cur["beats"] - 1)
+                m.d.comb += self.last_beat.eq(count == last_count)
                 with m.If(self.last_beat):
                     with m.If(depth == 0):
                         finish_instruction()
