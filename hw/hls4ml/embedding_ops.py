@@ -22,7 +22,7 @@ from metahw.compiler.kernels import Kernel
 from metahw.compiler.kernels.pool import POOL_SHIFT
 from metahw.compiler.program import Program
 from metahw.errors import UserError
-from metahw.hw.hls4ml.precision import Exact, aligned, fixed, type_string
+from metahw.hw.hls4ml.precision import Exact, aligned, dequantize, fixed, type_string
 from metahw.qformat import QFormat
 
 
@@ -116,6 +116,17 @@ def output_value(out: LayerList, op: Kernel, layer: str) -> Value:
     """The Value of `op`'s output buffer held by `layer`."""
     buf = out.buffers[op.output]
     return Value(layer, buf.qformat, tuple(buf.shape[1:]))
+
+
+def weight_and_bias(out: LayerList, op: Kernel) -> tuple[QFormat, QFormat | None, np.ndarray | None]:
+    """A Conv2d's or Dense's weight format, and its bias format and dequantised bias (None without a bias)."""
+    weight = out.buffers[op.weight]
+    w_fmt = aligned_format(op, weight.qformat, weight.axis0_fracs())
+    if op.bias is None:
+        return w_fmt, None, None
+    b_buf = out.buffers[op.bias]
+    bias = dequantize(out.program.weights[op.bias], b_buf.axis0_fracs())
+    return w_fmt, aligned_format(op, b_buf.qformat, b_buf.axis0_fracs()), bias
 
 
 def aligned_format(op: Kernel, fmt: QFormat, fracs: np.ndarray) -> QFormat:

@@ -10,7 +10,7 @@ slope exactly. hls4ml's average divides the window sum (in `accum_t`) by 4; an `
 from __future__ import annotations
 
 from metahw.compiler.kernels import Conv2d
-from metahw.hw.hls4ml.embedding_ops import LayerList, Value, activation, aligned_format, output_value, pool_layer
+from metahw.hw.hls4ml.embedding_ops import LayerList, Value, activation, output_value, pool_layer, weight_and_bias
 from metahw.hw.hls4ml.ops import EMBEDDING, lowers
 from metahw.hw.hls4ml.precision import accumulator_range, dequantize, fixed
 
@@ -23,12 +23,7 @@ def conv(out: LayerList, op: Conv2d, name: str, values: dict[str, Value]) -> Val
     weight = out.buffers[op.weight]
     filters, _, size, _ = weight.shape
     rows, cols = op.conv_shape(out.buffers)
-    w_fmt = aligned_format(op, weight.qformat, weight.axis0_fracs())
-    b_fmt, bias = None, None
-    if op.bias is not None:
-        b_buf = out.buffers[op.bias]
-        b_fmt = aligned_format(op, b_buf.qformat, b_buf.axis0_fracs())
-        bias = dequantize(out.program.weights[op.bias], b_buf.axis0_fracs())
+    w_fmt, b_fmt, bias = weight_and_bias(out, op)
     acc = accumulator_range(x.fmt, w_fmt, channels * size * size, b_fmt)
     last = out.add(
         {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from metahw.compiler.kernels import Dense
-from metahw.hw.hls4ml.embedding_ops import LayerList, Value, activation, aligned_format, output_value
+from metahw.hw.hls4ml.embedding_ops import LayerList, Value, activation, output_value, weight_and_bias
 from metahw.hw.hls4ml.head import Head
 from metahw.hw.hls4ml.ops import EMBEDDING, HEAD, lowers
 from metahw.hw.hls4ml.precision import accumulator_range, accumulator_type, dequantize, fixed, type_string
@@ -19,12 +19,7 @@ def dense(out: LayerList, op: Dense, name: str, values: dict[str, Value]) -> Val
     x = values[op.input]
     weight = out.buffers[op.weight]
     n_out, n_in = weight.shape
-    w_fmt = aligned_format(op, weight.qformat, weight.axis0_fracs())
-    b_fmt, bias = None, None
-    if op.bias is not None:
-        b_buf = out.buffers[op.bias]
-        b_fmt = aligned_format(op, b_buf.qformat, b_buf.axis0_fracs())
-        bias = dequantize(out.program.weights[op.bias], b_buf.axis0_fracs())
+    w_fmt, b_fmt, bias = weight_and_bias(out, op)
     acc = accumulator_range(x.fmt, w_fmt, n_in, b_fmt)
     layer = {
         "name": f"{name}_dense",

@@ -17,20 +17,12 @@ from metahw.hw.hls4ml.ops import EMBEDDING, lowers
 from metahw.hw.hls4ml.precision import Exact, fixed, type_string
 
 
-@lowers(EMBEDDING, MaxPool2d)
-def max_pool(out: LayerList, op: MaxPool2d, name: str, values: dict[str, Value]) -> Value:
-    """MaxPool2d as hls4ml layers."""
+@lowers(EMBEDDING, MaxPool2d, AvgPool2d)
+def window_pool(out: LayerList, op: MaxPool2d | AvgPool2d, name: str, values: dict[str, Value]) -> Value:
+    """MaxPool2d or AvgPool2d as hls4ml layers."""
     x = values[op.input]
-    last, _ = pool_layer(out, name, x.layer, Exact.of(x.fmt), "max", x.shape)
-    out.cast(last, out.buffers[op.output].qformat)
-    return output_value(out, op, last)
-
-
-@lowers(EMBEDDING, AvgPool2d)
-def avg_pool(out: LayerList, op: AvgPool2d, name: str, values: dict[str, Value]) -> Value:
-    """AvgPool2d as hls4ml layers."""
-    x = values[op.input]
-    last, _ = pool_layer(out, name, x.layer, Exact.of(x.fmt), "avg", x.shape)
+    mode = "max" if isinstance(op, MaxPool2d) else "avg"
+    last, _ = pool_layer(out, name, x.layer, Exact.of(x.fmt), mode, x.shape)
     out.cast(last, out.buffers[op.output].qformat)
     return output_value(out, op, last)
 
