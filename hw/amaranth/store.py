@@ -56,6 +56,13 @@ class LinearStore(wiring.Component):
     the 75 x 5 score memory at P = 8 that saved 1,330 of its 4,030 LUT sites). The
     accelerator sets it once it knows its writers (`note_window_writes`), before the memory is
     elaborated.
+    `rotated_lanes`: of an even/odd memory, how many lanes a window that starts inside a word
+    may take (`rd_lanes` lanes 0 .. rotated_lanes - 1; lane 0, `rd_elem`, always); the lanes above come from
+    the addressed word as stored, right only for a read that starts on a word. The rotator is
+    P x P lanes wide otherwise, and grows as P^2: on the 5 x 5 score memory, whose row blocks
+    are at most 5 elements, it was most of the LUTs P = 16 added over P = 8. The accelerator
+    sets it from its readers' lanes (`note_rotated_lanes`), before the memory is elaborated;
+    None: every lane.
     """
 
     def __init__(
@@ -67,8 +74,10 @@ class LinearStore(wiring.Component):
         init: list[int] | None = None,
         window_writes: bool = True,
         unaligned: bool = False,
+        rotated_lanes: int | None = None,
     ) -> None:
         self.rows, self.cols, self.lanes, self.bits = rows, cols, lanes, bits
+        self.rotated_lanes = lanes if rotated_lanes is None else min(rotated_lanes, lanes)
         self.size = rows * cols
         self.depths = memory_depths(rows, cols, lanes, unaligned)
         self.windows = len(self.depths) == 2
@@ -92,6 +101,12 @@ class LinearStore(wiring.Component):
         if self._elaborated and not self.window_writes:
             raise RuntimeError("a window writer was added after the head memory was elaborated without one")
         self.window_writes = True
+
+    def note_rotated_lanes(self, count: int) -> None:
+        """Some reader takes lanes 0 .. count - 1 of windows that may start inside a word."""
+        if self._elaborated and count > self.rotated_lanes:
+            raise RuntimeError("a wider unaligned reader was added after the head memory was elaborated")
+        self.rotated_lanes = max(self.rotated_lanes, min(count, self.lanes))
 
     def elaborate(self, platform: object) -> Module:
         """One memory (aligned windows) or an even and an odd memory with rotators, behind the write register."""
@@ -156,11 +171,12 @@ class LinearStore(wiring.Component):
         m.d.comb += [banks[0][0].en.eq(~self.rd_hold), banks[1][0].en.eq(~self.rd_hold)]
         low = Mux(odd, banks[1][0].data, banks[0][0].data)
         high = Mux(odd, banks[0][0].data, banks[1][0].data)
-        pair = Cat(low, high)
+        pair, width = Cat(low, high), max(1, self.rotated_lanes) * bits
+        m.d.comb += self.rd_lanes.eq(low)  # the word as stored: a read that starts on it
         with m.Switch(shift):
             for r in range(p):
                 with m.Case(r):
-                    m.d.comb += self.rd_lanes.eq(pair[r * bits : (r + p) * bits])
+                    m.d.comb += self.rd_lanes[:width].eq(pair[r * bits : r * bits + width])
         m.d.comb += self.rd_elem.eq(self.rd_lanes[:bits])
         wword, wshift = self._write.start >> lg, self._write.start[:lg]
         if not self.window_writes:  # one element: lane r of word w, in the bank of w's parity
