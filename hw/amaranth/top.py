@@ -17,25 +17,33 @@ Ports (no others, all plain signals): `start`, `busy`, `done`, `error`, `error_c
 
 from __future__ import annotations
 
-from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from metahw.hw.amaranth import engines_embed, engines_head, engines_map, engines_sfu, engines_vector
+from metahw.hw.amaranth import engines_embed, engines_head, engines_sfu, engines_vector
+from metahw.hw.amaranth.engine import (
+    MAC_LANES,
+    PPU_CONTROLS,
+    PPU_LANES,
+    ROWS,
+    Bus,
+    Engine,
+    instruction_fields,
+    port_name,
+)
+from metahw.hw.amaranth.engines_map import MapEngine
 from metahw.hw.amaranth.isa import (
     AVG_POOL,
     ENGINE_NAMES,
     ERROR_CLASS_COUNT,
     ERROR_LABEL_RANGE,
-    EXP,
     GLOBAL_AVG,
     IO_IMAGE,
     IO_LABELS,
     MAP,
     OUTER,
-    RECIP,
     REDUCE,
-    ROWRED,
     VECTOR,
     WIDE,
     HeadBuffer,
@@ -43,10 +51,9 @@ from metahw.hw.amaranth.isa import (
 from metahw.hw.amaranth.mac import MacArray
 from metahw.hw.amaranth.ppu import PpuLane
 from metahw.hw.amaranth.rom import BankedRom
-from metahw.hw.amaranth.sfu import RSQRT_ROOT_BITS
 from metahw.hw.amaranth.spec import RtlPlan
 from metahw.hw.amaranth.store import LinearStore
-from metahw.hw.amaranth.util import bits_for, case, delay, extend, or_all, pick
+from metahw.hw.amaranth.util import case, delay, extend, or_all, pick
 
 __all__ = ["ERROR_CLASS_COUNT", "ERROR_LABEL_RANGE", "Accelerator"]
 
@@ -89,16 +96,76 @@ class Accelerator(wiring.Component):
         self._flag_logic = m.submodules.flags = Module()
         self._flags: dict[tuple[int, int | str | None], Signal] = {}
         self._drivers: dict[int, tuple[Signal, list]] = {}
-        self._datapath(m)
-        self._memories(m)
+        bus = Bus(self.rp)
+        self._datapath(m, bus)
+        self._memories(m, bus)
         self._controller(m)
+        self.bus = self._bus()
         engines_embed.elaborate(self, m)
-        engines_map.elaborate(self, m)
+        if self.rp.engine_ops(MAP):
+            self.attach(m, "map", MapEngine(self.rp))
         engines_head.elaborate(self, m)
         engines_vector.elaborate(self, m)
         engines_sfu.elaborate(self, m)
         self._combine(m)
         return m
+
+    # ------------------------------------------------------------------ engines
+    def attach(self, m: Module, name: str, engine: Engine) -> None:
+        """Add an engine as submodule `name`: each `In` member from the bus signal at its path, each `Out` ORed in."""
+        m.submodules[name] = engine
+        for path, member, value in engine.signature.flatten(engine):
+            there = self._bus_at(path)
+            if member.flow == In:
+                m.d.comb += value.eq(there)
+                continue
+            if path[0] == "heads" and path[-1] == "wr_mask" and len(value) > 1:
+                self._bus_at(path[:-1]).note_window_writes()
+            self.drive(there, value)
+
+    def _bus(self) -> dict:
+        """The accelerator's signals by their path on the bus (`engine.py`), the engines' flags aside."""
+        mac, rds, wrs = self.mac, self.amem_rd, self.amem_wr
+        ppu = {name: getattr(self, f"ppu_{name}") for name in (*PPU_CONTROLS, *PPU_LANES, "vec_valid")}
+        ppu.update(valid=self.ppu_valid, result=self.ppu_result, raw=self.ppu_raw)
+        macs = {name: getattr(mac, name) for name in ("valid", "first", "last", "subtract", "square", "reduce")}
+        macs.update(dict(zip(MAC_LANES, (self.mac_x, self.mac_y, self.mac_preload))), sum_preload=self.sum_preload)
+        return {
+            "issuing": self.issuing,
+            "beat": self.beat,
+            "beating": self.beating,
+            "cur": self.cur,
+            "fetched": self.fetched,
+            "amem": {
+                "rd_addr": [rd.addr for rd in rds],
+                "rd_data": [rd.data for rd in rds],
+                "wr_addr": [wr.addr for wr in wrs],
+                "wr_data": [wr.data for wr in wrs],
+                "wr_en": [wr.en for wr in wrs],
+            },
+            "wmem": {"addr": self.wmem.addr, "data": self.wmem.data},
+            "bias": {"addr": self.bias_rd.addr, "data": self.bias_rd.data},
+            "mac": macs,
+            "ppu": ppu,
+            "heads": {port_name(name): store for name, store in self.stores.items()},
+            "rows": {name: getattr(self, name) for name in ROWS},
+            "labels": {port_name(name): regs for name, regs in self.labels.items()},
+            **{name: getattr(self, name) for name in ("stall", "out_stall", "scan_error")},
+            **{name: getattr(self, name) for name in ("in_valid", "in_ready", "in_data", "out_valid", "out_ready")},
+            "out_data": self.out_data,
+        }
+
+    def _bus_at(self, path: tuple) -> object:
+        """The bus signal at `path`; an engine's flags (`map.beat`, `map.mine[2]`) are made on first use."""
+        if path[0] in ENGINE_NAMES:
+            engine, flag = ENGINE_NAMES.index(path[0]), path[1]
+            if flag == "mine":
+                return self.mine(engine, path[2])
+            return {"issued": self.issued, "active": self.active, "beat": self.beat_of}[flag](engine)
+        node = self.bus
+        for key in path:
+            node = node[key] if isinstance(node, (dict, list)) else getattr(node, key)
+        return node
 
     # ------------------------------------------------------------------ shared-input plumbing
     def drive(self, port: Signal, value: object) -> None:
@@ -278,31 +345,24 @@ class Accelerator(wiring.Component):
             self.drive(port, Mux(enable, value, 0))
 
     # ------------------------------------------------------------------ datapath
-    def _datapath(self, m: Module) -> None:
+    def _datapath(self, m: Module, bus: Bus) -> None:
         """The MAC array and the P PPU lanes, with the engine-driven signals that feed them."""
         rp, p = self.rp, self.lanes
         a, ob = rp.hw.acc_bits, rp.hw.operand_bits
         self.mac = m.submodules.mac = MacArray(p, ob, a, rp.hw.hard_multipliers)
-        self.mac_x = [Signal(signed(ob), name=f"mac_x{k}") for k in range(p)]
-        self.mac_y = [Signal(signed(ob), name=f"mac_y{k}") for k in range(p)]
-        self.mac_preload = [Signal(signed(a), name=f"mac_preload{k}") for k in range(p)]
-        self.sum_preload = Signal(signed(a), name="sum_preload")
+        self.mac_x, self.mac_y, self.mac_preload = (
+            [Signal(bus.mac_shapes[name], name=f"mac_{name}{k}") for k in range(p)] for name in MAC_LANES
+        )
+        self.sum_preload = Signal(bus.mac_shapes["sum_preload"], name="sum_preload")
         for k in range(p):
             m.d.comb += [self.mac.x[k].eq(self.mac_x[k]), self.mac.y[k].eq(self.mac_y[k])]
             m.d.comb += self.mac.preload[k].eq(self.mac_preload[k])
         m.d.comb += self.mac.sum_preload.eq(self.sum_preload)
-        self.ppu_relu, self.ppu_first, self.ppu_emit, self.ppu_variable, self.ppu_vec_valid = (
-            Signal(name=f"ppu_{n}") for n in ("relu", "first", "emit", "variable", "vec_valid")
-        )
-        self.ppu_leaky, self.ppu_accumulate = Signal(name="ppu_leaky"), Signal(name="ppu_accumulate")
-        self.ppu_scale = Signal(range(max(2, len(rp.factors))), name="ppu_scale")
-        self.ppu_negative_scale = Signal.like(self.ppu_scale, name="ppu_negative_scale")
-        self.ppu_update = Signal(range(len(rp.updates) + 2), name="ppu_update")
-        self.ppu_select = Signal(range(max(2, len(rp.requants))), name="ppu_select")
-        self.ppu_lane_select = [Signal.like(self.ppu_select, name=f"ppu_lane_select{k}") for k in range(p)]
-        self.ppu_vec = [Signal(signed(a), name=f"ppu_vec{k}") for k in range(p)]
-        self.ppu_operand = [Signal(signed(ob), name=f"ppu_operand{k}") for k in range(p)]
-        self.ppu_addend = [Signal(signed(a), name=f"ppu_addend{k}") for k in range(p)]
+        for name in PPU_CONTROLS:
+            setattr(self, f"ppu_{name}", Signal(bus.ppu_shapes[name], name=f"ppu_{name}"))
+        self.ppu_vec_valid = Signal(name="ppu_vec_valid")
+        for name in PPU_LANES:
+            setattr(self, f"ppu_{name}", [Signal(bus.ppu_shapes[name], name=f"ppu_{name}{k}") for k in range(p)])
         mac = self.mac
         self.ppu = []
         # REDUCE writes lane 0 only: the other lanes need no logic for the specs only REDUCE uses
@@ -347,7 +407,7 @@ class Accelerator(wiring.Component):
         self.ppu_raw = [lane.raw for lane in self.ppu]
 
     # ------------------------------------------------------------------ memories
-    def _memories(self, m: Module) -> None:
+    def _memories(self, m: Module, bus: Bus) -> None:
         rp, p = self.rp, self.lanes
         wbits = rp.weight_bits
         self.wmem = m.submodules.wmem = BankedRom("wmem", p * wbits, [_pack(word, wbits) for word in rp.weight_words])
@@ -377,7 +437,7 @@ class Accelerator(wiring.Component):
             )
             m.submodules[f"head_{_safe(name)}"] = store
             self.stores[name] = store
-        self._row_registers()
+        self._row_registers(bus)
         buffers = rp.program.buffer_map
         self.labels = {
             name: [
@@ -387,34 +447,18 @@ class Accelerator(wiring.Component):
             for name in rp.label_inputs
         }
 
-    def _row_registers(self) -> None:
+    def _row_registers(self, bus: Bus) -> None:
         """Per-row results of the softmax (max, exp sum, reciprocal) and of rsqrt (sum of squares, r, e)."""
-        rp = self.rp
-        maxima = [rp.heads[d.source].qformat.bits for d in rp.engine_ops(ROWRED) if d.out is None]
-        sums = [rp.exp_bits + d.cols.bit_length() for d in rp.engine_ops(EXP)]
-        recips = [d.recip_bits + 1 for d in rp.engine_ops(RECIP)]
-
-        def rows(name: str, count: int, shape: object) -> list[Signal]:
-            return [Signal(shape, name=f"{name}{r}") for r in range(count)]
-
-        self.rowmax = rows("row_max", rp.softmax_rows, signed(max(maxima, default=1) + 1))
-        self.rowsum = rows("row_sum", rp.softmax_rows, unsigned(max(sums, default=1)))
-        self.recip = rows("row_recip", rp.softmax_rows, unsigned(max(recips, default=1)))
-        self.norm_sum = rows("norm_sum", rp.norm_rows, unsigned(rp.norm_bits))
-        self.rsqrt_r = rows("rsqrt_r", rp.norm_rows, unsigned(RSQRT_ROOT_BITS))
-        self.rsqrt_e = rows("rsqrt_e", rp.norm_rows, unsigned(6))
+        for name in ROWS:
+            shape, count = bus.row_shapes[name]
+            setattr(self, name, [Signal(shape, name=f"{name}{r}") for r in range(count)])
 
     # ------------------------------------------------------------------ controller
     def _controller(self, m: Module) -> None:
         rp = self.rp
         instrs = rp.instructions
-        beats_bits = max(i.beats for i in instrs).bit_length() + 1
-        op_bits = bits_for(max(i.op for i in instrs) + 1)
-        image_bits = bits_for(max(i.image for i in instrs) + 1)
-        fields = [(4, "engine"), (beats_bits, "beats"), (op_bits, "op"), (image_bits, "image"), (1, "bank")]
-        if rp.amem_banks > 2:  # three activation banks: each segment op names its source, destination and skip
-            bank_bits = bits_for(rp.amem_banks)
-            fields[-1:] = [(bank_bits, "bank"), (bank_bits, "dst"), (bank_bits, "skip")]
+        fields = instruction_fields(rp)
+        beats_bits = dict((name, w) for w, name in fields)["beats"]
         width = sum(w for w, _ in fields)
         words = []
         for ins in instrs:
