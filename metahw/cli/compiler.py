@@ -9,12 +9,10 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import onnx
 import typer
 
-from metahw.atomic import write_text_atomic
 from metahw.cli.command import app
 from metahw.cli.episodes import (
     EpisodeOptions,
@@ -31,29 +29,18 @@ from metahw.cli.episodes import (
     echo_runs,
     finish,
 )
-from metahw.compiler.compare import GOLDEN, Engine, compare_episodes, omniglot_comparison
-from metahw.compiler.compare_plot import plot_accuracy_vs_bits
-from metahw.compiler.compile import (
-    calibration_episodes,
-    check_build_target,
-    check_compilable,
-    compile_calibrated,
-    compile_episode,
-    episode_shape,
-    save_build,
-)
-from metahw.compiler.onnx_import import load_onnx
-from metahw.compiler.quant_config import QuantConfig, load_overrides
 from metahw.errors import UserError
-from metahw.hardware import HardwareConfig
-from metahw.models.checkpoint import load_checkpoint
-from metahw.models.data import load_omniglot
-from metahw.models.episode_sources import EpisodeShape, require_shape
-from metahw.models.episodes import Episode, EpisodeSet
-from metahw.models.export import EpisodeHead, episode_head, export_episode
-from metahw.models.learners import MetaLearner
+from metahw.models.episode_sources import EpisodeShape
 from metahw.outputs import exclusive, writable_file, writable_folder
-from metahw.sim.engine import simulator_engine
+
+if TYPE_CHECKING:
+    import onnx
+
+    from metahw.compiler.compare import Engine
+    from metahw.compiler.quant_config import QuantConfig
+    from metahw.models.episodes import Episode, EpisodeSet
+    from metahw.models.export import EpisodeHead
+    from metahw.models.learners import MetaLearner
 
 Bits = Annotated[int, typer.Option(help="Bits of weights and activations of the embedding (2..16).")]
 HeadBits = Annotated[int, typer.Option(help="Bits of the head's state and internal values (2..16).")]
@@ -63,7 +50,11 @@ PerChannel = Annotated[bool, typer.Option("--per-channel", help="Per-output-chan
 Data = Annotated[Path | None, typer.Option(help="Omniglot data (calibration uses the meta-val alphabets).")]
 
 
-def _config(bits: int, head_bits: int, rounding: str, overflow: str, per_channel: bool, overrides: Path | None):
+def _config(
+    bits: int, head_bits: int, rounding: str, overflow: str, per_channel: bool, overrides: Path | None
+) -> QuantConfig:
+    from metahw.compiler.quant_config import QuantConfig, load_overrides
+
     return QuantConfig(
         bits=bits,
         head_bits=head_bits,
@@ -107,6 +98,17 @@ def compile_command(
     resample: Resample = "box",
 ) -> None:
     """Compile an ONNX episode to a fixed-point Program (program.json, weights.npz, quantisation.json)."""
+    from metahw.compiler.compile import (
+        check_build_target,
+        check_compilable,
+        compile_calibrated,
+        compile_episode,
+        episode_shape,
+        save_build,
+    )
+    from metahw.compiler.onnx_import import load_onnx
+    from metahw.models.data import load_omniglot
+
     started = time.perf_counter()
     check_build_target(out)
     config = _config(bits, head_bits, rounding, overflow, per_channel, overrides)
@@ -144,6 +146,8 @@ def onnx_image_shape(model: onnx.ModelProto) -> tuple[int, int, int]:
 
 def _user_calibration(model: onnx.ModelProto, source: EpisodeOptions, queries: int, count: int) -> EpisodeSet:
     """The user's calibration episodes: drawn from --images like meta-val ones, or the first of --episodes-from."""
+    from metahw.compiler.compile import episode_shape
+
     ways, shots = episode_shape(model)
     per_class = max(1, min(queries // ways, 5))  # as compile_episode draws meta-val episodes
     image = onnx_image_shape(model)
@@ -211,6 +215,13 @@ def compare_command(
     progress: bool = True,
 ) -> None:
     """Same episodes through PyTorch float, onnxruntime and the fixed-point program per bit width."""
+    from metahw.atomic import write_text_atomic
+    from metahw.compiler.compare import compare_episodes, omniglot_comparison
+    from metahw.compiler.compare_plot import plot_accuracy_vs_bits
+    from metahw.models.checkpoint import load_checkpoint
+    from metahw.models.data import load_omniglot
+    from metahw.models.export import episode_head, export_episode
+
     widths = parse_bit_widths(bits)
     fixed_engine = _engine(engine, lanes, config)
     base = _config(widths[0], head_bits, rounding, overflow, per_channel, None)
@@ -252,6 +263,10 @@ def compare_command(
 
 def _engine(name: str, lanes: int | None, config: Path | None) -> Engine:
     """The fixed-point engine named by --engine (with --lanes and --config), checked before anything runs."""
+    from metahw.compiler.compare import GOLDEN
+    from metahw.hardware import HardwareConfig
+    from metahw.sim.engine import simulator_engine
+
     if name == "golden":
         if lanes is not None or config is not None:
             raise UserError("--lanes and --config set the simulated design: give them with --engine simulator.")
@@ -278,6 +293,11 @@ def _user_comparison(
     --images draws episodes of the exported shape; a file's or the runs' shape sets the export's.
     The runs calibrate on meta-val as `metahw compile` does; the user's own data on its first 32 episodes.
     """
+    from metahw.compiler.compile import calibration_episodes
+    from metahw.models.data import load_omniglot
+    from metahw.models.episode_sources import require_shape
+    from metahw.models.export import episode_head, export_episode
+
     if source.images is not None:
         spec = episode_head(learner, ways or 5, shots or 1, inner_steps)
         model = export_episode(learner, spec)

@@ -13,28 +13,19 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import onnx
 import typer
 
-from metahw.app.demo import hardware_stage, start_synthesis, warm_up_synthesis, write_report
-from metahw.atomic import atomic_path, write_text_atomic
 from metahw.cli.command import app
 from metahw.cli.compiler import parse_bit_widths
-from metahw.compiler.compare import compare
-from metahw.compiler.compare_plot import plot_accuracy_vs_bits
-from metahw.compiler.compile import compile_episode, save_build
-from metahw.compiler.program import Program
-from metahw.compiler.quant_config import QuantConfig
 from metahw.errors import UserError
 from metahw.hardware import MAX_LANES
 from metahw.hw.synth.devices import get_device
-from metahw.models.checkpoint import load_checkpoint
-from metahw.models.data import load_omniglot
-from metahw.models.export import episode_head, export_episode
-from metahw.models.export_check import check_export
 from metahw.outputs import writable_folder
+
+if TYPE_CHECKING:
+    from metahw.compiler.program import Program
 
 #: files the demo writes first; a folder holding one of them is an earlier demo's output
 DEMO_MARKERS = ("episode.onnx", "summary.json")
@@ -61,6 +52,20 @@ def demo_command(
     progress: bool = True,
 ) -> None:
     """Run the pipeline on a shipped model: float vs fixed point, simulator, Verilator, synthesis, report page."""
+    import onnx
+
+    from metahw.app.demo import hardware_stage, start_synthesis, warm_up_synthesis, write_report
+    from metahw.atomic import atomic_path, write_text_atomic
+    from metahw.compiler.compare import compare
+    from metahw.compiler.compare_plot import plot_accuracy_vs_bits
+    from metahw.compiler.compile import compile_episode, save_build
+    from metahw.compiler.program import Program
+    from metahw.compiler.quant_config import QuantConfig
+    from metahw.models.checkpoint import load_checkpoint
+    from metahw.models.data import load_omniglot
+    from metahw.models.export import episode_head, export_episode
+    from metahw.models.export_check import check_export
+
     started = time.perf_counter()
     widths = sorted(set(parse_bit_widths(sweep, "--sweep")) | set(parse_bit_widths(str(bits), "--bits")))
     target_name = None if target == "none" else target

@@ -11,13 +11,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import numpy as np
 import typer
 
 from metahw.cli.command import flag
-from metahw.compiler.program import Program
 from metahw.errors import UserError
 from metahw.models.data import load_omniglot
 from metahw.models.episode_sources import (
@@ -31,8 +29,12 @@ from metahw.models.episode_sources import (
     runs_episodes,
     write_predictions,
 )
-from metahw.models.episodes import EpisodeSet
-from metahw.sim.episodes import program_shape
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from metahw.compiler.program import Program
+    from metahw.models.episodes import EpisodeSet
 
 EpisodesFrom = Annotated[
     Path | None,
@@ -143,6 +145,8 @@ def program_episodes(
     program: Program, options: EpisodeOptions, count: int | None, seed: int, data: Path | None, default_count: int = 10
 ) -> EpisodeSet:
     """The episodes a command runs a compiled program on: the user's, else seeded Omniglot meta-test episodes."""
+    from metahw.sim.episodes import program_shape
+
     if options.given:
         return options.load(
             program_shape(program), count if options.images is None else count or default_count, seed, "the program"

@@ -12,10 +12,7 @@ from rich.console import Console
 from metahw.app.explore.executors import open_pool
 from metahw.app.explore.objectives import parse_objectives
 from metahw.app.explore.pareto import front_table, meets_target, pareto_document, pareto_front, write_pareto_json
-from metahw.app.explore.plot import plot_pareto
 from metahw.app.explore.space import Candidate, SearchSpace, parse_range, parse_widths, select_widths
-from metahw.app.explore.study import CONFIG_FILE, run_study
-from metahw.app.explore.trial import TrialSettings, checkpoint_key, evaluate_design
 from metahw.cli.command import app
 from metahw.errors import UserError
 from metahw.hardware import MAX_LANES
@@ -65,6 +62,10 @@ def explore_command(
     progress: bool = True,
 ) -> None:
     """Search (checkpoint, bits, lanes) for accuracy, latency and LUTs; print and plot the Pareto front."""
+    from metahw.app.explore.plot import plot_pareto
+    from metahw.app.explore.study import CONFIG_FILE, run_study
+    from metahw.app.explore.trial import TrialSettings, checkpoint_key, evaluate_design
+
     bit_values = parse_range(bits, "bits", *BITS_RANGE)
     lane_values = parse_range(lanes, "lanes", 1, MAX_LANES, powers_of_two=True)
     width_values = None if widths is None else parse_widths(widths)

@@ -9,22 +9,22 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import onnx
 import typer
 
-from metahw.atomic import atomic_path
 from metahw.cli.command import app
-from metahw.compiler.compile import check_compilable
-from metahw.compiler.quant_config import QuantConfig
 from metahw.errors import UserError
-from metahw.models.checkpoint import load_checkpoint
-from metahw.models.data import load_omniglot
-from metahw.models.embedding_export import HEADS, embedding_episode
-from metahw.models.export import EpisodeHead, episode_head, export_episode
-from metahw.models.export_check import check_export, require_passed
 from metahw.outputs import writable_file
+
+if TYPE_CHECKING:
+    import onnx
+
+    from metahw.models.export import EpisodeHead
+
+#: `metahw.models.embedding_export.HEADS`, spelled out so that `metahw --help` does not import torch and onnx
+#: (tests/cli/test_startup.py checks that they agree).
+EMBEDDING_HEADS = ("protonet", "matchingnet", "protomaml", "anil")
 
 
 @app.command("export")
@@ -36,7 +36,8 @@ def export_command(
     ways: Annotated[int, typer.Option(min=2, help="Ways N of the exported episode.")] = 5,
     shots: Annotated[int, typer.Option(min=1, help="Shots K of the exported episode.")] = 1,
     head: Annotated[
-        str | None, typer.Option(help=f"Head for an embedding .onnx: {', '.join(HEADS)} (not for checkpoints).")
+        str | None,
+        typer.Option(help=f"Head for an embedding .onnx: {', '.join(EMBEDDING_HEADS)} (not for checkpoints)."),
     ] = None,
     inner_steps: Annotated[
         int | None,
@@ -62,6 +63,12 @@ def export_command(
     progress: bool = True,
 ) -> None:
     """Export the episode (support_x, support_y one-hot, query_x) -> (logits, prediction) to ONNX."""
+    import onnx
+
+    from metahw.atomic import atomic_path
+    from metahw.compiler.compile import check_compilable
+    from metahw.compiler.quant_config import QuantConfig
+
     show = progress and not as_json
     writable_file(out, "ONNX file")
     if not tolerance > 0:
@@ -127,6 +134,11 @@ def _from_checkpoint(
     data: Path | None,
     progress: bool,
 ) -> _Exported:
+    from metahw.models.checkpoint import load_checkpoint
+    from metahw.models.data import load_omniglot
+    from metahw.models.export import episode_head, export_episode
+    from metahw.models.export_check import check_export, require_passed
+
     learner = load_checkpoint(ckpt).learner
     spec = episode_head(learner, ways, shots, inner_steps)
     episode = export_episode(learner, spec)
@@ -140,9 +152,11 @@ def _from_checkpoint(
 def _from_embedding(
     path: Path, ways: int, shots: int, heads: tuple, episodes: int, tolerance: float, data: Path | None, progress: bool
 ) -> _Exported:
+    from metahw.models.embedding_export import embedding_episode
+
     head, inner_steps, inner_lr, attention_scale = heads
     if head is None:
-        raise UserError(f"an embedding .onnx file needs --head ({', '.join(HEADS)}).")
+        raise UserError(f"an embedding .onnx file needs --head ({', '.join(EMBEDDING_HEADS)}).")
     exported = embedding_episode(
         path,
         None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -25,18 +25,24 @@ from metahw.cli.episodes import (
     finish,
     program_episodes,
 )
-from metahw.compiler.episode_io import program_inputs
-from metahw.compiler.program import Program
 from metahw.errors import UserError
-from metahw.hw.hls4ml import HlsMismatch, ProjectOptions, build_hls_project
-from metahw.hw.hls4ml.episodes import check_hls_episodes
-from metahw.hw.hls4ml.project import CONFIG_FILE
 from metahw.models.data import load_omniglot
 from metahw.models.episode_sources import omniglot_sampler
 from metahw.outputs import exclusive, writable_file, writable_folder
-from metahw.sim.episodes import program_shape
+
+if TYPE_CHECKING:
+    from metahw.hw.hls4ml import ProjectOptions
 
 BACKENDS = ("hls4ml", "amaranth")
+#: The defaults of `metahw.hw.hls4ml.ProjectOptions`, spelled out so that `metahw --help` does not import
+#: hls4ml (tests/cli/test_startup.py checks that they agree).
+PROJECT_DEFAULTS = {
+    "hls_backend": "vitis",
+    "part": "xcvu13p-flga2577-2-e",
+    "clock_period": 5.0,
+    "strategy": "latency",
+    "reuse_factor": 1,
+}
 #: MAC lanes of an Amaranth build where neither --lanes nor a --config file says
 DEFAULT_LANES = 8
 Data = Annotated[Path | None, typer.Option(help="Omniglot data (episodes from the meta-test alphabets).")]
@@ -55,6 +61,8 @@ def _options(
     reuse_factor: int | None,
 ) -> ProjectOptions:
     """The project options given on the command line; one left out (None) keeps `ProjectOptions`' default."""
+    from metahw.hw.hls4ml import ProjectOptions
+
     given = {
         "hls_backend": hls_backend and hls_backend.lower(),
         "part": part,
@@ -85,7 +93,7 @@ def build_command(
         ),
     ] = None,
     hls_backend: Annotated[str | None, typer.Option(help="hls4ml backend: vitis (default) or vivado.")] = None,
-    part: Annotated[str | None, typer.Option(help=f"hls4ml: FPGA part (default {ProjectOptions.part}).")] = None,
+    part: Annotated[str | None, typer.Option(help=f"hls4ml: FPGA part (default {PROJECT_DEFAULTS['part']}).")] = None,
     clock_period: Annotated[float | None, typer.Option(help="hls4ml: target clock period in ns (default 5).")] = None,
     strategy: Annotated[str | None, typer.Option(help="hls4ml: latency (default) or resource.")] = None,
     reuse_factor: Annotated[int | None, typer.Option(help="hls4ml: reuse factor of the embedding (default 1).")] = None,
@@ -119,6 +127,7 @@ def build_command(
     if backend == "amaranth":
         from metahw.cli.rtl import build_amaranth, is_rtl_build
         from metahw.cli.sim import hardware_for
+        from metahw.compiler.program import Program
 
         writable_folder(out, "RTL build", is_rtl_build)
         program = Program.load(build)
@@ -128,6 +137,12 @@ def build_command(
         with exclusive(out, "RTL build"):
             build_amaranth(program, hw, out, as_json)
         return
+    from metahw.compiler.episode_io import program_inputs
+    from metahw.compiler.program import Program
+    from metahw.hw.hls4ml import build_hls_project
+    from metahw.hw.hls4ml.project import CONFIG_FILE
+    from metahw.sim.episodes import program_shape
+
     options = _options(hls_backend, part, clock_period, strategy, reuse_factor)
     writable_folder(out, "hls4ml project", lambda folder: (folder / CONFIG_FILE).is_file())
     program = Program.load(build)
@@ -172,11 +187,11 @@ def hls_sim_command(
         int | None, typer.Option(min=1, help="Episodes (default 10; of a file or runs folder: all of them).")
     ] = None,
     project: Annotated[Path | None, typer.Option(help="Keep the hls4ml project here (default: temporary).")] = None,
-    hls_backend: HlsBackend = ProjectOptions.hls_backend,
-    part: Part = ProjectOptions.part,
-    clock_period: ClockPeriod = ProjectOptions.clock_period,
-    strategy: Strategy = ProjectOptions.strategy,
-    reuse_factor: ReuseFactor = ProjectOptions.reuse_factor,
+    hls_backend: HlsBackend = PROJECT_DEFAULTS["hls_backend"],
+    part: Part = PROJECT_DEFAULTS["part"],
+    clock_period: ClockPeriod = PROJECT_DEFAULTS["clock_period"],
+    strategy: Strategy = PROJECT_DEFAULTS["strategy"],
+    reuse_factor: ReuseFactor = PROJECT_DEFAULTS["reuse_factor"],
     seed: int = 0,
     data: Data = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
@@ -192,6 +207,11 @@ def hls_sim_command(
     progress: bool = True,
 ) -> None:
     """Run episodes through the hls4ml C simulation (g++) and compare every output with golden."""
+    from metahw.compiler.program import Program
+    from metahw.hw.hls4ml import HlsMismatch
+    from metahw.hw.hls4ml.episodes import check_hls_episodes
+    from metahw.hw.hls4ml.project import CONFIG_FILE
+
     options = _options(hls_backend, part, clock_period, strategy, reuse_factor)
     source = EpisodeOptions(episodes_from, images, runs, image_shape, invert, mean, std, resample)
     if project is not None:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import torch
 import typer
 
 from metahw.cli.command import app
@@ -23,17 +22,16 @@ from metahw.cli.episodes import (
     finish,
 )
 from metahw.errors import UserError
-from metahw.models.backbone import BackboneConfig
-from metahw.models.checkpoint import load_checkpoint, save_checkpoint
-from metahw.models.data import load_omniglot
 from metahw.models.episode_sources import EpisodeShape, run_errors, write_predictions
 from metahw.models.episodes import EpisodeSampler, EpisodeSet
-from metahw.models.evaluate import accuracy_of, evaluate, predict_episodes
-from metahw.models.learners import ALGORITHMS, MetaLearner
-from metahw.models.learners.base import MODES
-from metahw.models.stats import shown
-from metahw.models.train import TrainConfig, train
 from metahw.outputs import exclusive, writable_file
+
+if TYPE_CHECKING:
+    from metahw.models.learners import MetaLearner
+
+#: The names of `metahw.models.learners.ALGORITHMS`, sorted, spelled out so that `metahw --help` does not
+#: import torch (tests/cli/test_startup.py checks that they agree).
+ALGORITHM_NAMES = ("anil", "fomaml", "maml", "matchingnet", "metasgd", "protomaml", "protonet", "reptile")
 
 DataOption = Annotated[
     Path | None,
@@ -59,7 +57,7 @@ def _parse_hparams(items: list[str]) -> dict:
 @app.command("train")
 def train_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="Checkpoint file to write (.pt).")],
-    algo: Annotated[str | None, typer.Option("--algo", help=f"One of: {', '.join(sorted(ALGORITHMS))}.")] = None,
+    algo: Annotated[str | None, typer.Option("--algo", help=f"One of: {', '.join(ALGORITHM_NAMES)}.")] = None,
     ways: int = 5,
     shots: int = 1,
     queries: Annotated[int, typer.Option(help="Query examples per class in training episodes.")] = 5,
@@ -95,14 +93,19 @@ def train_command(
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Meta-train a few-shot learner on the meta-train alphabets and write a checkpoint."""
+    if init is None and algo not in ALGORITHM_NAMES:  # refused before torch is imported: a fast answer
+        raise UserError(f"unknown or missing --algo {algo!r}: accepted are {', '.join(ALGORITHM_NAMES)}.")
+    from metahw.models.backbone import BackboneConfig
+    from metahw.models.checkpoint import load_checkpoint, save_checkpoint
+    from metahw.models.data import load_omniglot
+    from metahw.models.train import TrainConfig, train
+
     if init is not None:
         algo = load_checkpoint(init).algorithm
     shape = BackboneConfig(width=32)
     if backbone_from is not None:
         shape = load_checkpoint(backbone_from).learner.backbone_config
     no_bn = no_bn or not shape.batchnorm
-    if algo not in ALGORITHMS:
-        raise UserError(f"unknown or missing --algo {algo!r}: accepted are {', '.join(sorted(ALGORITHMS))}.")
     writable_file(out, "checkpoint")  # found now, not after training, when saving would fail
     cfg = TrainConfig(
         algo,
@@ -172,6 +175,13 @@ def eval_command(
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Evaluate a checkpoint: mean accuracy and 95% CI over seeded episodes, or the one-shot runs."""
+    import torch
+
+    from metahw.models.checkpoint import load_checkpoint
+    from metahw.models.data import load_omniglot
+    from metahw.models.evaluate import evaluate, predict_episodes
+    from metahw.models.learners.base import MODES
+
     modes = MODES if mode == "both" else (mode,)
     if any(m not in MODES for m in modes):
         raise UserError(f"unknown --mode {mode!r}: accepted are full, head, both.")
@@ -261,6 +271,9 @@ def _eval_episodes(
     path: Path | None,
 ) -> None:
     """Accuracy (when labelled) and predictions of the learner on the user's episodes, per mode."""
+    from metahw.models.evaluate import accuracy_of, predict_episodes
+    from metahw.models.stats import shown
+
     produced = {m: predict_episodes(learner, chosen, m, progress) for m in modes}
     results = {m: None if (a := accuracy_of(chosen, p)) is None else a.to_dict() for m, p in produced.items()}
     report = {
@@ -287,6 +300,8 @@ def _eval_runs(
     ckpt: Path, learner: MetaLearner, chosen: EpisodeSet, modes: tuple[str, ...], as_json: bool, path: Path | None
 ) -> None:
     """Mean error over the one-shot runs per mode (every run's images through the learner, as `run_error`)."""
+    from metahw.models.evaluate import predict_episodes
+
     produced = {m: predict_episodes(learner, chosen, m, progress=False, cached=False) for m in modes}
     result = {
         "checkpoint": str(ckpt),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -30,14 +30,12 @@ from metahw.cli.episodes import (
     program_episodes,
 )
 from metahw.cli.hls import hls_sim_command
-from metahw.compiler.program import Program
 from metahw.errors import UserError
 from metahw.hardware import HardwareConfig, derive_hardware
-from metahw.models.stats import shown
 from metahw.outputs import writable_file
-from metahw.sim.episodes import simulate_episodes
-from metahw.sim.report import run_report
-from metahw.sim.trace import write_vcd
+
+if TYPE_CHECKING:
+    from metahw.compiler.program import Program
 
 
 def hardware_for(
@@ -110,6 +108,11 @@ def simulate_command(
     progress: bool = True,
 ) -> None:
     """Run episodes on the cycle simulator: accuracy, cycles, utilisation, latency, golden agreement."""
+    from metahw.compiler.program import Program
+    from metahw.sim.episodes import simulate_episodes
+    from metahw.sim.report import run_report
+    from metahw.sim.trace import write_vcd
+
     source = EpisodeOptions(episodes_from, images, runs, image_shape, invert, mean, std, resample)
     check_simulate_options(hls, rtl, stall_seed, vcd, {"--lanes": lanes, "--groups": groups, "--config": config})
     if predictions is not None:
@@ -182,6 +185,8 @@ def simulate_command(
 
 
 def _print(r: dict, hw: HardwareConfig, described: str) -> None:
+    from metahw.models.stats import shown
+
     typer.echo(f"{r['algorithm']} {r['ways']}-way {r['shots']}-shot, {r['queries']} queries per episode, {described}")
     typer.echo(
         f"hardware: P={hw.lanes} lanes ({hw.groups} group(s) of {hw.group_lanes}), {hw.operand_bits}-bit "

@@ -17,23 +17,25 @@ from metahw.cli import run
 from tests.cli.bad_input_cases import CASES, scratch
 
 #: The long-running work of each command: reaching any of these means the input was not checked first.
+#: Each is replaced where the command looks it up: most commands import their library functions when they
+#: run (so that `metahw --help` starts fast), from the modules named here.
 WORK = (
-    "metahw.cli.models.train",
-    "metahw.cli.models.evaluate",
-    "metahw.cli.models.predict_episodes",
-    "metahw.cli.export.check_export",
+    "metahw.models.train.train",
+    "metahw.models.evaluate.evaluate",
+    "metahw.models.evaluate.predict_episodes",
+    "metahw.models.export_check.check_export",
     "metahw.compiler.compile.calibrate",
-    "metahw.cli.compiler.compare_episodes",
-    "metahw.cli.sim.simulate_episodes",
+    "metahw.compiler.compare.compare_episodes",
+    "metahw.sim.episodes.simulate_episodes",
     "metahw.cli.rtl.build_rtl",
     "metahw.cli.rtl.check_rtl_episodes",
-    "metahw.cli.hls.build_hls_project",
-    "metahw.cli.hls.check_hls_episodes",
+    "metahw.hw.hls4ml.build_hls_project",
+    "metahw.hw.hls4ml.episodes.check_hls_episodes",
     "metahw.cli.report.synthesize",
-    "metahw.cli.explore.run_study",
-    "metahw.cli.demo.compare",
-    "metahw.cli.demo.warm_up_synthesis",
-    "metahw.cli.demo.start_synthesis",
+    "metahw.app.explore.study.run_study",
+    "metahw.compiler.compare.compare",
+    "metahw.app.demo.warm_up_synthesis",
+    "metahw.app.demo.start_synthesis",
 )
 
 

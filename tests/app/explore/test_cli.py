@@ -39,7 +39,7 @@ def test_unknown_checkpoint(cli, tmp_path):
 
 
 def test_a_run_writes_the_front_and_a_rerun_resumes(cli, tmp_path, monkeypatch):
-    monkeypatch.setattr("metahw.cli.explore.evaluate_design", fake_trial)
+    monkeypatch.setattr("metahw.app.explore.trial.evaluate_design", fake_trial)
     args = (*BASE, "--bits", "4,8", "--lanes", "4,16", "--workers", "1", "-o", tmp_path)
     result = cli(*args)
     assert result.code == 0, result.stderr
