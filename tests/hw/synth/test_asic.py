@@ -74,8 +74,8 @@ def test_functions_agree_with_the_pdk_equations():
 
 
 @needs_pdk
-def test_sky130hd_area_report(tiny_build: Path):
-    report = synthesize_asic(tiny_build, "sky130hd", progress=False)
+def test_sky130hd_area_report(tiny_build: Path, shared_synthesis):
+    report = shared_synthesis(synthesize_asic, tiny_build, "sky130hd")
     assert report.std_cell_area_um2 > 0 and report.unmapped == {}
     assert report.flip_flops == TINY_FLIP_FLOPS
     assert report.std_cell_area_um2 == pytest.approx(sum(c.area_um2 for c in report.cells))
@@ -90,7 +90,7 @@ def test_sky130hd_area_report(tiny_build: Path):
 
 
 @needs_pdk
-def test_cli_asic_table_and_json(cli, tiny_build: Path):
+def test_cli_asic_table_and_json(cli, tiny_build: Path, cli_shares_synthesis: None):
     result = cli("report", tiny_build, "--target", "sky130hd", "--no-progress")
     assert result.code == 0, result.stderr
     assert f"flip-flops {TINY_FLIP_FLOPS}" in result.stdout and "16 x 256" in result.stdout

@@ -79,7 +79,7 @@ def test_overflow_is_reported_with_a_fix(tmp_path: Path):
     assert suggestion.startswith("DSP 16 of 8 (SB_MAC16)") and "8 lanes instead of 16" in suggestion
 
 
-def test_cli_table_and_json(cli, tiny_build: Path):
+def test_cli_table_and_json(cli, tiny_build: Path, cli_shares_synthesis: None):
     result = cli("report", tiny_build, "--target", "ice40-up5k", "--no-pnr", "--no-progress")
     assert result.code == 0, result.stderr
     assert "SB_MAC16" in result.stdout and "fits       yes" in result.stdout
