@@ -19,7 +19,7 @@ from amaranth.hdl import ShapeCastable
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from metahw.hw.amaranth.isa import EXP, RECIP, ROWRED, HeadBuffer
+from metahw.hw.amaranth.isa import EXP, RECIP, ROWRED, SCAN, HeadBuffer
 from metahw.hw.amaranth.sfu import RSQRT_ROOT_BITS
 from metahw.hw.amaranth.spec import RtlPlan
 from metahw.hw.amaranth.util import bits_for, delay, extend, or_all, pick
@@ -83,6 +83,8 @@ class Bus:
         hw, p = rp.hw, rp.hw.lanes
         a, ob = hw.acc_bits, hw.operand_bits
         self.rp, self.lanes = rp, p
+        #: the head memories (port names) declared as written in windows, by `heads`
+        self.windows: set[str] = set()
         self.fields = {name: bits for bits, name in instruction_fields(rp)}
         select, scale = range(max(2, len(rp.requants))), range(max(2, len(rp.factors)))
         self.ppu_shapes: dict[str, ShapeCastable | int | range] = dict.fromkeys(PPU_CONTROLS, 1)
@@ -102,6 +104,7 @@ class Bus:
             "rsqrt_e": (unsigned(6), rp.norm_rows),
         }
         buffers = rp.program.buffer_map
+        self.table_shapes = [(range(max(2, buffers[d.labels].shape[0])), d.ways, d.shots) for d in rp.engine_ops(SCAN)]
         self.label_shapes = {
             name: (unsigned(buffers[name].qformat.bits), buffers[name].shape[0]) for name in rp.label_inputs
         }
@@ -141,17 +144,24 @@ class Bus:
         return _group({"addr": Out(range(max(2, len(rp.bias_words)))), "data": In(self.lanes * rp.hw.acc_bits)})
 
     def heads(
-        self, reads: set[str] = frozenset(), writes: set[str] = frozenset(), windows: set[str] = frozenset()
+        self,
+        reads: set[str] = frozenset(),
+        writes: set[str] = frozenset(),
+        windows: set[str] = frozenset(),
+        holds: set[str] = frozenset(),
     ) -> Out:
-        """Head memories: a read window of each in `reads`, a write port of each in `writes`.
+        """Head memories: a read window of each in `reads` (its data held by `rd_hold` for those in
+        `holds`), a write port of each in `writes`.
 
-        A memory in `windows` is written windows of up to P elements; any other only single
-        elements, and its write mask is one bit (the accelerator then builds its memory without
-        a write rotator: `LinearStore.note_window_writes`).
+        A memory in `windows` is written windows of up to P elements (noted in `Bus.windows`);
+        any other only single elements, and its write mask is one bit (the accelerator builds a
+        memory that no engine writes in windows without a write rotator: `LinearStore.note_window_writes`).
         """
         members = {}
         for name in sorted(set(reads) | set(writes)):
-            members[port_name(name)] = self.head(name, read=name in reads, write=name in writes, window=name in windows)
+            members[port_name(name)] = self.head(
+                name, read=name in reads, write=name in writes, window=name in windows, hold=name in holds
+            )
         return _group(members)
 
     def head(self, name: str, *, read: bool, write: bool, window: bool, hold: bool = False) -> Out:
@@ -166,6 +176,8 @@ class Bus:
             members["rd_hold"] = Out(1)
         if write:
             members.update(wr_start=Out(start), wr_mask=Out(p if window else 1), wr_data=Out(p * bits))
+        if window:
+            self.windows.add(port_name(name))
         return _group(members)
 
     # ------------------------------------------------------------------ datapath
@@ -197,6 +209,13 @@ class Bus:
             members[n] = (Out if n in writes else In)(shape).array(count)
         return _group(members)
 
+    def tables(self, *, write: bool = False) -> Out:
+        """The SCAN ops' per-class index tables (`scan<op>[class][shot]`): owned by SCAN, read by WIDE."""
+        members = {}
+        for op, (shape, ways, shots) in enumerate(self.table_shapes):
+            members[f"scan{op}"] = (Out if write else In)(shape).array(ways, shots)
+        return _group(members)
+
     def labels(self, *names: str, write: bool = False) -> Out:
         """The label registers of streamed label inputs: read, or (the stream-in engine) owned and written."""
         members = {}
@@ -213,8 +232,10 @@ class Engine(wiring.Component):
     zero while it is not their turn, so several ops of one engine share a member.
     """
 
-    def __init__(self, rp: RtlPlan, members: dict[str, Out]) -> None:
-        self.rp, self.lanes = rp, rp.hw.lanes
+    def __init__(self, bus: Bus, members: dict[str, Out]) -> None:
+        self.rp, self.lanes = bus.rp, bus.lanes
+        #: the head memories this engine writes in windows (port names)
+        self.windows = frozenset(bus.windows)
         super().__init__(members)
 
     def elaborate(self, platform: object) -> Module:
@@ -318,7 +339,7 @@ class Engine(wiring.Component):
     def write(self, name: str, start: object, mask: object, lanes: list, enable: object) -> None:
         """Write lanes[l] to element start + l of a head memory for the lanes l set in `mask`, when `enable`."""
         port, bits = self._head(name), self.rp.heads[name].qformat.bits
-        if len(port.wr_mask) == 1 and not (isinstance(mask, int) and mask <= 1):
+        if port_name(name) not in self.windows and not (isinstance(mask, int) and mask <= 1):
             raise ValueError(f"{name}: a window write, but its members were declared for single elements")
         self.drive(port.wr_start, Mux(enable, start, 0))
         self.drive(port.wr_mask, Mux(enable, mask, 0))

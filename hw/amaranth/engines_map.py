@@ -32,7 +32,7 @@ class MapEngine(Engine):
         bus = Bus(rp)
         self.ops: list[MapOp] = rp.engine_ops(MAP)
         super().__init__(
-            rp,
+            bus,
             {
                 "map": bus.flags(len(self.ops)),
                 "cur": bus.instruction("op", "bank", "skip", "dst"),

@@ -11,111 +11,124 @@ drain's last cycle).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from amaranth import Module, Mux, Signal, signed
+from amaranth.lib.wiring import Out
 
+from metahw.hw.amaranth.engine import PPU_CONTROLS, Bus, Engine
 from metahw.hw.amaranth.isa import ERROR_LABEL_RANGE, GRADIENT, NORMALISE, REQUANT, SOFTMAX, VECTOR, VectorOp
 from metahw.hw.amaranth.pipeline import DATA, VEC_PPU, VEC_WRITE, at
+from metahw.hw.amaranth.spec import RtlPlan
 from metahw.hw.amaranth.util import or_all, pick
 
-if TYPE_CHECKING:
-    from metahw.hw.amaranth.top import Accelerator
 
+class VectorEngine(Engine):
+    """The VECTOR engine for the program's vector ops: head memory through the PPU into a head memory."""
 
-def elaborate(top: Accelerator, m: Module) -> None:
-    """Build the VECTOR engine for the program's vector ops."""
-    rp, p = top.rp, top.lanes
-    ops: list[VectorOp] = rp.engine_ops(VECTOR)
-    if not ops:
-        return
-    block = Signal(16, name="vec_block")
-    with m.If(top.issued(VECTOR)):
-        m.d.sync += block.eq(0)
-    with m.Elif(top.beat_of(VECTOR)):
-        m.d.sync += block.eq(block + 1)
-    v1 = at(m, top.beat_of(VECTOR), DATA, "vec_v1")
-    rows, cols = _trackers(top, m, ops, v1)
-    a, ob = rp.hw.acc_bits, rp.hw.operand_bits
-    values = [Signal(signed(a), name=f"vec_value{k}") for k in range(p)]
-    operands = [Signal(signed(ob), name=f"vec_operand{k}") for k in range(p)]
-    selects = [Signal.like(top.ppu_select, name=f"vec_select{k}") for k in range(p)]
-    value_in: list[list] = [[] for _ in range(p)]
-    operand_in: list[list] = [[] for _ in range(p)]
-    select_in: list[list] = [[] for _ in range(p)]
-    block3 = at(m, block, VEC_WRITE, "vec_block3")
-    for op, d in enumerate(ops):
-        mine = top.mine(VECTOR, op)
-        top.read(d.source, block * p, mine)
-        for k in range(p):
-            value, operand, select = _lane(top, m, d, op, k, rows, cols)
-            value_in[k].append(Mux(mine, value, 0))
-            operand_in[k].append(Mux(mine, operand, 0))
-            select_in[k].append(Mux(mine, select, 0))
-        variable = int(d.kind in (SOFTMAX, NORMALISE))
-        top.ppu_controls(mine, scale=d.scale, select=0 if d.kind == NORMALISE else d.requant, variable=variable)
-        if d.kind == GRADIENT:
-            top.drive(top.scan_error, Mux(mine & top.labels_bad(d.labels, d.cols), ERROR_LABEL_RANGE, 0))
-        n = d.rows * d.cols
-        last = -(-n // p) - 1
-        mask = Mux(block3 == last, (1 << (n - last * p)) - 1, (1 << p) - 1)
-        top.write(d.out, block3 * p, mask, top.ppu_result, top.ppu_valid & mine)
-    m.d.sync += [values[k].eq(or_all(value_in[k])) for k in range(p)]
-    m.d.sync += [operands[k].eq(or_all(operand_in[k])) for k in range(p)]
-    m.d.sync += [selects[k].eq(or_all(select_in[k])) for k in range(p)]
-    active = top.active(VECTOR)
-    top.drive(top.ppu_vec_valid, at(m, v1, VEC_PPU, "vec_v2", since=DATA))
-    for k in range(p):
-        top.drive(top.ppu_vec[k], Mux(active, values[k], 0))
-        top.drive(top.ppu_operand[k], Mux(active, operands[k], 0))
-        top.drive(top.ppu_lane_select[k], Mux(active, selects[k], 0))
+    def __init__(self, rp: RtlPlan) -> None:
+        bus = Bus(rp)
+        self.ops: list[VectorOp] = rp.engine_ops(VECTOR)
+        kinds = {d.kind for d in self.ops}
+        rows = (("recip",) if SOFTMAX in kinds else ()) + (("rsqrt_r", "rsqrt_e") if NORMALISE in kinds else ())
+        outs = {d.out for d in self.ops}
+        members = {
+            "vector": bus.flags(len(self.ops)),
+            "fetched": bus.instruction("op"),
+            "heads": bus.heads(reads={d.source for d in self.ops}, writes=outs, windows=outs),
+            "ppu": bus.ppu(*PPU_CONTROLS, "vec_valid", "vec", "operand", "lane_select"),
+            "rows": bus.rows(reads=rows),
+            "labels": bus.labels(*sorted({d.labels for d in self.ops if d.kind == GRADIENT})),
+        }
+        if GRADIENT in kinds:
+            members["scan_error"] = Out(2)
+        super().__init__(bus, members)
 
-
-def _trackers(top: Accelerator, m: Module, ops: list[VectorOp], v1: object) -> tuple[list, list]:
-    """Per lane, the row and column of the element it handles in the data cycle (t + 1); stepped by P per beat."""
-    p = top.lanes
-    shaped = [(op, d) for op, d in enumerate(ops) if d.kind != REQUANT]
-    if not shaped:
-        return [], []
-    most_rows = max(d.rows for _, d in shaped) + 2 * p + 2
-    most_cols = max(d.cols for _, d in shaped) + p + 1
-    rows = [Signal(range(most_rows), name=f"vec_row{k}") for k in range(p)]
-    cols = [Signal(range(most_cols), name=f"vec_col{k}") for k in range(p)]
-    with m.If(top.issued(VECTOR)):
-        with m.Switch(top.fetched["op"]):
-            for index, (op, d) in enumerate(shaped):
-                with m.Default() if index == len(shaped) - 1 else m.Case(op):
-                    m.d.sync += [rows[k].eq(k // d.cols) for k in range(p)]
-                    m.d.sync += [cols[k].eq(k % d.cols) for k in range(p)]
-    for op, d in shaped:
-        with m.Elif(v1 & top.mine(VECTOR, op)):
+    def build(self, m: Module) -> None:
+        """Per beat: P source elements read, per-lane values formed, the PPU driven and its result written."""
+        rp, p, ops, flags = self.rp, self.lanes, self.ops, self.vector
+        block = Signal(16, name="vec_block")
+        with m.If(flags.issued):
+            m.d.sync += block.eq(0)
+        with m.Elif(flags.beat):
+            m.d.sync += block.eq(block + 1)
+        v1 = at(m, flags.beat, DATA, "vec_v1")
+        rows, cols = self._trackers(m, v1)
+        a, ob = rp.hw.acc_bits, rp.hw.operand_bits
+        values = [Signal(signed(a), name=f"vec_value{k}") for k in range(p)]
+        operands = [Signal(signed(ob), name=f"vec_operand{k}") for k in range(p)]
+        selects = [Signal.like(self.ppu.lane_select[k], name=f"vec_select{k}") for k in range(p)]
+        value_in: list[list] = [[] for _ in range(p)]
+        operand_in: list[list] = [[] for _ in range(p)]
+        select_in: list[list] = [[] for _ in range(p)]
+        block3 = at(m, block, VEC_WRITE, "vec_block3")
+        for op, d in enumerate(ops):
+            mine = flags.mine[op]
+            self.read(d.source, block * p, mine)
             for k in range(p):
-                stepped = cols[k] + p % d.cols
-                wrap = stepped >= d.cols
-                m.d.sync += [
-                    cols[k].eq(Mux(wrap, stepped - d.cols, stepped)),
-                    rows[k].eq(rows[k] + p // d.cols + wrap),
-                ]
-    return rows, cols
+                value, operand, select = self._lane(m, d, op, k, rows, cols)
+                value_in[k].append(Mux(mine, value, 0))
+                operand_in[k].append(Mux(mine, operand, 0))
+                select_in[k].append(Mux(mine, select, 0))
+            variable = int(d.kind in (SOFTMAX, NORMALISE))
+            self.ppu_controls(mine, scale=d.scale, select=0 if d.kind == NORMALISE else d.requant, variable=variable)
+            if d.kind == GRADIENT:
+                self.drive(self.scan_error, Mux(mine & self.labels_bad(d.labels, d.cols), ERROR_LABEL_RANGE, 0))
+            n = d.rows * d.cols
+            last = -(-n // p) - 1
+            mask = Mux(block3 == last, (1 << (n - last * p)) - 1, (1 << p) - 1)
+            self.write(d.out, block3 * p, mask, list(self.ppu.result), self.ppu.valid & mine)
+        m.d.sync += [values[k].eq(or_all(value_in[k])) for k in range(p)]
+        m.d.sync += [operands[k].eq(or_all(operand_in[k])) for k in range(p)]
+        m.d.sync += [selects[k].eq(or_all(select_in[k])) for k in range(p)]
+        self.drive(self.ppu.vec_valid, at(m, v1, VEC_PPU, "vec_v2", since=DATA))
+        for k in range(p):
+            self.drive(self.ppu.vec[k], Mux(flags.active, values[k], 0))
+            self.drive(self.ppu.operand[k], Mux(flags.active, operands[k], 0))
+            self.drive(self.ppu.lane_select[k], Mux(flags.active, selects[k], 0))
 
+    def _trackers(self, m: Module, v1: object) -> tuple[list, list]:
+        """Per lane, the row and column of the element it handles in the data cycle (t + 1); stepped by P per beat."""
+        p = self.lanes
+        shaped = [(op, d) for op, d in enumerate(self.ops) if d.kind != REQUANT]
+        if not shaped:
+            return [], []
+        most_rows = max(d.rows for _, d in shaped) + 2 * p + 2
+        most_cols = max(d.cols for _, d in shaped) + p + 1
+        rows = [Signal(range(most_rows), name=f"vec_row{k}") for k in range(p)]
+        cols = [Signal(range(most_cols), name=f"vec_col{k}") for k in range(p)]
+        with m.If(self.vector.issued):
+            with m.Switch(self.fetched.op):
+                for index, (op, d) in enumerate(shaped):
+                    with m.Default() if index == len(shaped) - 1 else m.Case(op):
+                        m.d.sync += [rows[k].eq(k // d.cols) for k in range(p)]
+                        m.d.sync += [cols[k].eq(k % d.cols) for k in range(p)]
+        for op, d in shaped:
+            with m.Elif(v1 & self.vector.mine[op]):
+                for k in range(p):
+                    stepped = cols[k] + p % d.cols
+                    wrap = stepped >= d.cols
+                    m.d.sync += [
+                        cols[k].eq(Mux(wrap, stepped - d.cols, stepped)),
+                        rows[k].eq(rows[k] + p // d.cols + wrap),
+                    ]
+        return rows, cols
 
-def _lane(top: Accelerator, m: Module, d: VectorOp, op: int, k: int, rows: list, cols: list) -> tuple:
-    """Lane k's PPU value, variable operand and requantiser select in the data cycle."""
-    value = top.lane(d.source, k)
-    tag = f"vec{op}_{k}"
-    if d.kind == SOFTMAX:
-        return value, pick(m, top.recip, rows[k], f"{tag}_recip"), 0
-    if d.kind == GRADIENT:
-        target = pick(m, top.labels[d.labels], rows[k], f"{tag}_label") == cols[k]
-        return value - Mux(target, d.one, 0), 0, 0
-    if d.kind == NORMALISE:
-        exponent = pick(m, top.rsqrt_e, rows[k], f"{tag}_e")
-        select = Signal.like(top.ppu_select, name=f"{tag}_select")
-        with m.Switch(exponent):
-            for index, spec in enumerate(d.selects[1:], start=1):
-                with m.Case(d.exp_min + index):
-                    m.d.comb += select.eq(spec)
-            with m.Default():  # e_min, and 0 for a zero row (whose factor r is 0)
-                m.d.comb += select.eq(d.selects[0])
-        return value, pick(m, top.rsqrt_r, rows[k], f"{tag}_r"), select
-    return value, 0, 0
+    def _lane(self, m: Module, d: VectorOp, op: int, k: int, rows: list, cols: list) -> tuple:
+        """Lane k's PPU value, variable operand and requantiser select in the data cycle."""
+        value = self.lane(d.source, k)
+        tag = f"vec{op}_{k}"
+        if d.kind == SOFTMAX:
+            return value, pick(m, list(self.rows.recip), rows[k], f"{tag}_recip"), 0
+        if d.kind == GRADIENT:
+            target = pick(m, self.label_regs(d.labels), rows[k], f"{tag}_label") == cols[k]
+            return value - Mux(target, d.one, 0), 0, 0
+        if d.kind == NORMALISE:
+            exponent = pick(m, list(self.rows.rsqrt_e), rows[k], f"{tag}_e")
+            select = Signal.like(self.ppu.lane_select[k], name=f"{tag}_select")
+            with m.Switch(exponent):
+                for index, spec in enumerate(d.selects[1:], start=1):
+                    with m.Case(d.exp_min + index):
+                        m.d.comb += select.eq(spec)
+                with m.Default():  # e_min, and 0 for a zero row (whose factor r is 0)
+                    m.d.comb += select.eq(d.selects[0])
+            return value, pick(m, list(self.rows.rsqrt_r), rows[k], f"{tag}_r"), select
+        return value, 0, 0

@@ -21,7 +21,7 @@ from amaranth import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from metahw.hw.amaranth import engines_embed, engines_head, engines_sfu, engines_vector
+from metahw.hw.amaranth import engines_embed, engines_head, engines_sfu
 from metahw.hw.amaranth.engine import (
     MAC_LANES,
     PPU_CONTROLS,
@@ -33,6 +33,7 @@ from metahw.hw.amaranth.engine import (
     port_name,
 )
 from metahw.hw.amaranth.engines_map import MapEngine
+from metahw.hw.amaranth.engines_vector import VectorEngine
 from metahw.hw.amaranth.isa import (
     AVG_POOL,
     ENGINE_NAMES,
@@ -105,7 +106,8 @@ class Accelerator(wiring.Component):
         if self.rp.engine_ops(MAP):
             self.attach(m, "map", MapEngine(self.rp))
         engines_head.elaborate(self, m)
-        engines_vector.elaborate(self, m)
+        if self.rp.engine_ops(VECTOR):
+            self.attach(m, "vector", VectorEngine(self.rp))
         engines_sfu.elaborate(self, m)
         self._combine(m)
         return m
@@ -119,7 +121,7 @@ class Accelerator(wiring.Component):
             if member.flow == In:
                 m.d.comb += value.eq(there)
                 continue
-            if path[0] == "heads" and path[-1] == "wr_mask" and len(value) > 1:
+            if path[0] == "heads" and path[-1] == "wr_mask" and path[1] in engine.windows:
                 self._bus_at(path[:-1]).note_window_writes()
             self.drive(there, value)
 
