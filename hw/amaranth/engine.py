@@ -85,6 +85,8 @@ class Bus:
         self.rp, self.lanes = rp, p
         #: the head memories (port names) declared as written in windows, by `heads`
         self.windows: set[str] = set()
+        #: per head memory read (port name), the lanes its windows that start inside a word take, by `head`
+        self.rotated: dict[str, int] = {}
         self.fields = {name: bits for bits, name in instruction_fields(rp)}
         select, scale = range(max(2, len(rp.requants))), range(max(2, len(rp.factors)))
         self.ppu_shapes: dict[str, ShapeCastable | int | range] = dict.fromkeys(PPU_CONTROLS, 1)
@@ -149,6 +151,7 @@ class Bus:
         writes: set[str] = frozenset(),
         windows: set[str] = frozenset(),
         holds: set[str] = frozenset(),
+        rotated: dict[str, int] | None = None,
     ) -> Out:
         """Head memories: a read window of each in `reads` (its data held by `rd_hold` for those in
         `holds`), a write port of each in `writes`.
@@ -156,15 +159,26 @@ class Bus:
         A memory in `windows` is written windows of up to P elements (noted in `Bus.windows`);
         any other only single elements, and its write mask is one bit (the accelerator builds a
         memory that no engine writes in windows without a write rotator: `LinearStore.note_window_writes`).
+        `rotated`: of a memory read, how many lanes its windows that may start inside a word take
+        (default all P; 0: every read starts on a word), so its read rotator is no wider
+        (`LinearStore.rotated_lanes`).
         """
         members = {}
+        rotated = rotated or {}
         for name in sorted(set(reads) | set(writes)):
             members[port_name(name)] = self.head(
-                name, read=name in reads, write=name in writes, window=name in windows, hold=name in holds
+                name,
+                read=name in reads,
+                write=name in writes,
+                window=name in windows,
+                hold=name in holds,
+                rotated=rotated.get(name),
             )
         return _group(members)
 
-    def head(self, name: str, *, read: bool, write: bool, window: bool, hold: bool = False) -> Out:
+    def head(
+        self, name: str, *, read: bool, write: bool, window: bool, hold: bool = False, rotated: int | None = None
+    ) -> Out:
         """One head memory's ports (`LinearStore`'s), as an engine uses them; `hold` freezes its read data."""
         head: HeadBuffer = self.rp.heads[name]
         p, bits = self.lanes, head.qformat.bits
@@ -172,6 +186,7 @@ class Bus:
         members = {}
         if read:
             members.update(rd_start=Out(start), rd_lanes=In(p * bits), rd_elem=In(bits))
+            self.rotated[port_name(name)] = p if rotated is None else rotated
         if hold:
             members["rd_hold"] = Out(1)
         if write:
@@ -236,6 +251,8 @@ class Engine(wiring.Component):
         self.rp, self.lanes = bus.rp, bus.lanes
         #: the head memories this engine writes in windows (port names)
         self.windows = frozenset(bus.windows)
+        #: the lanes of each head memory read (port name) that windows starting inside a word take
+        self.rotated = dict(bus.rotated)
         super().__init__(members)
 
     def elaborate(self, platform: object) -> Module:

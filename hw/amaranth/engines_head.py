@@ -260,11 +260,11 @@ def _rowred(top: Accelerator, m: Module) -> None:
         for op, d in mine_ops:
             mine = top.mine(ROWRED, op)
             top.read(d.source, loops.linear(op, 0, d.cols, p, "start"), mine)
-            for lane in range(p):
+            for lane in range(min(p, d.cols)):  # a row's block never reaches the lanes past its columns
                 values[lane].append(Mux(mine, top.lane(d.source, lane), 0))
                 masks[lane].append(mine & (blk1 * p + lane < d.cols))
-        m.d.sync += [tree.values[lane].eq(or_all(values[lane])) for lane in range(p)]
-        m.d.sync += tree.mask.eq(Cat(*[or_all(masks[lane]) for lane in range(p)]))
+        m.d.sync += [tree.values[lane].eq(or_all(values[lane] or [0])) for lane in range(p)]
+        m.d.sync += tree.mask.eq(Cat(*[or_all(masks[lane] or [0]) for lane in range(p)]))
         m.d.comb += tree.valid.eq(at(m, v1 & mine_tree, COMPARE, f"rr_{tag}_v2", since=DATA))
         out = COMPARE + tree.depth  # the tree's winner
         blk_t, q_t = at(m, blk1, out, f"rr_{tag}_bt", since=DATA), at(m, q1, out, f"rr_{tag}_qt", since=DATA)

@@ -119,6 +119,8 @@ class Accelerator(wiring.Component):
         for path, member, value in engine.signature.flatten(engine):
             there = self._bus_at(path)
             if member.flow == In:
+                if path[0] == "heads" and path[-1] == "rd_lanes":
+                    self._bus_at(path[:-1]).note_rotated_lanes(engine.rotated[path[1]])
                 m.d.comb += value.eq(there)
                 continue
             if path[0] == "heads" and path[-1] == "wr_mask" and path[1] in engine.windows:
@@ -301,6 +303,7 @@ class Accelerator(wiring.Component):
     def lane(self, name: str, k: int) -> object:
         """Lane k of a head memory's read window, as the integer it holds."""
         head: HeadBuffer = self.rp.heads[name]
+        self.stores[name].note_rotated_lanes(k + 1)
         return extend(self.stores[name].rd_lanes.word_select(k, head.qformat.bits), head.qformat)
 
     def element(self, name: str) -> object:
@@ -436,6 +439,7 @@ class Accelerator(wiring.Component):
                 list(head.init),
                 window_writes=False,
                 unaligned=head.unaligned,
+                rotated_lanes=0,
             )
             m.submodules[f"head_{_safe(name)}"] = store
             self.stores[name] = store
