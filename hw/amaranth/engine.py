@@ -160,7 +160,8 @@ class Bus:
         any other only single elements, and its write mask is one bit (the accelerator builds a
         memory that no engine writes in windows without a write rotator: `LinearStore.note_window_writes`).
         `rotated`: of a memory read, how many lanes its windows that may start inside a word take
-        (default all P; 0: every read starts on a word), so its read rotator is no wider
+        (default all P; 0: every read starts on a word or takes only the element at its start,
+        `element`), so its read rotator is no wider
         (`LinearStore.rotated_lanes`).
         """
         members = {}
@@ -364,7 +365,9 @@ class Engine(wiring.Component):
         self.drive(port.wr_data, Mux(enable, data, 0))
 
     def lane(self, name: str, k: int) -> object:
-        """Lane k of a head memory's read window, as the integer it holds."""
+        """Lane k of a head memory's read window, as the integer it holds (k below its declared `rotated` lanes)."""
+        if k >= self.rotated[port_name(name)]:
+            raise ValueError(f"{name}: lane {k} read, but the engine declared {self.rotated[port_name(name)]} lanes")
         fmt = self.rp.heads[name].qformat
         return extend(self._head(name).rd_lanes.word_select(k, fmt.bits), fmt)
 

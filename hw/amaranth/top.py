@@ -21,7 +21,7 @@ from amaranth import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from metahw.hw.amaranth import engines_embed, engines_head, engines_sfu
+from metahw.hw.amaranth import engines_embed, engines_head
 from metahw.hw.amaranth.engine import (
     MAC_LANES,
     PPU_CONTROLS,
@@ -33,18 +33,22 @@ from metahw.hw.amaranth.engine import (
     port_name,
 )
 from metahw.hw.amaranth.engines_map import MapEngine
+from metahw.hw.amaranth.engines_sfu import ExpEngine, RecipEngine, RsqrtEngine
 from metahw.hw.amaranth.engines_vector import VectorEngine
 from metahw.hw.amaranth.isa import (
     AVG_POOL,
     ENGINE_NAMES,
     ERROR_CLASS_COUNT,
     ERROR_LABEL_RANGE,
+    EXP,
     GLOBAL_AVG,
     IO_IMAGE,
     IO_LABELS,
     MAP,
     OUTER,
+    RECIP,
     REDUCE,
+    RSQRT,
     VECTOR,
     WIDE,
     HeadBuffer,
@@ -60,6 +64,14 @@ __all__ = ["ERROR_CLASS_COUNT", "ERROR_LABEL_RANGE", "Accelerator"]
 
 #: controller states
 STATES = ("IDLE", "ISSUE", "BEATS", "DRAIN", "DONE", "ERROR")
+#: the engines attached after the head engines, by submodule name, each with the ISA engine whose
+#: ops it runs (built where the program has some)
+ENGINES: tuple[tuple[str, int, type[Engine]], ...] = (
+    ("vector", VECTOR, VectorEngine),
+    ("exp", EXP, ExpEngine),
+    ("recip", RECIP, RecipEngine),
+    ("rsqrt", RSQRT, RsqrtEngine),
+)
 
 
 class Accelerator(wiring.Component):
@@ -106,9 +118,9 @@ class Accelerator(wiring.Component):
         if self.rp.engine_ops(MAP):
             self.attach(m, "map", MapEngine(self.rp))
         engines_head.elaborate(self, m)
-        if self.rp.engine_ops(VECTOR):
-            self.attach(m, "vector", VectorEngine(self.rp))
-        engines_sfu.elaborate(self, m)
+        for name, engine, kind in ENGINES:
+            if self.rp.engine_ops(engine):
+                self.attach(m, name, kind(self.rp))
         self._combine(m)
         return m
 
