@@ -23,10 +23,11 @@ def memory_depths(rows: int, cols: int, lanes: int, unaligned: bool = False) -> 
     """Words of each memory of a [rows, cols] head memory: one memory, or the even and the odd words.
 
     `unaligned`: some writer stores windows that start inside a word even where rows start on words
-    (the flatten of a map whose channel count is not a multiple of P).
+    (the flatten of a map whose channel count is not a multiple of P). A memory of one word is
+    one memory either way: no window reaches past it.
     """
     words = -(-rows * cols // lanes)
-    if (cols % lanes == 0 or rows == 1) and not unaligned:
+    if words == 1 or (cols % lanes == 0 or rows == 1) and not unaligned:
         return [max(2, words)]
     return [max(2, -(-(words + 1) // 2))] * 2
 
@@ -80,7 +81,8 @@ class LinearStore(wiring.Component):
         self.rotated_lanes = lanes if rotated_lanes is None else min(rotated_lanes, lanes)
         self.size = rows * cols
         self.depths = memory_depths(rows, cols, lanes, unaligned)
-        self.windows = len(self.depths) == 2
+        #: windows may start inside a word (they are lined up by a rotator)
+        self.windows = (cols % lanes != 0 and rows > 1) or unaligned
         self.window_writes = window_writes
         self._elaborated = False
         self.init = list(init) if init is not None else []
@@ -115,7 +117,7 @@ class LinearStore(wiring.Component):
         self._write = _WriteRegister(m, self)
         #: the memories (one, or the even and the odd words), for test benches that peek
         self.memories: list[memory.Memory] = []
-        if self.windows:
+        if len(self.depths) == 2:
             self._banked(m)
         else:
             self._single(m)
@@ -133,15 +135,30 @@ class LinearStore(wiring.Component):
         with m.If(~self.rd_hold):
             m.d.sync += lane.eq(self.rd_start[:lg] if lg else 0)
         m.d.comb += self.rd_elem.eq(rd.data.word_select(lane, bits) if p > 1 else rd.data)
+        if self.windows:  # one word: a window that starts at lane r is the word moved down by r lanes
+            width = max(1, self.rotated_lanes) * bits
+            padded = Cat(rd.data, Const(0, width))
+            with m.Switch(lane):
+                for r in range(p):
+                    with m.Case(r):
+                        m.d.comb += self.rd_lanes[:width].eq(padded[r * bits : r * bits + width])
         m.d.comb += wr.addr.eq(self._write.start >> lg)
         element, onehot = self._element_write()
         if not self.window_writes:
             m.d.comb += [wr.data.eq(element), wr.en.eq(onehot)]
             return
+        data, mask = self._write.data, self._write.mask
+        if self.windows:  # one word: a window that starts at lane r moves up by r lanes
+            data, mask = Signal.like(data, name="wr_moved"), Signal.like(mask, name="wr_moved_mask")
+            with m.Switch(self._write.start[:lg]):
+                for r in range(p):
+                    with m.Case(r):
+                        m.d.comb += data.eq(Cat(Const(0, r * bits), self._write.data))
+                        m.d.comb += mask.eq(Cat(Const(0, r), self._write.mask))
         single = self._write.mask == 1
         m.d.comb += [
-            wr.data.eq(Mux(single, element, self._write.data)),
-            wr.en.eq(Cat(*[Mux(single, onehot[k], self._write.mask[k]) for k in range(p)])),
+            wr.data.eq(Mux(single, element, data)),
+            wr.en.eq(Cat(*[Mux(single, onehot[k], mask[k]) for k in range(p)])),
         ]
 
     def _element_write(self) -> tuple[object, object]:

@@ -56,6 +56,9 @@ def _run(dut, bench, clock: bool = True) -> None:
         (7, 5, 8, False, 5),
         (5, 3, 4, True, 2),
         (7, 5, 8, False, 0),
+        (2, 3, 8, True, None),
+        (3, 2, 8, True, 3),
+        (2, 3, 8, False, 2),
     ],
 )
 def test_head_memory_windows_and_elements(rows, cols, lanes, window_writes, rotated):
@@ -73,6 +76,7 @@ def test_head_memory_windows_and_elements(rows, cols, lanes, window_writes, rota
     )
     right = lanes if rotated is None else max(1, rotated)
     assert dut.windows == (cols % lanes != 0 and rows > 1)
+    assert len(dut.depths) == (2 if dut.windows and rows * cols > lanes else 1)  # one word: one memory
     rng = np.random.default_rng(rows * cols)
     model = np.arange(rows * cols) % (1 << bits)
 
