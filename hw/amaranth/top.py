@@ -21,7 +21,7 @@ from amaranth import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from metahw.hw.amaranth import engines_embed, engines_head
+from metahw.hw.amaranth import engines_head
 from metahw.hw.amaranth.engine import (
     MAC_LANES,
     PPU_CONTROLS,
@@ -32,15 +32,18 @@ from metahw.hw.amaranth.engine import (
     instruction_fields,
     port_name,
 )
+from metahw.hw.amaranth.engines_embed import ConvEngine, FlattenEngine, StreamIn, StreamOut
 from metahw.hw.amaranth.engines_map import MapEngine
 from metahw.hw.amaranth.engines_sfu import ExpEngine, RecipEngine, RsqrtEngine
 from metahw.hw.amaranth.engines_vector import VectorEngine
 from metahw.hw.amaranth.isa import (
     AVG_POOL,
+    CONV,
     ENGINE_NAMES,
     ERROR_CLASS_COUNT,
     ERROR_LABEL_RANGE,
     EXP,
+    FLATTEN,
     GLOBAL_AVG,
     IO_IMAGE,
     IO_LABELS,
@@ -64,9 +67,14 @@ __all__ = ["ERROR_CLASS_COUNT", "ERROR_LABEL_RANGE", "Accelerator"]
 
 #: controller states
 STATES = ("IDLE", "ISSUE", "BEATS", "DRAIN", "DONE", "ERROR")
-#: the engines attached after the head engines, by submodule name, each with the ISA engine whose
-#: ops it runs (built where the program has some)
-ENGINES: tuple[tuple[str, int, type[Engine]], ...] = (
+#: the engines by submodule name, each with the ISA engine whose ops it runs (built where the
+#: program has some; None: the streams, always built)
+ENGINES: tuple[tuple[str, int | None, type[Engine]], ...] = (
+    ("stream_in", None, StreamIn),
+    ("conv", CONV, ConvEngine),
+    ("flatten", FLATTEN, FlattenEngine),
+    ("stream_out", None, StreamOut),
+    ("map", MAP, MapEngine),
     ("vector", VECTOR, VectorEngine),
     ("exp", EXP, ExpEngine),
     ("recip", RECIP, RecipEngine),
@@ -114,13 +122,10 @@ class Accelerator(wiring.Component):
         self._memories(m, bus)
         self._controller(m)
         self.bus = self._bus()
-        engines_embed.elaborate(self, m)
-        if self.rp.engine_ops(MAP):
-            self.attach(m, "map", MapEngine(self.rp))
-        engines_head.elaborate(self, m)
         for name, engine, kind in ENGINES:
-            if self.rp.engine_ops(engine):
+            if engine is None or (self.rp.convs if engine == CONV else self.rp.engine_ops(engine)):
                 self.attach(m, name, kind(self.rp))
+        engines_head.elaborate(self, m)
         self._combine(m)
         return m
 
@@ -268,33 +273,6 @@ class Accelerator(wiring.Component):
                 self._flag_logic.d.sync += flag.eq(0)
             self._flags[key] = flag
         return self._flags[key]
-
-    def bank_data(self, bank: object) -> object:
-        """The read data of activation bank `bank` (a signal), in the cycle after the read."""
-        return self._select_bank(bank, [rd.data for rd in self.amem_rd])
-
-    def registered_bank_data(self, m: Module, bank: object, name: str) -> object:
-        """The read data of activation bank `bank`, a cycle later than `bank_data`.
-
-        Each bank's word is registered as it leaves its block RAM and the bank is selected after
-        the registers, so no multiplexer follows the block RAM's clock-to-out.
-        """
-        words = [Signal(len(rd.data), name=f"{name}{b}", reset_less=True) for b, rd in enumerate(self.amem_rd)]
-        m.d.sync += [word.eq(rd.data) for word, rd in zip(words, self.amem_rd)]
-        return self._select_bank(bank, words)
-
-    @staticmethod
-    def _select_bank(bank: object, words: list) -> object:
-        if len(words) == 2:
-            return Mux(bank, words[1], words[0])
-        data = words[-1]
-        for b in reversed(range(len(words) - 1)):
-            data = Mux(bank == b, words[b], data)
-        return data
-
-    def writes_bank(self, b: int, bank: object, dst: object) -> object:
-        """Whether a segment op reading `bank` writes activation bank `b` (the other one of two; else `dst`)."""
-        return bank != b if len(self.amem_rd) == 2 else dst == b
 
     def read(self, name: str, start: object, enable: object) -> LinearStore:
         """Drive a head memory's read window (element `start`) when `enable`; returns the memory (data next cycle)."""
