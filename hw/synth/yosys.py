@@ -55,10 +55,19 @@ _SPRAM = {"ice40": ("SB_SPRAM256KA",)}
 #: synth_xilinx keeps the hierarchy unless told; its ABC9 step then fails an internal assertion
 #: (ABC_OPS_REINTEGRATE, Yosys 0.70) on the accelerator, so xc7 flattens like the others do
 _SYNTH = {"ice40": "synth_ice40 -dsp -spram", "ecp5": "synth_ecp5", "xc7": "synth_xilinx -family xc7 -flatten"}
-#: synth_ecp5 maps LUTs with ABC9, whose ABC_OPS_REINTEGRATE step fails the same internal
-#: assertion on some netlists (Yosys 0.70; which ones depends on little more than signal names):
-#: synthesis is then run again with classic ABC, which maps a few percent more LUTs
-_CLASSIC_ABC = {"ecp5": "-noabc9"}
+#: synth_ecp5 maps LUTs with ABC9 (Yosys 0.70 has no option against it), whose ABC_OPS_REINTEGRATE
+#: step fails the same internal assertion on some netlists (which ones depends on little more than
+#: signal names): synthesis is then run again up to that step, its LUTs mapped with classic ABC
+#: (a few percent more LUTs), and on from the cell mapping
+_CLASSIC_ABC = {
+    "ecp5": (
+        "synth_ecp5 -top {top} -run begin:map_luts",
+        "techmap -map +/lattice/latches_map.v",
+        "abc -lut 4 -dress",
+        "clean",
+        "synth_ecp5 -top {top}{json} -run map_cells:",
+    )
+}
 ABC9_FALLBACK_NOTE = (
     "Yosys's ABC9 step failed an internal assertion on this netlist (ABC_OPS_REINTEGRATE); LUTs were "
     "mapped with classic ABC instead, which gives a few percent more than ABC9 would"
@@ -187,19 +196,13 @@ def yosys_script(
 ) -> str:
     """The Yosys script: read, keep `core` a module of its own, synthesise for the family, stat.
 
-    `classic_abc`: map LUTs with ABC instead of ABC9 (`_CLASSIC_ABC`; families without ABC9 ignore it).
+    `classic_abc`: map LUTs with classic ABC instead of ABC9 (`_CLASSIC_ABC`, the families that map with ABC9).
     """
     reads = [f"read_verilog {'-sv ' if path.suffix == '.sv' else ''}{json.dumps(str(path))}" for path in verilog]
-    synth = " ".join(
-        part
-        for part in (
-            _SYNTH[device.family],
-            _CLASSIC_ABC.get(device.family, "") if classic_abc else "",
-            f"-top {top}",
-            f"-json {json.dumps(netlist)}" if netlist else "",
-        )
-        if part
-    )
+    output = f" -json {json.dumps(netlist)}" if netlist else ""
+    synth = f"{_SYNTH[device.family]} -top {top}{output}"
+    if classic_abc and device.family in _CLASSIC_ABC:
+        synth = "\n".join(step.format(top=top, json=output) for step in _CLASSIC_ABC[device.family])
     lines = [
         *reads,
         f"hierarchy -check -top {top}",

@@ -140,12 +140,13 @@ def _fake_yosys(failures: list[str]):
 
 
 def test_an_abc9_crash_is_synthesised_again_with_classic_abc(tmp_path, monkeypatch):
-    """ECP5: ABC9's reintegration assertion -> the same synthesis with -noabc9, and the result says so."""
+    """ECP5: ABC9's reintegration assertion -> the same synthesis with classic ABC's LUTs, and the result says so."""
     run, scripts = _fake_yosys([ABC9_CRASH])
     monkeypatch.setattr(yosys, "run_tool", run)
     result = yosys.run_yosys(DEVICES["ecp5-25k"], [tmp_path / "core.v"], "core", "core", tmp_path, netlist=False)
     assert result.classic_abc and result.use.lut == 7
-    assert ["-noabc9" in script for script in scripts] == [False, True]
+    assert ["abc -lut 4" in script for script in scripts] == [False, True]
+    assert "synth_ecp5 -top core -run map_cells:" in scripts[1] and "stat -json" in scripts[1]
 
 
 @pytest.mark.parametrize(
