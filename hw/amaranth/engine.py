@@ -22,7 +22,7 @@ from amaranth.lib.wiring import In, Out
 from metahw.hw.amaranth.isa import EXP, RECIP, ROWRED, SCAN, HeadBuffer
 from metahw.hw.amaranth.sfu import RSQRT_ROOT_BITS
 from metahw.hw.amaranth.spec import RtlPlan
-from metahw.hw.amaranth.util import bits_for, delay, extend, or_all, pick
+from metahw.hw.amaranth.util import OrDrivers, bits_for, delay, extend, pick
 
 #: the PPU's controls shared by all its lanes, and its per-lane inputs
 PPU_CONTROLS = (
@@ -92,6 +92,8 @@ class Bus:
         self.ppu_shapes: dict[str, ShapeCastable | int | range] = dict.fromkeys(PPU_CONTROLS, 1)
         self.ppu_shapes.update(scale=scale, negative_scale=scale, select=select, update=range(len(rp.updates) + 2))
         self.ppu_shapes.update(vec=signed(a), operand=signed(ob), addend=signed(a), lane_select=select)
+        #: the width of the PPU's requantised result (`PpuLane.result`): the widest format, signed
+        self.result_bits = max(s.dst.bits + (0 if s.dst.signed else 1) for s in rp.requants)
         self.mac_shapes: dict[str, ShapeCastable | int] = dict.fromkeys(MAC_CONTROLS, 1)
         self.mac_shapes.update(sum_preload=signed(a), x=signed(ob), y=signed(ob), preload=signed(a))
         maxima = [rp.heads[d.source].qformat.bits for d in rp.engine_ops(ROWRED) if d.out is None]
@@ -213,7 +215,8 @@ class Bus:
         for n in names:
             shape = 1 if n == "vec_valid" else self.ppu_shapes[n]
             members[n] = Out(shape).array(self.lanes) if n in PPU_LANES else Out(shape)
-        outputs = {"valid": In(1), "result": In(signed(a)).array(self.lanes), "raw": In(signed(a)).array(self.lanes)}
+        result = signed(self.result_bits)
+        outputs = {"valid": In(1), "result": In(result).array(self.lanes), "raw": In(signed(a)).array(self.lanes)}
         members.update({n: outputs[n] for n in reads})
         return _group(members)
 
@@ -259,22 +262,30 @@ class Engine(wiring.Component):
     def elaborate(self, platform: object) -> Module:
         """Build the engine (`build`), then drive each shared member with the OR of its contributions."""
         m = Module()
-        self._drivers: dict[int, tuple[Signal, list]] = {}
+        self._drivers = OrDrivers()
         self.build(m)
-        for port, values in self._drivers.values():
-            m.d.comb += port.eq(or_all(values))
+        self._drivers.combine(m)
         return m
 
     def build(self, m: Module) -> None:
         """The engine's logic (subclasses)."""
         raise NotImplementedError
 
+    # ------------------------------------------------------------------ counters
+    @staticmethod
+    def beats(m: Module, flags: wiring.PureInterface, name: str, width: int = 16) -> Signal:
+        """The beats the running instruction of `flags`' engine has had: 0 at issue, one more per beat."""
+        count = Signal(width, name=name)
+        with m.If(flags.issued):
+            m.d.sync += count.eq(0)
+        with m.Elif(flags.beat):
+            m.d.sync += count.eq(count + 1)
+        return count
+
     # ------------------------------------------------------------------ shared inputs
     def drive(self, port: Signal, value: object) -> None:
         """Add one contribution to an `Out` member (OR-combined; 0 when not its turn)."""
-        if not isinstance(port, Signal):
-            raise TypeError(f"shared inputs are driven as whole signals, got {port!r}")
-        self._drivers.setdefault(id(port), (port, []))[1].append(value)
+        self._drivers.add(port, value)
 
     def ppu_controls(
         self,

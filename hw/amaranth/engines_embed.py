@@ -212,11 +212,7 @@ class FlattenEngine(Engine):
     def build(self, m: Module) -> None:
         """The word counter, the AMEM read and the head memory write."""
         rp, p, ops, flags = self.rp, self.lanes, self.ops, self.flatten
-        block = Signal(16, name="flat_block")
-        with m.If(flags.issued):
-            m.d.sync += block.eq(0)
-        with m.Elif(flags.beat):
-            m.d.sync += block.eq(block + 1)
+        block = self.beats(m, flags, "flat_block")
         bank = self.cur.bank
         for b in range(rp.amem_banks):
             self.drive(self.amem.rd_addr[b], Mux(flags.active & (bank == b), block, 0))
@@ -292,11 +288,7 @@ class StreamOut(Engine):
     def build(self, m: Module) -> None:
         """The word counter, the read stage and the out register."""
         rp, e, p, flags = self.rp, self.rp.hw.stream_elements, self.lanes, self.io_out
-        word = Signal(16, name="out_word")
-        with m.If(flags.issued):
-            m.d.sync += word.eq(0)
-        with m.Elif(flags.beat):
-            m.d.sync += word.eq(word + 1)
+        word = self.beats(m, flags, "out_word")
         read, valid = Signal(name="out_read"), Signal(name="out_valid_reg")
         stall = valid & ~self.out_ready
         self.drive(self.stall, stall)

@@ -67,11 +67,7 @@ class ExpEngine(Engine):
         )
         rom_rd = rom.read_port()
         row, col = _counters(m, flags, [(d.rows, d.cols) for d in ops], "exp")
-        element = Signal(24, name="exp_element")
-        with m.If(flags.issued):
-            m.d.sync += element.eq(0)
-        with m.Elif(flags.beat):
-            m.d.sync += element.eq(element + 1)
+        element = self.beats(m, flags, "exp_element", 24)
         width = max(rp.heads[d.source].qformat.bits for d in ops) + 2
         shifts = sorted({d.shift for d in ops})
         specs = [RequantSpec(s, QFormat(width + max(0, -s) + 1, 0)) for s in shifts]

@@ -45,11 +45,7 @@ class VectorEngine(Engine):
     def build(self, m: Module) -> None:
         """Per beat: P source elements read, per-lane values formed, the PPU driven and its result written."""
         rp, p, ops, flags = self.rp, self.lanes, self.ops, self.vector
-        block = Signal(16, name="vec_block")
-        with m.If(flags.issued):
-            m.d.sync += block.eq(0)
-        with m.Elif(flags.beat):
-            m.d.sync += block.eq(block + 1)
+        block = self.beats(m, flags, "vec_block")
         v1 = at(m, flags.beat, DATA, "vec_v1")
         rows, cols = self._trackers(m, v1)
         a, ob = rp.hw.acc_bits, rp.hw.operand_bits

@@ -4,11 +4,11 @@ docs/microarchitecture.md is the contract and docs/rtl.md says how this generato
 in. The controller fetches one instruction per step from the instruction ROM and runs it as
 T_ISSUE + beats + depth cycles: the *issue* cycle loads the instruction's engine, the engine
 then issues one beat per cycle (a stream beat waits for its handshake), and the controller
-waits out the pipeline depth before the next issue. Engines (`engines_embed.py`,
-`engines_head.py`, `engines_vector.py`, `engines_sfu.py`) turn beats into memory addresses and
-datapath control; they share the MAC array, the PPU and the head memories, which never run
-two instructions at once, so each shared input is the OR of the engines' (zero when idle)
-contributions, collected with `drive`.
+waits out the pipeline depth before the next issue. The engines (`wiring.Component`s of
+`engines_*.py`, `engine.py`) turn beats into memory addresses and datapath control; they share
+the MAC array, the PPU and the head memories and never run two instructions at once, so each
+shared input is the OR of the engines' (zero when idle) contributions: `attach` connects an
+engine's signature to the bus signals of the same paths.
 
 Ports (no others, all plain signals): `start`, `busy`, `done`, `error`, `error_code`;
 `in_valid`, `in_ready`, `in_data` (E elements of `in_bits`); `out_valid`, `out_ready`,
@@ -17,11 +17,10 @@ Ports (no others, all plain signals): `start`, `busy`, `done`, `error`, `error_c
 
 from __future__ import annotations
 
-from amaranth import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth import Module, Mux, Signal, unsigned
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from metahw.hw.amaranth import engines_head
 from metahw.hw.amaranth.engine import (
     MAC_LANES,
     PPU_CONTROLS,
@@ -33,6 +32,7 @@ from metahw.hw.amaranth.engine import (
     port_name,
 )
 from metahw.hw.amaranth.engines_embed import ConvEngine, FlattenEngine, StreamIn, StreamOut
+from metahw.hw.amaranth.engines_head import OuterEngine, ReduceEngine, RowReduceEngine, ScanEngine, WideEngine
 from metahw.hw.amaranth.engines_map import MapEngine
 from metahw.hw.amaranth.engines_sfu import ExpEngine, RecipEngine, RsqrtEngine
 from metahw.hw.amaranth.engines_vector import VectorEngine
@@ -51,17 +51,18 @@ from metahw.hw.amaranth.isa import (
     OUTER,
     RECIP,
     REDUCE,
+    ROWRED,
     RSQRT,
+    SCAN,
     VECTOR,
     WIDE,
-    HeadBuffer,
 )
 from metahw.hw.amaranth.mac import MacArray
 from metahw.hw.amaranth.ppu import PpuLane
 from metahw.hw.amaranth.rom import BankedRom
 from metahw.hw.amaranth.spec import RtlPlan
 from metahw.hw.amaranth.store import LinearStore
-from metahw.hw.amaranth.util import case, delay, extend, or_all, pick
+from metahw.hw.amaranth.util import OrDrivers, case
 
 __all__ = ["ERROR_CLASS_COUNT", "ERROR_LABEL_RANGE", "Accelerator"]
 
@@ -75,6 +76,11 @@ ENGINES: tuple[tuple[str, int | None, type[Engine]], ...] = (
     ("flatten", FLATTEN, FlattenEngine),
     ("stream_out", None, StreamOut),
     ("map", MAP, MapEngine),
+    ("scan", SCAN, ScanEngine),
+    ("wide", WIDE, WideEngine),
+    ("reduce", REDUCE, ReduceEngine),
+    ("rowred", ROWRED, RowReduceEngine),
+    ("outer", OUTER, OuterEngine),
     ("vector", VECTOR, VectorEngine),
     ("exp", EXP, ExpEngine),
     ("recip", RECIP, RecipEngine),
@@ -112,11 +118,13 @@ class Accelerator(wiring.Component):
     def elaborate(self, platform: object) -> Module:
         """Instantiate memories, datapath and engines and wire them to the controller."""
         m = Module()
-        # the flags of `active`, `mine` and `beat_of`, made on an engine's first call: in a module
-        # of their own, so that no engine's open If/Elif chain takes in their logic
+        # the engines' flags (`active`, `mine`, `beat_of`), made as `attach` connects them: in a
+        # module of their own, so that no open If/Elif chain takes in their logic
         self._flag_logic = m.submodules.flags = Module()
         self._flags: dict[tuple[int, int | str | None], Signal] = {}
-        self._drivers: dict[int, tuple[Signal, list]] = {}
+        self._drivers = OrDrivers()
+        #: the engines, in the order attached
+        self.engines: list[Engine] = []
         bus = Bus(self.rp)
         self._datapath(m, bus)
         self._memories(m, bus)
@@ -125,24 +133,24 @@ class Accelerator(wiring.Component):
         for name, engine, kind in ENGINES:
             if engine is None or (self.rp.convs if engine == CONV else self.rp.engine_ops(engine)):
                 self.attach(m, name, kind(self.rp))
-        engines_head.elaborate(self, m)
-        self._combine(m)
+        self._drivers.combine(m)
         return m
 
     # ------------------------------------------------------------------ engines
     def attach(self, m: Module, name: str, engine: Engine) -> None:
         """Add an engine as submodule `name`: each `In` member from the bus signal at its path, each `Out` ORed in."""
         m.submodules[name] = engine
+        self.engines.append(engine)
         for path, member, value in engine.signature.flatten(engine):
-            there = self._bus_at(path)
+            there = self.bus_at(path)
             if member.flow == In:
                 if path[0] == "heads" and path[-1] == "rd_lanes":
-                    self._bus_at(path[:-1]).note_rotated_lanes(engine.rotated[path[1]])
+                    self.bus_at(path[:-1]).note_rotated_lanes(engine.rotated[path[1]])
                 m.d.comb += value.eq(there)
                 continue
             if path[0] == "heads" and path[-1] == "wr_mask" and path[1] in engine.windows:
-                self._bus_at(path[:-1]).note_window_writes()
-            self.drive(there, value)
+                self.bus_at(path[:-1]).note_window_writes()
+            self._drivers.add(there, value)
 
     def _bus(self) -> dict:
         """The accelerator's signals by their path on the bus (`engine.py`), the engines' flags aside."""
@@ -171,12 +179,13 @@ class Accelerator(wiring.Component):
             "heads": {port_name(name): store for name, store in self.stores.items()},
             "rows": {name: getattr(self, name) for name in ROWS},
             "labels": {port_name(name): regs for name, regs in self.labels.items()},
+            "tables": self.tables,
             **{name: getattr(self, name) for name in ("stall", "out_stall", "scan_error")},
             **{name: getattr(self, name) for name in ("in_valid", "in_ready", "in_data", "out_valid", "out_ready")},
             "out_data": self.out_data,
         }
 
-    def _bus_at(self, path: tuple) -> object:
+    def bus_at(self, path: tuple) -> object:
         """The bus signal at `path`; an engine's flags (`map.beat`, `map.mine[2]`) are made on first use."""
         if path[0] in ENGINE_NAMES:
             engine, flag = ENGINE_NAMES.index(path[0]), path[1]
@@ -188,18 +197,7 @@ class Accelerator(wiring.Component):
             node = node[key] if isinstance(node, (dict, list)) else getattr(node, key)
         return node
 
-    # ------------------------------------------------------------------ shared-input plumbing
-    def drive(self, port: Signal, value: object) -> None:
-        """Collect one engine's contribution to a shared input (OR-combined; engines give 0 when idle)."""
-        if not isinstance(port, Signal):
-            raise TypeError(f"shared inputs are driven as whole signals, got {port!r}")
-        self._drivers.setdefault(id(port), (port, []))[1].append(value)
-
-    def _combine(self, m: Module) -> None:
-        for port, values in self._drivers.values():
-            m.d.comb += port.eq(or_all(values))
-
-    # ------------------------------------------------------------------ engine helpers
+    # ------------------------------------------------------------------ engine flags
     def active(self, engine: int) -> Signal:
         """The current instruction belongs to `engine` (from its issue to its last drain cycle)."""
         return self._current_flag(engine, None)
@@ -231,24 +229,6 @@ class Accelerator(wiring.Component):
         """This cycle issues an instruction of `engine`."""
         return self.issuing & (self.fetched["engine"] == engine)
 
-    def drive_operands(self, m: Module, active: object, xs: list, ys: list, name: str) -> None:
-        """One MAC engine's operands: lane k multiplies xs[k] by ys[k], given a cycle before `OPERANDS`.
-
-        Each distinct value goes through one register of the engine's own (0 while the engine is
-        idle) before the engines' OR into the MAC array's input register, so an engine's operand
-        selection (the conv's bank, pixel and padding select) and that OR are a cycle apart.
-        """
-        registered: dict[int, object] = {}
-
-        def operand(value: object, tag: str) -> object:
-            if id(value) not in registered:
-                registered[id(value)] = delay(m, Mux(active, value, 0), 1, f"{name}_{tag}")
-            return registered[id(value)]
-
-        for k, (x, y) in enumerate(zip(xs, ys, strict=True)):
-            self.drive(self.mac_x[k], operand(x, f"x{k}"))
-            self.drive(self.mac_y[k], operand(y, f"y{k}"))
-
     def beat_of(self, engine: int) -> object:
         """A beat of `engine` happens this cycle.
 
@@ -273,71 +253,6 @@ class Accelerator(wiring.Component):
                 self._flag_logic.d.sync += flag.eq(0)
             self._flags[key] = flag
         return self._flags[key]
-
-    def read(self, name: str, start: object, enable: object) -> LinearStore:
-        """Drive a head memory's read window (element `start`) when `enable`; returns the memory (data next cycle)."""
-        store = self.stores[name]
-        self.drive(store.rd_start, Mux(enable, start, 0))
-        return store
-
-    def write(self, name: str, start: object, mask: object, lanes: list, enable: object) -> None:
-        """Write lanes[l] to element start + l of a head memory for the lanes l set in `mask`, when `enable`."""
-        store, bits = self.stores[name], self.rp.heads[name].qformat.bits
-        if not (isinstance(mask, int) and mask <= 1):
-            store.note_window_writes()
-        self.drive(store.wr_start, Mux(enable, start, 0))
-        self.drive(store.wr_mask, Mux(enable, mask, 0))
-        data = Cat(*[lane[:bits] for lane in lanes], *[Const(0, bits)] * (self.lanes - len(lanes)))
-        self.drive(store.wr_data, Mux(enable, data, 0))
-
-    def lane(self, name: str, k: int) -> object:
-        """Lane k of a head memory's read window, as the integer it holds."""
-        head: HeadBuffer = self.rp.heads[name]
-        self.stores[name].note_rotated_lanes(k + 1)
-        return extend(self.stores[name].rd_lanes.word_select(k, head.qformat.bits), head.qformat)
-
-    def element(self, name: str) -> object:
-        """The element at a head memory's read start, as the integer it holds."""
-        head: HeadBuffer = self.rp.heads[name]
-        return extend(self.stores[name].rd_elem, head.qformat)
-
-    def label_at(self, m: Module, name: str, index: object, tag: str) -> Signal:
-        """Label register `index` of a streamed label input."""
-        return pick(m, self.labels[name], index, f"{tag}_label")
-
-    def labels_bad(self, name: str, ways: int) -> object:
-        """Some label of `name` lies outside 0..ways-1."""
-        return Cat(*[reg >= ways for reg in self.labels[name]]).any()
-
-    def ppu_controls(
-        self,
-        enable: object,
-        *,
-        scale: object = 0,
-        select: object = 0,
-        update: int = 0,
-        relu: object = 0,
-        first: object = 1,
-        emit: object = 1,
-        variable: int = 0,
-        leaky: object = 0,
-        negative_scale: object = 0,
-        accumulate: object = 0,
-    ) -> None:
-        """Drive the PPU's shared controls for one engine's op while `enable`."""
-        for port, value in (
-            (self.ppu_scale, scale),
-            (self.ppu_select, select),
-            (self.ppu_update, update),
-            (self.ppu_relu, relu),
-            (self.ppu_first, first),
-            (self.ppu_emit, emit),
-            (self.ppu_variable, variable),
-            (self.ppu_leaky, leaky),
-            (self.ppu_negative_scale, negative_scale),
-            (self.ppu_accumulate, accumulate),
-        ):
-            self.drive(port, Mux(enable, value, 0))
 
     # ------------------------------------------------------------------ datapath
     def _datapath(self, m: Module, bus: Bus) -> None:
@@ -434,6 +349,11 @@ class Accelerator(wiring.Component):
             m.submodules[f"head_{_safe(name)}"] = store
             self.stores[name] = store
         self._row_registers(bus)
+        #: the SCAN ops' per-class index tables, `Bus.tables`
+        self.tables = {
+            f"scan{op}": [[Signal(shape, name=f"idx{op}_{n}_{k}") for k in range(shots)] for n in range(ways)]
+            for op, (shape, ways, shots) in enumerate(bus.table_shapes)
+        }
         buffers = rp.program.buffer_map
         self.labels = {
             name: [

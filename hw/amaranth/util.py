@@ -56,6 +56,29 @@ def or_all(values: list) -> object:
     return total
 
 
+class OrDrivers:
+    """Signals each driven with the OR of its contributions, each zero when not its turn.
+
+    An engine's ops share its `Out` members, and the engines share the accelerator's inputs
+    (the MAC array, the PPU, the memories' ports), this way: the contributions are collected
+    while building and each signal is driven once, by `combine`.
+    """
+
+    def __init__(self) -> None:
+        self._values: dict[int, tuple[Signal, list]] = {}
+
+    def add(self, port: Signal, value: object) -> None:
+        """Add one contribution to `port` (a whole signal)."""
+        if not isinstance(port, Signal):
+            raise TypeError(f"shared inputs are driven as whole signals, got {port!r}")
+        self._values.setdefault(id(port), (port, []))[1].append(value)
+
+    def combine(self, m: Module) -> None:
+        """Drive each signal with the OR of its contributions."""
+        for port, values in self._values.values():
+            m.d.comb += port.eq(or_all(values))
+
+
 def widen(value: Value, width: int) -> Value:
     """`value` sign- (or zero-) extended to `width` bits, as a signed value."""
     if len(value) >= width:
