@@ -382,6 +382,11 @@ class Engine(wiring.Component):
         fmt = self.rp.heads[name].qformat
         return extend(self._head(name).rd_lanes.word_select(k, fmt.bits), fmt)
 
+    def word_lane(self, name: str, k: int) -> object:
+        """Lane k of a head memory's read window that starts on a word, as the integer it holds (no rotator lane)."""
+        fmt = self.rp.heads[name].qformat
+        return extend(self._head(name).rd_lanes.word_select(k, fmt.bits), fmt)
+
     def element(self, name: str) -> object:
         """The element at a head memory's read start, as the integer it holds."""
         return extend(self._head(name).rd_elem, self.rp.heads[name].qformat)

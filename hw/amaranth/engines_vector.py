@@ -29,11 +29,12 @@ class VectorEngine(Engine):
         self.ops: list[VectorOp] = rp.engine_ops(VECTOR)
         kinds = {d.kind for d in self.ops}
         rows = (("recip",) if SOFTMAX in kinds else ()) + (("rsqrt_r", "rsqrt_e") if NORMALISE in kinds else ())
-        outs = {d.out for d in self.ops}
+        outs, sources = {d.out for d in self.ops}, {d.source for d in self.ops}
         members = {
             "vector": bus.flags(len(self.ops)),
             "fetched": bus.instruction("op"),
-            "heads": bus.heads(reads={d.source for d in self.ops}, writes=outs, windows=outs),
+            # every pass reads P elements from a word's start (`block * P`): no read rotator lanes
+            "heads": bus.heads(reads=sources, writes=outs, windows=outs, rotated=dict.fromkeys(sources, 0)),
             "ppu": bus.ppu(*PPU_CONTROLS, "vec_valid", "vec", "operand", "lane_select"),
             "rows": bus.rows(reads=rows),
             "labels": bus.labels(*sorted({d.labels for d in self.ops if d.kind == GRADIENT})),
@@ -110,7 +111,7 @@ class VectorEngine(Engine):
 
     def _lane(self, m: Module, d: VectorOp, op: int, k: int, rows: list, cols: list) -> tuple:
         """Lane k's PPU value, variable operand and requantiser select in the data cycle."""
-        value = self.lane(d.source, k)
+        value = self.word_lane(d.source, k)
         tag = f"vec{op}_{k}"
         if d.kind == SOFTMAX:
             return value, pick(m, list(self.rows.recip), rows[k], f"{tag}_recip"), 0
