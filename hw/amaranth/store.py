@@ -5,7 +5,8 @@ consecutive elements (a block of a row, a linear vector pass, a stream word) or 
 element, one access per beat. A buffer whose rows all start on a word (cols a multiple of P,
 or a single row) is one memory: windows start on a word, single elements are a lane select
 (read) or a lane enable (write). Any other buffer keeps its even and odd words in two
-memories, so a window at any start touches one word of each, and a rotator lines the lanes up.
+memories, so a window at any start touches one word of each, and a rotator lines the lanes up;
+a buffer of one word stays one memory, its windows lined up inside the word.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ class LinearStore(wiring.Component):
     the 75 x 5 score memory at P = 8 that saved 1,330 of its 4,030 LUT sites). The
     accelerator sets it once it knows its writers (`note_window_writes`), before the memory is
     elaborated.
-    `rotated_lanes`: of an even/odd memory, how many lanes a window that starts inside a word
+    `rotated_lanes`: of a memory whose windows may start inside a word, how many lanes such a window
     may take (`rd_lanes` lanes 0 .. rotated_lanes - 1; lane 0, `rd_elem`, always); the lanes above come from
     the addressed word as stored, right only for a read that starts on a word. The rotator is
     P x P lanes wide otherwise, and grows as P^2: on the 5 x 5 score memory, whose row blocks
