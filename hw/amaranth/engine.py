@@ -379,8 +379,7 @@ class Engine(wiring.Component):
         """Lane k of a head memory's read window, as the integer it holds (k below its declared `rotated` lanes)."""
         if k >= self.rotated[port_name(name)]:
             raise ValueError(f"{name}: lane {k} read, but the engine declared {self.rotated[port_name(name)]} lanes")
-        fmt = self.rp.heads[name].qformat
-        return extend(self._head(name).rd_lanes.word_select(k, fmt.bits), fmt)
+        return self.word_lane(name, k)
 
     def word_lane(self, name: str, k: int) -> object:
         """Lane k of a head memory's read window that starts on a word, as the integer it holds (no rotator lane)."""

@@ -20,6 +20,12 @@ def _lg(n: int) -> int:
     return (n - 1).bit_length()
 
 
+def windows_start_in_words(rows: int, cols: int, lanes: int, unaligned: bool = False) -> bool:
+    """Whether a window of a [rows, cols] head memory may start inside a word: rows that do not start
+    on words (cols no multiple of P, more than one row), or a writer of unaligned windows."""
+    return (cols % lanes != 0 and rows > 1) or unaligned
+
+
 def memory_depths(rows: int, cols: int, lanes: int, unaligned: bool = False) -> list[int]:
     """Words of each memory of a [rows, cols] head memory: one memory, or the even and the odd words.
 
@@ -28,7 +34,7 @@ def memory_depths(rows: int, cols: int, lanes: int, unaligned: bool = False) -> 
     one memory either way: no window reaches past it.
     """
     words = -(-rows * cols // lanes)
-    if words == 1 or (cols % lanes == 0 or rows == 1) and not unaligned:
+    if words == 1 or not windows_start_in_words(rows, cols, lanes, unaligned):
         return [max(2, words)]
     return [max(2, -(-(words + 1) // 2))] * 2
 
@@ -83,7 +89,7 @@ class LinearStore(wiring.Component):
         self.size = rows * cols
         self.depths = memory_depths(rows, cols, lanes, unaligned)
         #: windows may start inside a word (they are lined up by a rotator)
-        self.windows = (cols % lanes != 0 and rows > 1) or unaligned
+        self.windows = windows_start_in_words(rows, cols, lanes, unaligned)
         self.window_writes = window_writes
         self._elaborated = False
         self.init = list(init) if init is not None else []
