@@ -22,6 +22,7 @@ from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from metahw.hw.amaranth.engine import (
+    MAC_CONTROLS,
     MAC_LANES,
     PPU_CONTROLS,
     PPU_LANES,
@@ -157,7 +158,7 @@ class Accelerator(wiring.Component):
         mac, rds, wrs = self.mac, self.amem_rd, self.amem_wr
         ppu = {name: getattr(self, f"ppu_{name}") for name in (*PPU_CONTROLS, *PPU_LANES, "vec_valid")}
         ppu.update(valid=self.ppu_valid, result=self.ppu_result, raw=self.ppu_raw)
-        macs = {name: getattr(mac, name) for name in ("valid", "first", "last", "subtract", "square", "reduce")}
+        macs = {name: getattr(mac, name) for name in MAC_CONTROLS if name != "sum_preload"}  # the top holds sum_preload
         macs.update(dict(zip(MAC_LANES, (self.mac_x, self.mac_y, self.mac_preload))), sum_preload=self.sum_preload)
         return {
             "issuing": self.issuing,
