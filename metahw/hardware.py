@@ -52,6 +52,9 @@ class HardwareConfig:
     #: MAC lanes whose multiplier is a `*` that synthesis maps onto a hardware multiplier; the
     #: lanes past them multiply in soft logic (LUTs). None: every lane. Same cycles either way.
     dsp_lanes: int | None = None
+    #: ports of each activation bank: 2 (a read and a write port: any block RAM) or 1 (one
+    #: address, read or write each cycle: the iCE40's single-port SPRAM). Same cycles either way.
+    act_ports: int = 2
 
     def __post_init__(self) -> None:
         ints = [f.name for f in dataclasses.fields(self) if f.type == "int"]
@@ -69,6 +72,8 @@ class HardwareConfig:
             raise UserError(f"hardware clock_mhz must be a positive number, got {self.clock_mhz!r}")
         if self.dsp_lanes is not None and (type(self.dsp_lanes) is not int or self.dsp_lanes < 0):
             raise UserError(f"hardware dsp_lanes must be null or an integer >= 0, got {self.dsp_lanes!r}")
+        if self.act_ports not in (1, 2):
+            raise UserError(f"hardware act_ports must be 1 or 2, got {self.act_ports!r}")
         if not isinstance(self.device, str) or not self.device:
             raise UserError(f"hardware device must be a non-empty string, got {self.device!r}")
 
@@ -139,12 +144,14 @@ def derive_hardware(
     groups: int | None = None,
     base: HardwareConfig | None = None,
     dsp_lanes: int | None = None,
+    act_ports: int | None = None,
 ) -> HardwareConfig:
     """The exact accelerator `metahw build` builds for `program`; every command derives its config here.
 
     simulate, simulate --rtl, build, demo, explore and the RTL check all call this, so what
     one command measures is what another builds. `base` holds the parameters not named (a
-    config file's, or the defaults); `lanes`, `groups` and `dsp_lanes` override it. Derived:
+    config file's, or the defaults); `lanes`, `groups`, `dsp_lanes` and `act_ports` override it.
+    Derived:
 
     - G: as given; else the base file's G where its lanes are kept; else the largest G that
       keeps every conv's lanes busy (`default_groups`) and the RTL builds (`RTL_MAX_GROUPS`);
@@ -168,6 +175,7 @@ def derive_hardware(
         operand_bits=min(chosen.operand_bits, max(2, needs["operand"])),
         acc_bits=min(chosen.acc_bits, max(2, needs["accumulator"])),
         dsp_lanes=chosen.dsp_lanes if dsp_lanes is None else dsp_lanes,
+        act_ports=chosen.act_ports if act_ports is None else act_ports,
     )
 
 

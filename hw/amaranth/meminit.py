@@ -7,6 +7,7 @@ measurement). This pass rewrites each such block into
 `initial $readmemh("<memory>.hex", <memory>);` and returns the hex files' text, one word per
 line, most significant digit first. Yosys and Verilator both read the files relative to
 the Verilog's folder (the Verilator testbench runs there); vendor tools do the same.
+Zero-initialised memories that single-port RAM must hold lose their block altogether.
 
 The rewrite is strict: a block that does not have exactly the shape the backend writes is
 an error, never silently kept or dropped.
@@ -49,8 +50,12 @@ def _read_block(lines: list[str], start: int, memory: str, width: int, depth: in
     return words, k + 1
 
 
-def split_memory_init(verilog: str) -> tuple[str, dict[str, str]]:
-    """The Verilog with every memory's initial block replaced by `$readmemh`, and {file name: hex text}."""
+def split_memory_init(verilog: str, uninitialised: Collection[str] = ()) -> tuple[str, dict[str, str]]:
+    """The Verilog with every memory's initial block replaced by `$readmemh`, and {file name: hex text}.
+
+    The memories named in `uninitialised` (all zeros in Amaranth) lose their initial block
+    instead: a RAM that holds initial contents cannot map onto the iCE40's SPRAM.
+    """
     lines = verilog.split("\n")
     out: list[str] = []
     files: dict[str, str] = {}
@@ -64,6 +69,10 @@ def split_memory_init(verilog: str) -> tuple[str, dict[str, str]]:
             continue
         memory, width, depth = declared.group(2), int(declared.group(1)) + 1, int(declared.group(3)) + 1
         words, k = _read_block(lines, k, memory, width, depth)
+        if memory in uninitialised:
+            if any(int(word, 16) for word in words):
+                raise ValueError(f"memory {memory} has non-zero initial contents and cannot go without them")
+            continue
         name = _file_name(memory, files)
         files[name] = "\n".join(words) + "\n"
         indent = line[: len(line) - len(line.lstrip())]

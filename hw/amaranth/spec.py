@@ -177,11 +177,8 @@ class RtlPlan:
             (f"wmem (bank {k})" if len(depths) > 1 else "wmem", p * self.weight_bits, depth)
             for k, depth in enumerate(depths)
         ]
-        mems += [
-            ("bias_rom", p * self.hw.acc_bits, max(2, len(self.bias_words))),
-            ("amem0", p * self.act_bits, max(2, self.amem_depth)),
-            ("amem1", p * self.act_bits, max(2, self.amem_depth)),
-        ]
+        mems.append(("bias_rom", p * self.hw.acc_bits, max(2, len(self.bias_words))))
+        mems += [(f"amem{bank}", p * self.act_bits, max(2, self.amem_depth)) for bank in range(self.amem_banks)]
         for head in self.heads.values():
             depths = memory_depths(head.rows, head.cols, p, head.unaligned)
             for k, depth in enumerate(depths):

@@ -17,6 +17,8 @@ Ports (no others, all plain signals): `start`, `busy`, `done`, `error`, `error_c
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from amaranth import Module, Mux, Signal, unsigned
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
@@ -330,11 +332,15 @@ class Accelerator(wiring.Component):
         self.bias_rd = self.bias.read_port()
         self.amem, self.amem_rd, self.amem_wr = [], [], []
         for bank in range(rp.amem_banks):
-            mem = memory.Memory(shape=unsigned(p * rp.act_bits), depth=max(2, rp.amem_depth), init=[])
+            # single-port banks ask Yosys for "huge" RAM (the iCE40's SPRAM; its cost model picks EBR)
+            attrs = {"ram_style": "huge"} if rp.hw.act_ports == 1 else None
+            mem = memory.Memory(shape=unsigned(p * rp.act_bits), depth=max(2, rp.amem_depth), init=[], attrs=attrs)
             m.submodules[f"amem{bank}"] = mem
             self.amem.append(mem)
             self.amem_rd.append(mem.read_port())
             self.amem_wr.append(mem.write_port(granularity=rp.act_bits))
+            if rp.hw.act_ports == 1:
+                self.amem_rd[-1], self.amem_wr[-1] = _single_port(m, f"amem{bank}", self.amem_rd[-1], self.amem_wr[-1])
         self.stores: dict[str, LinearStore] = {}
         for name, head in rp.heads.items():
             store = LinearStore(
@@ -488,6 +494,29 @@ def _lane_specs(rp: RtlPlan) -> set[int]:
             specs.add(d.requant)
             specs.update(getattr(d, "selects", ()))
     return specs
+
+
+class _BankPort(NamedTuple):
+    """What the engines see of one port of an activation bank: its address, data and (write) enables."""
+
+    addr: Signal
+    data: Signal
+    en: Signal | None = None
+
+
+def _single_port(m: Module, name: str, rd: memory.ReadPort, wr: memory.WritePort) -> tuple[_BankPort, _BankPort]:
+    """Give a bank's read and write port one address, the write's in a cycle that writes (iCE40 SPRAM).
+
+    Yosys maps a memory whose ports share an address onto single-port RAM (`synth_ice40 -spram`).
+    The engines keep their own read and write addresses; the schedule never reads a bank in a
+    cycle that writes it (a read there would return stale data, which the bit-exact RTL checks
+    would catch), so the cycles are those of the dual-port bank.
+    """
+    rd_addr = Signal.like(rd.addr, name=f"{name}_rd_addr")
+    wr_addr = Signal.like(wr.addr, name=f"{name}_wr_addr")
+    writing = wr.en.any()
+    m.d.comb += [rd.addr.eq(Mux(writing, wr_addr, rd_addr)), wr.addr.eq(rd.addr), rd.en.eq(~writing)]
+    return _BankPort(rd_addr, rd.data), _BankPort(wr_addr, wr.data, wr.en)
 
 
 def _safe(name: str) -> str:

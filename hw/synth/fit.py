@@ -176,8 +176,22 @@ def _memory_suggestion(line: ResourceLine, manifest: RtlManifest, device: Device
         "; ".join(options) + " (memory scales with bits x width^2)" if options else _bigger_device(device).rstrip(".")
     )
     if line.resource == "BRAM" and device.spram_blocks:
-        text += f"; the {device.spram_blocks} SPRAM blocks take only single-port memories without initial contents"
+        text += _spram_suggestion(manifest, device)
     return text + "."
+
+
+def _spram_suggestion(manifest: RtlManifest, device: Device) -> str:
+    """Where the device's SPRAM could help: the activation banks, once single-ported (`act_ports` 1)."""
+    banks = [m for m in manifest.memories if m.name.startswith("amem")]
+    if manifest.raw.get("hardware", {}).get("act_ports", 2) == 1:
+        return f"; the activation banks are already in the {device.spram_blocks} SPRAM blocks"
+    if not banks:
+        return f"; the {device.spram_blocks} SPRAM blocks take only single-port memories without initial contents"
+    kbit = sum(m.bits for m in banks) / 1024
+    return (
+        f"; the activation banks ({', '.join(m.name for m in banks)}, {kbit:,.0f} kbit) can move into the "
+        f'{device.spram_blocks} SPRAM blocks: build with "act_ports": 1 in the hardware config (same cycles)'
+    )
 
 
 def fit_suggestions(lines: list[ResourceLine], manifest: RtlManifest, device: Device) -> list[str]:
@@ -193,3 +207,11 @@ def fit_suggestions(lines: list[ResourceLine], manifest: RtlManifest, device: De
         else:
             out.append(_lane_suggestion(line, manifest.lanes, device))
     return out
+
+
+def placement_suggestions(overflow: dict[str, dict[str, int]], manifest: RtlManifest, device: Device) -> list[str]:
+    """One sentence per kind of site the packed design overflows (nextpnr's bel names), with the lanes that fit."""
+    return [
+        _lane_suggestion(ResourceLine(bel, v["used"], v["available"], "packed sites"), manifest.lanes, device)
+        for bel, v in overflow.items()
+    ]

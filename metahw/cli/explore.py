@@ -122,6 +122,7 @@ def explore_command(
     )
     for row in document["largest_fitting_lanes"]:
         soft = "" if row["dsp_lanes"] is None else f", {row['lanes'] - row['dsp_lanes']} lanes multiplying in LUTs"
+        soft += ", single-port activation banks (act_ports 1)" if row["act_ports"] == 1 else ""
         typer.echo(
             f"largest P that fits {target}: {row['checkpoint']} {row['bits']}-bit: P = {row['lanes']}{soft} "
             f"(trial {row['trial']}, {row['latency_ms']:.4g} ms per episode)"

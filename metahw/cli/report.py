@@ -51,9 +51,8 @@ def _summary(report: SynthReport) -> list[str]:
             f"{report.clock_net})"
         )
     else:
-        lines.append(
-            f"fmax       not measured (no place-and-route); latency below at the target {report.target_mhz:g} MHz"
-        )
+        why = "the design did not place" if report.pnr_utilisation else "no place-and-route"
+        lines.append(f"fmax       not measured ({why}); latency below at the target {report.target_mhz:g} MHz")
     path = report.critical_path
     if path is not None:
         share = 100 * path["routing_ns"] / path["delay_ns"] if path["delay_ns"] else 0.0

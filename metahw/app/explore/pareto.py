@@ -46,7 +46,8 @@ def largest_fitting_lanes(records: list[dict]) -> list[dict]:
     """Per (checkpoint, bits): the largest P among the explored designs that fits the target, and its record.
 
     The widest MAC array the device holds; its lanes past the DSP blocks multiply in LUTs
-    (`dsp_lanes`, chosen by the trial when the multipliers would not fit otherwise).
+    (`dsp_lanes`, chosen by the trial when the multipliers would not fit otherwise); `act_ports`
+    1 when its activation banks are single-ported for the device's SPRAM.
     """
     best: dict[tuple, dict] = {}
     for record in filter(feasible, records):
@@ -60,6 +61,7 @@ def largest_fitting_lanes(records: list[dict]) -> list[dict]:
             "bits": key[1],
             "lanes": record["params"]["lanes"],
             "dsp_lanes": record.get("resources", {}).get("dsp_lanes"),
+            "act_ports": record.get("resources", {}).get("act_ports", 2),
             "trial": record["trial"],
             "latency_ms": record["objectives"]["latency_ms"],
         }

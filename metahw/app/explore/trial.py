@@ -210,19 +210,22 @@ def measure_resources(checkpoint: str, bits: int, lanes: int, settings: TrialSet
 
     A design with more multipliers than the device has DSP blocks is built again with the lanes
     past them multiplying in LUTs (`dsp_lanes_that_fit`; same cycles), and that report is kept,
-    with `dsp_lanes`. A design the generator or the tools reject with a UserError (a memory that
-    does not fit, say) is recorded as not fitting, with the message under `error`.
+    with `dsp_lanes`. On a device with single-port RAM (the iCE40 UP5K's SPRAM) the activation
+    banks are single-ported (`act_ports` 1, same cycles) so that they can go there. A design the
+    generator or the tools reject with a UserError (a memory that does not fit, say) is recorded
+    as not fitting, with the message under `error`.
     """
     from metahw.hw.amaranth.digests import generator_digest
+    from metahw.hw.synth.devices import get_device
 
     program = _load_program(checkpoint, bits, settings)
-    hw = derive_hardware(program, lanes)
+    act_ports = 1 if get_device(settings.target).spram_blocks else None
+    hw = derive_hardware(program, lanes, act_ports=act_ports)
     name = f"{checkpoint_key(checkpoint)}-b{bits}-p{lanes}-{settings.episode_tag()}-h{hardware_key(hw)}"
     generator = generator_digest()[:12]  # a result of an older RTL generator is not reused
 
     def compute() -> dict:
         from metahw.hw.amaranth.build import build_rtl
-        from metahw.hw.synth.devices import get_device
         from metahw.hw.synth.fit import dsp_lanes_that_fit
         from metahw.hw.synth.report import synthesize
         from metahw.sim.plan import check_fits
@@ -234,11 +237,11 @@ def measure_resources(checkpoint: str, bits: int, lanes: int, settings: TrialSet
             used = report["used"].get("DSP", 0)
             keep = dsp_lanes_that_fit(hw.lanes, hw.operand_bits, hw.dsp_lanes, used, get_device(settings.target))
             if keep is None:
-                return report
-            soft = derive_hardware(program, lanes, dsp_lanes=keep)
+                return {**report, "act_ports": hw.act_ports}
+            soft = derive_hardware(program, lanes, dsp_lanes=keep, act_ports=act_ports)
             build = build_rtl(program, soft, settings.cache / "rtl" / f"{name}-d{keep}")
             report = synthesize(build, settings.target, progress=False, pnr_effort=settings.pnr).to_dict()
-            return {**report, "dsp_lanes": keep}
+            return {**report, "dsp_lanes": keep, "act_ports": hw.act_ports}
         except UserError as exc:
             return {"error": str(exc), "fits": False, "fmax_mhz": None}
 
@@ -248,7 +251,7 @@ def measure_resources(checkpoint: str, bits: int, lanes: int, settings: TrialSet
 
 def _resource_summary(report: dict) -> dict:
     """What a trial record keeps of a synthesis report (the whole report stays in the cache)."""
-    keys = ("used", "capacity", "fits", "fmax_mhz", "target_mhz", "error", "dsp_lanes")
+    keys = ("used", "capacity", "fits", "fmax_mhz", "target_mhz", "error", "dsp_lanes", "act_ports")
     return {key: report[key] for key in keys if key in report}
 
 

@@ -38,7 +38,7 @@ def fake_hardware(monkeypatch: pytest.MonkeyPatch) -> list:
             raise UserError("the 64-lane array needs more block RAM ports than this generator has")
         out.mkdir(parents=True, exist_ok=True)
         (out / "manifest.json").write_text(json.dumps({"lanes": hw.lanes, "hard": hw.hard_multipliers}))
-        calls.append(("rtl", hw.lanes, hw.groups, hw.stream_elements))
+        calls.append(("rtl", hw.lanes, hw.groups, hw.stream_elements, hw.act_ports))
         return out
 
     def synthesize(build_dir: Path, target: str, *, progress: bool = True, pnr_effort: str = "timing") -> FakeReport:
@@ -65,7 +65,7 @@ def test_measurements_are_computed_once(tiny_checkpoint: Path, data_dir: Path, t
         {"accuracy": record["accuracy"]["accuracy"], "latency_ms": cycles / 50e3, "luts": 8000}
     )
     assert record["fits"] and record["clock_source"] == "fmax"
-    assert fake_hardware == [("rtl", 16, 1, 8), ("synth", "ecp5-25k", "timing")]  # G = 1: what `build` builds
+    assert fake_hardware == [("rtl", 16, 1, 8, 2), ("synth", "ecp5-25k", "timing")]  # G = 1: what `build` builds
 
     other_lanes = evaluate_design(Design(str(tiny_checkpoint), 4, 6, 4), settings)
     assert other_lanes["cached"] == {"float_accuracy": True, "accuracy": True, "cycles": False, "resources": False}
@@ -97,3 +97,14 @@ def test_a_design_with_more_multipliers_than_dsp_blocks_goes_on_in_luts(
     assert record["resources"]["used"] == {"LUT": 16500, "FF": 9600, "DSP": 28, "BRAM": 20}
     assert [call[:2] for call in fake_hardware] == [("rtl", 32), ("synth", "ecp5-25k")] * 2
     assert "dsp_lanes" not in evaluate_design(Design(str(tiny_checkpoint), 4, 8, 16), settings)["resources"]
+
+
+def test_a_device_with_spram_gets_single_port_activation_banks(
+    tiny_checkpoint: Path, data_dir: Path, tmp_path: Path, fake_hardware: list
+):
+    """The UP5K's SPRAM holds only single-port RAM: explore builds its activation banks so (same cycles)."""
+    settings = TrialSettings(tmp_path, "ice40-up5k", episodes=3, queries=2, data=data_dir)
+    record = evaluate_design(Design(str(tiny_checkpoint), 4, 8, 2), settings)
+    assert fake_hardware[0] == ("rtl", 2, 1, 2, 1) and record["resources"]["act_ports"] == 1
+    program = Program.load(compiled_program(str(tiny_checkpoint), 8, settings))
+    assert record["cycles"]["total"] == episode_cycles(program, derive_hardware(program, 2, act_ports=1)).total

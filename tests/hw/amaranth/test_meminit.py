@@ -50,3 +50,21 @@ def test_weight_file_holds_the_plan_words(tmp_path) -> None:
     got = [int(w, 16) for bank in banks for w in bank.read_text().split()]
     assert got == want + [0] * (max(2, len(want)) - len(want))  # the memory is at least 2 words deep
     assert (tmp_path / "metahw_accel.v").read_text().count("$readmemh") == len(list(tmp_path.glob("*.hex")))
+
+
+def test_an_uninitialised_memory_loses_its_zero_block_and_keeps_others() -> None:
+    zeros = MEMORY.replace("rom[0] = 12'h0ab;\n    rom[2] = 12'd17;", "rom[1] = 12'h000;")
+    text, files = split_memory_init(zeros, uninitialised=("rom",))
+    assert "initial" not in text and "reg [11:0] rom [2:0];" in text
+    assert files == {}
+    with pytest.raises(ValueError, match="non-zero initial contents"):
+        split_memory_init(MEMORY, uninitialised=("rom",))
+    assert split_memory_init(MEMORY, uninitialised=("other",))[1] == {"rom.hex": "0ab\n000\n011\n"}
+
+
+def test_single_port_activation_banks_have_no_init_files(tmp_path) -> None:
+    program = tiny_protonet()
+    build_rtl(program, HardwareConfig(lanes=4, stream_elements=2, acc_bits=34, act_ports=1), tmp_path)
+    verilog = (tmp_path / "metahw_accel.v").read_text()
+    assert not list(tmp_path.glob("amem*.hex")) and "amem0_rd_addr" in verilog
+    assert verilog.count("$readmemh") == len(list(tmp_path.glob("*.hex")))

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 from metahw.errors import UserError
-from metahw.hw.synth import yosys
+from metahw.hw.synth import nextpnr, yosys
 from metahw.hw.synth.critical_path import critical_path, module_of
 from metahw.hw.synth.devices import DEVICES, get_device
-from metahw.hw.synth.fit import dsp_lanes_that_fit, fit_suggestions, resource_lines
+from metahw.hw.synth.fit import dsp_lanes_that_fit, fit_suggestions, placement_suggestions, resource_lines
 from metahw.hw.synth.manifest import Memory, Port, RtlManifest, load_manifest
-from metahw.hw.synth.nextpnr import parse_report
+from metahw.hw.synth.nextpnr import PlacementOverflow, packed_utilisation, parse_report
 from metahw.hw.synth.tools import last_relevant_line
 from metahw.hw.synth.wrapper import WRAPPER_TOP, wrapper_verilog
 from metahw.hw.synth.yosys import ResourceUse, map_cells, parse_stat_json, parse_stat_text, yosys_script
@@ -232,3 +232,53 @@ def test_critical_path_names_its_modules_delays_and_source_lines():
     assert critical_path(data, "other_clock") is None
     assert critical_path({"critical_paths": []}, "clk") is None
     assert module_of("core.mac.acc_SB_DFF_Q") == "core.mac" and module_of("busy") == "busy"
+
+
+def test_an_ice40_block_ram_overflow_points_the_activation_banks_at_spram():
+    device = get_device("ice40-up5k")
+    banks = (Memory("wmem", 55 * 1024 // 16, 16), Memory("amem0", 3136, 16), Memory("amem1", 3136, 16))
+    manifest = replace(_manifest(lanes=2), memories=banks, raw={"hardware": {"act_ports": 2}})
+    (bram,) = fit_suggestions(resource_lines(device, ResourceUse(bram=37)), manifest, device)
+    assert "activation banks (amem0, amem1, 98 kbit) can move into the 4 SPRAM blocks" in bram
+    assert '"act_ports": 1' in bram
+    single = replace(manifest, raw={"hardware": {"act_ports": 1}})
+    (bram,) = fit_suggestions(resource_lines(device, ResourceUse(bram=37)), single, device)
+    assert "already in the 4 SPRAM blocks" in bram and "act_ports" not in bram
+
+
+PACKED_LOG = """Info: Packing constants..
+Info: Device utilisation:
+Info: \t         ICESTORM_LC:    7038/   5280   133%
+Info: \t        ICESTORM_RAM:      20/     30    66%
+Info: \t               SB_IO:       4/     39    10%
+
+Info: Placed 4 cells based on constraints.
+Info: Device utilisation:
+Info: \t         ICESTORM_LC:    9999/   5280   189%
+ERROR: Unable to place cell 'core.x_DFFLC', no BELs remaining to implement cell type 'ICESTORM_LC'
+"""
+
+
+@pytest.mark.parametrize(("log", "overflows"), [(PACKED_LOG, True), ("ERROR: Module `top' not found.\n", False)])
+def test_a_design_that_does_not_pack_into_the_device_is_a_placement_overflow(tmp_path, monkeypatch, log, overflows):
+    """nextpnr's packed utilisation (its first table) names the sites that ran out; any other failure stays as it was."""
+    assert packed_utilisation(PACKED_LOG) == {
+        "ICESTORM_LC": {"used": 7038, "available": 5280},
+        "ICESTORM_RAM": {"used": 20, "available": 30},
+        "SB_IO": {"used": 4, "available": 39},
+    }
+
+    def failing_tool(name, args, cwd, log_path, tick=None):
+        log_path.write_text(log)
+        raise UserError(f"{name} failed (exit code 125)")
+
+    monkeypatch.setattr(nextpnr, "run_tool", failing_tool)
+    device = get_device("ice40-up5k")
+    with pytest.raises(UserError) as raised:
+        nextpnr.run_nextpnr(device, tmp_path / "net.json", tmp_path, 100.0)
+    assert isinstance(raised.value, PlacementOverflow) == overflows
+    if overflows:
+        assert raised.value.overflow == {"ICESTORM_LC": {"used": 7038, "available": 5280}}
+        assert "needs 7,038 of 5,280 ICESTORM_LC" in str(raised.value)
+        (text,) = placement_suggestions(raised.value.overflow, _manifest(lanes=4), device)
+        assert text.startswith("ICESTORM_LC 7,038 of 5,280 (packed sites)") and "2 lanes instead of 4" in text
