@@ -130,7 +130,8 @@ def _lane_advice(line: ResourceLine, lanes: int | None, device: Device) -> str:
     if fitting:
         p = max(fitting)
         need = _fmt(round(per_lane * p))
-        return f"{label} scale with the lanes P; {p} lanes instead of {lanes} would need about {need}."
+        some = f"{p} lane" if p == 1 else f"{p} lanes"
+        return f"{label} scale with the lanes P; {some} instead of {lanes} would need about {need}."
     return f"even 1 lane would need about {_fmt(round(per_lane))}; {_bigger_device(device)}"
 
 

@@ -13,6 +13,7 @@ import pytest
 
 from metahw.errors import UserError
 from metahw.hw.synth import synthesize
+from metahw.hw.synth.nextpnr import PlacementOverflow
 from metahw.hw.synth.report import SynthesisStopped
 from metahw.hw.synth.tools import run_tool
 from tests.hw.synth.tiny_design import write_build
@@ -77,6 +78,24 @@ def test_overflow_is_reported_with_a_fix(tmp_path: Path):
     assert any("place-and-route skipped" in note for note in report.notes)
     (suggestion,) = report.suggestions
     assert suggestion.startswith("DSP 16 of 8 (SB_MAC16)") and "8 lanes instead of 16" in suggestion
+
+
+def test_a_design_that_does_not_pack_is_reported_as_not_fitting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """nextpnr's packing overflow (stood in for: the tiny design packs) -> fits False, the numbers and a fix."""
+    build = write_build(tmp_path / "tiny", lanes=2, depth=16)
+    packed = {"ICESTORM_LC": {"used": 7038, "available": 5280}, "ICESTORM_RAM": {"used": 1, "available": 30}}
+
+    def overflowing(device, netlist, workdir, *args, **kwargs):
+        raise PlacementOverflow(packed, workdir / "nextpnr.log")
+
+    monkeypatch.setattr("metahw.hw.synth.report.run_nextpnr", overflowing)
+    report = synthesize(build, "ice40-up5k", progress=False)
+    assert not report.fits and report.fmax_mhz is None and report.pnr_utilisation == packed
+    assert any("needs 7,038 of 5,280 ICESTORM_LC" in note for note in report.notes)
+    (suggestion,) = report.suggestions
+    assert suggestion.startswith("ICESTORM_LC 7,038 of 5,280 (packed sites)") and "1 lane instead of 2" in suggestion
+    saved = json.loads((build / "synth" / "ice40-up5k" / "report.json").read_text())
+    assert saved["fits"] is False and saved["logs"]["nextpnr"].endswith("nextpnr.log")
 
 
 def test_cli_table_and_json(cli, tiny_build: Path, cli_shares_synthesis: None):

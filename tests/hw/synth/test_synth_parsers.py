@@ -261,7 +261,7 @@ ERROR: Unable to place cell 'core.x_DFFLC', no BELs remaining to implement cell 
 
 @pytest.mark.parametrize(("log", "overflows"), [(PACKED_LOG, True), ("ERROR: Module `top' not found.\n", False)])
 def test_a_design_that_does_not_pack_into_the_device_is_a_placement_overflow(tmp_path, monkeypatch, log, overflows):
-    """nextpnr's packed utilisation (its first table) names the sites that ran out; any other failure stays as it was."""
+    """nextpnr's packed utilisation (its first table) names the sites that ran out; other failures stay as they were."""
     assert packed_utilisation(PACKED_LOG) == {
         "ICESTORM_LC": {"used": 7038, "available": 5280},
         "ICESTORM_RAM": {"used": 20, "available": 30},
