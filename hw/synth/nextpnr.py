@@ -50,16 +50,43 @@ class PlacementOverflow(UserError):
 
 
 def packed_utilisation(log_text: str) -> dict[str, dict[str, int]]:
-    """nextpnr's first `Device utilisation` table (after packing, before placement): bel type -> used, available."""
-    lines = log_text.splitlines()
+    """nextpnr's first `Device utilisation` table (after packing, before placement): bel type -> used, available.
+
+    Empty until the table is complete (a log still being written may end inside it).
+    """
+    lines = log_text[: log_text.rfind("\n") + 1].splitlines()  # whole lines only
     start = next((k for k, line in enumerate(lines) if line.strip() == "Info: Device utilisation:"), None)
+    if start is None:
+        return {}
     table: dict[str, dict[str, int]] = {}
-    for line in lines[start + 1 :] if start is not None else []:
+    for line in lines[start + 1 :]:
         row = _UTILISATION_ROW.match(line)
         if not row:
-            break
+            return table
         table[row.group(1)] = {"used": int(row.group(2)), "available": int(row.group(3))}
-    return table
+    return {}
+
+
+def _stop_on_overflow(log: Path, tick: Callable[[float, str], None] | None) -> Callable[[float, str], None]:
+    """A `run_tool` tick that passes on to `tick` and stops nextpnr once its packed utilisation overflows.
+
+    nextpnr logs the table seconds into a run, but its ECP5 placers do not give up on a design
+    past 100 %: the static placer was still legalising the demo design at P = 32 (101 % of the
+    ECP5-25k's LUT sites once packed) after 35 minutes.
+    """
+    checked = False
+
+    def watch(elapsed: float, note: str) -> None:
+        nonlocal checked
+        if not checked:
+            table = packed_utilisation(log.read_text(errors="replace") if log.is_file() else "")
+            checked = bool(table)
+            if any(v["used"] > v["available"] for v in table.values()):
+                raise PlacementOverflow(table, log)
+        if tick is not None:
+            tick(elapsed, note)
+
+    return watch
 
 
 #: placement efforts: "timing" (timing-driven placement, nextpnr's default) or "fast" (not
@@ -136,7 +163,8 @@ def run_nextpnr(
     """Place and route `netlist` (Yosys JSON) on `device` in `workdir` with placement `effort`; fmax of `clock`.
 
     A design whose packed cells overflow the device (an iCE40 logic cell holds one LUT4 and one
-    flip-flop, and not every pair shares one) raises `PlacementOverflow`, naming the numbers.
+    flip-flop, and not every pair shares one; carry chains and LUT RAM take ECP5 LUT sites)
+    raises `PlacementOverflow`, naming the numbers, as soon as nextpnr has logged them.
     """
     if device.family not in TOOLS:
         raise UserError(f"no open place-and-route tool for {device.name}: only synthesis reports on it.")
@@ -146,7 +174,9 @@ def run_nextpnr(
     netlist = Path(os.path.relpath(netlist.resolve(), workdir.resolve()))
     args = nextpnr_args(device, netlist, Path(report.name), Path(log.name), target_mhz, effort)
     try:
-        seconds = run_tool(TOOLS[device.family], args, workdir, log, tick)
+        seconds = run_tool(TOOLS[device.family], args, workdir, log, _stop_on_overflow(log, tick))
+    except PlacementOverflow:
+        raise
     except UserError:
         utilisation = packed_utilisation(log.read_text(errors="replace") if log.is_file() else "")
         if not any(v["used"] > v["available"] for v in utilisation.values()):

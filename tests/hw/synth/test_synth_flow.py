@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from metahw.errors import UserError
-from metahw.hw.synth import synthesize
+from metahw.hw.synth import nextpnr, synthesize
+from metahw.hw.synth.devices import get_device
 from metahw.hw.synth.nextpnr import PlacementOverflow
 from metahw.hw.synth.report import SynthesisStopped
 from metahw.hw.synth.tools import run_tool
@@ -153,4 +154,25 @@ def test_run_tool_kills_the_tool_when_its_caller_raises(tmp_path: Path, monkeypa
         run_tool("slow-tool", [], tmp_path, tmp_path / "slow.log", give_up)
     pid = int((tmp_path / "slow.log.out").read_text().split()[0])
     with pytest.raises(ProcessLookupError):  # killed and reaped, not left running
+        os.kill(pid, 0)
+
+
+def test_nextpnr_is_stopped_once_its_packed_design_overflows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A stand-in nextpnr logs a 101 % packing table and would go on placing for a minute: stopped at once."""
+    tool = tmp_path / "bin" / "fake-nextpnr"
+    tool.parent.mkdir()
+    table = "Info: Device utilisation:\nInfo: \t        TRELLIS_COMB:   24533/  24288   101%\nInfo: Placing..\n"
+    tool.write_text(
+        f"#!{sys.executable}\nimport os, sys, time\nlog = sys.argv[sys.argv.index('-l') + 1]\n"
+        f"open(log, 'w').write({table!r})\nprint(os.getpid(), flush=True)\ntime.sleep(60)\n"
+    )
+    tool.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tool.parent}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setitem(nextpnr.TOOLS, "ecp5", "fake-nextpnr")
+    start = time.perf_counter()
+    with pytest.raises(PlacementOverflow, match="needs 24,533 of 24,288 TRELLIS_COMB"):
+        nextpnr.run_nextpnr(get_device("ecp5-25k"), tmp_path / "netlist.json", tmp_path, 100.0)
+    assert time.perf_counter() - start < 30
+    pid = int((tmp_path / "nextpnr.log.out").read_text().split()[0])
+    with pytest.raises(ProcessLookupError):  # killed and reaped
         os.kill(pid, 0)
