@@ -46,7 +46,7 @@ from metahw.hw.amaranth.isa import (
 )
 from metahw.hw.amaranth.lower_head import lower_init
 from metahw.hw.amaranth.rom import bank_depths
-from metahw.hw.amaranth.store import memory_depths
+from metahw.hw.amaranth.store import held_in_register, memory_depths
 from metahw.qformat import QFormat
 from metahw.sim.plan import INIT, OP, SEGMENT, STREAM_IN, STREAM_OUT, Plan, activation_banks, build_plan, check_fits
 
@@ -180,6 +180,8 @@ class RtlPlan:
         mems.append(("bias_rom", p * self.hw.acc_bits, max(2, len(self.bias_words))))
         mems += [(f"amem{bank}", p * self.act_bits, max(2, self.amem_depth)) for bank in range(self.amem_banks)]
         for head in self.heads.values():
+            if held_in_register(head.rows, head.cols, p):  # one word: flip-flops, not a memory
+                continue
             depths = memory_depths(head.rows, head.cols, p, head.unaligned)
             for k, depth in enumerate(depths):
                 bank = f" (bank {k})" if len(depths) > 1 else ""

@@ -6,7 +6,7 @@ element, one access per beat. A buffer whose rows all start on a word (cols a mu
 or a single row) is one memory: windows start on a word, single elements are a lane select
 (read) or a lane enable (write). Any other buffer keeps its even and odd words in two
 memories, so a window at any start touches one word of each, and a rotator lines the lanes up;
-a buffer of one word stays one memory, its windows lined up inside the word.
+a buffer of one word is a register, its windows lined up inside the word.
 """
 
 from __future__ import annotations
@@ -37,6 +37,11 @@ def memory_depths(rows: int, cols: int, lanes: int, unaligned: bool = False) -> 
     if words == 1 or not windows_start_in_words(rows, cols, lanes, unaligned):
         return [max(2, words)]
     return [max(2, -(-(words + 1) // 2))] * 2
+
+
+def held_in_register(rows: int, cols: int, lanes: int) -> bool:
+    """A [rows, cols] head memory of one word (at most P elements) is a register, not a memory."""
+    return rows * cols <= lanes
 
 
 def pack_words(values: list[int], lanes: int, bits: int) -> list[int]:
@@ -122,9 +127,13 @@ class LinearStore(wiring.Component):
         self._elaborated = True
         m = Module()
         self._write = _WriteRegister(m, self)
-        #: the memories (one, or the even and the odd words), for test benches that peek
+        #: the memories (one, or the even and the odd words; none for a register), for test benches that peek
         self.memories: list[memory.Memory] = []
-        if len(self.depths) == 2:
+        #: the register that holds a one-word memory (`held_in_register`), else None
+        self.word: Signal | None = None
+        if held_in_register(self.rows, self.cols, self.lanes):
+            self._register(m)
+        elif len(self.depths) == 2:
             self._banked(m)
         else:
             self._single(m)
@@ -138,22 +147,50 @@ class LinearStore(wiring.Component):
         wr = mem.write_port(granularity=bits)
         rd = mem.read_port(transparent_for=(wr,))
         lane = Signal(range(max(2, p)), name="rd_lane")
-        m.d.comb += [rd.addr.eq(self.rd_start >> lg), rd.en.eq(~self.rd_hold), self.rd_lanes.eq(rd.data)]
+        m.d.comb += [rd.addr.eq(self.rd_start >> lg), rd.en.eq(~self.rd_hold)]
         with m.If(~self.rd_hold):
             m.d.sync += lane.eq(self.rd_start[:lg] if lg else 0)
-        m.d.comb += self.rd_elem.eq(rd.data.word_select(lane, bits) if p > 1 else rd.data)
+        self._read_word(m, rd.data, lane)
+        data, enables = self._word_write(m)
+        m.d.comb += [wr.addr.eq(self._write.start >> lg), wr.data.eq(data), wr.en.eq(enables)]
+
+    def _register(self, m: Module) -> None:
+        """One word as a register: no LUT RAM, whose cells and read bypass cost more than flip-flops here.
+
+        `word_written` is the word with the write register's write applied; the word and the
+        read data (unless `rd_hold`) take it at the clock edge, so a read sees the write of its
+        own cycle, as the memory's transparent read port does.
+        """
+        p, bits, lg = self.lanes, self.bits, _lg(self.lanes)
+        self.word = Signal(p * bits, init=pack_words(self.init, p, bits)[0], name="word")
+        written, read = Signal.like(self.word, name="word_written"), Signal.like(self.word, name="rd_word", init=0)
+        data, enables = self._word_write(m)
+        lanes = [Mux(enables[k], data.word_select(k, bits), self.word.word_select(k, bits)) for k in range(p)]
+        m.d.comb += written.eq(Cat(*lanes))
+        m.d.sync += self.word.eq(written)
+        lane = Signal(range(max(2, p)), name="rd_lane")
+        with m.If(~self.rd_hold):
+            m.d.sync += [read.eq(written), lane.eq(self.rd_start[:lg] if lg else 0)]
+        self._read_word(m, read, lane)
+
+    def _read_word(self, m: Module, word: object, lane: Signal) -> None:
+        """`rd_lanes` and `rd_elem` from the addressed word and the window's start lane in it."""
+        p, bits = self.lanes, self.bits
+        m.d.comb += [self.rd_lanes.eq(word), self.rd_elem.eq(word.word_select(lane, bits) if p > 1 else word)]
         if self.windows:  # one word: a window that starts at lane r is the word moved down by r lanes
             width = max(1, self.rotated_lanes) * bits
-            padded = Cat(rd.data, Const(0, width))
+            padded = Cat(word, Const(0, width))
             with m.Switch(lane):
                 for r in range(p):
                     with m.Case(r):
                         m.d.comb += self.rd_lanes[:width].eq(padded[r * bits : r * bits + width])
-        m.d.comb += wr.addr.eq(self._write.start >> lg)
+
+    def _word_write(self, m: Module) -> tuple[object, object]:
+        """(word data, lane enables) of the write register's write into its word (one-word windows moved)."""
+        p, bits, lg = self.lanes, self.bits, _lg(self.lanes)
         element, onehot = self._element_write()
         if not self.window_writes:
-            m.d.comb += [wr.data.eq(element), wr.en.eq(onehot)]
-            return
+            return element, onehot
         data, mask = self._write.data, self._write.mask
         if self.windows:  # one word: a window that starts at lane r moves up by r lanes
             data, mask = Signal.like(data, name="wr_moved"), Signal.like(mask, name="wr_moved_mask")
@@ -163,10 +200,7 @@ class LinearStore(wiring.Component):
                         m.d.comb += data.eq(Cat(Const(0, r * bits), self._write.data))
                         m.d.comb += mask.eq(Cat(Const(0, r), self._write.mask))
         single = self._write.mask == 1
-        m.d.comb += [
-            wr.data.eq(Mux(single, element, data)),
-            wr.en.eq(Cat(*[Mux(single, onehot[k], mask[k]) for k in range(p)])),
-        ]
+        return Mux(single, element, data), Cat(*[Mux(single, onehot[k], mask[k]) for k in range(p)])
 
     def _element_write(self) -> tuple[object, object]:
         """(word data, lane enables) of a single-element write: the element in every lane, lane `wr_start` mod P."""

@@ -11,9 +11,14 @@ from metahw.hw.amaranth.verilator import RtlRun, stream_beats, unpack_outputs
 
 
 def _elements(ctx, store) -> list[int]:
-    """A head memory's elements in linear order (raw bits), read from its one or two memories."""
+    """A head memory's elements in linear order (raw bits), read from its register or its one or two memories."""
     banks = [[ctx.get(mem.data[i]) for i in range(mem.depth)] for mem in store.memories]
-    words = banks[0] if len(banks) == 1 else [banks[k % 2][k // 2] for k in range(len(banks[0]) + len(banks[1]))]
+    if store.word is not None:
+        words = [ctx.get(store.word)]
+    elif len(banks) == 1:
+        words = banks[0]
+    else:
+        words = [banks[k % 2][k // 2] for k in range(len(banks[0]) + len(banks[1]))]
     mask = (1 << store.bits) - 1
     return [(words[n // store.lanes] >> (n % store.lanes * store.bits)) & mask for n in range(store.size)]
 
