@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterable
@@ -159,6 +160,17 @@ def _compile(model: onnx.ModelProto, config: QuantConfig, feeds: list[dict], que
 
 #: what a build folder holds: an existing folder with anything else in it is not replaced
 BUILD_FILES = frozenset({"program.json", "weights.npz", REPORT_FILE})
+#: besides them, the RTL that `metahw simulate --rtl` checks the build with (`rtl_check_folder`)
+_RTL_CHECK = re.compile(r"rtl_p[0-9]+")
+
+
+def rtl_check_folder(build: str | os.PathLike, lanes: int) -> Path:
+    """Where `metahw simulate BUILD --rtl` keeps the RTL of P = `lanes`: inside the build, replaced with it."""
+    return Path(build) / f"rtl_p{lanes}"
+
+
+def _written_with_a_build(entry: Path) -> bool:
+    return entry.name in BUILD_FILES or (entry.is_dir() and _RTL_CHECK.fullmatch(entry.name) is not None)
 
 
 def check_build_target(out: str | os.PathLike) -> Path:
@@ -166,11 +178,10 @@ def check_build_target(out: str | os.PathLike) -> Path:
 
     Writing a build replaces the folder, so a folder holding files the compiler did not write
     (or a file at that path, or a place that cannot be written) is refused rather than
-    deleted. Call it before any work is done.
+    deleted. An earlier build may hold the RTL that `simulate --rtl` checked it with. Call it
+    before any work is done.
     """
-    return writable_folder(
-        out, "build", lambda folder: all(p.name in BUILD_FILES for p in folder.iterdir()), BUILD_FILES
-    )
+    return writable_folder(out, "build", lambda folder: all(map(_written_with_a_build, folder.iterdir())), BUILD_FILES)
 
 
 def save_build(result: CompileResult, out: str | os.PathLike) -> Path:

@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from metahw.cli.episodes import describe, echo_runs, finish
+from metahw.compiler.compile import rtl_check_folder
 from metahw.compiler.program import Program
 from metahw.errors import UserError
 from metahw.hardware import HardwareConfig
@@ -84,7 +85,7 @@ def simulate_rtl(
     `seeds` are the episodes' seed and the stall seed (0: the stream never stalls), both recorded in the report.
     """
     seed, stall_seed = seeds
-    folder = build / f"rtl_p{hw.lanes}"
+    folder = rtl_check_folder(build, hw.lanes)
     try:
         check = check_rtl_episodes(program, hw, episodes, folder, stall_seed, progress and not as_json)
     except RtlMismatch as exc:

@@ -194,3 +194,8 @@ def test_compile_never_deletes_files_it_did_not_write(cli, onnx_file, tmp_path):
     build = tmp_path / "build"
     assert cli("compile", onnx_file, "-o", build).code == 0
     assert cli("compile", onnx_file, "-o", build).code == 0  # an earlier build is replaced
+    (build / "rtl_p8").mkdir()  # the RTL `simulate --rtl` checked it with: part of the build
+    (build / "rtl_p8" / "manifest.json").write_text("{}")
+    assert cli("compile", onnx_file, "-o", build).code == 0 and not (build / "rtl_p8").exists()
+    (build / "rtl_p8").write_text("a file, not the RTL folder")
+    assert cli("compile", onnx_file, "-o", build).code == 2 and (build / "rtl_p8").is_file()
