@@ -180,7 +180,7 @@ class RtlPlan:
         mems.append(("bias_rom", p * self.hw.acc_bits, max(2, len(self.bias_words))))
         mems += [(f"amem{bank}", p * self.act_bits, max(2, self.amem_depth)) for bank in range(self.amem_banks)]
         for head in self.heads.values():
-            if held_in_register(head.rows, head.cols, p):  # one word: flip-flops, not a memory
+            if held_in_register(head.rows, head.cols, p, head.unaligned):  # flip-flops, not a memory
                 continue
             depths = memory_depths(head.rows, head.cols, p, head.unaligned)
             for k, depth in enumerate(depths):

@@ -39,9 +39,14 @@ def memory_depths(rows: int, cols: int, lanes: int, unaligned: bool = False) -> 
     return [max(2, -(-(words + 1) // 2))] * 2
 
 
-def held_in_register(rows: int, cols: int, lanes: int) -> bool:
-    """A [rows, cols] head memory of one word (at most P elements) is a register, not a memory."""
-    return rows * cols <= lanes
+def held_in_register(rows: int, cols: int, lanes: int, unaligned: bool = False) -> bool:
+    """A [rows, cols] head memory of one word (at most P elements) whose windows start inside it is a register.
+
+    Its LUT RAM would need a read bypass beside the in-word rotators (on the demo design's
+    5 x 5 scores at P = 32, 1,423 LUT sites more once packed); a one-word memory of one row
+    (the predictions) has no rotator and stays a memory.
+    """
+    return rows * cols <= lanes and windows_start_in_words(rows, cols, lanes, unaligned)
 
 
 def pack_words(values: list[int], lanes: int, bits: int) -> list[int]:
@@ -89,7 +94,7 @@ class LinearStore(wiring.Component):
         unaligned: bool = False,
         rotated_lanes: int | None = None,
     ) -> None:
-        self.rows, self.cols, self.lanes, self.bits = rows, cols, lanes, bits
+        self.rows, self.cols, self.lanes, self.bits, self.unaligned = rows, cols, lanes, bits, unaligned
         self.rotated_lanes = lanes if rotated_lanes is None else min(rotated_lanes, lanes)
         self.size = rows * cols
         self.depths = memory_depths(rows, cols, lanes, unaligned)
@@ -131,7 +136,7 @@ class LinearStore(wiring.Component):
         self.memories: list[memory.Memory] = []
         #: the register that holds a one-word memory (`held_in_register`), else None
         self.word: Signal | None = None
-        if held_in_register(self.rows, self.cols, self.lanes):
+        if held_in_register(self.rows, self.cols, self.lanes, self.unaligned):
             self._register(m)
         elif len(self.depths) == 2:
             self._banked(m)

@@ -59,6 +59,7 @@ def _run(dut, bench, clock: bool = True) -> None:
         (2, 3, 8, True, None),
         (3, 2, 8, True, 3),
         (2, 3, 8, False, 2),
+        (1, 5, 8, True, None),
     ],
 )
 def test_head_memory_windows_and_elements(rows, cols, lanes, window_writes, rotated):
