@@ -6,7 +6,8 @@ element, one access per beat. A buffer whose rows all start on a word (cols a mu
 or a single row) is one memory: windows start on a word, single elements are a lane select
 (read) or a lane enable (write). Any other buffer keeps its even and odd words in two
 memories, so a window at any start touches one word of each, and a rotator lines the lanes up;
-a buffer of one word is a register, its windows lined up inside the word.
+a buffer of one word whose windows start inside it is a register, its windows lined up inside
+the word; a one-row buffer of one word is one memory.
 """
 
 from __future__ import annotations
