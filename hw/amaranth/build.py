@@ -64,7 +64,7 @@ def build_rtl(program: Program, hw: HardwareConfig, out: str | Path) -> Path:
     out = Path(out)
     rp = rtl_plan(program, hw)
     inline, top = generate_verilog(rp)
-    single_port = [f"amem{bank}" for bank in range(rp.amem_banks)] if hw.act_ports == 1 else []
+    single_port = rp.activation_banks() if hw.act_ports == 1 else []
     text, init_files = split_memory_init(inline, uninitialised=single_port)
     meta = program.meta
     bits = max((b.qformat.bits for b in program.buffers if b.kind == "weight" and len(b.shape) == 4), default=0)

@@ -169,6 +169,10 @@ class RtlPlan:
         self.heads[head.name] = head
         return head
 
+    def activation_banks(self) -> list[str]:
+        """The activation banks' memory names, as the Verilog declares them (`amem0`, `amem1`, ...)."""
+        return [f"amem{bank}" for bank in range(self.amem_banks)]
+
     def memories(self) -> list[dict]:
         """The data memories the generator builds: name, width and depth in words, bits (for the manifest)."""
         p = self.lanes
@@ -178,7 +182,7 @@ class RtlPlan:
             for k, depth in enumerate(depths)
         ]
         mems.append(("bias_rom", p * self.hw.acc_bits, max(2, len(self.bias_words))))
-        mems += [(f"amem{bank}", p * self.act_bits, max(2, self.amem_depth)) for bank in range(self.amem_banks)]
+        mems += [(name, p * self.act_bits, max(2, self.amem_depth)) for name in self.activation_banks()]
         for head in self.heads.values():
             if held_in_register(head.rows, head.cols, p, head.unaligned):  # flip-flops, not a memory
                 continue

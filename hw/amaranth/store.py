@@ -44,7 +44,7 @@ def held_in_register(rows: int, cols: int, lanes: int, unaligned: bool = False) 
     """A [rows, cols] head memory of one word (at most P elements) whose windows start inside it is a register.
 
     Its LUT RAM would need a read bypass beside the in-word rotators (on the demo design's
-    5 x 5 scores at P = 32, 1,423 LUT sites more once packed); a one-word memory of one row
+    5 x 5 scores at P = 32, 1,191 LUT sites more once packed); a one-word memory of one row
     (the predictions) has no rotator and stays a memory.
     """
     return rows * cols <= lanes and windows_start_in_words(rows, cols, lanes, unaligned)

@@ -331,16 +331,16 @@ class Accelerator(wiring.Component):
         )
         self.bias_rd = self.bias.read_port()
         self.amem, self.amem_rd, self.amem_wr = [], [], []
-        for bank in range(rp.amem_banks):
+        for name in rp.activation_banks():
             # single-port banks ask Yosys for "huge" RAM (the iCE40's SPRAM; its cost model picks EBR)
             attrs = {"ram_style": "huge"} if rp.hw.act_ports == 1 else None
             mem = memory.Memory(shape=unsigned(p * rp.act_bits), depth=max(2, rp.amem_depth), init=[], attrs=attrs)
-            m.submodules[f"amem{bank}"] = mem
+            m.submodules[name] = mem
             self.amem.append(mem)
             self.amem_rd.append(mem.read_port())
             self.amem_wr.append(mem.write_port(granularity=rp.act_bits))
             if rp.hw.act_ports == 1:
-                self.amem_rd[-1], self.amem_wr[-1] = _single_port(m, f"amem{bank}", self.amem_rd[-1], self.amem_wr[-1])
+                self.amem_rd[-1], self.amem_wr[-1] = _single_port(m, name, self.amem_rd[-1], self.amem_wr[-1])
         self.stores: dict[str, LinearStore] = {}
         for name, head in rp.heads.items():
             store = LinearStore(

@@ -183,9 +183,9 @@ def _memory_suggestion(line: ResourceLine, manifest: RtlManifest, device: Device
 
 def _spram_suggestion(manifest: RtlManifest, device: Device) -> str:
     """Where the device's SPRAM could help: the activation banks, once single-ported (`act_ports` 1)."""
-    banks = [m for m in manifest.memories if m.name.startswith("amem")]
     if manifest.raw.get("hardware", {}).get("act_ports", 2) == 1:
         return f"; the activation banks are already in the {device.spram_blocks} SPRAM blocks"
+    banks = [m for m in manifest.memories if m.name.startswith("amem")]
     if not banks:
         return f"; the {device.spram_blocks} SPRAM blocks take only single-port memories without initial contents"
     kbit = sum(m.bits for m in banks) / 1024

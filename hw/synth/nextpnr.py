@@ -67,6 +67,10 @@ def packed_utilisation(log_text: str) -> dict[str, dict[str, int]]:
     return {}
 
 
+def _log_text(log: Path) -> str:
+    return log.read_text(errors="replace") if log.is_file() else ""
+
+
 def _stop_on_overflow(log: Path, tick: Callable[[float, str], None] | None) -> Callable[[float, str], None]:
     """A `run_tool` tick that passes on to `tick` and stops nextpnr once its packed utilisation overflows.
 
@@ -79,10 +83,10 @@ def _stop_on_overflow(log: Path, tick: Callable[[float, str], None] | None) -> C
     def watch(elapsed: float, note: str) -> None:
         nonlocal checked
         if not checked:
-            table = packed_utilisation(log.read_text(errors="replace") if log.is_file() else "")
-            checked = bool(table)
-            if any(v["used"] > v["available"] for v in table.values()):
-                raise PlacementOverflow(table, log)
+            table = packed_utilisation(_log_text(log))
+            checked, overflow = bool(table), PlacementOverflow(table, log)
+            if overflow.overflow:
+                raise overflow
         if tick is not None:
             tick(elapsed, note)
 
@@ -178,10 +182,10 @@ def run_nextpnr(
     except PlacementOverflow:
         raise
     except UserError:
-        utilisation = packed_utilisation(log.read_text(errors="replace") if log.is_file() else "")
-        if not any(v["used"] > v["available"] for v in utilisation.values()):
+        overflow = PlacementOverflow(packed_utilisation(_log_text(log)), log)
+        if not overflow.overflow:
             raise
-        raise PlacementOverflow(utilisation, log) from None
+        raise overflow from None
     try:
         data = json.loads(report.read_text())
         net, mhz, utilisation = parse_report(data, clock)

@@ -219,7 +219,8 @@ def measure_resources(checkpoint: str, bits: int, lanes: int, settings: TrialSet
     from metahw.hw.synth.devices import get_device
 
     program = _load_program(checkpoint, bits, settings)
-    act_ports = 1 if get_device(settings.target).spram_blocks else None
+    device = get_device(settings.target)
+    act_ports = 1 if device.spram_blocks else None
     hw = derive_hardware(program, lanes, act_ports=act_ports)
     name = f"{checkpoint_key(checkpoint)}-b{bits}-p{lanes}-{settings.episode_tag()}-h{hardware_key(hw)}"
     generator = generator_digest()[:12]  # a result of an older RTL generator is not reused
@@ -235,7 +236,7 @@ def measure_resources(checkpoint: str, bits: int, lanes: int, settings: TrialSet
             build = build_rtl(program, hw, settings.cache / "rtl" / name)
             report = synthesize(build, settings.target, progress=False, pnr_effort=settings.pnr).to_dict()
             used = report["used"].get("DSP", 0)
-            keep = dsp_lanes_that_fit(hw.lanes, hw.operand_bits, hw.dsp_lanes, used, get_device(settings.target))
+            keep = dsp_lanes_that_fit(hw.lanes, hw.operand_bits, hw.dsp_lanes, used, device)
             if keep is None:
                 return {**report, "act_ports": hw.act_ports}
             soft = derive_hardware(program, lanes, dsp_lanes=keep, act_ports=act_ports)
