@@ -25,9 +25,6 @@ FORMAT_VERSION = 1
 MAX_LANES = 1024
 #: operand and accumulator widths the datapath supports (the golden model holds 62-bit values)
 MAX_WIDTH = 64
-#: lane groups the generated RTL builds (docs/rtl.md): a derived config defaults to no more;
-#: the simulator models any G that is asked for explicitly
-RTL_MAX_GROUPS = 1
 
 
 def _power_of_two(n: int) -> bool:
@@ -154,8 +151,9 @@ def derive_hardware(
     Derived:
 
     - G: as given; else the base file's G where its lanes are kept; else the largest G that
-      keeps every conv's lanes busy (`default_groups`) and the RTL builds (`RTL_MAX_GROUPS`);
-    - E = min(base E, P) stream elements per beat (the RTL needs E to divide P);
+      keeps every conv's lanes busy (`default_groups`);
+    - E = min(base E, L) stream elements per beat (the RTL needs E to divide L = P/G: a beat
+      writes one image slot);
     - operands and accumulators as wide as the program needs (`widest`), at most the base's.
     """
     from metahw.compiler.widths import widest
@@ -164,14 +162,15 @@ def derive_hardware(
     if lanes is not None and lanes != chosen.lanes:
         chosen = dataclasses.replace(chosen, lanes=lanes, groups=1)
         if groups is None:
-            groups = min(default_groups(program, lanes), RTL_MAX_GROUPS)
+            groups = default_groups(program, lanes)
     elif base is None and groups is None:
-        groups = min(default_groups(program, chosen.lanes), RTL_MAX_GROUPS)
+        groups = default_groups(program, chosen.lanes)
+    groups = chosen.groups if groups is None else groups
     needs = widest(program)
     return dataclasses.replace(
         chosen,
-        groups=chosen.groups if groups is None else groups,
-        stream_elements=min(chosen.stream_elements, chosen.lanes),
+        groups=groups,
+        stream_elements=min(chosen.stream_elements, max(1, chosen.lanes // groups)),
         operand_bits=min(chosen.operand_bits, max(2, needs["operand"])),
         acc_bits=min(chosen.acc_bits, max(2, needs["accumulator"])),
         dsp_lanes=chosen.dsp_lanes if dsp_lanes is None else dsp_lanes,

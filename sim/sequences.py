@@ -17,8 +17,8 @@ from metahw.sim.machine import Instr, Machine, ceil_div, per_group
 
 
 def reduce_instr(m: Machine, outputs: int, fan_in: int) -> Instr:
-    """REDUCE: groups take the outputs G at a time; each output streams its fan-in L elements per beat."""
-    beats = ceil_div(outputs, m.hw.groups) * ceil_div(fan_in, m.hw.group_lanes)
+    """REDUCE (a head op: one group of P lanes): each output streams its fan-in P elements per beat."""
+    beats = outputs * ceil_div(fan_in, m.hw.lanes)
     return Instr(timing.REDUCE, beats, outputs * fan_in)
 
 
@@ -60,12 +60,16 @@ def softmax_rows(
     return probs, instrs
 
 
-def grid_pass(m: Machine, shape: tuple[int, ...], values_read: int, name: str) -> list[Instr]:
-    """A VECTOR pass over [A0, A1, ...]: per group, one beat per (block of L along A1, rest)."""
+def grid_pass(m: Machine, shape: tuple[int, ...], values_read: int, name: str, slots: int = 1) -> list[Instr]:
+    """A VECTOR pass over [A0, A1, ...]: per group, one beat per (block of L along A1, rest), `slots` times over.
+
+    `slots` G: the pass writes one image slot per beat (Flatten, `timing.flatten_cycles`).
+    """
     m.reads[name] += values_read
     if len(shape) < 2:
         return per_group(m.hw, shape[0] if shape else 1, timing.VECTOR, 1)
-    return per_group(m.hw, shape[0], timing.VECTOR, ceil_div(shape[1], m.hw.group_lanes) * int(np.prod(shape[2:])))
+    beats = slots * ceil_div(shape[1], m.hw.group_lanes) * int(np.prod(shape[2:]))
+    return per_group(m.hw, shape[0], timing.VECTOR, beats)
 
 
 def linear(m: Machine, x: np.ndarray, x_frac: int, weight: str, bias: str | None) -> tuple[np.ndarray, np.ndarray]:

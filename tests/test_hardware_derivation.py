@@ -12,9 +12,9 @@ from metahw.app.explore.trial import TrialSettings, compiled_program, evaluate_d
 from metahw.cli import run
 from metahw.compiler.program import Program
 from metahw.compiler.widths import widest
-from metahw.hardware import RTL_MAX_GROUPS, HardwareConfig, default_groups, derive_hardware
+from metahw.hardware import HardwareConfig, default_groups, derive_hardware
 
-LANES = 16  # the tiny checkpoint's 4-channel convs would keep G = 4 groups busy: more than the RTL builds
+LANES = 16  # the tiny checkpoint's 4-channel convs keep G = 4 groups of 4 lanes busy
 
 
 class Captured(Exception):
@@ -31,10 +31,11 @@ def program_folder(tiny_checkpoint: Path, data_dir: Path, tmp_path_factory: pyte
 def test_defaults_are_the_rtl_buildable_design(program_folder: Path):
     program = Program.load(program_folder)
     hw = derive_hardware(program, LANES)
-    assert default_groups(program, LANES) == 4 and hw.groups == RTL_MAX_GROUPS == 1
+    assert default_groups(program, LANES) == hw.groups == 4
     assert hw.acc_bits == widest(program)["accumulator"] < HardwareConfig().acc_bits
+    assert hw.stream_elements == 4  # E divides L = 4
     assert derive_hardware(program, 4).stream_elements == 4  # E divides P
-    assert derive_hardware(program, LANES, groups=4).groups == 4  # asked for: the simulator models it
+    assert derive_hardware(program, LANES, groups=1).groups == 1  # asked for
 
 
 def test_a_config_file_keeps_its_groups_unless_its_lanes_change(program_folder: Path):
@@ -42,7 +43,7 @@ def test_a_config_file_keeps_its_groups_unless_its_lanes_change(program_folder: 
     base = HardwareConfig(lanes=16, groups=4, acc_bits=20, clock_mhz=100.0)
     assert (derive_hardware(program, base=base).groups, derive_hardware(program, 16, base=base).groups) == (4, 4)
     moved = derive_hardware(program, 32, base=base)
-    assert (moved.lanes, moved.groups, moved.clock_mhz) == (32, 1, 100.0)
+    assert (moved.lanes, moved.groups, moved.clock_mhz) == (32, default_groups(program, 32), 100.0)
     assert moved.acc_bits == min(20, widest(program)["accumulator"])
 
 

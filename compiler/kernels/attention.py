@@ -101,7 +101,7 @@ class CosineAttention(Kernel):
     def cycles(self, buffers: Mapping[str, Buffer], hw: Any) -> int:
         """Normalise queries and supports, cosine x scale (REDUCE), softmax, class sums (OUTER)."""
         (b, d), m = buffers[self.queries].shape, buffers[self.supports].shape[0]
-        class_sums = timing.ceil_div(b, hw.groups) * timing.ceil_div(self.ways, timing.group_lanes(hw)) * m
+        class_sums = b * timing.ceil_div(self.ways, hw.lanes) * m  # a head op: one group of P lanes
         return (
             timing.norm_cycles(b, d, hw)
             + timing.norm_cycles(m, d, hw)

@@ -56,8 +56,8 @@ class Flatten(Kernel):
         return passthrough_needs(self.input, buffers[self.input].qformat)
 
     def cycles(self, buffers: Mapping[str, Buffer], hw: Any) -> int:
-        """Per group of G images, a VECTOR copy from AMEM into the support memory or query buffer."""
-        return timing.segment_vector(buffers[self.input].shape, hw)
+        """Per group of G images, a VECTOR copy from AMEM into the support memory or query buffer, image by image."""
+        return timing.flatten_cycles(buffers[self.input].shape, hw)
 
     def execute(self, env: Env) -> None:
         """Row-major reshape (of the [B,H,W,C] transpose for `channels_last`)."""

@@ -151,12 +151,12 @@ class SGDHeadStep(Kernel):
     def cycles(self, buffers: Mapping[str, Buffer], hw: Any) -> int:
         """Logits (REDUCE), softmax, gradient pass (VECTOR), gW + W update (OUTER), gb + b update (WIDE)."""
         (m, d), n = buffers[self.features].shape, buffers[self.weight].shape[0]
-        lanes = timing.group_lanes(hw)
+        lanes = hw.lanes  # a head op: one group of P lanes
         return (
             timing.reduce_cycles(m * n, d, hw)
             + timing.softmax_cycles(m, n, self.softmax.recip_bits, hw)
             + timing.instruction(timing.VECTOR, timing.ceil_div(m * n, hw.lanes), hw)
-            + timing.instruction(timing.OUTER, timing.ceil_div(n, hw.groups) * timing.ceil_div(d, lanes) * m, hw)
+            + timing.instruction(timing.OUTER, n * timing.ceil_div(d, lanes) * m, hw)
             + timing.instruction(timing.WIDE, timing.ceil_div(n, hw.lanes) * m, hw)
         )
 

@@ -7,6 +7,11 @@ simulator (sim/) counts the same instructions' beats from the tiles it executes 
 the same depths, and the Amaranth engines delay each beat to the stage offsets of
 `hw/amaranth/pipeline.py`, which are checked against these depths when it is imported. `hw` is
 a `metahw.hardware.HardwareConfig`; only `lanes` (P) and `groups` (G) are read here.
+
+Lane groups are an embedding-segment matter: a segment op runs G images at once on G groups
+of L = P/G lanes. Head ops run the whole array as one group of P lanes whatever G is (their
+REDUCE adder tree spans all P lanes, their memories are P lanes wide): the head's few thousand
+cycles do not pay for G read ports on every head memory (docs/microarchitecture.md §4).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from typing import Any
 T_ISSUE = 1
 #: OUTER/WIDE pipeline after the issue: read, the engine's operands formed, its operand register,
 #: the MAC array's input register, pre-adder, multiply, accumulate, then the PPU's scale, update
-#: and ReLU, running max, requantiser shift, rounding and range (with the write; REDUCE adds lg L
+#: and ReLU, running max, requantiser shift, rounding and range (with the write; REDUCE adds lg P
 #: adder-tree stages)
 D_MAC = 12
 #: vector pass after the read: operate, then the PPU's five stages, the last with the write (SCAN
@@ -65,7 +70,7 @@ def depth(kind: str, hw: Any) -> int:
     if kind in (OUTER, WIDE):
         return D_MAC
     if kind == REDUCE:
-        return D_MAC + log2(group_lanes(hw))
+        return D_MAC + log2(hw.lanes)
     if kind in (VECTOR, SCAN):
         return D_VEC
     if kind == ROWRED:
@@ -102,9 +107,24 @@ def segment_vector(shape: tuple[int, ...], hw: Any) -> int:
     return segment_groups(shape[0], hw) * instruction(VECTOR, beats, hw)
 
 
+def flatten_cycles(shape: tuple[int, ...], hw: Any) -> int:
+    """Flatten of a segment tensor [A0, A1, ...]: per group of G images, the words of a VECTOR pass once per image slot.
+
+    A beat writes one image's L lanes of a word into that image's row of a head memory (one
+    window per beat), so a group takes G x ⌈A1/L⌉ * A2 * ... beats; G = 1 is `segment_vector`.
+    """
+    if len(shape) < 2:
+        return segment_vector(shape, hw)
+    rest = 1
+    for extent in shape[2:]:
+        rest *= extent
+    beats = hw.groups * ceil_div(shape[1], group_lanes(hw)) * rest
+    return segment_groups(shape[0], hw) * instruction(VECTOR, beats, hw)
+
+
 def reduce_cycles(outputs: int, fan_in: int, hw: Any) -> int:
-    """REDUCE: `outputs` dot products of `fan_in` terms, G at a time, ⌈fan_in/L⌉ beats each."""
-    return instruction(REDUCE, ceil_div(outputs, hw.groups) * ceil_div(fan_in, group_lanes(hw)), hw)
+    """REDUCE (a head op: one group of P lanes): `outputs` dot products of `fan_in` terms, ⌈fan_in/P⌉ beats each."""
+    return instruction(REDUCE, outputs * ceil_div(fan_in, hw.lanes), hw)
 
 
 def norm_cycles(rows: int, dim: int, hw: Any) -> int:

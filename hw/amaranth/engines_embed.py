@@ -1,7 +1,8 @@
 """The stream and embedding engines: stream in (images, labels), convolution, flatten, stream out.
 
-docs/microarchitecture.md §5 and §7, docs/rtl.md. Conv and flatten run per image (G = 1); the
-streamed image is stored linearly in AMEM0, conv outputs in the channel layout of §3.
+docs/microarchitecture.md §5 and §7, docs/rtl.md. Each instruction runs a group of G images:
+image g of the group lives in slot g of every activation word (lanes g*L .. g*L + L - 1). A
+streamed image is stored linearly in its slot of AMEM0, conv outputs in the channel layout of §3.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from metahw.qformat import QFormat
 
 
 class StreamIn(Engine):
-    """IO: E elements per beat, an image into AMEM0 (linear layout) or labels into their registers (owned here)."""
+    """IO: E elements per beat, a group's images into their slots of AMEM0 (linear layout) or labels into their registers."""
 
     def __init__(self, rp: RtlPlan) -> None:
         bus = Bus(rp)
@@ -44,24 +45,28 @@ class StreamIn(Engine):
     def build(self, m: Module) -> None:
         """The element index, the AMEM0 word write and the label registers."""
         rp, p, e = self.rp, self.lanes, self.rp.hw.stream_elements
+        lanes = rp.group_lanes
         active = self.io_image.active | self.io_labels.active
         self.drive(self.in_ready, self.beating & active)
         self.drive(self.stall, self.beating & active & ~self.in_valid)
         element = [self.in_data[k * rp.in_bits : (k + 1) * rp.in_bits] for k in range(e)]
         labels = [self.label_regs(name) for name in rp.label_inputs]
-        longest = max([rp.amem_depth * p] + [len(regs) for regs in labels])
+        longest = max([rp.amem_depth * lanes] + [len(regs) for regs in labels])
         index = Signal(range(longest + e + 1), name="in_index")
         with m.If(self.issuing):
             m.d.sync += index.eq(0)
         with m.Elif(self.beat & active):
             m.d.sync += index.eq(index + e)
+        slot = self._slot(m, index, active) if rp.hw.groups > 1 else 0
         # each element zero-extended to an AMEM lane (the conv sign-extends by its input format)
         pad = Const(0, max(0, rp.act_bits - rp.in_bits))
         word = Cat(*[Cat(element[k][: rp.act_bits], pad) for k in range(e)] * (p // e))
-        lane_group = (index & (p - 1)) >> bits_for(e) if e > 1 else index & (p - 1)
-        enables = Cat(*[(lane_group == g).replicate(e) for g in range(p // e)])
+        blocks = lanes // e  # blocks of E lanes in a slot
+        lane_block = (index & (lanes - 1)) >> bits_for(e) if e > 1 else index & (lanes - 1)
+        block = lane_block + slot * blocks if rp.hw.groups > 1 else lane_block
+        enables = Cat(*[(block == g).replicate(e) for g in range(p // e)])
         image_beat = self.io_image.beat
-        self.drive(self.amem.wr_addr[0], Mux(image_beat, index >> bits_for(p) if p > 1 else index, 0))
+        self.drive(self.amem.wr_addr[0], Mux(image_beat, index >> bits_for(lanes) if lanes > 1 else index, 0))
         self.drive(self.amem.wr_data[0], Mux(image_beat, word, 0))
         self.drive(self.amem.wr_en[0], Mux(image_beat, enables, 0))
         for op, regs in enumerate(labels):
@@ -70,9 +75,32 @@ class StreamIn(Engine):
                     with m.If(index == r // e * e):
                         m.d.sync += reg.eq(element[r % e])
 
+    def _slot(self, m: Module, index: Signal, active: object) -> Signal:
+        """The image slot of a group's stream (G > 1): `index` counts within an image and restarts at the next.
+
+        An image's elements are a whole number of beats (`spec`), so a beat never straddles two
+        images; the image size comes from the instruction's op (`RtlPlan.image_sizes`).
+        """
+        rp, e = self.rp, self.rp.hw.stream_elements
+        slot = Signal(range(rp.hw.groups), name="in_slot")
+        last = Signal.like(index, name="in_last")
+        with m.Switch(self.cur.op):
+            for k, size in enumerate(rp.image_sizes):
+                with case(m, k, len(rp.image_sizes)):
+                    m.d.comb += last.eq(size - e)
+        with m.If(self.issuing):
+            m.d.sync += slot.eq(0)
+        with m.Elif(self.io_image.beat & (index == last)):
+            m.d.sync += [index.eq(0), slot.eq(slot + 1)]
+        return slot
+
 
 class ConvEngine(Engine):
-    """CONV: lanes = output channels, one input pixel x P weights per beat; ReLU and 2x2 max in the PPU."""
+    """CONV: lanes = output channels, per beat one input pixel of each image slot x L weights; ReLU and 2x2 max in the PPU.
+
+    Group g's L lanes multiply the pixel of slot g by the weight word's L weights (the word
+    holds them once per group), so a tile writes G x L outputs: slot g, channels t*L .. t*L + L - 1.
+    """
 
     def __init__(self, rp: RtlPlan) -> None:
         bus = Bus(rp)
@@ -101,7 +129,8 @@ class ConvEngine(Engine):
             if dst is not None:
                 m.d.sync += dst.eq(fetched.dst)
         beat = flags.beat
-        walk = conv_walk(m, rp.convs, p, rp.amem_depth, len(rp.weight_words), lop, beat, flags.issued, fetched.op)
+        lanes, groups = rp.group_lanes, rp.hw.groups
+        walk = conv_walk(m, rp.convs, lanes, rp.amem_depth, len(rp.weight_words), lop, beat, flags.issued, fetched.op)
         active = flags.active
         # stage 0 -> 1: addresses out, control registered
         for b in range(rp.amem_banks):
@@ -117,12 +146,14 @@ class ConvEngine(Engine):
         # registers into the conv's operand registers (stage 3), which feed the MAC array
         tap2, lane2 = Signal(name="conv_tap2"), Signal.like(lane1, name="conv_lane2")
         m.d.sync += [tap2.eq(tap1), lane2.eq(lane1)]
-        raw = self.registered_bank_data(m, bank, "conv_word").word_select(lane2, rp.act_bits)
-        x = Signal(signed(rp.hw.operand_bits), name="conv_x")
+        word = self.registered_bank_data(m, bank, "conv_word")
+        slot_bits = lanes * rp.act_bits
+        raws = [word[g * slot_bits : (g + 1) * slot_bits].word_select(lane2, rp.act_bits) for g in range(groups)]
+        xs = [Signal(signed(rp.hw.operand_bits), name="conv_x" + (f"{g}" if groups > 1 else "")) for g in range(groups)]
         with m.Switch(lop):
             for index, layer in enumerate(rp.convs):
                 with case(m, index, len(rp.convs)):
-                    m.d.comb += x.eq(Mux(tap2, extend(raw, layer.in_format), 0))
+                    m.d.comb += [x.eq(Mux(tap2, extend(raw, layer.in_format), 0)) for x, raw in zip(xs, raws)]
         wfmt = QFormat(rp.weight_bits, 0, True)
         ys = [extend(self.wmem.data.word_select(n, rp.weight_bits), wfmt) for n in range(p)]
         v2, first2, last2 = (
@@ -133,7 +164,7 @@ class ConvEngine(Engine):
         self.drive(mac.valid, v2)
         self.drive(mac.first, Mux(v2, first2, 0))
         self.drive(mac.last, Mux(v2, last2, 0))
-        self.drive_operands(m, active, [x] * p, ys, "conv_op")
+        self.drive_operands(m, active, [x for x in xs for _ in range(lanes)], ys, "conv_op")
         # preload: the bias ROM read at PRELOAD_READ, its data with the products; the address is
         # formed a cycle earlier into a register, so the layer's base and its adder are not in
         # front of the ROM (a LUT ROM: its decode and the register are the whole read cycle)
@@ -188,11 +219,12 @@ class ConvEngine(Engine):
 
 
 class FlattenEngine(Engine):
-    """FLATTEN: one AMEM word (P channels at one map position) per beat into row `image` of a head memory.
+    """FLATTEN: per beat one image slot of an AMEM word (L channels at one map position) into that image's row.
 
-    AMEM words are read in address order (channel tile t, then position pos); the word's P
-    lanes are features pos * C + t * P + lane of the channels-last row (`FlattenOp`), a
-    running sum `col` of C per position and P per tile.
+    For each slot g of the group in turn (row `image + g` of the head memory; a slot past the
+    batch writes nothing), the AMEM words are read in address order (channel tile t, then
+    position pos); the slot's L lanes are features pos * C + t * L + lane of the channels-last
+    row (`FlattenOp`), a running sum `col` of C per position and L per tile.
     """
 
     def __init__(self, rp: RtlPlan) -> None:
@@ -211,8 +243,12 @@ class FlattenEngine(Engine):
 
     def build(self, m: Module) -> None:
         """The word counter, the AMEM read and the head memory write."""
-        rp, p, ops, flags = self.rp, self.lanes, self.ops, self.flatten
-        block = self.beats(m, flags, "flat_block")
+        rp, ops, flags = self.rp, self.ops, self.flatten
+        lanes = rp.group_lanes
+        if rp.hw.groups > 1:
+            block, slot, wrap = self._slots(m)
+        else:
+            block, slot, wrap = self.beats(m, flags, "flat_block"), 0, None
         bank = self.cur.bank
         for b in range(rp.amem_banks):
             self.drive(self.amem.rd_addr[b], Mux(flags.active & (bank == b), block, 0))
@@ -220,21 +256,51 @@ class FlattenEngine(Engine):
         data = self.registered_bank_data(m, bank, "flat_data")
         v2 = at(m, v1, FLAT_WRITE, "flat_v2", since=DATA)
         if any(op.positions > 1 for op in ops):
-            tile, col = self._columns(m)
+            tile, col = self._columns(m, wrap)
             tile2, col2 = at(m, tile, FLAT_WRITE, "flat_tile"), at(m, col, FLAT_WRITE, "flat_col")
-        else:  # 1x1 maps: the word index is the tile, its first feature tile * P
+        else:  # 1x1 maps: the word index is the tile, its first feature tile * L
             tile2 = at(m, block, FLAT_WRITE, "flat_block")
-            col2 = tile2 * p
-        lanes = [data.word_select(n, rp.act_bits) for n in range(p)]
+            col2 = tile2 * lanes
+        row = self.cur.image
+        if rp.hw.groups > 1:
+            slot2 = at(m, slot, FLAT_WRITE, "flat_slot")
+            data = data.word_select(slot2, lanes * rp.act_bits)
+            row = row + slot2
+        values = [data.word_select(n, rp.act_bits) for n in range(lanes)]
         for op, flat in enumerate(ops):
-            cols = rp.heads[flat.out].cols
+            head = rp.heads[flat.out]
             here = v2 & flags.mine[op]
-            start = self.cur.image * cols + col2
-            self.write(flat.out, start, block_mask(tile2, flat.channels, p), lanes, here)
+            if rp.hw.groups > 1:
+                here &= row < head.rows  # the last group's idle slots
+            start = row * head.cols + col2
+            self.write(flat.out, start, block_mask(tile2, flat.channels, lanes), values, here)
 
-    def _columns(self, m: Module) -> tuple[Signal, Signal]:
-        """The channel tile and the first feature column of each beat's word, for maps larger than 1x1."""
-        p, ops, flags = self.lanes, self.ops, self.flatten
+    def _slots(self, m: Module) -> tuple[Signal, Signal, Signal]:
+        """G > 1: the word index within a slot's pass, the slot, and whether this beat ends a slot's pass."""
+        ops, flags = self.ops, self.flatten
+        words = max(-(-op.channels // self.rp.group_lanes) * op.positions for op in ops)
+        block = Signal(range(words + 1), name="flat_block")
+        slot = Signal(range(self.rp.hw.groups), name="flat_slot")
+        last, wrap = Signal.like(block, name="flat_last_block"), Signal(name="flat_wrap")
+        with m.Switch(self.cur.op):
+            for index, op in enumerate(ops):
+                with case(m, index, len(ops)):
+                    m.d.comb += last.eq(-(-op.channels // self.rp.group_lanes) * op.positions - 1)
+        m.d.comb += wrap.eq(flags.beat & (block == last))
+        with m.If(flags.issued):
+            m.d.sync += [block.eq(0), slot.eq(0)]
+        with m.Elif(wrap):
+            m.d.sync += [block.eq(0), slot.eq(slot + 1)]
+        with m.Elif(flags.beat):
+            m.d.sync += block.eq(block + 1)
+        return block, slot, wrap
+
+    def _columns(self, m: Module, wrap: Signal | None) -> tuple[Signal, Signal]:
+        """The channel tile and the first feature column of each beat's word, for maps larger than 1x1.
+
+        `wrap`: the beat ends a slot's pass (G > 1), so the next beat starts the map again.
+        """
+        p, ops, flags = self.rp.group_lanes, self.ops, self.flatten
         largest = max(op.channels * op.positions for op in ops)
         pos, tile = Signal(range(max(op.positions for op in ops) + 1), name="flat_pos"), Signal(16, name="flat_tile")
         col = Signal(range(largest + p + 1), name="flat_col")
@@ -244,7 +310,7 @@ class FlattenEngine(Engine):
             for index, op in enumerate(ops):
                 with case(m, index, len(ops)):
                     m.d.comb += [channels.eq(op.channels), last_pos.eq(op.positions - 1)]
-        with m.If(flags.issued):
+        with m.If(flags.issued if wrap is None else flags.issued | wrap):
             m.d.sync += [pos.eq(0), tile.eq(0), col.eq(0), tile_col.eq(0)]
         with m.Elif(flags.beat):
             with m.If(pos == last_pos):
@@ -255,7 +321,7 @@ class FlattenEngine(Engine):
 
 
 def block_mask(block: object, cols: int, lanes: int) -> object:
-    """The lanes holding elements of block `block` (P columns each) of a row of `cols`: all but in the last block."""
+    """The lanes holding elements of block `block` (`lanes` columns each) of a row of `cols`: all but in the last block."""
     last = -(-cols // lanes) - 1
     return Mux(block == last, (1 << (cols - last * lanes)) - 1, (1 << lanes) - 1)
 

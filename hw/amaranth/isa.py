@@ -61,7 +61,7 @@ def refuse(what: str) -> UserError:
     """The error for a program the backend cannot build, with the reason and what it builds (`ops.builds`)."""
     from metahw.hw.amaranth.ops import builds  # the lowerings import this module
 
-    return UserError(f"the Amaranth backend cannot build this program: {what} (it builds {builds()}, with G = 1)")
+    return UserError(f"the Amaranth backend cannot build this program: {what} (it builds {builds()})")
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ class ConvLayer:
     #: the input is a streamed image in the linear AMEM layout (else the channel layout)
     linear_input: bool
     in_format: QFormat
-    #: channel tiles ⌈O/L⌉
+    #: channel tiles ⌈O/L⌉ (a weight word holds a tile's L weights once per lane group)
     tiles: int
     weight_base: int
     bias_base: int
@@ -153,12 +153,17 @@ class HeadBuffer:
 
 @dataclass(frozen=True)
 class Instruction:
-    """One ROM entry: engine, beats, the op's index among that engine's ops, and the image (segments)."""
+    """One ROM entry: engine, beats, the op's index among that engine's ops, and the image (segments).
+
+    A segment's instruction runs a group of `images` images from `image` on (G at most; the
+    last group may be partial); `images` is not in the ROM (the testbench streams them).
+    """
 
     engine: int
     beats: int
     op: int = 0
     image: int = 0
+    images: int = 1
     #: the AMEM bank a segment op reads, the bank it writes, and a residual Add's skip bank
     bank: int = 0
     dst: int = 0
@@ -173,10 +178,11 @@ class Instruction:
 
 @dataclass(frozen=True)
 class FlattenOp:
-    """FLATTEN: one AMEM word (P channels at one position of a C x H x W map) per beat into row `image` of `out`.
+    """FLATTEN: per beat one image slot of an AMEM word (L channels at one position of a C x H x W map) into that image's row of `out`.
 
-    The word of channel tile t at position pos holds features pos * C + t * P + lane (the
-    program's channels-last order; C order for a 1x1 map).
+    The slot's lanes of channel tile t at position pos hold features pos * C + t * L + lane
+    (the program's channels-last order; C order for a 1x1 map). The slots run one after the
+    other, each over all of the map's words.
     """
 
     out: str

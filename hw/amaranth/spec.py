@@ -10,8 +10,9 @@ tests share one description. Each op's lowering is in `ops/<family>.py` (registe
 `ops.LOWERINGS`, the package's docstring says what each place takes); this module dispatches
 through it, and the head ops' shared helpers are in `lower_head.py`.
 
-The Amaranth backend builds one lane group (G = 1) and refuses anything else with the reason.
-Segment ops other than convolutions (pools, global average, residual Add, ReLU) run on the
+Embedding segments run G images at once (lane groups: image slot g of an activation word is
+lanes g*L .. g*L + L - 1, docs/microarchitecture.md §3); the head runs the whole array as one
+group of P lanes (`timing`). Segment ops other than convolutions (pools, global average, residual Add, ReLU) run on the
 MAP engine (`engines_map.py`); a residual's skip tensor takes a third AMEM bank.
 """
 
@@ -104,17 +105,30 @@ class RtlPlan:
     out_bits: int = 1
     label_inputs: list[str] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)
+    #: elements per image of each streamed image input (an IO_IMAGE instruction's op indexes it)
+    image_sizes: list[int] = field(default_factory=list)
 
     @property
     def lanes(self) -> int:
         """P."""
         return self.hw.lanes
 
+    @property
+    def group_lanes(self) -> int:
+        """L = P / G: the lanes of one image slot of an activation word (the channel tile of a segment op)."""
+        return self.hw.group_lanes
+
     def requant_index(self, spec: RequantSpec) -> int:
         """Index of a requantisation spec in the PPU's table (added on first use)."""
         if spec not in self.requants:
             self.requants.append(spec)
         return self.requants.index(spec)
+
+    def image_size_index(self, elements: int) -> int:
+        """Index of a streamed image size in `image_sizes` (added on first use)."""
+        if elements not in self.image_sizes:
+            self.image_sizes.append(elements)
+        return self.image_sizes.index(elements)
 
     def factor_index(self, factor: int) -> int:
         """Index of a constant PPU scale factor (added on first use)."""
@@ -201,12 +215,12 @@ class RtlPlan:
 
 def rtl_plan(program: Program, hw: HardwareConfig) -> RtlPlan:
     """Lower the program's plan on `hw` to instructions, engine constants and memory images (or refuse)."""
-    if hw.groups != 1:
-        raise refuse(f"G = {hw.groups} lane groups were asked for")
-    if hw.stream_elements > hw.lanes or hw.lanes % hw.stream_elements:
+    group = hw.group_lanes
+    if hw.stream_elements > group or group % hw.stream_elements:
+        lanes = f"the {group} lanes of a group" if hw.groups > 1 else f"the {hw.lanes} lanes"
         raise UserError(
             f"the Amaranth backend needs the stream's {hw.stream_elements} elements per beat to divide "
-            f"the {hw.lanes} lanes (set `stream_elements` to {min(hw.lanes, hw.stream_elements)} or use more lanes)",
+            f"{lanes} (set `stream_elements` to {min(group, hw.stream_elements)} or use more lanes)",
             ("HardwareConfig.stream_elements",),
         )
     check_fits(program, hw)
@@ -228,11 +242,17 @@ def rtl_plan(program: Program, hw: HardwareConfig) -> RtlPlan:
 
 
 def _segment(rp: RtlPlan, segment, buffers: dict[str, Buffer]) -> None:  # noqa: ANN001 - sim.plan.Segment
-    """Per image: stream the image in, run every conv and map op in its AMEM banks, flatten into a head buffer."""
+    """Per group of G images: stream them in, run every conv and map op in its AMEM banks, flatten into a head buffer."""
     if segment.streamed is None:
         raise refuse(f"segment '{segment.ops[0].name}' reads its input from memory, not from the stream")
     image = buffers[segment.streamed]
     per_image = int(np.prod(image.shape[1:]))
+    groups, elements = rp.hw.groups, rp.hw.stream_elements
+    if groups > 1 and per_image % elements:
+        raise refuse(
+            f"an image of '{image.name}' has {per_image} elements, not a multiple of the stream's {elements} "
+            f"per beat, and G = {groups} streams images back to back (use G = 1 or stream_elements dividing it)"
+        )
     seg_ops = list(segment.ops)
     lowerings = [ops.lowering(op, ops.CONV, ops.MAP, ops.FLATTEN) for op in seg_ops]
     places = [None if found is None else found[0] for found in lowerings]
@@ -258,12 +278,15 @@ def _segment(rp: RtlPlan, segment, buffers: dict[str, Buffer]) -> None:  # noqa:
             steps.append((MAP, None, descriptor.beats, op, descriptor))
     flat = seg_ops[-1]
     flatten, flatten_beats = lowerings[-1][1](rp, flat, buffers)
-    for b in range(segment.batch):
+    for b in range(0, segment.batch, groups):
+        count = min(groups, segment.batch - b)
         rp.instructions.append(
             Instruction(
                 IO_IMAGE,
-                -(-per_image // rp.hw.stream_elements),
+                -(-count * per_image // elements),
+                op=rp.image_size_index(per_image),
                 image=b,
+                images=count,
                 label=f"stream_in {image.name}",
                 buffer=image.name,
             )
@@ -288,7 +311,7 @@ def _map_op(rp: RtlPlan, op: Kernel, buffers: dict[str, Buffer], kind: str, src_
     _, c, h, w = x.shape
     requant = rp.requant_index(RequantSpec(src_frac - out.qformat.frac, out.qformat))
     rp.act_bits = max(rp.act_bits, x.qformat.bits, out.qformat.bits)
-    return MapOp(kind, -(-c // rp.lanes), h, w, x.qformat, requant, **fields)
+    return MapOp(kind, -(-c // rp.group_lanes), h, w, x.qformat, requant, **fields)
 
 
 def _head_op(rp: RtlPlan, op: Kernel, buffers: dict[str, Buffer]) -> None:
@@ -317,8 +340,8 @@ def _stream_out(rp: RtlPlan, buf: Buffer) -> None:
 
 
 def _finish(rp: RtlPlan, buffers: dict[str, Buffer]) -> None:
-    """Widths and depths that depend on every op."""
-    p = rp.lanes
+    """Widths and depths that depend on every op (an activation word holds L lanes of each image slot)."""
+    p = rp.group_lanes
     rp.weight_bits = max((buffers[weight].qformat.bits for weight, _ in rp.weight_slots), default=1)
     rp.act_bits = max([rp.act_bits] + [c.in_format.bits for c in rp.convs])
     depth = 1

@@ -208,7 +208,7 @@ def stream_beats(rp: RtlPlan, inputs: dict[str, np.ndarray]) -> list[int]:
     beats: list[int] = []
     for ins in rp.instructions:
         if ins.engine == IO_IMAGE:
-            flat = np.asarray(inputs[ins.buffer])[ins.image].reshape(-1)
+            flat = np.asarray(inputs[ins.buffer])[ins.image : ins.image + ins.images].reshape(-1)
         elif ins.engine == IO_LABELS:
             flat = np.asarray(inputs[ins.buffer]).reshape(-1)
         else:

@@ -20,13 +20,13 @@ def cosine_attention(m: Machine, op: CosineAttention) -> list[Instr]:
     scaled = exact_matmul(u, v.T) * scale
     z = m.requant(scaled, 2 * op.unit_frac + m.fmt(op.scale).frac, op.logits_format, f"{op.name}/logits")
     a, softmax = softmax_rows(m, z, op.logits_format.frac, op.softmax, op.attention_format, f"{op.name}/attention")
-    labels = m.read(op.labels, ceil_div(b, m.hw.groups) * rows)
+    labels = m.read(op.labels, b * rows)
     check_labels(op, labels, op.ways)
-    # lane l of a group compares y_m with its class n: the lane operand is [y_m == n]
+    # lane l compares y_m with its class n: the lane operand is [y_m == n] (a head op: one group of P lanes)
     member = (labels[:, None] == np.arange(op.ways)[None, :]).astype(np.int64)
     p = exact_matmul(a, member)
     m.write(op.output, m.requant(p, op.attention_format.frac, m.fmt(op.output), op.output))
-    class_sums = ceil_div(b, m.hw.groups) * ceil_div(op.ways, m.hw.group_lanes) * rows
+    class_sums = b * ceil_div(op.ways, m.hw.lanes) * rows
     return [
         *norm_q,
         *norm_s,

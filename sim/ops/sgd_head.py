@@ -37,10 +37,10 @@ def sgd_head_step(m: Machine, op: SGDHeadStep) -> list[Instr]:
     grad = m.requant(scaled, op.prob_format.frac + extra, op.grad_format, f"{op.name}/grad")
 
     g_frac = op.grad_format.frac
-    m.reads[op.features] += ceil_div(ways, m.hw.groups) * rows * dim
+    m.reads[op.features] += ways * rows * dim  # a head op: one group of P lanes
     _update(m, op.weight, exact_matmul(grad.T, feats), g_frac + f_frac, op.lr_w)
     _update(m, op.bias, grad.sum(axis=0), g_frac, op.lr_b)
-    outer = ceil_div(ways, m.hw.groups) * ceil_div(dim, m.hw.group_lanes) * rows
+    outer = ways * ceil_div(dim, m.hw.lanes) * rows
     return [
         reduce_instr(m, rows * ways, dim),
         *softmax,

@@ -1,4 +1,9 @@
-"""RTL lowering of Conv2d: the conv engine's layer constants, its WMEM weight words and bias ROM words."""
+"""RTL lowering of Conv2d: the conv engine's layer constants, its WMEM weight words and bias ROM words.
+
+A weight word holds one channel tile's L weights of one beat once per lane group (every
+group multiplies its own image by the same weights), and a bias word the tile's L biases
+likewise: at G = 1 that is P of each.
+"""
 
 from __future__ import annotations
 
@@ -28,19 +33,19 @@ def conv_layer(rp: RtlPlan, op: Conv2d, buffers: dict[str, Buffer], linear: bool
     leaky = op.leaky_slope is not None
     scale = rp.factor_index(1 << op.leaky_frac) if leaky else 0
     negative_scale = rp.factor_index(op.leaky_slope) if leaky else 0
-    p = rp.lanes
-    tiles = -(-o // p)
+    lanes, groups = rp.group_lanes, rp.hw.groups
+    tiles = -(-o // lanes)
     key = (op.weight, op.bias)
     if key not in rp.weight_slots:
         rp.weight_slots[key] = (len(rp.weight_words), len(rp.bias_words))
-        weights = np.zeros((tiles * p, c * k * k), dtype=np.int64)
+        weights = np.zeros((tiles * lanes, c * k * k), dtype=np.int64)
         weights[:o] = rp.program.weights[op.weight].reshape(o, -1)
         for t in range(tiles):
-            rp.weight_words += weights[t * p : (t + 1) * p].T.tolist()
-        bias = np.zeros(tiles * p, dtype=np.int64)
+            rp.weight_words += np.tile(weights[t * lanes : (t + 1) * lanes].T, (1, groups)).tolist()
+        bias = np.zeros(tiles * lanes, dtype=np.int64)
         if op.bias is not None:
             bias[:o] = np.left_shift(rp.program.weights[op.bias], acc_frac - buffers[op.bias].qformat.frac)
-        rp.bias_words += bias.reshape(tiles, p).tolist()
+        rp.bias_words += np.tile(bias.reshape(tiles, lanes), (1, groups)).tolist()
     weight_base, bias_base = rp.weight_slots[key]
     layer = ConvLayer(
         name=op.weight,

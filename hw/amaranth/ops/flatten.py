@@ -1,4 +1,4 @@
-"""RTL lowering of Flatten: the segment's last op, one AMEM word per beat into a row of a head memory."""
+"""RTL lowering of Flatten: the segment's last op, one image slot of an AMEM word per beat into a row of a head memory."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 @lowers(FLATTEN, Flatten)
 def flatten(rp: RtlPlan, flat: Flatten, buffers: dict[str, Buffer]) -> tuple[FlattenOp, int]:
-    """The feature row's head memory (channels last), and the FLATTEN descriptor and beats of one image."""
+    """The feature rows' head memory (channels last), and the FLATTEN descriptor and beats of one group of G images."""
     last = buffers[flat.input]
     positions = last.shape[2] * last.shape[3]
     if positions > 1 and not flat.channels_last:
@@ -26,8 +26,11 @@ def flatten(rp: RtlPlan, flat: Flatten, buffers: dict[str, Buffer]) -> tuple[Fla
         )
     feats = buffers[flat.output]
     head = rp.store(feats)
-    if positions > 1 and last.shape[1] % rp.lanes:  # words of a position start at pos * C: inside a word
+    channels, lanes = last.shape[1], rp.group_lanes
+    tiles = -(-channels // lanes)
+    # a window starts at row * cols + pos * C + t * L: inside a word where pos * C or t * L is no
+    # multiple of P (rows that start inside words the store sees itself)
+    if (positions > 1 and channels % rp.lanes) or (tiles > 1 and lanes < rp.lanes):
         rp.heads[feats.name] = dataclasses.replace(head, unaligned=True)
     rp.act_bits = max(rp.act_bits, last.qformat.bits)
-    tiles = -(-last.shape[1] // rp.lanes)
-    return FlattenOp(feats.name, last.shape[1], positions), tiles * positions
+    return FlattenOp(feats.name, channels, positions), rp.hw.groups * tiles * positions

@@ -65,7 +65,8 @@ def test_measurements_are_computed_once(tiny_checkpoint: Path, data_dir: Path, t
         {"accuracy": record["accuracy"]["accuracy"], "latency_ms": cycles / 50e3, "luts": 8000}
     )
     assert record["fits"] and record["clock_source"] == "fmax"
-    assert fake_hardware == [("rtl", 16, 1, 8, 2), ("synth", "ecp5-25k", "timing")]  # G = 1: what `build` builds
+    # 4-channel convs: 4 groups of 4 lanes, E = 4 divides them: what `build` builds
+    assert fake_hardware == [("rtl", 16, 4, 4, 2), ("synth", "ecp5-25k", "timing")]
 
     other_lanes = evaluate_design(Design(str(tiny_checkpoint), 4, 6, 4), settings)
     assert other_lanes["cached"] == {"float_accuracy": True, "accuracy": True, "cycles": False, "resources": False}

@@ -7,7 +7,9 @@ map flattened channels last across lane words (`leaky_average`), and a residual 
 in the MAP engine, its skip tensor in a third activation bank), a standalone max pool and a
 7x7 global average with its 16-bit reciprocal (`residual`). Two of them run with single-port
 activation banks (`act_ports` 1, the iCE40's SPRAM): a bank read in a cycle that writes it
-would return stale data and fail the comparison.
+would return stale data and fail the comparison. Three run two lane groups (G = 2: two images
+at once in each activation word, the heads on the whole array): the SGD head, the attention
+head and the prototype head after a strided, a residual and a channels-last flattened embedding.
 """
 
 from __future__ import annotations
@@ -23,18 +25,18 @@ from tests.compiler.own_programs import own_inputs, own_program
 
 
 @pytest.mark.parametrize(
-    ("network", "head", "lanes", "act_ports"),
+    ("network", "head", "lanes", "groups", "act_ports"),
     [
-        ("strided", "anil", 4, 1),
-        ("projection", "protomaml", 4, 2),
-        ("leaky_average", "protonet", 4, 2),
-        ("pointwise", "protonet", 4, 2),
-        ("residual", "matchingnet", 8, 1),
+        ("strided", "anil", 8, 2, 1),
+        ("projection", "protomaml", 4, 1, 2),
+        ("leaky_average", "protonet", 8, 2, 2),
+        ("pointwise", "protonet", 4, 1, 2),
+        ("residual", "matchingnet", 16, 2, 1),
     ],
 )
-def test_own_embedding_in_verilator_equals_the_simulator(network, head, lanes, act_ports, tmp_path):
+def test_own_embedding_in_verilator_equals_the_simulator(network, head, lanes, groups, act_ports, tmp_path):
     program = own_program(network, head).program
-    hw = derive_hardware(program, base=HardwareConfig(lanes=lanes, groups=1, act_ports=act_ports))
+    hw = derive_hardware(program, base=HardwareConfig(lanes=lanes, groups=groups, act_ports=act_ports))
     out = build_rtl(program, hw, tmp_path / "rtl")
     rp = rtl_plan(program, hw)
     episodes = own_inputs(own_program(network, head), count=2)

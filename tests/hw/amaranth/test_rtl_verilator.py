@@ -73,10 +73,28 @@ def test_label_out_of_range_stops_with_an_error(tiny_build, tmp_path):
 
 def test_refusals_name_the_reason():
     program = tiny_protonet()
-    with pytest.raises(Exception, match="G = 2"):
-        rtl_plan(program, HardwareConfig(lanes=8, groups=2))
-    with pytest.raises(Exception, match="stream's 8 elements per beat"):
+    with pytest.raises(UserError, match="stream's 8 elements per beat to divide the 4 lanes"):
         rtl_plan(program, HardwareConfig(lanes=4, stream_elements=8))
+    with pytest.raises(UserError, match="stream's 8 elements per beat to divide the 4 lanes of a group"):
+        rtl_plan(program, HardwareConfig(lanes=8, groups=2, stream_elements=8))
+    # 4 x 4 images: 16 elements, not a whole number of 32-element beats
+    with pytest.raises(UserError, match="has 16 elements, not a multiple of the stream's 32"):
+        rtl_plan(program, HardwareConfig(lanes=64, groups=2, stream_elements=32))
+
+
+@pytest.mark.parametrize(("lanes", "groups"), [(8, 2), (16, 4)])
+def test_lane_groups_equal_the_simulator_bit_and_cycle(lanes, groups, tmp_path):
+    """G images at once in the embedding; 6 supports and 3 queries leave the last group partial at G = 4."""
+    program = tiny_protonet(ways=3, shots=2, queries=3, width=4)
+    hw = HardwareConfig(lanes=lanes, groups=groups, stream_elements=2, acc_bits=34)
+    rp = rtl_plan(program, hw)
+    episodes = [tiny_inputs(program, seed) for seed in range(2)]
+    runs = run_rtl(compile_testbench(build_rtl(program, hw, tmp_path / "rtl")), rp, episodes, tmp_path)
+    simulator = Simulator(program, hw)
+    for k, (run, inputs) in enumerate(zip(runs, episodes)):
+        sim = simulator.run(inputs)
+        compare_with_sim(rp, run, sim, k)
+        assert run.total_cycles == sim.total_cycles
 
 
 def test_cli_build_writes_verilog_and_manifest(cli, tmp_path):
