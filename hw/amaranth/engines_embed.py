@@ -20,7 +20,7 @@ from metahw.qformat import QFormat
 
 
 class StreamIn(Engine):
-    """IO: E elements per beat, a group's images into their slots of AMEM0 (linear layout) or labels into their registers."""
+    """IO: E elements per beat, a group's images into their slots of AMEM0 (linear layout), or labels into registers."""
 
     def __init__(self, rp: RtlPlan) -> None:
         bus = Bus(rp)
@@ -96,7 +96,7 @@ class StreamIn(Engine):
 
 
 class ConvEngine(Engine):
-    """CONV: lanes = output channels, per beat one input pixel of each image slot x L weights; ReLU and 2x2 max in the PPU.
+    """CONV: lanes = output channels, per beat each image slot's input pixel x L weights; ReLU, 2x2 max in the PPU.
 
     Group g's L lanes multiply the pixel of slot g by the weight word's L weights (the word
     holds them once per group), so a tile writes G x L outputs: slot g, channels t*L .. t*L + L - 1.
@@ -321,7 +321,7 @@ class FlattenEngine(Engine):
 
 
 def block_mask(block: object, cols: int, lanes: int) -> object:
-    """The lanes holding elements of block `block` (`lanes` columns each) of a row of `cols`: all but in the last block."""
+    """The lanes holding elements of block `block` (`lanes` columns each) of a row of `cols`: all but in the last."""
     last = -(-cols // lanes) - 1
     return Mux(block == last, (1 << (cols - last * lanes)) - 1, (1 << lanes) - 1)
 

@@ -178,7 +178,7 @@ class Instruction:
 
 @dataclass(frozen=True)
 class FlattenOp:
-    """FLATTEN: per beat one image slot of an AMEM word (L channels at one position of a C x H x W map) into that image's row of `out`.
+    """FLATTEN: per beat one image slot of an AMEM word (L channels at one map position) into the image's row of `out`.
 
     The slot's lanes of channel tile t at position pos hold features pos * C + t * L + lane
     (the program's channels-last order; C order for a 1x1 map). The slots run one after the

@@ -242,7 +242,7 @@ def rtl_plan(program: Program, hw: HardwareConfig) -> RtlPlan:
 
 
 def _segment(rp: RtlPlan, segment, buffers: dict[str, Buffer]) -> None:  # noqa: ANN001 - sim.plan.Segment
-    """Per group of G images: stream them in, run every conv and map op in its AMEM banks, flatten into a head buffer."""
+    """Per group of G images: stream them in, run each conv and map op in its AMEM banks, flatten into a head buffer."""
     if segment.streamed is None:
         raise refuse(f"segment '{segment.ops[0].name}' reads its input from memory, not from the stream")
     image = buffers[segment.streamed]

@@ -81,6 +81,13 @@ def build_command(
     lanes: Annotated[
         int | None, typer.Option(help=f"amaranth: MAC lanes P, a power of two (default {DEFAULT_LANES}).")
     ] = None,
+    groups: Annotated[
+        int | None,
+        typer.Option(
+            help="amaranth: lane groups G, images the embedding runs at once (default: the largest that "
+            "keeps every conv's lanes busy)."
+        ),
+    ] = None,
     config: Annotated[
         Path | None, typer.Option(help="amaranth: hardware config JSON (its lanes unless --lanes is given).")
     ] = None,
@@ -116,7 +123,7 @@ def build_command(
         "--reuse-factor": reuse_factor,
         "--tb-episodes": tb_episodes,
     }
-    amaranth_only = {"--lanes": lanes, "--config": config, "--dsp-lanes": dsp_lanes}
+    amaranth_only = {"--lanes": lanes, "--groups": groups, "--config": config, "--dsp-lanes": dsp_lanes}
     foreign = hls_only if backend == "amaranth" else amaranth_only
     given = [option for option, value in foreign.items() if value is not None]
     if given:
@@ -132,7 +139,7 @@ def build_command(
         writable_folder(out, "RTL build", is_rtl_build)
         program = Program.load(build)
         hw = hardware_for(
-            program, DEFAULT_LANES if lanes is None and config is None else lanes, None, config, dsp_lanes
+            program, DEFAULT_LANES if lanes is None and config is None else lanes, groups, config, dsp_lanes
         )
         with exclusive(out, "RTL build"):
             build_amaranth(program, hw, out, as_json)

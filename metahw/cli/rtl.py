@@ -47,8 +47,9 @@ def build_amaranth(program: Program, hw: HardwareConfig, out: Path, as_json: boo
     hwj = manifest["hardware"]
     soft = hw.lanes - hw.hard_multipliers
     multipliers = f" ({soft} multiplying in LUTs)" if soft else ""
+    groups = f" in {hw.groups} groups of {hw.group_lanes}" if hw.groups > 1 else ""
     typer.echo(
-        f"wrote {out / manifest['verilog']} in {seconds:.1f} s: P={hwj['lanes']} lanes{multipliers}, "
+        f"wrote {out / manifest['verilog']} in {seconds:.1f} s: P={hwj['lanes']} lanes{groups}{multipliers}, "
         f"{hwj['operand_bits']}-bit operands, {hwj['acc_bits']}-bit accumulators, "
         f"{manifest['instructions']} instructions, "
         f"{manifest['episode_cycles']:,} cycles per episode; verilator --lint-only clean"

@@ -80,7 +80,8 @@ def simulate_command(
     groups: Annotated[
         int | None,
         typer.Option(
-            help="Lane groups G (default: the largest that keeps every conv's lanes busy and the RTL builds)."
+            help="Lane groups G, images the embedding runs at once (default: the largest that keeps every "
+            "conv's lanes busy)."
         ),
     ] = None,
     episodes: Annotated[

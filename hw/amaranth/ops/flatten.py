@@ -1,4 +1,4 @@
-"""RTL lowering of Flatten: the segment's last op, one image slot of an AMEM word per beat into a row of a head memory."""
+"""RTL lowering of Flatten: the segment's last op, an image slot of an AMEM word per beat into a head memory's row."""
 
 from __future__ import annotations
 
