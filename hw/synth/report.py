@@ -16,7 +16,7 @@ from metahw.hw.synth.devices import Device, get_device, get_target
 from metahw.hw.synth.fit import ResourceLine, fit_suggestions, placement_suggestions, resource_lines
 from metahw.hw.synth.manifest import RtlManifest, load_manifest
 from metahw.hw.synth.nextpnr import TOOLS as NEXTPNR_TOOLS
-from metahw.hw.synth.nextpnr import PlacementOverflow, PnrResult, check_pnr_effort, run_nextpnr
+from metahw.hw.synth.nextpnr import PlacementOverflow, PlacementTimeout, PnrResult, check_pnr_effort, run_nextpnr
 from metahw.hw.synth.tools import tool_version
 from metahw.hw.synth.wrapper import WRAPPER_TOP, wrapper_verilog
 from metahw.hw.synth.yosys import ABC9_FALLBACK_NOTE, map_cells, run_yosys
@@ -55,6 +55,10 @@ class SynthReport:
     wrapper_used: dict[str, float] | None = None
     pnr_utilisation: dict[str, dict[str, int]] | None = None
     pnr_effort: str | None = None  # "timing" (timing-driven placement) or "fast"; None without place and route
+    #: how place and route ended: "placed", "overflow" (the packed design does not fit), "timeout" (stopped
+    #: at `pnr_timeout_s` without a placement); None without place and route
+    pnr_outcome: str | None = None
+    pnr_timeout_s: float | None = None
     clock_net: str | None = None
     #: the core clock's worst register-to-register path (`CriticalPath.to_dict`); None without place and route
     critical_path: dict | None = None
@@ -106,14 +110,18 @@ def status_tick(tracker: StatusTracker, label: str, stop: threading.Event | None
     return tick
 
 
-def check_synthesis_inputs(build_dir: Path, target: str, pnr_effort: str = "timing") -> None:
-    """UserError for an unknown target, placement effort or a folder that is no RTL build, before any tool runs.
+def check_synthesis_inputs(
+    build_dir: Path, target: str, pnr_effort: str = "timing", pnr_timeout: float | None = None
+) -> None:
+    """UserError for an unknown target, placement effort or time limit, or no RTL build folder, before any tool runs.
 
     Cheap (reads the manifest only), so a command line can refuse bad input at once rather
     than after a warm-up of the synthesis tools. Takes FPGA and ASIC targets (`get_target`).
     """
     get_target(target)
     check_pnr_effort(pnr_effort)
+    if pnr_timeout is not None and not pnr_timeout > 0:
+        raise UserError(f"the place-and-route time limit must be a positive number of seconds, got {pnr_timeout:g}.")
     load_manifest(Path(build_dir))
 
 
@@ -125,6 +133,7 @@ def synthesize(
     progress: bool = True,
     stop: threading.Event | None = None,
     pnr_effort: str = "timing",
+    pnr_timeout: float | None = None,
 ) -> SynthReport:
     """Synthesise the RTL build folder `build_dir` for `target` and (where nextpnr targets it) place and route it.
 
@@ -135,9 +144,11 @@ def synthesize(
     unknown target or a failing tool, and `SynthesisStopped` within a second of `stop` being
     set (the running tool is killed: a background synthesis must not outlive a failed caller).
     `pnr_effort` "fast" places without timing-driven placement (`PNR_EFFORTS`): a lower bound
-    on the fmax that timing-driven placement reaches, in about 70 % of the time.
+    on the fmax that timing-driven placement reaches, in about 70 % of the time. `pnr_timeout`
+    (seconds, None: no limit) stops a nextpnr run that takes longer: the report then has no
+    fmax and says so (`pnr_outcome` "timeout").
     """
-    check_synthesis_inputs(build_dir, target, pnr_effort)  # before any tool runs
+    check_synthesis_inputs(build_dir, target, pnr_effort, pnr_timeout)  # before any tool runs
     device = get_device(target)
     manifest = load_manifest(Path(build_dir))
     workdir = manifest.folder / "synth" / device.name
@@ -154,6 +165,7 @@ def synthesize(
     seconds: dict[str, float] = {}
     pnr: PnrResult | None = None
     overflow: PlacementOverflow | None = None
+    timeout: PlacementTimeout | None = None
     with StatusTracker(2 if pnr_wanted else 1, f"synthesis for {device.name}", enabled=progress) as tracker:
         if pnr_wanted:
             wrapper = workdir / "wrapper.v"
@@ -179,14 +191,16 @@ def synthesize(
         elif pnr_wanted and synth.netlist is not None:
             tools["nextpnr"] = tool_version(NEXTPNR_TOOLS[device.family])
             try:
-                pnr = run_nextpnr(
-                    device, synth.netlist, workdir, target_mhz, "clk", status_tick(tracker, "nextpnr", stop), pnr_effort
-                )
+                tick = status_tick(tracker, "nextpnr", stop)
+                pnr = run_nextpnr(device, synth.netlist, workdir, target_mhz, "clk", tick, pnr_effort, pnr_timeout)
                 seconds["nextpnr"] = round(pnr.seconds, 2)
                 tracker.advance(1, "nextpnr done")
             except PlacementOverflow as exc:
                 fits, overflow = False, exc
                 notes.append(f"place-and-route stopped: {exc} (the wrapper's cells included)")
+            except PlacementTimeout as exc:
+                timeout = exc
+                notes.append(f"place-and-route stopped: {exc}. No placement, so no fmax: a longer limit may place it")
             if pnr is not None and pnr_effort == "fast":
                 notes.append(
                     "placement was not timing-driven (effort fast): fmax is a lower bound of what "
@@ -198,8 +212,9 @@ def synthesize(
     latency_mhz = fmax or target_mhz
     latency_ms, episodes_per_s = _latency(manifest.episode_cycles, latency_mhz)
     logs = {"yosys": str(synth.log)}
-    if pnr or overflow:
-        logs["nextpnr"] = str(pnr.log if pnr else overflow.log)
+    ended = pnr or overflow or timeout
+    if ended:
+        logs["nextpnr"] = str(ended.log)
     report = SynthReport(
         target=device.name,
         part=device.part,
@@ -223,8 +238,10 @@ def synthesize(
         notes=notes,
         cells=dict(sorted(synth.cells.items())),
         wrapper_used=wrapper_used,
-        pnr_utilisation=pnr.utilisation if pnr else overflow.utilisation if overflow else None,
+        pnr_utilisation=ended.utilisation if ended else None,
         pnr_effort=pnr_effort if pnr else None,
+        pnr_outcome="placed" if pnr else "overflow" if overflow else "timeout" if timeout else None,
+        pnr_timeout_s=pnr_timeout if pnr_wanted else None,
         clock_net=pnr.clock_net if pnr else None,
         critical_path=pnr.critical_path.to_dict() if pnr and pnr.critical_path else None,
         logs=logs,

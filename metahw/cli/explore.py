@@ -53,6 +53,13 @@ def explore_command(
     queries: Annotated[int, typer.Option(help="Query examples per class.")] = 15,
     seed: Annotated[int, typer.Option(help="Seed of the episodes, the calibration and NSGA-II.")] = 0,
     pnr: Annotated[str, typer.Option(help="Placement of every design: timing (timing-driven) or fast.")] = "timing",
+    pnr_timeout: Annotated[
+        float | None,
+        typer.Option(
+            help="Stop a design's place-and-route after this many seconds and count it as not fitting "
+            "(default: no limit)."
+        ),
+    ] = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes (default: the CPU count).")] = None,
     ray_address: Annotated[
         str | None, typer.Option("--ray", help="Run trials as Ray tasks on the cluster at this address.")
@@ -76,11 +83,15 @@ def explore_command(
         raise UserError(f"--episodes must be >= 2 for a confidence interval (got {episodes}).")
     get_device(target)
     check_pnr_effort(pnr)
+    if pnr_timeout is not None and not pnr_timeout > 0:
+        raise UserError(f"--pnr-timeout must be a positive number of seconds (got {pnr_timeout:g}).")
     writable_folder(out, "exploration folder", lambda folder: (folder / CONFIG_FILE).is_file())
     candidates = select_widths(_candidates(checkpoints, ways, shots), width_values)
     space = SearchSpace(candidates, bit_values, lane_values)
     out = out.resolve()
-    settings = TrialSettings(out, target, episodes, ways, shots, queries, seed, data.resolve() if data else None, pnr)
+    settings = TrialSettings(
+        out, target, episodes, ways, shots, queries, seed, data.resolve() if data else None, pnr, pnr_timeout
+    )
     identity = {
         "checkpoints": [
             {"checkpoint": c.checkpoint, "width": c.width, "key": checkpoint_key(c.checkpoint)} for c in candidates
@@ -95,6 +106,7 @@ def explore_command(
         "queries": queries,
         "seed": seed,
         "pnr": pnr,
+        "pnr_timeout": pnr_timeout,
     }
     with open_pool(workers, ray_address) as pool:
         outcome = run_study(

@@ -51,7 +51,11 @@ def _summary(report: SynthReport) -> list[str]:
             f"{report.clock_net})"
         )
     else:
-        why = "the design did not place" if report.pnr_utilisation else "no place-and-route"
+        why = "no place-and-route"
+        if report.pnr_outcome == "overflow":
+            why = "the packed design does not fit"
+        elif report.pnr_outcome == "timeout":
+            why = f"place-and-route stopped at its {report.pnr_timeout_s:g} s limit"
         lines.append(f"fmax       not measured ({why}); latency below at the target {report.target_mhz:g} MHz")
     path = report.critical_path
     if path is not None:
@@ -127,6 +131,10 @@ def report_command(
     ],
     no_pnr: Annotated[bool, typer.Option("--no-pnr", help="Synthesis only: no place-and-route, no fmax.")] = False,
     pnr: Annotated[str, typer.Option(help="Placement: timing (timing-driven) or fast (lower-bound fmax).")] = "timing",
+    pnr_timeout: Annotated[
+        float | None,
+        typer.Option(help="Stop place-and-route after this many seconds (no fmax then; default: no limit)."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")] = False,
     progress: bool = True,
 ) -> None:
@@ -134,7 +142,7 @@ def report_command(
 
     An ASIC target gives standard-cell area, cell kinds, flip-flops and memories instead (no place-and-route).
     """
-    check_synthesis_inputs(build, target, pnr)
+    check_synthesis_inputs(build, target, pnr, pnr_timeout)
     console = Console(width=max(100, Console().width))
     if target in ASIC_TARGETS:
         asic = synthesize_asic(build, target, progress=progress and not as_json)
@@ -146,7 +154,14 @@ def report_command(
         for line in _asic_summary(asic):
             typer.echo(line)
         return
-    report = synthesize(build, target, place_and_route=not no_pnr, progress=progress and not as_json, pnr_effort=pnr)
+    report = synthesize(
+        build,
+        target,
+        place_and_route=not no_pnr,
+        progress=progress and not as_json,
+        pnr_effort=pnr,
+        pnr_timeout=pnr_timeout,
+    )
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
         return

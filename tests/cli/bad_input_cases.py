@@ -337,11 +337,16 @@ def _cases() -> dict[str, Bad]:
         "report: no --target": (["report", "{prog}"], "missing option"),
         "report: unknown --target": (["report", "{prog}", "--target", "nope"], "nope"),
         "report: unknown --pnr": (["report", "{prog}", "--target", "ecp5-25k", "--pnr", "nope"], "nope"),
+        "report: --pnr-timeout 0": (["report", "{prog}", "--target", "ecp5-25k", "--pnr-timeout", "0"], "got 0"),
         # explore
         "explore: unknown --target": (["explore", "{ckpt}", "--target", "nope"], "nope"),
         "explore: --bits x": (["explore", "{ckpt}", "--target", "ecp5-25k", "--bits", "x"], "--bits"),
         "explore: --lanes 3": (["explore", "{ckpt}", "--target", "ecp5-25k", "--lanes", "3"], "--lanes"),
         "explore: --budget 0": (["explore", "{ckpt}", "--target", "ecp5-25k", "--budget", "0"], "--budget"),
+        "explore: --pnr-timeout -5": (
+            ["explore", "{ckpt}", "--target", "ecp5-25k", "--pnr-timeout", "-5"],
+            "--pnr-timeout",
+        ),
         "explore: --workers 0": (["explore", "{ckpt}", "--target", "ecp5-25k", "--workers", "0"], "--workers"),
         "explore: --objective nope": (["explore", "{ckpt}", "--target", "ecp5-25k", "--objective", "nope"], "nope"),
         "explore: --out a file": (["explore", "{ckpt}", "--target", "ecp5-25k", "-o", "{tmp}/mine.txt"], "is a file"),

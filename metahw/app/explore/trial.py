@@ -59,6 +59,9 @@ class TrialSettings:
     data: Path | None = None
     #: place-and-route effort of every design ("fast": not timing-driven, `metahw.hw.synth.nextpnr`)
     pnr: str = "timing"
+    #: seconds after which a design's place-and-route is stopped and the design counted as not fitting
+    #: (None: no limit): nextpnr legalises a design packed into 96 % of an ECP5-25k for over 40 minutes
+    pnr_timeout: float | None = None
 
     @property
     def cache(self) -> Path:
@@ -213,7 +216,8 @@ def measure_resources(checkpoint: str, bits: int, lanes: int, settings: TrialSet
     with `dsp_lanes`. On a device with single-port RAM (the iCE40 UP5K's SPRAM) the activation
     banks are single-ported (`act_ports` 1, same cycles) so that they can go there. A design the
     generator or the tools reject with a UserError (a memory that does not fit, say) is recorded
-    as not fitting, with the message under `error`.
+    as not fitting, with the message under `error`; so is one whose place-and-route ran past
+    `settings.pnr_timeout`.
     """
     from metahw.hw.amaranth.digests import generator_digest
     from metahw.hw.synth.devices import get_device
@@ -231,22 +235,30 @@ def measure_resources(checkpoint: str, bits: int, lanes: int, settings: TrialSet
         from metahw.hw.synth.report import synthesize
         from metahw.sim.plan import check_fits
 
+        def report_of(build: Path) -> dict:
+            report = synthesize(
+                build, settings.target, progress=False, pnr_effort=settings.pnr, pnr_timeout=settings.pnr_timeout
+            ).to_dict()
+            if report.get("pnr_outcome") == "timeout":  # not shown to place: not a design to choose
+                stopped = next(note for note in report["notes"] if note.startswith("place-and-route stopped"))
+                return {**report, "fits": False, "error": stopped}
+            return report
+
         try:
             check_fits(program, hw)
-            build = build_rtl(program, hw, settings.cache / "rtl" / name)
-            report = synthesize(build, settings.target, progress=False, pnr_effort=settings.pnr).to_dict()
+            report = report_of(build_rtl(program, hw, settings.cache / "rtl" / name))
             used = report["used"].get("DSP", 0)
             keep = dsp_lanes_that_fit(hw.lanes, hw.operand_bits, hw.dsp_lanes, used, device)
             if keep is None:
                 return {**report, "act_ports": hw.act_ports}
             soft = derive_hardware(program, lanes, dsp_lanes=keep, act_ports=act_ports)
-            build = build_rtl(program, soft, settings.cache / "rtl" / f"{name}-d{keep}")
-            report = synthesize(build, settings.target, progress=False, pnr_effort=settings.pnr).to_dict()
+            report = report_of(build_rtl(program, soft, settings.cache / "rtl" / f"{name}-d{keep}"))
             return {**report, "dsp_lanes": keep, "act_ports": hw.act_ports}
         except UserError as exc:
             return {"error": str(exc), "fits": False, "fmax_mhz": None}
 
-    key = f"{name}-{settings.target}-{settings.pnr}-g{generator}"
+    limit = "" if settings.pnr_timeout is None else f"-t{settings.pnr_timeout:g}"
+    key = f"{name}-{settings.target}-{settings.pnr}{limit}-g{generator}"
     return cached_json(settings.cache / "resources" / f"{key}.json", compute)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -41,7 +42,9 @@ def fake_hardware(monkeypatch: pytest.MonkeyPatch) -> list:
         calls.append(("rtl", hw.lanes, hw.groups, hw.stream_elements, hw.act_ports))
         return out
 
-    def synthesize(build_dir: Path, target: str, *, progress: bool = True, pnr_effort: str = "timing") -> FakeReport:
+    def synthesize(
+        build_dir: Path, target: str, *, progress: bool = True, pnr_effort: str = "timing", pnr_timeout: float | None
+    ) -> FakeReport:
         calls.append(("synth", target, pnr_effort))
         manifest = json.loads(build_dir.joinpath("manifest.json").read_text())
         return FakeReport(manifest["lanes"], manifest["hard"])
@@ -109,3 +112,23 @@ def test_a_device_with_spram_gets_single_port_activation_banks(
     assert fake_hardware[0] == ("rtl", 2, 1, 2, 1) and record["resources"]["act_ports"] == 1
     program = Program.load(compiled_program(str(tiny_checkpoint), 8, settings))
     assert record["cycles"]["total"] == episode_cycles(program, derive_hardware(program, 2, act_ports=1)).total
+
+
+def test_a_design_whose_placement_runs_past_the_limit_does_not_fit(
+    tiny_checkpoint: Path, data_dir: Path, tmp_path: Path, fake_hardware: list, monkeypatch: pytest.MonkeyPatch
+):
+    """nextpnr stopped at `pnr_timeout` (stood in for): the design is not chosen, the limit is in the cache key."""
+    limits = []
+
+    def stopped(build_dir: Path, target: str, *, progress: bool, pnr_effort: str, pnr_timeout: float | None) -> dict:
+        limits.append(pnr_timeout)
+        report = FakeReport(16, 16).to_dict()
+        note = "place-and-route stopped: nextpnr did not finish within the 60 s limit and was stopped"
+        return SimpleNamespace(to_dict=lambda: {**report, "fmax_mhz": None, "pnr_outcome": "timeout", "notes": [note]})
+
+    monkeypatch.setattr("metahw.hw.synth.report.synthesize", stopped)
+    settings = TrialSettings(tmp_path, "ecp5-25k", episodes=3, queries=2, data=data_dir, pnr_timeout=60)
+    record = evaluate_design(Design(str(tiny_checkpoint), 4, 6, 16), settings)
+    assert limits == [60] and not record["fits"] and "within the 60 s limit" in record["resources"]["error"]
+    longer = evaluate_design(Design(str(tiny_checkpoint), 4, 6, 16), dataclasses.replace(settings, pnr_timeout=600))
+    assert limits == [60, 600] and not longer["cached"]["resources"]

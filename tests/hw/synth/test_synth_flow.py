@@ -14,7 +14,7 @@ import pytest
 from metahw.errors import UserError
 from metahw.hw.synth import nextpnr, synthesize
 from metahw.hw.synth.devices import get_device
-from metahw.hw.synth.nextpnr import PlacementOverflow
+from metahw.hw.synth.nextpnr import PlacementOverflow, PlacementTimeout
 from metahw.hw.synth.report import SynthesisStopped
 from metahw.hw.synth.tools import run_tool
 from tests.hw.synth.tiny_design import write_build
@@ -97,6 +97,27 @@ def test_a_design_that_does_not_pack_is_reported_as_not_fitting(tmp_path: Path, 
     assert suggestion.startswith("ICESTORM_LC 7,038 of 5,280 (packed sites)") and "1 lane instead of 2" in suggestion
     saved = json.loads((build / "synth" / "ice40-up5k" / "report.json").read_text())
     assert saved["fits"] is False and saved["logs"]["nextpnr"].endswith("nextpnr.log")
+    assert saved["pnr_outcome"] == "overflow"
+
+
+def test_a_placement_past_its_time_limit_is_reported_without_fmax(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """nextpnr stopped at `pnr_timeout` (stood in for) -> no fmax, latency at the target clock, the reason."""
+    build = write_build(tmp_path / "tiny", lanes=2, depth=16)
+    packed = {"ICESTORM_LC": {"used": 5000, "available": 5280}}
+    limits = []
+
+    def slow(device, netlist, workdir, clock_mhz, clock, tick, effort, timeout):
+        limits.append(timeout)
+        raise PlacementTimeout(timeout, workdir / "nextpnr.log", packed)
+
+    monkeypatch.setattr("metahw.hw.synth.report.run_nextpnr", slow)
+    report = synthesize(build, "ice40-up5k", progress=False, pnr_timeout=90)
+    assert limits == [90] and report.pnr_outcome == "timeout" and report.pnr_timeout_s == 90
+    assert report.fits and report.fmax_mhz is None and report.latency_basis.startswith("target clock")
+    assert report.pnr_utilisation == packed
+    assert any("did not finish within the 90 s limit" in note for note in report.notes)
+    with pytest.raises(UserError, match="positive number of seconds"):
+        synthesize(build, "ice40-up5k", progress=False, pnr_timeout=0)
 
 
 def test_cli_table_and_json(cli, tiny_build: Path, cli_shares_synthesis: None):
@@ -173,6 +194,27 @@ def test_nextpnr_is_stopped_once_its_packed_design_overflows(tmp_path: Path, mon
     with pytest.raises(PlacementOverflow, match="needs 24,533 of 24,288 TRELLIS_COMB"):
         nextpnr.run_nextpnr(get_device("ecp5-25k"), tmp_path / "netlist.json", tmp_path, 100.0)
     assert time.perf_counter() - start < 30
+    pid = int((tmp_path / "nextpnr.log.out").read_text().split()[0])
+    with pytest.raises(ProcessLookupError):  # killed and reaped
+        os.kill(pid, 0)
+
+
+def test_nextpnr_is_stopped_at_its_time_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A stand-in nextpnr packs into 96 % and would go on placing for a minute: stopped at the 2 s limit."""
+    tool = tmp_path / "bin" / "fake-nextpnr"
+    tool.parent.mkdir()
+    table = "Info: Device utilisation:\nInfo: \t        TRELLIS_COMB:   23342/  24288    96%\nInfo: Placing..\n"
+    tool.write_text(
+        f"#!{sys.executable}\nimport os, sys, time\nlog = sys.argv[sys.argv.index('-l') + 1]\n"
+        f"open(log, 'w').write({table!r})\nprint(os.getpid(), flush=True)\ntime.sleep(60)\n"
+    )
+    tool.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tool.parent}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setitem(nextpnr.TOOLS, "ecp5", "fake-nextpnr")
+    start = time.perf_counter()
+    with pytest.raises(PlacementTimeout, match="within the 2 s limit and was stopped \\(its last step: 'Placing..'\\)"):
+        nextpnr.run_nextpnr(get_device("ecp5-25k"), tmp_path / "netlist.json", tmp_path, 100.0, timeout=2)
+    assert 2 <= time.perf_counter() - start < 30
     pid = int((tmp_path / "nextpnr.log.out").read_text().split()[0])
     with pytest.raises(ProcessLookupError):  # killed and reaped
         os.kill(pid, 0)
