@@ -6,7 +6,10 @@ it when a lower bit is set or the kept value is odd, truncate drops it; a left s
 overflows when v lies outside [ceil(min / 2^k), floor(max / 2^k)], decided before shifting.
 The shifts and formats a program uses are few and known when the hardware is generated, so
 `select` picks one of them and every shift is a constant (wires, no barrel shifter); the
-rounding adder is shared by all of them.
+rounding adder is shared by all of them. The adder is only as wide as the formats: the
+shifted value's low `bits + 1` bits go on, with whether the rest is their sign extension
+(else the value is far outside the format: saturated by its sign), so neither the select nor
+the adder carries the accumulator's width.
 """
 
 from __future__ import annotations
@@ -57,31 +60,36 @@ class Requantiser(wiring.Component):
         )
 
     def elaborate(self, platform: object) -> Module:
-        """Select the shifted value and its round increment, one adder, then per-format range checks.
+        """Select the shifted value's low bits and its round increment, one narrow adder, then per-format checks.
 
         One adder for all specs (not one per spec): the constant shifts are wires, so selecting
         before adding costs a mux where a copy of the adder and two comparators cost carry
         chains. The range check of a full-range format is a check of the top bits, no compare.
         """
         m = Module()
-        kept = Signal(signed(self.width + 1), name="kept")
-        increment = Signal(name="increment")
+        keep = max(_kept_bits(self.specs[k]) for k in self.built)
+        low = Signal(signed(keep), name="kept")
+        near = Signal(name="kept_near")  # the shifted value is its low bits (sign-extended)
+        negative, increment = Signal(name="kept_negative"), Signal(name="increment")
         with m.Switch(self.select):
             for n, k in enumerate(self.built):
                 with m.Default() if n == len(self.built) - 1 else m.Case(k):
-                    value, carry = self._shifted(self.specs[k])
-                    m.d.comb += [kept.eq(value), increment.eq(carry)]
+                    kept, carry = self._shifted(self.specs[k])
+                    bits = _kept_bits(self.specs[k])
+                    top = kept[bits - 1 :] if len(kept) > bits else kept[-1:]
+                    m.d.comb += [low.eq(kept[:bits].as_signed() if len(kept) > bits else kept), increment.eq(carry)]
+                    m.d.comb += [near.eq((top == 0) | (top == (1 << len(top)) - 1)), negative.eq(kept[-1])]
         select = self.select
         if self.registered:
-            staged = Signal.like(kept, name="kept_q"), Signal(name="increment_q"), Signal.like(select, name="select_q")
-            m.d.sync += [staged[0].eq(kept), staged[1].eq(increment), staged[2].eq(select)]
-            kept, increment, select = staged
-        exact = Signal(signed(self.width + 2), name="exact")
-        m.d.comb += exact.eq(kept + increment)
+            staged = [Signal.like(s, name=f"{s.name}_q") for s in (low, near, negative, increment, select)]
+            m.d.sync += [reg.eq(s) for reg, s in zip(staged, (low, near, negative, increment, select))]
+            low, near, negative, increment, select = staged
+        exact = Signal(signed(keep + 1), name="exact")
+        m.d.comb += exact.eq(low + increment)
         with m.Switch(select):
             for n, k in enumerate(self.built):
                 with m.Default() if n == len(self.built) - 1 else m.Case(k):
-                    m.d.comb += self._limited(exact, self.specs[k])
+                    m.d.comb += self._limited(exact, near, negative, self.specs[k])
         return m
 
     def _shifted(self, spec: RequantSpec) -> tuple[object, object]:
@@ -98,17 +106,28 @@ class Requantiser(wiring.Component):
         sticky = v[: s - 1].any() if s > 1 else 0
         return kept, round_bit & (sticky | kept[0])
 
-    def _limited(self, exact: Signal, spec: RequantSpec) -> list:
-        """`result` and `overflow` of one spec from the rounded value (a left shift applies here)."""
+    def _limited(self, exact: Signal, near: Signal, negative: Signal, spec: RequantSpec) -> list:
+        """`result` and `overflow` of one spec from the rounded low bits (a left shift applies here).
+
+        `exact` is the rounded value when `near`; otherwise the value lies beyond +-2^bits and
+        overflows whatever the rounding, saturating by its sign, and a wrap keeps low bits,
+        which `exact` has right either way.
+        """
         dst, left = spec.dst, max(0, -spec.shift)
-        fits = _fits(exact, dst.bits - left, dst.signed)
+        fits = near & _fits(exact, dst.bits - left, dst.signed)
         if self.overflow_mode == "saturate":
-            saturated = Mux(exact[-1], dst.min_int, dst.max_int)
+            saturated = Mux(Mux(near, exact[-1], negative), dst.min_int, dst.max_int)
             result = Mux(fits, shift_left(exact, left, self.out_width), saturated)
         else:
             low_bits = shift_left(exact, left, dst.bits + 1)[: dst.bits]
             result = low_bits.as_signed() if dst.signed else low_bits
         return [self.result.eq(result), self.overflow.eq(~fits)]
+
+
+def _kept_bits(spec: RequantSpec) -> int:
+    """Low bits of the shifted value a spec needs: its format's bits and a sign (an unsigned format's
+    largest value, 2^bits - 1, still in them); beyond them the value overflows any format of `bits`."""
+    return spec.dst.bits + 1
 
 
 def _fits(value: Signal, bits: int, is_signed: bool) -> object:

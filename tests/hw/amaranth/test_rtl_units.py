@@ -37,6 +37,19 @@ SPECS = [
 ]
 
 
+def _edges(specs: list[RequantSpec], width: int) -> np.ndarray:
+    """Values at each spec's limits: its format's ends and the requantiser's near range (+-2^bits), +-1 and +-1/2."""
+    values = set()
+    for spec in specs:
+        bits = spec.dst.bits
+        for end in (spec.dst.max_int, spec.dst.min_int, 1 << bits, -(1 << bits)):
+            for step in (-1, 0, 1):
+                base = (end + step) << spec.shift if spec.shift >= 0 else (end + step) >> -spec.shift
+                half = 1 << (spec.shift - 1) if spec.shift > 0 else 0
+                values.update(base + d for d in (-half, -1, 0, 1, half))
+    return np.array(sorted(v for v in values if -(1 << (width - 1)) <= v < 1 << (width - 1)))
+
+
 def _run(dut, bench) -> None:
     sim = Simulator(dut)
     sim.add_clock(1e-6)
@@ -49,7 +62,7 @@ def _run(dut, bench) -> None:
 def test_requantiser_matches_the_ppu_model(rounding, overflow):
     dut = Requantiser(SPECS, 20, rounding, overflow)
     rng = np.random.default_rng(1)
-    values = np.concatenate([rng.integers(-(1 << 19), 1 << 19, 150), np.arange(-40, 41)])
+    values = np.concatenate([rng.integers(-(1 << 19), 1 << 19, 150), np.arange(-40, 41), _edges(SPECS, 20)])
 
     async def bench(ctx):
         for k, spec in enumerate(SPECS):
