@@ -4,8 +4,9 @@ docs/microarchitecture.md §5. Per output channel tile t, per output position in
 order (py, px, then wy, wx), per input channel c and kernel offset (i, j), one beat reads the
 input element at window coordinates (yy, xx) = (S y + i - pad, S x + j - pad), where (y, x) is
 the conv position (2 py + wy, 2 px + wx under a 2x2 pool) and S the stride. A streamed image (linear layout)
-holds it at element `c * H * W + yy * W + xx`, lane that mod P; a conv output (channel layout)
-at word `(c / P) * H * W + yy * W + xx`, lane c mod P.
+holds it at element `c * H * W + yy * W + xx`, lane that mod L; a conv output (channel layout)
+at word `(c / L) * H * W + yy * W + xx`, lane c mod L. The lane is within an image slot of L
+lanes (`lanes`, L = P / G): every slot of the word holds its own image at the same place.
 
 Every address is a running sum stepped with the loops: each layer only chooses constant
 steps (`_layer_steps`), and one adder per sum is shared by all layers, so neither a multiplier
@@ -64,7 +65,8 @@ def conv_walk(
 ) -> ConvWalk:
     """Build the loop nest of the conv layers `convs`, running layer `layer` (a register).
 
-    `beat` steps it; `issued` (an instruction of layer `issued_layer` issues) restarts it.
+    `lanes` is L, the lanes of an image slot; `beat` steps the nest; `issued` (an instruction of
+    layer `issued_layer` issues) restarts it.
     """
     p = lanes
     kernel = max(conv.kernel for conv in convs)

@@ -57,7 +57,7 @@ class StreamIn(Engine):
             m.d.sync += index.eq(0)
         with m.Elif(self.beat & active):
             m.d.sync += index.eq(index + e)
-        slot = self._slot(m, index, active) if rp.hw.groups > 1 else 0
+        slot = self._slot(m, index) if rp.hw.groups > 1 else 0
         # each element zero-extended to an AMEM lane (the conv sign-extends by its input format)
         pad = Const(0, max(0, rp.act_bits - rp.in_bits))
         word = Cat(*[Cat(element[k][: rp.act_bits], pad) for k in range(e)] * (p // e))
@@ -75,7 +75,7 @@ class StreamIn(Engine):
                     with m.If(index == r // e * e):
                         m.d.sync += reg.eq(element[r % e])
 
-    def _slot(self, m: Module, index: Signal, active: object) -> Signal:
+    def _slot(self, m: Module, index: Signal) -> Signal:
         """The image slot of a group's stream (G > 1): `index` counts within an image and restarts at the next.
 
         An image's elements are a whole number of beats (`spec`), so a beat never straddles two
