@@ -178,11 +178,11 @@ def test_run_tool_kills_the_tool_when_its_caller_raises(tmp_path: Path, monkeypa
         os.kill(pid, 0)
 
 
-def test_nextpnr_is_stopped_once_its_packed_design_overflows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """A stand-in nextpnr logs a 101 % packing table and would go on placing for a minute: stopped at once."""
+def _stand_in_nextpnr(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, packed: str) -> None:
+    """A nextpnr for the ECP5 that logs the packing table row `packed`, then would place for a minute."""
     tool = tmp_path / "bin" / "fake-nextpnr"
     tool.parent.mkdir()
-    table = "Info: Device utilisation:\nInfo: \t        TRELLIS_COMB:   24533/  24288   101%\nInfo: Placing..\n"
+    table = f"Info: Device utilisation:\nInfo: \t        TRELLIS_COMB:   {packed}\nInfo: Placing..\n"
     tool.write_text(
         f"#!{sys.executable}\nimport os, sys, time\nlog = sys.argv[sys.argv.index('-l') + 1]\n"
         f"open(log, 'w').write({table!r})\nprint(os.getpid(), flush=True)\ntime.sleep(60)\n"
@@ -190,31 +190,29 @@ def test_nextpnr_is_stopped_once_its_packed_design_overflows(tmp_path: Path, mon
     tool.chmod(0o755)
     monkeypatch.setenv("PATH", f"{tool.parent}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setitem(nextpnr.TOOLS, "ecp5", "fake-nextpnr")
+
+
+def _assert_reaped(tmp_path: Path) -> None:
+    pid = int((tmp_path / "nextpnr.log.out").read_text().split()[0])
+    with pytest.raises(ProcessLookupError):  # killed and reaped
+        os.kill(pid, 0)
+
+
+def test_nextpnr_is_stopped_once_its_packed_design_overflows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A stand-in nextpnr logs a 101 % packing table and would go on placing for a minute: stopped at once."""
+    _stand_in_nextpnr(tmp_path, monkeypatch, "24533/  24288   101%")
     start = time.perf_counter()
     with pytest.raises(PlacementOverflow, match="needs 24,533 of 24,288 TRELLIS_COMB"):
         nextpnr.run_nextpnr(get_device("ecp5-25k"), tmp_path / "netlist.json", tmp_path, 100.0)
     assert time.perf_counter() - start < 30
-    pid = int((tmp_path / "nextpnr.log.out").read_text().split()[0])
-    with pytest.raises(ProcessLookupError):  # killed and reaped
-        os.kill(pid, 0)
+    _assert_reaped(tmp_path)
 
 
 def test_nextpnr_is_stopped_at_its_time_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """A stand-in nextpnr packs into 96 % and would go on placing for a minute: stopped at the 2 s limit."""
-    tool = tmp_path / "bin" / "fake-nextpnr"
-    tool.parent.mkdir()
-    table = "Info: Device utilisation:\nInfo: \t        TRELLIS_COMB:   23342/  24288    96%\nInfo: Placing..\n"
-    tool.write_text(
-        f"#!{sys.executable}\nimport os, sys, time\nlog = sys.argv[sys.argv.index('-l') + 1]\n"
-        f"open(log, 'w').write({table!r})\nprint(os.getpid(), flush=True)\ntime.sleep(60)\n"
-    )
-    tool.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{tool.parent}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setitem(nextpnr.TOOLS, "ecp5", "fake-nextpnr")
+    _stand_in_nextpnr(tmp_path, monkeypatch, "23342/  24288    96%")
     start = time.perf_counter()
     with pytest.raises(PlacementTimeout, match="within the 2 s limit and was stopped \\(its last step: 'Placing..'\\)"):
         nextpnr.run_nextpnr(get_device("ecp5-25k"), tmp_path / "netlist.json", tmp_path, 100.0, timeout=2)
     assert 2 <= time.perf_counter() - start < 30
-    pid = int((tmp_path / "nextpnr.log.out").read_text().split()[0])
-    with pytest.raises(ProcessLookupError):  # killed and reaped
-        os.kill(pid, 0)
+    _assert_reaped(tmp_path)
