@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from metahw.cli.report import _summary
 from metahw.errors import UserError
 from metahw.hw.synth import nextpnr, synthesize
 from metahw.hw.synth.devices import get_device
@@ -116,6 +117,7 @@ def test_a_placement_past_its_time_limit_is_reported_without_fmax(tmp_path: Path
     assert report.fits and report.fmax_mhz is None and report.latency_basis.startswith("target clock")
     assert report.pnr_utilisation == packed
     assert any("did not finish within the 90 s limit" in note for note in report.notes)
+    assert "fmax       not measured (place-and-route stopped at its 90 s limit)" in "\n".join(_summary(report))
     with pytest.raises(UserError, match="positive number of seconds"):
         synthesize(build, "ice40-up5k", progress=False, pnr_timeout=0)
 
