@@ -12,8 +12,9 @@ through it, and the head ops' shared helpers are in `lower_head.py`.
 
 Embedding segments run G images at once (lane groups: image slot g of an activation word is
 lanes g*L .. g*L + L - 1, docs/microarchitecture.md §3); the head runs the whole array as one
-group of P lanes (`timing`). Segment ops other than convolutions (pools, global average, residual Add, ReLU) run on the
-MAP engine (`engines_map.py`); a residual's skip tensor takes a third AMEM bank.
+group of P lanes (`timing`). Segment ops other than convolutions (pools, global average,
+residual Add, ReLU) run on the MAP engine (`engines_map.py`); a residual's skip tensor takes a
+third AMEM bank.
 """
 
 from __future__ import annotations
