@@ -52,8 +52,12 @@ class PlacementOverflow(UserError):
 class PlacementTimeout(UserError):
     """nextpnr ran past its time limit (`run_nextpnr`'s `timeout`) and was stopped: no placement, no fmax."""
 
-    def __init__(self, limit: float, log: Path, utilisation: dict[str, dict[str, int]]) -> None:
+    def __init__(
+        self, limit: float, log: Path, utilisation: dict[str, dict[str, int]], elapsed: float | None = None
+    ) -> None:
         self.limit, self.log, self.utilisation = limit, log, utilisation
+        #: seconds nextpnr ran before it was stopped (a tick past the limit)
+        self.elapsed = limit if elapsed is None else elapsed
         lines = [line.strip() for line in _log_text(log).splitlines() if line.startswith("Info:")]
         where = f" (its last step: {lines[-1][5:].strip()!r})" if lines else ""
         super().__init__(f"nextpnr did not finish within the {limit:g} s limit and was stopped{where}; see {log}")
@@ -99,7 +103,7 @@ def _watch(log: Path, tick: Callable[[float, str], None] | None, timeout: float 
             if overflow.overflow:
                 raise overflow
         if timeout is not None and elapsed > timeout:
-            raise PlacementTimeout(timeout, log, packed_utilisation(_log_text(log)))
+            raise PlacementTimeout(timeout, log, packed_utilisation(_log_text(log)), elapsed)
         if tick is not None:
             tick(elapsed, note)
 

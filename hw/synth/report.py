@@ -200,6 +200,7 @@ def synthesize(
                 notes.append(f"place-and-route stopped: {exc} (the wrapper's cells included)")
             except PlacementTimeout as exc:
                 timeout = exc
+                seconds["nextpnr"] = round(exc.elapsed, 2)
                 notes.append(f"place-and-route stopped: {exc}. No placement, so no fmax: a longer limit may place it")
             if pnr is not None and pnr_effort == "fast":
                 notes.append(

@@ -114,6 +114,7 @@ def test_a_placement_past_its_time_limit_is_reported_without_fmax(tmp_path: Path
     monkeypatch.setattr("metahw.hw.synth.report.run_nextpnr", slow)
     report = synthesize(build, "ice40-up5k", progress=False, pnr_timeout=90)
     assert limits == [90] and report.pnr_outcome == "timeout" and report.pnr_timeout_s == 90
+    assert report.seconds["nextpnr"] == 90
     assert report.fits and report.fmax_mhz is None and report.latency_basis.startswith("target clock")
     assert report.pnr_utilisation == packed
     assert any("did not finish within the 90 s limit" in note for note in report.notes)
