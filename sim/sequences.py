@@ -63,7 +63,7 @@ def softmax_rows(
 def grid_pass(m: Machine, shape: tuple[int, ...], values_read: int, name: str, slots: int = 1) -> list[Instr]:
     """A VECTOR pass over [A0, A1, ...]: per group, one beat per (block of L along A1, rest), `slots` times over.
 
-    `slots` G: the pass writes one image slot per beat (Flatten, `timing.flatten_cycles`).
+    `slots` G: the pass writes one image slot per beat (Flatten, `timing.segment_vector`).
     """
     m.reads[name] += values_read
     if len(shape) < 2:

@@ -57,7 +57,7 @@ class Flatten(Kernel):
 
     def cycles(self, buffers: Mapping[str, Buffer], hw: Any) -> int:
         """Per group of G images, a VECTOR copy from AMEM into the support memory or query buffer, image by image."""
-        return timing.flatten_cycles(buffers[self.input].shape, hw)
+        return timing.segment_vector(buffers[self.input].shape, hw, slots=hw.groups)
 
     def execute(self, env: Env) -> None:
         """Row-major reshape (of the [B,H,W,C] transpose for `channels_last`)."""

@@ -96,29 +96,18 @@ def segment_groups(batch: int, hw: Any) -> int:
     return ceil_div(batch, hw.groups)
 
 
-def segment_vector(shape: tuple[int, ...], hw: Any) -> int:
-    """A per-group VECTOR pass over a segment tensor [A0, A1, ...]: ⌈A0/G⌉ x T(VECTOR, ⌈A1/L⌉ * A2 * ...)."""
+def segment_vector(shape: tuple[int, ...], hw: Any, slots: int = 1) -> int:
+    """A per-group VECTOR pass over a segment tensor [A0, A1, ...]: ⌈A0/G⌉ x T(VECTOR, slots * ⌈A1/L⌉ * A2 * ...).
+
+    `slots` G: the pass writes one image slot per beat (Flatten: one window of a head memory's
+    row per beat), so it reads each word once per slot.
+    """
     if len(shape) < 2:
         return segment_groups(shape[0] if shape else 1, hw) * instruction(VECTOR, 1, hw)
     rest = 1
     for extent in shape[2:]:
         rest *= extent
-    beats = ceil_div(shape[1], group_lanes(hw)) * rest
-    return segment_groups(shape[0], hw) * instruction(VECTOR, beats, hw)
-
-
-def flatten_cycles(shape: tuple[int, ...], hw: Any) -> int:
-    """Flatten of a segment tensor [A0, A1, ...]: per group of G images, the words of a VECTOR pass once per image slot.
-
-    A beat writes one image's L lanes of a word into that image's row of a head memory (one
-    window per beat), so a group takes G x ⌈A1/L⌉ * A2 * ... beats; G = 1 is `segment_vector`.
-    """
-    if len(shape) < 2:
-        return segment_vector(shape, hw)
-    rest = 1
-    for extent in shape[2:]:
-        rest *= extent
-    beats = hw.groups * ceil_div(shape[1], group_lanes(hw)) * rest
+    beats = slots * ceil_div(shape[1], group_lanes(hw)) * rest
     return segment_groups(shape[0], hw) * instruction(VECTOR, beats, hw)
 
 

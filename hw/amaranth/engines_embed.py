@@ -278,14 +278,14 @@ class FlattenEngine(Engine):
     def _slots(self, m: Module) -> tuple[Signal, Signal, Signal]:
         """G > 1: the word index within a slot's pass, the slot, and whether this beat ends a slot's pass."""
         ops, flags = self.ops, self.flatten
-        words = max(-(-op.channels // self.rp.group_lanes) * op.positions for op in ops)
-        block = Signal(range(words + 1), name="flat_block")
+        words = [-(-op.channels // self.rp.group_lanes) * op.positions for op in ops]  # per slot's pass
+        block = Signal(range(max(words) + 1), name="flat_block")
         slot = Signal(range(self.rp.hw.groups), name="flat_slot")
         last, wrap = Signal.like(block, name="flat_last_block"), Signal(name="flat_wrap")
         with m.Switch(self.cur.op):
-            for index, op in enumerate(ops):
+            for index, count in enumerate(words):
                 with case(m, index, len(ops)):
-                    m.d.comb += last.eq(-(-op.channels // self.rp.group_lanes) * op.positions - 1)
+                    m.d.comb += last.eq(count - 1)
         m.d.comb += wrap.eq(flags.beat & (block == last))
         with m.If(flags.issued):
             m.d.sync += [block.eq(0), slot.eq(0)]

@@ -240,8 +240,8 @@ def measure_resources(checkpoint: str, bits: int, lanes: int, settings: TrialSet
                 build, settings.target, progress=False, pnr_effort=settings.pnr, pnr_timeout=settings.pnr_timeout
             ).to_dict()
             if report.get("pnr_outcome") == "timeout":  # not shown to place: not a design to choose
-                stopped = next(note for note in report["notes"] if note.startswith("place-and-route stopped"))
-                return {**report, "fits": False, "error": stopped}
+                limit = report["pnr_timeout_s"]
+                return {**report, "fits": False, "error": f"nextpnr did not finish within the {limit:g} s limit"}
             return report
 
         try:

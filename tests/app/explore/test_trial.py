@@ -120,11 +120,12 @@ def test_a_design_whose_placement_runs_past_the_limit_does_not_fit(
     """nextpnr stopped at `pnr_timeout` (stood in for): the design is not chosen, the limit is in the cache key."""
     limits = []
 
-    def stopped(build_dir: Path, target: str, *, progress: bool, pnr_effort: str, pnr_timeout: float | None) -> dict:
+    def stopped(
+        build_dir: Path, target: str, *, progress: bool, pnr_effort: str, pnr_timeout: float | None
+    ) -> SimpleNamespace:
         limits.append(pnr_timeout)
-        report = FakeReport(16, 16).to_dict()
-        note = "place-and-route stopped: nextpnr did not finish within the 60 s limit and was stopped"
-        return SimpleNamespace(to_dict=lambda: {**report, "fmax_mhz": None, "pnr_outcome": "timeout", "notes": [note]})
+        report = {**FakeReport(16, 16).to_dict(), "fmax_mhz": None, "pnr_outcome": "timeout"}
+        return SimpleNamespace(to_dict=lambda: {**report, "pnr_timeout_s": pnr_timeout})
 
     monkeypatch.setattr("metahw.hw.synth.report.synthesize", stopped)
     settings = TrialSettings(tmp_path, "ecp5-25k", episodes=3, queries=2, data=data_dir, pnr_timeout=60)
