@@ -40,6 +40,15 @@ def conv_output_size(extent: int, kernel: int, padding: int, stride: int) -> int
     return (extent + 2 * padding - kernel) // stride + 1
 
 
+def valid_taps(extent: int, kernel: int, padding: int, stride: int, positions: int) -> int:
+    """Kernel taps inside the input, summed over the first `positions` output rows (or columns).
+
+    A tap of output row y reads input row `stride * y + i - padding`; the conv engine skips
+    the taps that fall into the zero padding, so a row's beats are its taps inside the input.
+    """
+    return sum(sum(0 <= stride * y + i - padding < extent for i in range(kernel)) for y in range(positions))
+
+
 def conv_windows(x: np.ndarray, kernel: int, padding: int, stride: int) -> np.ndarray:
     """The [B, C, Ho, Wo, K, K] input windows of every output position (a strided view of the padded input)."""
     xpad = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
@@ -132,16 +141,33 @@ class Conv2d(Kernel):
         ho, wo = self.conv_shape(buffers)
         return buffers[self.input].shape[0] * ho * wo * int(np.prod(buffers[self.weight].shape))
 
+    def computed_shape(self, buffers: Mapping[str, Buffer]) -> tuple[int, int]:
+        """Conv rows and columns computed: a floor-mode fused pool drops the last odd row and column."""
+        ho, wo = self.conv_shape(buffers)
+        return (ho // 2 * 2, wo // 2 * 2) if self.pool else (ho, wo)
+
     def positions(self, buffers: Mapping[str, Buffer]) -> int:
         """Conv positions per image: 4 * (Ho//2) * (Wo//2) under the fused pool (it drops odd ones), else Ho * Wo."""
-        ho, wo = self.conv_shape(buffers)
-        return 4 * (ho // 2) * (wo // 2) if self.pool else ho * wo
+        rows, cols = self.computed_shape(buffers)
+        return rows * cols
+
+    def tile_beats(self, buffers: Mapping[str, Buffer]) -> int:
+        """Beats of one channel tile for one image: C x the kernel taps inside the input, over every position.
+
+        The taps of a position form a rectangle (rows times columns inside the input), so the sum
+        over the positions' grid is the product of the rows' and the columns' sums (`valid_taps`).
+        """
+        _, c, h, wd = buffers[self.input].shape
+        k = buffers[self.weight].shape[-1]
+        rows, cols = self.computed_shape(buffers)
+        taps = valid_taps(h, k, self.padding, self.stride, rows) * valid_taps(wd, k, self.padding, self.stride, cols)
+        return c * taps
 
     def cycles(self, buffers: Mapping[str, Buffer], hw: Any) -> int:
-        """Per group of G images, OUTER over ⌈O/L⌉ channel tiles x S positions x C*K*K beats (S: `positions`)."""
-        b, c, _, _ = buffers[self.input].shape
-        o, _, k, _ = buffers[self.weight].shape
-        beats = timing.ceil_div(o, timing.group_lanes(hw)) * self.positions(buffers) * c * k * k
+        """Per group of G images, OUTER over ⌈O/L⌉ channel tiles x the taps inside the input (`tile_beats`)."""
+        b = buffers[self.input].shape[0]
+        o = buffers[self.weight].shape[0]
+        beats = timing.ceil_div(o, timing.group_lanes(hw)) * self.tile_beats(buffers)
         return timing.segment_groups(b, hw) * timing.instruction(timing.OUTER, beats, hw)
 
     def execute(self, env: Env) -> None:

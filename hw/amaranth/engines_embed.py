@@ -137,15 +137,15 @@ class ConvEngine(Engine):
             self.drive(self.amem.rd_addr[b], Mux(active & (bank == b), walk.s_addr, 0))
         self.drive(self.wmem.addr, Mux(active, walk.waddr, 0))
         v1 = at(m, beat, DATA, "conv_valid")
-        tap1, lane1, first1, last1 = (
+        lane1, first1, last1 = (
             at(m, sig, DATA, f"conv_{n}")
-            for sig, n in ((walk.tap, "tap"), (walk.lane, "lane"), (walk.first, "first"), (walk.last, "last"))
+            for sig, n in ((walk.lane, "lane"), (walk.first, "first"), (walk.last, "last"))
         )
         # stage 1 -> 2: each activation bank's word registered as it leaves its block RAM (the weight
         # ROM registers each of its banks' words itself); the operands are selected from the
         # registers into the conv's operand registers (stage 3), which feed the MAC array
-        tap2, lane2 = Signal(name="conv_tap2"), Signal.like(lane1, name="conv_lane2")
-        m.d.sync += [tap2.eq(tap1), lane2.eq(lane1)]
+        lane2 = Signal.like(lane1, name="conv_lane2")
+        m.d.sync += lane2.eq(lane1)
         word = self.registered_bank_data(m, bank, "conv_word")
         slot_bits = lanes * rp.act_bits
         raws = [word[g * slot_bits : (g + 1) * slot_bits].word_select(lane2, rp.act_bits) for g in range(groups)]
@@ -153,7 +153,7 @@ class ConvEngine(Engine):
         with m.Switch(lop):
             for index, layer in enumerate(rp.convs):
                 with case(m, index, len(rp.convs)):
-                    m.d.comb += [x.eq(Mux(tap2, extend(raw, layer.in_format), 0)) for x, raw in zip(xs, raws)]
+                    m.d.comb += [x.eq(extend(raw, layer.in_format)) for x, raw in zip(xs, raws)]
         wfmt = QFormat(rp.weight_bits, 0, True)
         ys = [extend(self.wmem.data.word_select(n, rp.weight_bits), wfmt) for n in range(p)]
         v2, first2, last2 = (

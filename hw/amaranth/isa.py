@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from metahw.compiler.kernels import timing
+from metahw.compiler.kernels.conv import valid_taps
 from metahw.errors import UserError
 from metahw.qformat import QFormat
 
@@ -103,8 +104,36 @@ class ConvLayer:
 
     @property
     def fan_in(self) -> int:
-        """F = C*K*K beats per tile."""
+        """F = C*K*K: weights of one output channel (the beats of a position whose taps all lie inside the input)."""
         return self.channels * self.kernel * self.kernel
+
+    @property
+    def tile_beats(self) -> int:
+        """Beats of one channel tile: C x the kernel taps inside the input, over every computed position."""
+        taps_y = valid_taps(self.height, self.kernel, self.padding, self.stride, self.rows)
+        return self.channels * taps_y * valid_taps(self.width, self.kernel, self.padding, self.stride, self.cols)
+
+    def tap_spans(self, axis: int) -> dict[int, tuple[int, int]]:
+        """{window start: (first tap, taps)} along rows (axis 0) or columns (1), where taps leave the input.
+
+        A computed position's window starts at `stride * y - padding`; its taps i with
+        `0 <= start + i < extent` are the ones the conv engine walks (a window inside the
+        input has all K, from tap 0, and is not listed).
+        """
+        extent, positions = (self.height, self.rows) if axis == 0 else (self.width, self.cols)
+        spans = {}
+        for y in range(positions):
+            start = self.stride * y - self.padding
+            first, last = max(0, -start), min(self.kernel - 1, extent - 1 - start)
+            if (first, last) != (0, self.kernel - 1):
+                spans[start] = (first, last - first + 1)
+        return spans
+
+    @property
+    def fewest_position_beats(self) -> int:
+        """Beats of the position with the fewest taps inside the input: C x its rows x its columns."""
+        rows = min([n for _, n in self.tap_spans(0).values()] + [self.kernel])
+        return self.channels * rows * min([n for _, n in self.tap_spans(1).values()] + [self.kernel])
 
     @property
     def conv_height(self) -> int:

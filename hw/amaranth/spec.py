@@ -273,7 +273,7 @@ def _segment(rp: RtlPlan, segment, buffers: dict[str, Buffer]) -> None:  # noqa:
         if place == ops.CONV:
             index = lower(rp, op, buffers, linear=k == 0)
             layer = rp.convs[index]
-            steps.append((CONV, index, layer.tiles * layer.rows * layer.cols * layer.fan_in, op, None))
+            steps.append((CONV, index, layer.tiles * layer.tile_beats, op, None))
         else:
             descriptor = _map_op(rp, op, buffers, *lower(rp, op, buffers))
             steps.append((MAP, None, descriptor.beats, op, descriptor))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from metahw.compiler.kernels import Conv2d, timing
+from metahw.compiler.kernels.conv import valid_taps
 from metahw.sim.mac import exact_dtype
 from metahw.sim.machine import Instr, Machine, ceil_div, per_group, simulates
 
@@ -12,14 +13,9 @@ from metahw.sim.machine import Instr, Machine, ceil_div, per_group, simulates
 CHUNK_ELEMENTS = 1 << 22
 
 
-def _valid_taps(extent: int, k: int, pad: int, stride: int, positions: int) -> int:
-    """Sum over the first `positions` output rows (or columns) of the kernel taps that fall inside the input."""
-    return sum(sum(0 <= stride * y + i - pad < extent for i in range(k)) for y in range(positions))
-
-
 @simulates(Conv2d)
 def conv2d(m: Machine, op: Conv2d) -> list[Instr]:
-    """OUTER: lanes = output channels (tiles of L), groups = images, F = C*K*K beats per position."""
+    """OUTER: lanes = output channels (tiles of L), groups = images, a beat per channel and tap inside the input."""
     hw = m.hw
     x, w = m.read(op.input), m.read(op.weight)
     b, c, h, wd = x.shape
@@ -35,7 +31,7 @@ def conv2d(m: Machine, op: Conv2d) -> list[Instr]:
     if op.bias is not None:
         preload = np.left_shift(m.read(op.bias), acc_frac - m.fracs(op.bias))
     ho, wo = op.conv_shape(m.buffers)
-    rows, cols = (ho // 2 * 2, wo // 2 * 2) if op.pool else (ho, wo)
+    rows, cols = op.computed_shape(m.buffers)
     positions = rows * cols
     leaky = op.leaky_slope is not None
 
@@ -69,11 +65,11 @@ def conv2d(m: Machine, op: Conv2d) -> list[Instr]:
     src = acc_frac + op.post_frac()
     m.write(op.output, m.requant(acc_out, src[None, :, None, None], m.fmt(op.output), op.output))
 
-    beats = channel_tiles * positions * fan_in
+    # the beats skip the taps in the zero padding: C x the taps inside the input, per tile
+    tile_beats = c * valid_taps(h, k, p, s, rows) * valid_taps(wd, k, p, s, cols)
     groups = ceil_div(b, hw.groups)
-    taps = _valid_taps(h, k, p, s, rows) * _valid_taps(wd, k, p, s, cols)
-    m.reads[op.input] += channel_tiles * b * c * taps
-    m.reads[op.weight] += groups * o * positions * fan_in
+    m.reads[op.input] += channel_tiles * b * tile_beats
+    m.reads[op.weight] += groups * o * tile_beats
     if op.bias is not None:
         m.reads[op.bias] += groups * o * positions
-    return per_group(hw, b, timing.OUTER, beats, o * positions * fan_in)
+    return per_group(hw, b, timing.OUTER, channel_tiles * tile_beats, o * tile_beats)

@@ -58,10 +58,12 @@ def test_conv_cycles_by_hand():
     """support.block: B=6 images, C=1, O=2, 4x4 with pool, P=4 lanes in G=2 groups (L=2)."""
     program = protonet_program(ways=3, shots=2, queries=4)
     run = Simulator(program, HardwareConfig(lanes=4, groups=2)).run(episode_inputs(3, 2, 4))
-    positions, fan_in, channel_tiles, groups = 4 * 2 * 2, 1 * 3 * 3, 1, 3
-    per_group = 1 + channel_tiles * positions * fan_in + 12  # T_ISSUE + beats + D_MAC
-    assert run.cycles["conv1_s"] == groups * per_group == 471
-    assert run.lane_macs["conv1_s"] == 6 * 2 * positions * fan_in
+    # the 3x3 taps inside a 4x4 input with padding 1: rows 2, 3, 3, 2 of the kernel per output row
+    taps = (2 + 3 + 3 + 2) * (2 + 3 + 3 + 2)
+    channels, channel_tiles, groups = 1, 1, 3
+    per_group = 1 + channel_tiles * channels * taps + 12  # T_ISSUE + beats + D_MAC
+    assert run.cycles["conv1_s"] == groups * per_group == 339
+    assert run.lane_macs["conv1_s"] == 6 * 2 * channels * taps
     # the query images stream in per group: 2 images of 16 pixels, E = 8 per beat
     assert run.cycles["stream_in query_x"] == 2 * (1 + 32 // 8 + 1)
 
