@@ -87,6 +87,8 @@ class Bus:
         self.windows: set[str] = set()
         #: per head memory read (port name), the lanes its windows that start inside a word take, by `head`
         self.rotated: dict[str, int] = {}
+        #: per head memory read (port name), the lanes of a word its windows may start at (None: any), by `head`
+        self.starts: dict[str, frozenset[int] | None] = {}
         self.fields = {name: bits for bits, name in instruction_fields(rp)}
         select, scale = range(max(2, len(rp.requants))), range(max(2, len(rp.factors)))
         self.ppu_shapes: dict[str, ShapeCastable | int | range] = dict.fromkeys(PPU_CONTROLS, 1)
@@ -154,6 +156,7 @@ class Bus:
         windows: set[str] = frozenset(),
         holds: set[str] = frozenset(),
         rotated: dict[str, int] | None = None,
+        starts: dict[str, frozenset[int]] | None = None,
     ) -> Out:
         """Head memories: a read window of each in `reads` (its data held by `rd_hold` for those in
         `holds`), a write port of each in `writes`.
@@ -164,10 +167,12 @@ class Bus:
         `rotated`: of a memory read, how many lanes its windows that may start inside a word take
         (default all P; 0: every read starts on a word or takes only the element at its start,
         `element`), so its read rotator is no wider
-        (`LinearStore.rotated_lanes`).
+        (`LinearStore.rotated_lanes`). `starts`: of a memory read, the lanes of a word at which its
+        windows may start (default any), so its read rotator has no other case
+        (`LinearStore.rotated_starts`).
         """
         members = {}
-        rotated = rotated or {}
+        rotated, starts = rotated or {}, starts or {}
         for name in sorted(set(reads) | set(writes)):
             members[port_name(name)] = self.head(
                 name,
@@ -176,11 +181,20 @@ class Bus:
                 window=name in windows,
                 hold=name in holds,
                 rotated=rotated.get(name),
+                starts=starts.get(name),
             )
         return _group(members)
 
     def head(
-        self, name: str, *, read: bool, write: bool, window: bool, hold: bool = False, rotated: int | None = None
+        self,
+        name: str,
+        *,
+        read: bool,
+        write: bool,
+        window: bool,
+        hold: bool = False,
+        rotated: int | None = None,
+        starts: frozenset[int] | None = None,
     ) -> Out:
         """One head memory's ports (`LinearStore`'s), as an engine uses them; `hold` freezes its read data."""
         head: HeadBuffer = self.rp.heads[name]
@@ -190,6 +204,7 @@ class Bus:
         if read:
             members.update(rd_start=Out(start), rd_lanes=In(p * bits), rd_elem=In(bits))
             self.rotated[port_name(name)] = p if rotated is None else rotated
+            self.starts[port_name(name)] = starts
         if hold:
             members["rd_hold"] = Out(1)
         if write:
@@ -257,6 +272,8 @@ class Engine(wiring.Component):
         self.windows = frozenset(bus.windows)
         #: the lanes of each head memory read (port name) that windows starting inside a word take
         self.rotated = dict(bus.rotated)
+        #: the lanes of a word at which each head memory read's windows may start (None: any)
+        self.starts = dict(bus.starts)
         super().__init__(members)
 
     def elaborate(self, platform: object) -> Module:

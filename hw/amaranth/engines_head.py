@@ -276,13 +276,23 @@ class RowReduceEngine(Engine):
         bus = Bus(rp)
         self.ops: list[RowReduce] = rp.engine_ops(ROWRED)
         ops = self.ops
-        # a row's blocks start inside a word where cols is no multiple of P, and take min(P, cols) lanes
+        # a row's blocks start inside a word where cols is no multiple of P, and take min(P, cols) lanes;
+        # block b of row q starts at q * cols + b * P, at lane q * cols mod P of its word
+        p = bus.lanes
         rotated: dict[str, int] = {}
+        starts: dict[str, frozenset[int]] = {}
         for d in ops:
-            rotated[d.source] = max(rotated.get(d.source, 0), min(bus.lanes, d.cols))
+            rotated[d.source] = max(rotated.get(d.source, 0), min(p, d.cols))
+            row_starts = frozenset(q * d.cols % p for q in range(d.rows))
+            starts[d.source] = starts.get(d.source, frozenset()) | row_starts
         members = {
             "rowred": bus.flags(len(ops)),
-            "heads": bus.heads(reads=set(rotated), writes={d.out for d in ops if d.out is not None}, rotated=rotated),
+            "heads": bus.heads(
+                reads=set(rotated),
+                writes={d.out for d in ops if d.out is not None},
+                rotated=rotated,
+                starts=starts,
+            ),
             "rows": bus.rows(writes=("rowmax",) if any(d.out is None for d in ops) else ()),
         }
         super().__init__(bus, members)

@@ -81,7 +81,10 @@ class LinearStore(wiring.Component):
     P x P lanes wide otherwise, and grows as P^2: on the 5 x 5 score memory, whose row blocks
     are at most 5 elements, it was most of the LUTs P = 16 added over P = 8. The accelerator
     sets it from its readers' lanes (`note_rotated_lanes`), before the memory is elaborated;
-    None: every lane.
+    None: every lane. `rotated_starts`: the lanes of a word at which such windows may start
+    (None: any of the P), likewise from the readers; the rotator has a case for those starts
+    only (the ArgMin's rows of the 5 x 5 scores start at 5 of the 32 lanes at P = 32). Lane 0 of
+    an even/odd memory's rotator, which single-element reads take, keeps every start.
     """
 
     def __init__(
@@ -94,9 +97,11 @@ class LinearStore(wiring.Component):
         window_writes: bool = True,
         unaligned: bool = False,
         rotated_lanes: int | None = None,
+        rotated_starts: frozenset[int] | None = None,
     ) -> None:
         self.rows, self.cols, self.lanes, self.bits, self.unaligned = rows, cols, lanes, bits, unaligned
         self.rotated_lanes = lanes if rotated_lanes is None else min(rotated_lanes, lanes)
+        self.rotated_starts = rotated_starts
         self.size = rows * cols
         self.depths = memory_depths(rows, cols, lanes, unaligned)
         #: windows may start inside a word (they are lined up by a rotator)
@@ -122,11 +127,20 @@ class LinearStore(wiring.Component):
             raise RuntimeError("a window writer was added after the head memory was elaborated without one")
         self.window_writes = True
 
-    def note_rotated_lanes(self, count: int) -> None:
-        """Some reader takes lanes 0 .. count - 1 of windows that may start inside a word."""
-        if self._elaborated and count > self.rotated_lanes:
+    def note_rotated_lanes(self, count: int, starts: frozenset[int] | None = None) -> None:
+        """A reader takes lanes 0 .. count - 1 of windows that start inside a word, at lanes `starts` (None: any)."""
+        known = self.rotated_starts
+        merged = None if starts is None or known is None else known | starts
+        if self._elaborated and (count > self.rotated_lanes or (count > 0 and merged != known)):
             raise RuntimeError("a wider unaligned reader was added after the head memory was elaborated")
         self.rotated_lanes = max(self.rotated_lanes, min(count, self.lanes))
+        if count > 0:
+            self.rotated_starts = merged
+
+    def _start_cases(self) -> list[int]:
+        """The start lanes the read rotator has a case for (the declared ones, or all P)."""
+        starts = range(self.lanes) if self.rotated_starts is None else sorted(self.rotated_starts)
+        return list(starts) or [0]
 
     def elaborate(self, platform: object) -> Module:
         """One memory (aligned windows) or an even and an odd memory with rotators, behind the write register."""
@@ -186,9 +200,10 @@ class LinearStore(wiring.Component):
         if self.windows:  # one word: a window that starts at lane r is the word moved down by r lanes
             width = max(1, self.rotated_lanes) * bits
             padded = Cat(word, Const(0, width))
+            starts = self._start_cases()
             with m.Switch(lane):
-                for r in range(p):
-                    with m.Case(r):
+                for r in starts:
+                    with m.Case(r) if r != starts[-1] else m.Default():
                         m.d.comb += self.rd_lanes[:width].eq(padded[r * bits : r * bits + width])
 
     def _word_write(self, m: Module) -> tuple[object, object]:
@@ -237,10 +252,16 @@ class LinearStore(wiring.Component):
         high = Mux(odd, banks[0][0].data, banks[1][0].data)
         pair, width = Cat(low, high), max(1, self.rotated_lanes) * bits
         m.d.comb += self.rd_lanes.eq(low)  # the word as stored: a read that starts on it
-        with m.Switch(shift):
+        with m.Switch(shift):  # lane 0 (single elements) from any start
             for r in range(p):
                 with m.Case(r):
-                    m.d.comb += self.rd_lanes[:width].eq(pair[r * bits : r * bits + width])
+                    m.d.comb += self.rd_lanes[:bits].eq(pair[r * bits : (r + 1) * bits])
+        starts = self._start_cases()
+        if width > bits:
+            with m.Switch(shift):  # the other lanes of a window from its declared starts
+                for r in starts:
+                    with m.Case(r) if r != starts[-1] else m.Default():
+                        m.d.comb += self.rd_lanes[bits:width].eq(pair[r * bits + bits : r * bits + width])
         m.d.comb += self.rd_elem.eq(self.rd_lanes[:bits])
         wword, wshift = self._write.start >> lg, self._write.start[:lg]
         if not self.window_writes:  # one element: lane r of word w, in the bank of w's parity

@@ -148,7 +148,7 @@ class Accelerator(wiring.Component):
             there = self.bus_at(path)
             if member.flow == In:
                 if path[0] == "heads" and path[-1] == "rd_lanes":
-                    self.bus_at(path[:-1]).note_rotated_lanes(engine.rotated[path[1]])
+                    self.bus_at(path[:-1]).note_rotated_lanes(engine.rotated[path[1]], engine.starts[path[1]])
                 m.d.comb += value.eq(there)
                 continue
             if path[0] == "heads" and path[-1] == "wr_mask" and path[1] in engine.windows:
@@ -352,6 +352,7 @@ class Accelerator(wiring.Component):
                 window_writes=False,
                 unaligned=head.unaligned,
                 rotated_lanes=0,
+                rotated_starts=frozenset(),
             )
             m.submodules[f"head_{_safe(name)}"] = store
             self.stores[name] = store

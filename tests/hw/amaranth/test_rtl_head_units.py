@@ -118,6 +118,48 @@ def test_head_memory_windows_and_elements(rows, cols, lanes, window_writes, rota
     _run(dut, bench)
 
 
+@pytest.mark.parametrize("rows, cols, lanes", [(5, 5, 8), (5, 5, 32), (7, 3, 4), (3, 6, 16)])
+def test_head_memory_rotates_only_its_declared_starts(rows, cols, lanes):
+    """Rows read as windows (the ArgMin's) from the start lanes their readers declare, single elements from any.
+
+    The rotator has a case for each declared start only: a row read is right in all `cols`
+    lanes (up to P), and a single element anywhere stays right (lane 0 of an even/odd memory
+    keeps every start).
+    """
+    bits = 6
+    starts = frozenset(q * cols % lanes for q in range(rows))
+    dut = LinearStore(rows, cols, lanes, bits, init=list(range(rows * cols)), window_writes=False, rotated_lanes=0)
+    dut.rotated_starts = frozenset()
+    dut.note_rotated_lanes(min(lanes, cols), starts)
+    # assert dut.rotated_starts == starts
+    rng = np.random.default_rng(rows * cols + lanes)
+    model = np.arange(rows * cols) % (1 << bits)
+
+    async def bench(ctx):
+        for _ in range(40):  # single-element writes, then a row and an element read
+            start = int(rng.integers(0, rows * cols))
+            value = int(rng.integers(0, 1 << bits))
+            ctx.set(dut.wr_start, start)
+            ctx.set(dut.wr_mask, 1)
+            ctx.set(dut.wr_data, value)
+            await ctx.tick()
+            ctx.set(dut.wr_mask, 0)
+            await ctx.tick()  # the write lands
+            model[start] = value
+            q = int(rng.integers(0, rows))
+            ctx.set(dut.rd_start, q * cols)
+            await ctx.tick()
+            window = ctx.get(dut.rd_lanes)
+            got = [(window >> (k * bits)) & ((1 << bits) - 1) for k in range(min(lanes, cols))]
+            assert got == model[q * cols : q * cols + min(lanes, cols)].tolist()
+            element = int(rng.integers(0, rows * cols))
+            ctx.set(dut.rd_start, element)
+            await ctx.tick()
+            assert ctx.get(dut.rd_elem) == model[element]
+
+    _run(dut, bench)
+
+
 def test_ppu_lane_scales_updates_and_requantises():
     """value * factor (constant or operand), (addend << a) - (scaled << g), ReLU, max, requantise."""
     specs = [RequantSpec(5, QFormat(10, 2)), RequantSpec(-1, QFormat(12, 4, signed=False))]
