@@ -21,7 +21,7 @@ import numpy as np
 
 from metahw.compiler.ir import Graph, Node
 from metahw.errors import UserError
-from metahw.qformat import QFormat, bias_format, format_for_range
+from metahw.qformat import QFormat, bias_format, bits_for_range, format_for_range
 
 if TYPE_CHECKING:
     from metahw.compiler.lower import ProgramBuilder
@@ -118,7 +118,14 @@ def quantise_weight(
 def quantise_bias(
     b: ProgramBuilder, name: str, bias: np.ndarray, in_frac: int, fracs: tuple, per_channel: bool | None = None
 ) -> None:
-    """Quantise a bias at each output channel's accumulator frac (or the override's format)."""
+    """Quantise a bias at each output channel's accumulator frac (or the override's format).
+
+    Without an override the buffer's format is as narrow as its quantised values (signed, at
+    most `bias_bits`): the values are those of the `bias_bits` format, and a layer's accumulator,
+    whose exact width covers the bias format's whole range, is no wider than the values need
+    (32-bit biases made every conv accumulator of the demo model 33 bits wide, and with it every
+    MAC and PPU lane).
+    """
     cfg = b.config
     b.chosen.add(name)
     per_channel = cfg.per_channel if per_channel is None else per_channel
@@ -131,4 +138,7 @@ def quantise_bias(
     b.weights[name] = np.array(
         [replace(fmt, frac=f).quantize(v, cfg.rounding, "saturate") for f, v in zip(b_fracs, bias)]
     ).reshape(len(bias))
+    if name not in cfg.overrides:
+        values = b.weights[name]
+        fmt = replace(fmt, bits=max(2, bits_for_range(min(int(values.min()), -1), int(values.max()))[0]))
     b.buffer(name, bias.shape, replace(fmt, frac=min(b_fracs)), "weight", b_fracs if len(set(b_fracs)) > 1 else None)

@@ -23,7 +23,7 @@ from metahw.models.qat import (
     weight_format,
 )
 from metahw.models.train import TrainConfig, train
-from metahw.qformat import QFormat, bias_format, format_for_range
+from metahw.qformat import QFormat, bias_format, bits_for_range, format_for_range
 
 FORMATS = [QFormat(4, 2), QFormat(8, 5), QFormat(8, 7, False), QFormat(3, -1), QFormat(16, 13), QFormat(6, 9)]
 
@@ -167,8 +167,13 @@ def test_compiled_qat_program_uses_the_qat_formats(qat_checkpoint, omniglot):
         assert buffers[f"block{i}.conv.weight"].qformat == w_fmt
         want = fake_quantize(block[0].weight, w_fmt).detach().numpy() * 2.0**w_fmt.frac
         np.testing.assert_array_equal(program.weights[f"block{i}.conv.weight"], want)
+        # the QAT's bias grid; the buffer declares only the bits its quantised values need
         b_fmt = bias_format(block[0].bias.abs().max().item(), in_fmt.frac + w_fmt.frac)
-        assert buffers[f"block{i}.conv.bias"].qformat == b_fmt
+        bias = program.weights[f"block{i}.conv.bias"]
+        want = fake_quantize(block[0].bias, b_fmt).detach().numpy() * 2.0**b_fmt.frac
+        np.testing.assert_array_equal(bias, want)
+        narrow = QFormat(bits_for_range(min(int(bias.min()), -1), int(bias.max()))[0], b_fmt.frac)
+        assert buffers[f"block{i}.conv.bias"].qformat == narrow and narrow.bits <= b_fmt.bits
         out_fmt = activation_format(learner.backbone.activation_ranges()[i], 4)
         assert buffers[f"support.block{i}.pool"].qformat == buffers[f"query.block{i}.pool"].qformat == out_fmt
         in_fmt = out_fmt
