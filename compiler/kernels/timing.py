@@ -21,10 +21,10 @@ from typing import Any
 #: controller decodes an instruction and loads its address generators
 T_ISSUE = 1
 #: OUTER/WIDE pipeline after the issue: read, the engine's operands formed, its operand register,
-#: the MAC array's input register, pre-adder, multiply, accumulate, then the PPU's scale, update
-#: and ReLU, running max, requantiser shift, rounding and range (with the write; REDUCE adds lg P
-#: adder-tree stages)
-D_MAC = 12
+#: the MAC array's input register, pre-adder, multiply (two stages), accumulate, then the PPU's
+#: scale, update and ReLU, running max, requantiser shift, rounding and range (with the write;
+#: REDUCE adds lg P adder-tree stages)
+D_MAC = 13
 #: vector pass after the read: operate, then the PPU's five stages, the last with the write (SCAN
 #: and ROWRED, which do not use the PPU, drain as long: ROWRED adds its lg P compare-tree stages)
 D_VEC = 7

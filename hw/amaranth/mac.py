@@ -1,22 +1,25 @@
 """The MAC array: P lanes of pre-adder, multiplier and accumulator, and the REDUCE adder tree.
 
-docs/microarchitecture.md §4. Four pipeline stages after the operands (presented on `x`, `y` at cycle c):
+docs/microarchitecture.md §4. Five pipeline stages after the operands (presented on `x`, `y` at cycle c):
 
     stage 0 (input)       the operands and the beat's controls registered (the engines' operand
                           selection and their OR end in a register, not in the pre-adder)
     stage 1 (pre-adder)   d = x - y (subtract) or x;  e = d (square) or y
-    stage 2 (multiply)    prod = d * e                     (reset-less registers, DSP-packable)
-    stage 3 (accumulate)  lane mode: acc = (first ? preload : acc) + prod, handed on at `last`
+    stage 2 (multiply)    mid = d * e, or the first levels of a soft multiplier's adder tree
+    stage 3 (product)     prod = mid, or the soft multiplier's last levels (reset-less registers)
+    stage 4 (accumulate)  lane mode: acc = (first ? preload : acc) + prod, handed on at `last`
                           reduce mode: lg P adder-tree stages, then the same on the sum
 
 Lanes `dsp_lanes` and up build their multiplier from adders (`soft_multiply`) instead of a `*` that
 synthesis maps onto a hardware multiplier (MULT18X18D, DSP48E1, SB_MAC16): a design can then
 use every DSP block of a device and go on in LUTs (docs/rtl.md, "Multipliers"). Same
-products, same cycles.
+products, same cycles. The soft multiplier's partial-product tree is cut in two by stage 2's
+register (at P = 32 on the ECP5-25k its single stage was the critical path, 13.0 ns with 15
+levels: `mac.d30 -> mac.prod30`); a hardware multiplier's product passes the same register.
 
-`preload` is read at cycle c + 3 (with the products). The lane path (OUTER, WIDE) shows the
-P accumulators from cycle c + 4; the reduce path shows one sum from cycle c + 4 + lg P, and
-its `sum_preload` (the aligned bias of a Dense output) is read at cycle c + 3 + lg P, with the
+`preload` is read at cycle c + 4 (with the products). The lane path (OUTER, WIDE) shows the
+P accumulators from cycle c + 5; the reduce path shows one sum from cycle c + 5 + lg P, and
+its `sum_preload` (the aligned bias of a Dense output) is read at cycle c + 4 + lg P, with the
 tree's total of the output's first beat.
 """
 
@@ -28,18 +31,33 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 
-def soft_multiply(a: Value, b: Value) -> Value:
-    """The signed product a * b as a balanced tree of shifted partial products (no `*` for a DSP to absorb).
+def partial_products(a: Value, b: Value) -> list[Value]:
+    """The shifted partial products of the signed product a * b, one per bit of b.
 
     Two's complement: b = -b[n-1] 2^(n-1) + sum b[i] 2^i, so the top partial product is subtracted.
     """
     n = len(b)
-    width = len(a) + n
     terms = [Mux(b[i], a.as_signed() << i, 0) for i in range(n - 1)]
     terms.append(Mux(b[n - 1], -(a.as_signed() << (n - 1)), 0))
-    while len(terms) > 1:
+    return terms
+
+
+def add_pairs(terms: list[Value], levels: int) -> list[Value]:
+    """`levels` levels of a balanced adder tree over `terms` (neighbours added pairwise, an odd one passed on)."""
+    for _ in range(levels):
         terms = [terms[k] + terms[k + 1] if k + 1 < len(terms) else terms[k] for k in range(0, len(terms), 2)]
-    return terms[0].as_signed()[:width].as_signed()
+    return terms
+
+
+def tree_levels(count: int) -> int:
+    """Levels of a balanced adder tree over `count` terms."""
+    return (count - 1).bit_length()
+
+
+def soft_multiply(a: Value, b: Value) -> Value:
+    """The signed product a * b as a balanced tree of shifted partial products (no `*` for a DSP to absorb)."""
+    terms = partial_products(a, b)
+    return add_pairs(terms, tree_levels(len(terms)))[0].as_signed()[: len(a) + len(b)].as_signed()
 
 
 class MacArray(wiring.Component):
@@ -85,10 +103,11 @@ class MacArray(wiring.Component):
         m = Module()
         p = self.lanes
         # valid, first, last, reduce per stage; subtract and square with the input stage
-        ctl = [Signal(4, name=f"ctl{k}") for k in range(3)]
+        ctl = [Signal(4, name=f"ctl{k}") for k in range(4)]
         subtract, square = Signal(name="subtract_in"), Signal(name="square_in")
-        m.d.sync += [ctl[0].eq(Cat(self.valid, self.first, self.last, self.reduce)), ctl[1].eq(ctl[0])]
-        m.d.sync += [ctl[2].eq(ctl[1]), subtract.eq(self.subtract), square.eq(self.square)]
+        m.d.sync += [ctl[0].eq(Cat(self.valid, self.first, self.last, self.reduce))]
+        m.d.sync += [ctl[k + 1].eq(ctl[k]) for k in range(3)]
+        m.d.sync += [subtract.eq(self.subtract), square.eq(self.square)]
         width = len(self.x[0])
         x = [Signal(signed(width), name=f"x{k}", reset_less=True) for k in range(p)]
         y = [Signal(signed(width), name=f"y{k}", reset_less=True) for k in range(p)]
@@ -99,10 +118,23 @@ class MacArray(wiring.Component):
             m.d.sync += [x[k].eq(self.x[k]), y[k].eq(self.y[k])]
             diff = Mux(subtract, x[k] - y[k], x[k])
             m.d.sync += [d[k].eq(diff), e[k].eq(Mux(square, diff, y[k]))]
-            m.d.sync += prod[k].eq(d[k] * e[k] if k < self.dsp_lanes else soft_multiply(d[k], e[k]))
-        self._lanes(m, ctl[2], prod)
-        self._tree(m, ctl[2], prod)
+            self._multiply(m, k, d[k], e[k], prod[k])
+        self._lanes(m, ctl[3], prod)
+        self._tree(m, ctl[3], prod)
         return m
+
+    def _multiply(self, m: Module, k: int, d: Signal, e: Signal, prod: Signal) -> None:
+        """prod = d * e two cycles later: a hardware multiplier then a register, or a soft tree cut in two."""
+        if k < self.dsp_lanes:
+            mid = Signal.like(prod, name=f"mid{k}")
+            m.d.sync += [mid.eq(d * e), prod.eq(mid)]
+            return
+        # every partial sum of the partial products fits the product's width (|sum| < |d| 2^len(e))
+        terms = partial_products(d, e)
+        sums = add_pairs(terms, -(-tree_levels(len(terms)) // 2))
+        mids = [Signal.like(prod, name=f"mid{k}_{n}") for n in range(len(sums))]
+        m.d.sync += [mid.eq(value) for mid, value in zip(mids, sums)]
+        m.d.sync += prod.eq(add_pairs(mids, tree_levels(len(mids)))[0])
 
     def _lanes(self, m: Module, ctl: Signal, prod: list[Signal]) -> None:
         valid, first, last, reduce = ctl[0], ctl[1], ctl[2], ctl[3]

@@ -9,7 +9,7 @@ MAC engines (conv, OUTER, WIDE, REDUCE): memories addressed at t answer at `DATA
 engine forms its operands from the data a cycle later and registers them (`drive_operands`),
 so its operand selection and the engines' OR into the MAC array are a cycle apart; the
 operand registers present the operands at `OPERANDS`; the MAC array's input register, pre-adder,
-multiplier and accumulator (`mac.py`) bring the lane accumulators to the PPU at `ACCUMULATORS`; the PPU's
+two multiplier stages and accumulator (`mac.py`) bring the lane accumulators to the PPU at `ACCUMULATORS`; the PPU's
 five registers (`ppu.py`) give the requantised result, written at `MAC_WRITE` = D_MAC. REDUCE
 adds the adder tree's lg L stages after the multiplier. Vector passes (VECTOR, MAP, FLATTEN):
 read at t, lane values formed at `DATA`, registered into the PPU at `VEC_PPU`, written at
@@ -31,8 +31,8 @@ DATA = 1
 #: the engines' operand registers present the beat's operands to the MAC array (formed from the
 #: data at DATA + 1, registered)
 OPERANDS = DATA + 2
-#: the MAC array's stages after the operands: input register, pre-adder, multiplier, accumulator
-MAC_STAGES = 4
+#: the MAC array's stages after the operands: input register, pre-adder, multiplier (two), accumulator
+MAC_STAGES = 5
 #: a read whose data joins the products in the MAC array (the conv bias preload, the REDUCE
 #: tree's bias, plus the tree's depth) is addressed here; its data comes with the products
 PRELOAD_READ = OPERANDS + MAC_STAGES - 1 - DATA

@@ -61,8 +61,8 @@ def test_conv_cycles_by_hand():
     # the 3x3 taps inside a 4x4 input with padding 1: rows 2, 3, 3, 2 of the kernel per output row
     taps = (2 + 3 + 3 + 2) * (2 + 3 + 3 + 2)
     channels, channel_tiles, groups = 1, 1, 3
-    per_group = 1 + channel_tiles * channels * taps + 12  # T_ISSUE + beats + D_MAC
-    assert run.cycles["conv1_s"] == groups * per_group == 339
+    per_group = 1 + channel_tiles * channels * taps + 13  # T_ISSUE + beats + D_MAC
+    assert run.cycles["conv1_s"] == groups * per_group == 342
     assert run.lane_macs["conv1_s"] == 6 * 2 * channels * taps
     # the query images stream in per group: 2 images of 16 pixels, E = 8 per beat
     assert run.cycles["stream_in query_x"] == 2 * (1 + 32 // 8 + 1)
