@@ -138,9 +138,8 @@ class LinearStore(wiring.Component):
             self.rotated_starts = merged
 
     def _start_cases(self) -> list[int]:
-        """The start lanes the read rotator has a case for (the declared ones, or all P)."""
-        starts = range(self.lanes) if self.rotated_starts is None else sorted(self.rotated_starts)
-        return list(starts) or [0]
+        """The start lanes the read rotator has a case for: the declared ones (or all P), and 0 (a word's reads)."""
+        return list(range(self.lanes)) if self.rotated_starts is None else sorted(self.rotated_starts | {0})
 
     def elaborate(self, platform: object) -> Module:
         """One memory (aligned windows) or an even and an odd memory with rotators, behind the write register."""
