@@ -40,13 +40,31 @@ def conv_output_size(extent: int, kernel: int, padding: int, stride: int) -> int
     return (extent + 2 * padding - kernel) // stride + 1
 
 
-def valid_taps(extent: int, kernel: int, padding: int, stride: int, positions: int) -> int:
-    """Kernel taps inside the input, summed over the first `positions` output rows (or columns).
+def kernel_span(extent: int, kernel: int, padding: int, stride: int, y: int) -> tuple[int, int]:
+    """(first tap, taps) of output row (or column) y inside the input: 0 <= stride * y + i - padding < extent.
 
-    A tap of output row y reads input row `stride * y + i - padding`; the conv engine skips
-    the taps that fall into the zero padding, so a row's beats are its taps inside the input.
+    The conv engine skips the taps that fall into the zero padding, so these are the ones it walks.
     """
-    return sum(sum(0 <= stride * y + i - padding < extent for i in range(kernel)) for y in range(positions))
+    start = stride * y - padding
+    first, last = max(0, -start), min(kernel - 1, extent - 1 - start)
+    return first, max(0, last - first + 1)
+
+
+def valid_taps(extent: int, kernel: int, padding: int, stride: int, positions: int) -> int:
+    """Kernel taps inside the input, summed over the first `positions` output rows (or columns)."""
+    return sum(kernel_span(extent, kernel, padding, stride, y)[1] for y in range(positions))
+
+
+def conv_tile_beats(
+    channels: int, height: int, width: int, kernel: int, padding: int, stride: int, rows: int, cols: int
+) -> int:
+    """Beats of one channel tile for one image: C x the taps inside the input over `rows` x `cols` positions.
+
+    The taps of a position form a rectangle (its rows times its columns inside the input), so
+    the sum over the positions' grid is the product of the rows' and the columns' sums.
+    """
+    taps = valid_taps(height, kernel, padding, stride, rows) * valid_taps(width, kernel, padding, stride, cols)
+    return channels * taps
 
 
 def conv_windows(x: np.ndarray, kernel: int, padding: int, stride: int) -> np.ndarray:
@@ -152,16 +170,10 @@ class Conv2d(Kernel):
         return rows * cols
 
     def tile_beats(self, buffers: Mapping[str, Buffer]) -> int:
-        """Beats of one channel tile for one image: C x the kernel taps inside the input, over every position.
-
-        The taps of a position form a rectangle (rows times columns inside the input), so the sum
-        over the positions' grid is the product of the rows' and the columns' sums (`valid_taps`).
-        """
+        """Beats of one channel tile for one image: C x the kernel taps inside the input (`conv_tile_beats`)."""
         _, c, h, wd = buffers[self.input].shape
         k = buffers[self.weight].shape[-1]
-        rows, cols = self.computed_shape(buffers)
-        taps = valid_taps(h, k, self.padding, self.stride, rows) * valid_taps(wd, k, self.padding, self.stride, cols)
-        return c * taps
+        return conv_tile_beats(c, h, wd, k, self.padding, self.stride, *self.computed_shape(buffers))
 
     def cycles(self, buffers: Mapping[str, Buffer], hw: Any) -> int:
         """Per group of G images, OUTER over ⌈O/L⌉ channel tiles x the taps inside the input (`tile_beats`)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from metahw.compiler.kernels import timing
-from metahw.compiler.kernels.conv import valid_taps
+from metahw.compiler.kernels.conv import conv_tile_beats, kernel_span
 from metahw.errors import UserError
 from metahw.qformat import QFormat
 
@@ -110,23 +110,22 @@ class ConvLayer:
     @property
     def tile_beats(self) -> int:
         """Beats of one channel tile: C x the kernel taps inside the input, over every computed position."""
-        taps_y = valid_taps(self.height, self.kernel, self.padding, self.stride, self.rows)
-        return self.channels * taps_y * valid_taps(self.width, self.kernel, self.padding, self.stride, self.cols)
+        k, pad, s = self.kernel, self.padding, self.stride
+        return conv_tile_beats(self.channels, self.height, self.width, k, pad, s, self.rows, self.cols)
 
     def tap_spans(self, axis: int) -> dict[int, tuple[int, int]]:
         """{window start: (first tap, taps)} along rows (axis 0) or columns (1), where taps leave the input.
 
-        A computed position's window starts at `stride * y - padding`; its taps i with
-        `0 <= start + i < extent` are the ones the conv engine walks (a window inside the
-        input has all K, from tap 0, and is not listed).
+        A computed position's window starts at `stride * y - padding`; its taps inside the input
+        (`kernel_span`) are the ones the conv engine walks (a window inside the input has all K,
+        from tap 0, and is not listed).
         """
         extent, positions = (self.height, self.rows) if axis == 0 else (self.width, self.cols)
         spans = {}
         for y in range(positions):
-            start = self.stride * y - self.padding
-            first, last = max(0, -start), min(self.kernel - 1, extent - 1 - start)
-            if (first, last) != (0, self.kernel - 1):
-                spans[start] = (first, last - first + 1)
+            span = kernel_span(extent, self.kernel, self.padding, self.stride, y)
+            if span != (0, self.kernel):
+                spans[self.stride * y - self.padding] = span
         return spans
 
     @property

@@ -10,7 +10,7 @@ docs/microarchitecture.md §4. Five pipeline stages after the operands (presente
     stage 4 (accumulate)  lane mode: acc = (first ? preload : acc) + prod, handed on at `last`
                           reduce mode: lg P adder-tree stages, then the same on the sum
 
-Lanes `dsp_lanes` and up build their multiplier from adders (`soft_multiply`) instead of a `*` that
+Lanes `dsp_lanes` and up build their multiplier from adders (`soft_multiply_first`, `_last`) instead of a `*` that
 synthesis maps onto a hardware multiplier (MULT18X18D, DSP48E1, SB_MAC16): a design can then
 use every DSP block of a device and go on in LUTs (docs/rtl.md, "Multipliers"). Same
 products, same cycles. The soft multiplier's partial-product tree is cut in two by stage 2's
@@ -31,40 +31,36 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 
-def partial_products(a: Value, b: Value) -> list[Value]:
-    """The shifted partial products of the signed product a * b, one per bit of b.
+def _add_pairs(terms: list[Value], levels: int | None = None) -> list[Value]:
+    """`levels` levels (None: all) of a balanced adder tree over `terms` (neighbours added pairwise)."""
+    while len(terms) > 1 and (levels is None or levels > 0):
+        terms = [terms[k] + terms[k + 1] if k + 1 < len(terms) else terms[k] for k in range(0, len(terms), 2)]
+        levels = None if levels is None else levels - 1
+    return terms
+
+
+def soft_multiply_first(a: Value, b: Value) -> list[Value]:
+    """The first half of the levels of the signed product a * b's partial-product adder tree (no `*` for a DSP).
 
     Two's complement: b = -b[n-1] 2^(n-1) + sum b[i] 2^i, so the top partial product is subtracted.
+    Every partial sum fits the product's len(a) + len(b) bits (|sum| < |a| 2^len(b)).
     """
     n = len(b)
     terms = [Mux(b[i], a.as_signed() << i, 0) for i in range(n - 1)]
     terms.append(Mux(b[n - 1], -(a.as_signed() << (n - 1)), 0))
-    return terms
+    return _add_pairs(terms, -(-(n - 1).bit_length() // 2))
 
 
-def add_pairs(terms: list[Value], levels: int) -> list[Value]:
-    """`levels` levels of a balanced adder tree over `terms` (neighbours added pairwise, an odd one passed on)."""
-    for _ in range(levels):
-        terms = [terms[k] + terms[k + 1] if k + 1 < len(terms) else terms[k] for k in range(0, len(terms), 2)]
-    return terms
-
-
-def tree_levels(count: int) -> int:
-    """Levels of a balanced adder tree over `count` terms."""
-    return (count - 1).bit_length()
-
-
-def soft_multiply(a: Value, b: Value) -> Value:
-    """The signed product a * b as a balanced tree of shifted partial products (no `*` for a DSP to absorb)."""
-    terms = partial_products(a, b)
-    return add_pairs(terms, tree_levels(len(terms)))[0].as_signed()[: len(a) + len(b)].as_signed()
+def soft_multiply_last(sums: list[Value]) -> Value:
+    """The rest of the tree: the product from `soft_multiply_first`'s sums (registered between the two)."""
+    return _add_pairs(sums)[0]
 
 
 class MacArray(wiring.Component):
     """P lanes; `operand_bits`-bit signed operands, `acc_bits`-bit signed accumulators.
 
     `dsp_lanes`: lanes 0 .. dsp_lanes - 1 multiply with `*` (a hardware multiplier after
-    synthesis), the others with `soft_multiply`; None: every lane with `*`.
+    synthesis), the others with `soft_multiply_first` and `_last`; None: every lane with `*`.
     """
 
     def __init__(self, lanes: int, operand_bits: int, acc_bits: int, dsp_lanes: int | None = None) -> None:
@@ -129,12 +125,10 @@ class MacArray(wiring.Component):
             mid = Signal.like(prod, name=f"mid{k}")
             m.d.sync += [mid.eq(d * e), prod.eq(mid)]
             return
-        # every partial sum of the partial products fits the product's width (|sum| < |d| 2^len(e))
-        terms = partial_products(d, e)
-        sums = add_pairs(terms, -(-tree_levels(len(terms)) // 2))
+        sums = soft_multiply_first(d, e)
         mids = [Signal.like(prod, name=f"mid{k}_{n}") for n in range(len(sums))]
         m.d.sync += [mid.eq(value) for mid, value in zip(mids, sums)]
-        m.d.sync += prod.eq(add_pairs(mids, tree_levels(len(mids)))[0])
+        m.d.sync += prod.eq(soft_multiply_last(mids))
 
     def _lanes(self, m: Module, ctl: Signal, prod: list[Signal]) -> None:
         valid, first, last, reduce = ctl[0], ctl[1], ctl[2], ctl[3]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from metahw.compiler.kernels import Conv2d, timing
-from metahw.compiler.kernels.conv import valid_taps
+from metahw.compiler.kernels.conv import conv_tile_beats
 from metahw.sim.mac import exact_dtype
 from metahw.sim.machine import Instr, Machine, ceil_div, per_group, simulates
 
@@ -66,7 +66,7 @@ def conv2d(m: Machine, op: Conv2d) -> list[Instr]:
     m.write(op.output, m.requant(acc_out, src[None, :, None, None], m.fmt(op.output), op.output))
 
     # the beats skip the taps in the zero padding: C x the taps inside the input, per tile
-    tile_beats = c * valid_taps(h, k, p, s, rows) * valid_taps(wd, k, p, s, cols)
+    tile_beats = conv_tile_beats(c, h, wd, k, p, s, rows, cols)
     groups = ceil_div(b, hw.groups)
     m.reads[op.input] += channel_tiles * b * tile_beats
     m.reads[op.weight] += groups * o * tile_beats

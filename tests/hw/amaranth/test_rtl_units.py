@@ -12,7 +12,7 @@ from amaranth.sim import Simulator
 from metahw.compiler.golden import execute
 from metahw.hardware import HardwareConfig, derive_hardware
 from metahw.hw.amaranth.argtree import ArgTree
-from metahw.hw.amaranth.mac import MacArray, soft_multiply
+from metahw.hw.amaranth.mac import MacArray, soft_multiply_first, soft_multiply_last
 from metahw.hw.amaranth.pipeline import MAC_STAGES
 from metahw.hw.amaranth.requant import Requantiser
 from metahw.hw.amaranth.rom import BANK_WORDS, BANKED_WIDTH, BankedRom
@@ -83,11 +83,13 @@ def test_requantiser_matches_the_ppu_model(rounding, overflow):
 
 
 def test_soft_multiply_is_the_signed_product_for_every_operand_pair():
-    """Every pair of a 5-bit and a 4-bit signed operand (the sign rows included)."""
+    """Every pair of a 5-bit and a 4-bit signed operand (the sign rows included), through both halves of the tree."""
     a, b = Signal(signed(5)), Signal(signed(4))
     out = Signal(signed(9))
     m = Module()
-    m.d.comb += out.eq(soft_multiply(a, b))
+    sums = [Signal(signed(9), name=f"sum{n}") for n in range(len(soft_multiply_first(a, b)))]
+    m.d.comb += [s.eq(v) for s, v in zip(sums, soft_multiply_first(a, b))]  # the sums fit the product's width
+    m.d.comb += out.eq(soft_multiply_last(sums))
 
     async def bench(ctx):
         for x in range(-16, 16):
