@@ -52,6 +52,9 @@ class HardwareConfig:
     #: ports of each activation bank: 2 (a read and a write port: any block RAM) or 1 (one
     #: address, read or write each cycle: the iCE40's single-port SPRAM). Same cycles either way.
     act_ports: int = 2
+    #: run every Conv2d as Winograd F(2x2, 3x3): 16 products per 2x2 pool window and input
+    #: channel instead of 36 (each must be 3x3, stride 1, pooled; docs/microarchitecture.md §7)
+    winograd: bool = False
 
     def __post_init__(self) -> None:
         ints = [f.name for f in dataclasses.fields(self) if f.type == "int"]
@@ -71,6 +74,8 @@ class HardwareConfig:
             raise UserError(f"hardware dsp_lanes must be null or an integer >= 0, got {self.dsp_lanes!r}")
         if self.act_ports not in (1, 2):
             raise UserError(f"hardware act_ports must be 1 or 2, got {self.act_ports!r}")
+        if not isinstance(self.winograd, bool):
+            raise UserError(f"hardware winograd must be true or false, got {self.winograd!r}")
         if not isinstance(self.device, str) or not self.device:
             raise UserError(f"hardware device must be a non-empty string, got {self.device!r}")
 
@@ -142,12 +147,14 @@ def derive_hardware(
     base: HardwareConfig | None = None,
     dsp_lanes: int | None = None,
     act_ports: int | None = None,
+    winograd: bool | None = None,
 ) -> HardwareConfig:
     """The exact accelerator `metahw build` builds for `program`; every command derives its config here.
 
     simulate, simulate --rtl, build, demo, explore and the RTL check all call this, so what
     one command measures is what another builds. `base` holds the parameters not named (a
-    config file's, or the defaults); `lanes`, `groups`, `dsp_lanes` and `act_ports` override it.
+    config file's, or the defaults); `lanes`, `groups`, `dsp_lanes`, `act_ports` and `winograd`
+    override it.
     Derived:
 
     - G: as given; else the base file's G where its lanes are kept; else the largest G that
@@ -166,7 +173,8 @@ def derive_hardware(
     elif base is None and groups is None:
         groups = default_groups(program, chosen.lanes)
     groups = chosen.groups if groups is None else groups
-    needs = widest(program)
+    winograd = chosen.winograd if winograd is None else winograd
+    needs = widest(program, winograd)
     return dataclasses.replace(
         chosen,
         groups=groups,
@@ -175,6 +183,7 @@ def derive_hardware(
         acc_bits=min(chosen.acc_bits, max(2, needs["accumulator"])),
         dsp_lanes=chosen.dsp_lanes if dsp_lanes is None else dsp_lanes,
         act_ports=chosen.act_ports if act_ports is None else act_ports,
+        winograd=winograd,
     )
 
 

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from metahw.compiler.kernels import Kernel, Softmax
+from metahw.compiler.kernels import Conv2d, Kernel, Softmax
 from metahw.compiler.kernels.datapath import nbytes
 from metahw.compiler.kernels.softmax import SoftmaxSpec
+from metahw.compiler.kernels.winograd import unsupported as winograd_unsupported
 from metahw.compiler.program import Buffer, Program
 from metahw.compiler.widths import width_needs
 from metahw.errors import UserError
@@ -265,14 +266,26 @@ def check_fits(program: Program, hw: HardwareConfig) -> None:
                 f"{used.name} needs {used.nbytes:,} bytes of {used.memory} at offset {used.offset:,}, "
                 f"but {used.memory} has {capacity[used.memory]:,} bytes ({_field_of(used.memory)})"
             )
+    if hw.winograd:
+        check_winograd(program)
     limits = {"operand": hw.operand_bits, "accumulator": hw.acc_bits}
-    for need in width_needs(program):
+    for need in width_needs(program, hw.winograd):
         if need.bits > limits[need.kind]:
             field = "operand_bits" if need.kind == "operand" else "acc_bits"
             raise UserError(
                 f"{need.where}: {need.what} needs {need.bits}-bit {need.kind}s, but the config has {field}="
                 f"{limits[need.kind]}"
             )
+
+
+def check_winograd(program: Program) -> None:
+    """Raise UserError naming the first Conv2d the Winograd conv engine cannot run (winograd=true needs all)."""
+    buffers = program.buffer_map
+    for op in program.ops:
+        if isinstance(op, Conv2d):
+            reason = winograd_unsupported(op, buffers)
+            if reason is not None:
+                raise UserError(f"hardware winograd=true cannot run Conv2d '{op.name}': {reason}")
 
 
 def _field_of(memory: str) -> str:

@@ -28,6 +28,7 @@ from metahw.compiler.kernels.base import Env, Kernel, OutputSpec
 from metahw.compiler.kernels.datapath import ACCUMULATOR, Needs, format_bits
 from metahw.compiler.kernels.mac import channel_accumulators, mac_needs
 from metahw.compiler.kernels.pool import POOL_MODES, POOL_SHIFT, pool2x2, pooled_shape
+from metahw.compiler.kernels.winograd import window_beats
 from metahw.compiler.onnx_attributes import accepts, any_value, ints, not_set, pair, symmetric_pads
 from metahw.qformat import QFormat
 
@@ -176,10 +177,17 @@ class Conv2d(Kernel):
         return conv_tile_beats(c, h, wd, k, self.padding, self.stride, *self.computed_shape(buffers))
 
     def cycles(self, buffers: Mapping[str, Buffer], hw: Any) -> int:
-        """Per group of G images, OUTER over ⌈O/L⌉ channel tiles x the taps inside the input (`tile_beats`)."""
+        """Per group of G images, OUTER over ⌈O/L⌉ channel tiles x the taps inside the input (`tile_beats`).
+
+        With `hw.winograd`, a WINO instruction instead: the first patch's fill, then ⌈O/L⌉ channel
+        tiles x 16 beats per input channel and pool window (`winograd.window_beats`).
+        """
         b = buffers[self.input].shape[0]
-        o = buffers[self.weight].shape[0]
-        beats = timing.ceil_div(o, timing.group_lanes(hw)) * self.tile_beats(buffers)
+        tiles = timing.ceil_div(buffers[self.weight].shape[0], timing.group_lanes(hw))
+        if hw.winograd:
+            beats = timing.WINO_FILL + tiles * window_beats(self, buffers)
+            return timing.segment_groups(b, hw) * timing.instruction(timing.WINO, beats, hw)
+        beats = tiles * self.tile_beats(buffers)
         return timing.segment_groups(b, hw) * timing.instruction(timing.OUTER, beats, hw)
 
     def execute(self, env: Env) -> None:

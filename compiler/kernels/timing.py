@@ -25,6 +25,10 @@ T_ISSUE = 1
 #: scale, update and ReLU, running max, requantiser shift, rounding and range (with the write;
 #: REDUCE adds lg P adder-tree stages)
 D_MAC = 13
+#: Winograd conv (kernels/winograd.py): the beats that read the first input channel's 4x4 patch
+#: before the first product, and the cycles that hand each window's 4 outputs to the PPU one by one
+WINO_FILL = 16
+WINO_DRAIN = 3
 #: vector pass after the read: operate, then the PPU's five stages, the last with the write (SCAN
 #: and ROWRED, which do not use the PPU, drain as long: ROWRED adds its lg P compare-tree stages)
 D_VEC = 7
@@ -40,7 +44,7 @@ T_RSQRT = 52
 T_START = 1
 T_DONE = 1
 
-OUTER, WIDE, REDUCE = "outer", "wide", "reduce"
+OUTER, WIDE, REDUCE, WINO = "outer", "wide", "reduce", "winograd"
 VECTOR, SCAN, ROWRED = "vector", "scan", "rowred"
 EXP, RECIP, RSQRT, IO, OUT = "exp", "recip", "rsqrt", "io", "out"
 
@@ -71,6 +75,8 @@ def depth(kind: str, hw: Any) -> int:
         return D_MAC
     if kind == REDUCE:
         return D_MAC + log2(hw.lanes)
+    if kind == WINO:
+        return D_MAC + WINO_DRAIN
     if kind in (VECTOR, SCAN):
         return D_VEC
     if kind == ROWRED:

@@ -39,7 +39,7 @@ PPU_CONTROLS = (
 )
 PPU_LANES = ("vec", "operand", "addend", "lane_select")
 #: the MAC array's controls and its per-lane inputs
-MAC_CONTROLS = ("valid", "first", "last", "subtract", "square", "reduce", "sum_preload")
+MAC_CONTROLS = ("valid", "first", "last", "subtract", "square", "reduce", "wino", "signs", "sum_preload")
 MAC_LANES = ("x", "y", "preload")
 #: the per-row registers of the softmax (max, exp sum, reciprocal) and of rsqrt (sum of squares, r, e)
 ROWS = ("rowmax", "rowsum", "recip", "norm_sum", "rsqrt_r", "rsqrt_e")
@@ -97,7 +97,7 @@ class Bus:
         #: the width of the PPU's requantised result (`PpuLane.result`): the widest format, signed
         self.result_bits = max(s.dst.bits + (0 if s.dst.signed else 1) for s in rp.requants)
         self.mac_shapes: dict[str, ShapeCastable | int] = dict.fromkeys(MAC_CONTROLS, 1)
-        self.mac_shapes.update(sum_preload=signed(a), x=signed(ob), y=signed(ob), preload=signed(a))
+        self.mac_shapes.update(sum_preload=signed(a), x=signed(ob), y=signed(ob), preload=signed(a), signs=8)
         maxima = [rp.heads[d.source].qformat.bits for d in rp.engine_ops(ROWRED) if d.out is None]
         sums = [rp.exp_bits + d.cols.bit_length() for d in rp.engine_ops(EXP)]
         recips = [d.recip_bits + 1 for d in rp.engine_ops(RECIP)]

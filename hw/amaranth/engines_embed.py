@@ -7,15 +7,20 @@ streamed image is stored linearly in its slot of AMEM0, conv outputs in the chan
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from amaranth import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib.wiring import In, Out
 
+from metahw.compiler.kernels import timing
 from metahw.hw.amaranth.conv_walk import conv_walk
 from metahw.hw.amaranth.engine import PPU_CONTROLS, Bus, Engine
 from metahw.hw.amaranth.isa import FLATTEN
 from metahw.hw.amaranth.pipeline import ACCUMULATORS, DATA, FLAT_WRITE, MAC_WRITE, OPERANDS, PRELOAD_READ, at
 from metahw.hw.amaranth.spec import RtlPlan
-from metahw.hw.amaranth.util import bits_for, case, extend, or_all
+from metahw.hw.amaranth.util import bits_for, case, delay, extend, or_all
+from metahw.hw.amaranth.wino_walk import beat_signs, patch_transform, wino_walk
 from metahw.qformat import QFormat
 
 
@@ -95,6 +100,10 @@ class StreamIn(Engine):
         return slot
 
 
+#: the MAC array's controls that only the Winograd conv drives
+WINO_CONTROLS = ("wino", "signs")
+
+
 class ConvEngine(Engine):
     """CONV: lanes = output channels, per beat each image slot's input pixel x L weights; ReLU, 2x2 max in the PPU.
 
@@ -112,7 +121,7 @@ class ConvEngine(Engine):
                 "amem": bus.amem(read=True, write=True),
                 "wmem": bus.wmem(),
                 "bias": bus.bias(),
-                "mac": bus.mac("valid", "first", "last", "x", "y", "preload"),
+                "mac": bus.mac("valid", "first", "last", "x", "y", "preload", *WINO_CONTROLS[: 2 * rp.hw.winograd]),
                 "ppu": bus.ppu(*PPU_CONTROLS),
             },
         )
@@ -128,47 +137,15 @@ class ConvEngine(Engine):
             m.d.sync += [lop.eq(fetched.op), bank.eq(fetched.bank)]
             if dst is not None:
                 m.d.sync += dst.eq(fetched.dst)
-        beat = flags.beat
-        lanes, groups = rp.group_lanes, rp.hw.groups
-        walk = conv_walk(m, rp.convs, lanes, rp.amem_depth, len(rp.weight_words), lop, beat, flags.issued, fetched.op)
         active = flags.active
-        # stage 0 -> 1: addresses out, control registered
-        for b in range(rp.amem_banks):
-            self.drive(self.amem.rd_addr[b], Mux(active & (bank == b), walk.s_addr, 0))
-        self.drive(self.wmem.addr, Mux(active, walk.waddr, 0))
-        v1 = at(m, beat, DATA, "conv_valid")
-        lane1, first1, last1 = (
-            at(m, sig, DATA, f"conv_{n}")
-            for sig, n in ((walk.lane, "lane"), (walk.first, "first"), (walk.last, "last"))
-        )
-        # stage 1 -> 2: each activation bank's word registered as it leaves its block RAM (the weight
-        # ROM registers each of its banks' words itself); the operands are selected from the
-        # registers into the conv's operand registers (stage 3), which feed the MAC array
-        lane2 = Signal.like(lane1, name="conv_lane2")
-        m.d.sync += lane2.eq(lane1)
-        word = self.registered_bank_data(m, bank, "conv_word")
-        slot_bits = lanes * rp.act_bits
-        raws = [word[g * slot_bits : (g + 1) * slot_bits].word_select(lane2, rp.act_bits) for g in range(groups)]
-        xs = [Signal(signed(rp.hw.operand_bits), name="conv_x" + (f"{g}" if groups > 1 else "")) for g in range(groups)]
-        with m.Switch(lop):
-            for index, layer in enumerate(rp.convs):
-                with case(m, index, len(rp.convs)):
-                    m.d.comb += [x.eq(extend(raw, layer.in_format)) for x, raw in zip(xs, raws)]
-        wfmt = QFormat(rp.weight_bits, 0, True)
-        ys = [extend(self.wmem.data.word_select(n, rp.weight_bits), wfmt) for n in range(p)]
-        v2, first2, last2 = (
-            at(m, sig, OPERANDS, name, since=DATA)
-            for sig, name in ((v1, "conv_v"), (first1, "conv_f"), (last1, "conv_l"))
-        )
-        mac = self.mac
-        self.drive(mac.valid, v2)
-        self.drive(mac.first, Mux(v2, first2, 0))
-        self.drive(mac.last, Mux(v2, last2, 0))
-        self.drive_operands(m, active, [x for x in xs for _ in range(lanes)], ys, "conv_op")
+        if rp.hw.winograd:
+            t, first, emit, oaddr = self._winograd(m, lop, bank)
+        else:
+            t, first, emit, oaddr = self._direct(m, lop, bank)
         # preload: the bias ROM read at PRELOAD_READ, its data with the products; the address is
         # formed a cycle earlier into a register, so the layer's base and its adder are not in
         # front of the ROM (a LUT ROM: its decode and the register are the whole read cycle)
-        t3 = at(m, walk.t, PRELOAD_READ - 1, "conv_t")
+        t3 = at(m, t, PRELOAD_READ - 1, "conv_t")
         bias_base, relu, requant = (
             Signal(16, name="conv_bias_base"),
             Signal(name="conv_relu"),
@@ -191,19 +168,13 @@ class ConvEngine(Engine):
         self.drive(self.bias.addr, bias_addr)
         for n in range(p):
             bias = self.bias.data.word_select(n, rp.hw.acc_bits).as_signed()
-            self.drive(mac.preload[n], Mux(active, bias, 0))
-        # PPU controls with the accumulators (ACCUMULATORS); the write with the PPU output (MAC_WRITE)
-        win0_5, winlast5 = (
-            at(m, walk.win0, ACCUMULATORS, "conv_win0"),
-            at(m, walk.winlast, ACCUMULATORS, "conv_winlast"),
-        )
-        oaddr6 = at(m, walk.oaddr, MAC_WRITE, "conv_oaddr")
+            self.drive(self.mac.preload[n], Mux(active, bias, 0))
         self.ppu_controls(
             active,
             select=requant,
             relu=relu,
-            first=win0_5,
-            emit=winlast5,
+            first=first,
+            emit=emit,
             scale=scale,
             leaky=leaky,
             negative_scale=negative_scale,
@@ -213,9 +184,92 @@ class ConvEngine(Engine):
         result = Cat(*[self.ppu.result[n][: rp.act_bits] for n in range(p)])
         for b in range(rp.amem_banks):
             here = write & self.writes_bank(b, bank, dst)
-            self.drive(self.amem.wr_addr[b], Mux(here, oaddr6, 0))
+            self.drive(self.amem.wr_addr[b], Mux(here, oaddr, 0))
             self.drive(self.amem.wr_data[b], Mux(here, result, 0))
             self.drive(self.amem.wr_en[b], Mux(here, (1 << p) - 1, 0))
+
+    def _walk(self, m: Module, walker: Callable, lop: Signal, bank: Signal) -> Any:
+        """Build the loop nest with `walker` (`conv_walk`, `wino_walk`); its beat addresses the input bank and WMEM."""
+        rp, flags = self.rp, self.conv
+        convs, depth, words = rp.convs, rp.amem_depth, len(rp.weight_words)
+        walk = walker(m, convs, rp.group_lanes, depth, words, lop, flags.beat, flags.issued, self.fetched.op)
+        for b in range(rp.amem_banks):
+            self.drive(self.amem.rd_addr[b], Mux(flags.active & (bank == b), walk.s_addr, 0))
+        self.drive(self.wmem.addr, Mux(flags.active, walk.waddr, 0))
+        return walk
+
+    def _inputs(self, m: Module, lop: Signal, bank: Signal, lane: Signal, width: int, name: str) -> list[Signal]:
+        """Each image slot's input element of a beat at DATA + 1, `width` bits signed: its lane (`lane`, of
+        that stage) of the bank's word, registered as it leaves its block RAM, extended by the layer's format."""
+        rp, groups = self.rp, self.rp.hw.groups
+        word = self.registered_bank_data(m, bank, f"{name}_word")
+        slot_bits = rp.group_lanes * rp.act_bits
+        raws = [word[g * slot_bits : (g + 1) * slot_bits].word_select(lane, rp.act_bits) for g in range(groups)]
+        xs = [Signal(signed(width), name=f"{name}_x" + (f"{g}" if groups > 1 else "")) for g in range(groups)]
+        with m.Switch(lop):
+            for index, layer in enumerate(rp.convs):
+                with case(m, index, len(rp.convs)):
+                    m.d.comb += [x.eq(extend(raw, layer.in_format)) for x, raw in zip(xs, raws)]
+        return xs
+
+    def _weights(self) -> list:
+        """The P lanes' weights of the WMEM word (the ROM registers its words: at DATA + 1)."""
+        wfmt = QFormat(self.rp.weight_bits, 0, True)
+        return [extend(self.wmem.data.word_select(n, self.rp.weight_bits), wfmt) for n in range(self.lanes)]
+
+    def _multiply(self, m: Module, valid: object, walk: Any, xs: list) -> Signal:
+        """The MAC array's beat at `OPERANDS`: `valid` (returned, at that stage), the walk's first and last, slot
+        g's operand `xs[g]` (given a cycle earlier) times each lane's weight."""
+        controls = ((valid, "conv_v"), (walk.first, "conv_f"), (walk.last, "conv_l"))
+        valid, first, last = (at(m, sig, OPERANDS, name) for sig, name in controls)
+        self.drive(self.mac.valid, valid)
+        self.drive(self.mac.first, Mux(valid, first, 0))
+        self.drive(self.mac.last, Mux(valid, last, 0))
+        xs = [x for x in xs for _ in range(self.rp.group_lanes)]
+        self.drive_operands(m, self.conv.active, xs, self._weights(), "conv_op")
+        return valid
+
+    def _direct(self, m: Module, lop: Signal, bank: Signal) -> tuple:
+        """The direct conv's loop nest and operands: (the beat's channel tile, the PPU's first and emit at
+        `ACCUMULATORS`, the output word at `MAC_WRITE`)."""
+        rp, flags = self.rp, self.conv
+        walk = self._walk(m, conv_walk, lop, bank)
+        # stage 1 -> 2: each activation bank's word registered as it leaves its block RAM (the weight
+        # ROM registers each of its banks' words itself); the operands are selected from the
+        # registers into the conv's operand registers (stage 3), which feed the MAC array
+        lane2 = at(m, walk.lane, DATA + 1, "conv_lane")
+        xs = self._inputs(m, lop, bank, lane2, rp.hw.operand_bits, "conv")
+        self._multiply(m, flags.beat, walk, xs)
+        # PPU controls with the accumulators (ACCUMULATORS); the write with the PPU output (MAC_WRITE)
+        win0_5, winlast5 = (
+            at(m, walk.win0, ACCUMULATORS, "conv_win0"),
+            at(m, walk.winlast, ACCUMULATORS, "conv_winlast"),
+        )
+        return walk.t, win0_5, winlast5, at(m, walk.oaddr, MAC_WRITE, "conv_oaddr")
+
+    def _winograd(self, m: Module, lop: Signal, bank: Signal) -> tuple:
+        """The Winograd conv's loop nests, patch transforms and operands (`wino_walk`), as `_direct` returns.
+
+        A window's 4 sums reach the PPU in 4 cycles from `ACCUMULATORS` (the first resets its
+        running max, the last emits), so its output is written `WINO_DRAIN` cycles after `MAC_WRITE`.
+        """
+        rp, beat = self.rp, self.conv.beat
+        walk = self._walk(m, wino_walk, lop, bank)
+        # the read side: each element into its patch register at DATA + 1 (0 outside the input)
+        width = rp.act_bits + 1
+        elements = self._inputs(m, lop, bank, at(m, walk.lane, DATA + 1, "wino_lane"), width, "wino")
+        place = {name: at(m, getattr(walk, name), DATA + 1, f"wino_{name}2") for name in ("row", "col", "bank")}
+        write, inside = at(m, beat, DATA + 1, "wino_write"), at(m, walk.inside, DATA + 1, "wino_inside2")
+        xs = [
+            patch_transform(m, f"wino{g}", width, write, Mux(inside, x, 0), place, walk.use, walk.u, walk.v)
+            for g, x in enumerate(elements)
+        ]
+        valid = self._multiply(m, walk.product, walk, xs)
+        self.drive(self.mac.wino, valid)
+        self.drive(self.mac.signs, Mux(valid, at(m, beat_signs(m, walk.u, walk.v), OPERANDS, "wino_signs"), 0))
+        first = at(m, walk.product & walk.last, ACCUMULATORS, "wino_first_sum")
+        emit = delay(m, first, timing.WINO_DRAIN, "wino_emit")
+        return walk.t, first, emit, at(m, walk.oaddr, MAC_WRITE + timing.WINO_DRAIN, "wino_oaddr")
 
 
 class FlattenEngine(Engine):

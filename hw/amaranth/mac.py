@@ -30,6 +30,8 @@ from amaranth.hdl import Value
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from metahw.compiler.kernels import winograd
+
 
 def _add_pairs(terms: list[Value], levels: int | None = None) -> list[Value]:
     """`levels` levels (None: all) of a balanced adder tree over `terms` (neighbours added pairwise)."""
@@ -63,8 +65,12 @@ class MacArray(wiring.Component):
     synthesis), the others with `soft_multiply_first` and `_last`; None: every lane with `*`.
     """
 
-    def __init__(self, lanes: int, operand_bits: int, acc_bits: int, dsp_lanes: int | None = None) -> None:
+    def __init__(
+        self, lanes: int, operand_bits: int, acc_bits: int, dsp_lanes: int | None = None, winograd: bool = False
+    ) -> None:
         self.lanes = lanes
+        #: build the Winograd conv's 4 accumulators per lane and their hand-over (`_winograd_lanes`)
+        self.winograd = winograd
         self.dsp_lanes = lanes if dsp_lanes is None else min(dsp_lanes, lanes)
         self.acc_bits = acc_bits
         self.tree_depth = (lanes - 1).bit_length()
@@ -79,6 +85,10 @@ class MacArray(wiring.Component):
                 "subtract": In(1),
                 "square": In(1),
                 "reduce": In(1),
+                # Winograd conv beat: 4 accumulators per lane, each takes the product with its sign
+                # (signs: per accumulator q, bit 2q skips the product, bit 2q + 1 subtracts it)
+                "wino": In(1),
+                "signs": In(8),
                 "x": In(operands),
                 "y": In(operands),
                 # lane preload for the first beat of a tile (aligned bias or 0), presented with stage 3
@@ -98,10 +108,14 @@ class MacArray(wiring.Component):
         """Input registers, pre-adder, multipliers, lane accumulators and the pipelined adder tree."""
         m = Module()
         p = self.lanes
-        # valid, first, last, reduce per stage; subtract and square with the input stage
-        ctl = [Signal(4, name=f"ctl{k}") for k in range(4)]
+        # valid, first, last, reduce (and with Winograd: wino, signs) per stage; subtract and square
+        # with the input stage
+        beat = Cat(self.valid, self.first, self.last, self.reduce)
+        if self.winograd:
+            beat = Cat(beat, self.wino, self.signs)
+        ctl = [Signal(len(beat), name=f"ctl{k}") for k in range(4)]
         subtract, square = Signal(name="subtract_in"), Signal(name="square_in")
-        m.d.sync += [ctl[0].eq(Cat(self.valid, self.first, self.last, self.reduce))]
+        m.d.sync += [ctl[0].eq(beat)]
         m.d.sync += [ctl[k + 1].eq(ctl[k]) for k in range(3)]
         m.d.sync += [subtract.eq(self.subtract), square.eq(self.square)]
         width = len(self.x[0])
@@ -115,8 +129,11 @@ class MacArray(wiring.Component):
             diff = Mux(subtract, x[k] - y[k], x[k])
             m.d.sync += [d[k].eq(diff), e[k].eq(Mux(square, diff, y[k]))]
             self._multiply(m, k, d[k], e[k], prod[k])
-        self._lanes(m, ctl[3], prod)
-        self._tree(m, ctl[3], prod)
+        if self.winograd:
+            self._winograd_lanes(m, ctl[3], prod)
+        else:
+            self._lanes(m, ctl[3], prod)
+        self._tree(m, ctl[3][:4], prod)
         return m
 
     def _multiply(self, m: Module, k: int, d: Signal, e: Signal, prod: Signal) -> None:
@@ -140,6 +157,41 @@ class MacArray(wiring.Component):
                 m.d.sync += acc.eq(total)
                 with m.If(last):
                     m.d.sync += self.lane_acc[k].eq(total)
+
+    def _winograd_lanes(self, m: Module, ctl: Signal, prod: list[Signal]) -> None:
+        """The lane path with 4 accumulators per lane; a Winograd tile hands them on one per cycle.
+
+        Outside a Winograd beat (`wino` low) accumulator 0 is the lane's one accumulator. In a
+        Winograd beat accumulator q starts at 4 x `preload` and adds, subtracts or skips the
+        product as `signs` say; at the tile's last beat the four sums, shifted right by 2 (two
+        zero bits: the transforms' scale, `compiler/kernels/winograd.py`), leave as `lane_acc`
+        in four consecutive cycles, each with `lane_valid`.
+        """
+        valid, first, last, reduce, wino = ctl[0], ctl[1], ctl[2], ctl[3], ctl[4]
+        signs = ctl[5:13]
+        handing = Signal(3, name="wino_handing")  # accumulators 1..3 still to hand on, one bit each
+        m.d.sync += handing.eq(handing >> 1)
+        with m.If(valid & last & wino):
+            m.d.sync += handing.eq(0b111)
+        m.d.sync += self.lane_valid.eq((valid & last & ~reduce) | handing[0])
+        scale = winograd.SCALE_SHIFT
+        for k in range(self.lanes):
+            accs = [Signal(signed(self.acc_bits), name=f"acc{k}" + (f"_{q}" if q else "")) for q in range(4)]
+            held = [Signal(signed(self.acc_bits), name=f"held{k}_{q}", reset_less=True) for q in (1, 2)]
+            start = Mux(wino, self.preload[k] << scale, self.preload[k])
+            totals = []
+            for q, acc in enumerate(accs):
+                skip, negate = (signs[2 * q], signs[2 * q + 1]) if q else (wino & signs[0], wino & signs[1])
+                term = Mux(skip, 0, Mux(negate, -prod[k], prod[k]))
+                totals.append(Mux(first, start, acc) + term)
+            with m.If(valid & ~reduce):
+                m.d.sync += [acc.eq(total) for acc, total in zip(accs, totals)]
+            with m.If(valid & last & ~reduce):
+                m.d.sync += self.lane_acc[k].eq(Mux(wino, totals[0] >> scale, totals[0]))
+                m.d.sync += [h.eq(t >> scale) for h, t in zip(held, totals[1:3])]
+                m.d.sync += accs[3].eq(totals[3] >> scale)
+            with m.Elif(handing[0]):  # the held sums step forward, accumulator 3 last
+                m.d.sync += [self.lane_acc[k].eq(held[0]), held[0].eq(held[1]), held[1].eq(accs[3])]
 
     def _tree(self, m: Module, ctl: Signal, prod: list[Signal]) -> None:
         level: list = list(prod)

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from metahw.compiler.kernels import Kernel, timing
+from metahw.compiler.kernels.datapath import signed_bits
 from metahw.compiler.program import Buffer, Program
 from metahw.errors import UserError
 from metahw.hardware import HardwareConfig
@@ -211,7 +212,8 @@ class RtlPlan:
 
     def depth(self, engine: int) -> int:
         """Pipeline depth of an engine's instructions (docs/microarchitecture.md §6)."""
-        return timing.depth(ENGINE_KINDS[engine], self.hw)
+        kind = timing.WINO if engine == CONV and self.hw.winograd else ENGINE_KINDS[engine]
+        return timing.depth(kind, self.hw)
 
 
 def rtl_plan(program: Program, hw: HardwareConfig) -> RtlPlan:
@@ -273,7 +275,7 @@ def _segment(rp: RtlPlan, segment, buffers: dict[str, Buffer]) -> None:  # noqa:
         if place == ops.CONV:
             index = lower(rp, op, buffers, linear=k == 0)
             layer = rp.convs[index]
-            steps.append((CONV, index, layer.tiles * layer.tile_beats, op, None))
+            steps.append((CONV, index, layer.beats(rp.hw.winograd), op, None))
         else:
             descriptor = _map_op(rp, op, buffers, *lower(rp, op, buffers))
             steps.append((MAP, None, descriptor.beats, op, descriptor))
@@ -344,6 +346,9 @@ def _finish(rp: RtlPlan, buffers: dict[str, Buffer]) -> None:
     """Widths and depths that depend on every op (an activation word holds L lanes of each image slot)."""
     p = rp.group_lanes
     rp.weight_bits = max((buffers[weight].qformat.bits for weight, _ in rp.weight_slots), default=1)
+    if rp.hw.winograd and rp.weight_words:  # the words hold the transformed weights
+        words = np.asarray(rp.weight_words)
+        rp.weight_bits = signed_bits(int(words.min()), int(words.max()))
     rp.act_bits = max([rp.act_bits] + [c.in_format.bits for c in rp.convs])
     depth = 1
     for c in rp.convs:

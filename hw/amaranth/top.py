@@ -262,7 +262,7 @@ class Accelerator(wiring.Component):
         """The MAC array and the P PPU lanes, with the engine-driven signals that feed them."""
         rp, p = self.rp, self.lanes
         a, ob = rp.hw.acc_bits, rp.hw.operand_bits
-        self.mac = m.submodules.mac = MacArray(p, ob, a, rp.hw.hard_multipliers)
+        self.mac = m.submodules.mac = MacArray(p, ob, a, rp.hw.hard_multipliers, rp.hw.winograd)
         self.mac_x, self.mac_y, self.mac_preload = (
             [Signal(bus.mac_shapes[name], name=f"mac_{name}{k}") for k in range(p)] for name in MAC_LANES
         )

@@ -30,6 +30,16 @@ from metahw.models.data import load_omniglot
 from metahw.models.episode_sources import omniglot_sampler
 from metahw.outputs import exclusive, writable_file, writable_folder
 
+#: `--winograd/--direct`: the conv engine's algorithm (None: the config file's, else direct)
+Winograd = Annotated[
+    bool | None,
+    typer.Option(
+        "--winograd/--direct",
+        help="Run every conv as Winograd F(2x2, 3x3), 16 products per 2x2 pool window and channel instead "
+        "of 36 (3x3, stride 1, pooled convs only), or directly (default: the --config file's, else direct).",
+    ),
+]
+
 if TYPE_CHECKING:
     from metahw.hw.hls4ml import ProjectOptions
 
@@ -99,6 +109,7 @@ def build_command(
             "(default: every lane).",
         ),
     ] = None,
+    winograd: Winograd = None,
     hls_backend: Annotated[str | None, typer.Option(help="hls4ml backend: vitis (default) or vivado.")] = None,
     part: Annotated[str | None, typer.Option(help=f"hls4ml: FPGA part (default {PROJECT_DEFAULTS['part']}).")] = None,
     clock_period: Annotated[float | None, typer.Option(help="hls4ml: target clock period in ns (default 5).")] = None,
@@ -123,7 +134,13 @@ def build_command(
         "--reuse-factor": reuse_factor,
         "--tb-episodes": tb_episodes,
     }
-    amaranth_only = {"--lanes": lanes, "--groups": groups, "--config": config, "--dsp-lanes": dsp_lanes}
+    amaranth_only = {
+        "--lanes": lanes,
+        "--groups": groups,
+        "--config": config,
+        "--dsp-lanes": dsp_lanes,
+        "--winograd": winograd,
+    }
     foreign = hls_only if backend == "amaranth" else amaranth_only
     given = [option for option, value in foreign.items() if value is not None]
     if given:
@@ -138,9 +155,8 @@ def build_command(
 
         writable_folder(out, "RTL build", is_rtl_build)
         program = Program.load(build)
-        hw = hardware_for(
-            program, DEFAULT_LANES if lanes is None and config is None else lanes, groups, config, dsp_lanes
-        )
+        lanes = DEFAULT_LANES if lanes is None and config is None else lanes
+        hw = hardware_for(program, lanes, groups, config, dsp_lanes, winograd)
         with exclusive(out, "RTL build"):
             build_amaranth(program, hw, out, as_json)
         return

@@ -29,7 +29,7 @@ from metahw.cli.episodes import (
     finish,
     program_episodes,
 )
-from metahw.cli.hls import hls_sim_command
+from metahw.cli.hls import Winograd, hls_sim_command
 from metahw.errors import UserError
 from metahw.hardware import HardwareConfig, derive_hardware
 from metahw.outputs import writable_file
@@ -39,16 +39,21 @@ if TYPE_CHECKING:
 
 
 def hardware_for(
-    program: Program, lanes: int | None, groups: int | None, config: Path | None, dsp_lanes: int | None = None
+    program: Program,
+    lanes: int | None,
+    groups: int | None,
+    config: Path | None,
+    dsp_lanes: int | None = None,
+    winograd: bool | None = None,
 ) -> HardwareConfig:
-    """The design `metahw build` builds from --lanes, --groups, --dsp-lanes and a --config file (`derive_hardware`).
+    """The design `metahw build` builds from --lanes, --groups, --dsp-lanes, --winograd and a --config file.
 
-    `lanes` may be None only with a file (its lanes are used).
+    Every option goes through `derive_hardware`. `lanes` may be None only with a file (its lanes are used).
     """
     if lanes is None and config is None:
         raise UserError("give --lanes or a --config file with the lanes.")
     base = HardwareConfig.load(config) if config is not None else None
-    return derive_hardware(program, lanes, groups, base, dsp_lanes)
+    return derive_hardware(program, lanes, groups, base, dsp_lanes, winograd=winograd)
 
 
 def check_simulate_options(hls: bool, rtl: str | None, stall_seed: int, vcd: Path | None, hardware: dict) -> None:
@@ -88,6 +93,7 @@ def simulate_command(
         int | None, typer.Option(min=1, help="Episodes (default 10; of a file or runs folder: all of them).")
     ] = None,
     config: Annotated[Path | None, typer.Option(help="Hardware config JSON for the other parameters.")] = None,
+    winograd: Winograd = None,
     vcd: Annotated[Path | None, typer.Option(help="Write the first episode's instruction trace as VCD.")] = None,
     seed: int = 0,
     data: Annotated[Path | None, typer.Option(help="Omniglot data (episodes from the meta-test alphabets).")] = None,
@@ -115,7 +121,8 @@ def simulate_command(
     from metahw.sim.trace import write_vcd
 
     source = EpisodeOptions(episodes_from, images, runs, image_shape, invert, mean, std, resample)
-    check_simulate_options(hls, rtl, stall_seed, vcd, {"--lanes": lanes, "--groups": groups, "--config": config})
+    hardware = {"--lanes": lanes, "--groups": groups, "--config": config, "--winograd": winograd}
+    check_simulate_options(hls, rtl, stall_seed, vcd, hardware)
     if predictions is not None:
         writable_file(predictions, "--predictions file")
     if hls:
@@ -147,11 +154,11 @@ def simulate_command(
         from metahw.cli.rtl import refuse_unknown_rtl, simulate_rtl
 
         refuse_unknown_rtl(rtl)
-        hw = hardware_for(program, lanes, groups, config)
+        hw = hardware_for(program, lanes, groups, config, winograd=winograd)
         chosen = program_episodes(program, source, episodes, seed, data)
         simulate_rtl(program, hw, build, chosen, (seed, stall_seed), as_json, progress, predictions)
         return
-    hw = hardware_for(program, lanes, groups, config)
+    hw = hardware_for(program, lanes, groups, config, winograd=winograd)
     chosen = program_episodes(program, source, episodes, seed, data)
     on_first = (lambda run: write_vcd(run, hw.clock_mhz, vcd)) if vcd is not None else None
     sim = simulate_episodes(program, hw, chosen, progress and not as_json, on_first)

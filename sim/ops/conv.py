@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from metahw.compiler.kernels import Conv2d, timing
+from metahw.compiler.kernels import Conv2d, timing, winograd
 from metahw.compiler.kernels.conv import conv_tile_beats
 from metahw.sim.mac import exact_dtype
 from metahw.sim.machine import Instr, Machine, ceil_div, per_group, simulates
@@ -16,6 +16,8 @@ CHUNK_ELEMENTS = 1 << 22
 @simulates(Conv2d)
 def conv2d(m: Machine, op: Conv2d) -> list[Instr]:
     """OUTER: lanes = output channels (tiles of L), groups = images, a beat per channel and tap inside the input."""
+    if m.hw.winograd:
+        return winograd_conv2d(m, op)
     hw = m.hw
     x, w = m.read(op.input), m.read(op.weight)
     b, c, h, wd = x.shape
@@ -73,3 +75,48 @@ def conv2d(m: Machine, op: Conv2d) -> list[Instr]:
     if op.bias is not None:
         m.reads[op.bias] += groups * o * positions
     return per_group(hw, b, timing.OUTER, channel_tiles * tile_beats, o * tile_beats)
+
+
+def winograd_conv2d(m: Machine, op: Conv2d) -> list[Instr]:
+    """WINO: per pool window and input channel, 16 beats of transformed input x transformed weight (§7).
+
+    The lanes' 4 accumulators start at 4 x the aligned bias and take each product with its
+    output sign (`winograd.window_sums`); each is handed to the PPU shifted right by 2, which
+    drops two zero bits, one after another, and the PPU's running max (or sum) pools them.
+    """
+    hw = m.hw
+    x, w = m.read(op.input), m.read(op.weight)
+    b, c = x.shape[:2]
+    o = w.shape[0]
+    acc_frac = m.fmt(op.input).frac + m.fracs(op.weight)
+    preload = np.zeros(o, dtype=np.int64)
+    if op.bias is not None:
+        preload = np.left_shift(m.read(op.bias), acc_frac - m.fracs(op.bias))
+    rows, cols = op.computed_shape(m.buffers)
+    windows = (rows // 2, cols // 2)
+    u = winograd.transform_weights(w)
+    out = np.empty((b, o, *windows), dtype=np.int64)
+    chunk = max(1, CHUNK_ELEMENTS // max(1, o * c * 16 * windows[0] * windows[1]))
+    for start in range(0, b, chunk):
+        patches = winograd.input_patches(x[start : start + chunk], op.padding, windows)
+        sums = winograd.window_sums(winograd.transform_inputs(patches), u)  # [n, O, Hp, Wp, 4]
+        sums = sums + np.left_shift(preload, winograd.SCALE_SHIFT)[None, :, None, None, None]
+        if np.any(sums & ((1 << winograd.SCALE_SHIFT) - 1)):
+            raise AssertionError(f"Winograd sums of '{op.name}' are not 4 x the convolution")
+        acc = sums >> winograd.SCALE_SHIFT
+        if op.relu:
+            acc = np.maximum(acc, 0)
+        elif op.leaky_slope is not None:
+            acc = np.where(acc < 0, acc * op.leaky_slope, acc << op.leaky_frac)
+        out[start : start + len(acc)] = acc.max(axis=4) if op.pool_mode == "max" else acc.sum(axis=4)
+    src = acc_frac + op.post_frac()
+    m.write(op.output, m.requant(out, src[None, :, None, None], m.fmt(op.output), op.output))
+
+    window_beats = winograd.window_beats(op, m.buffers)
+    channel_tiles = ceil_div(o, hw.group_lanes)
+    m.reads[op.input] += channel_tiles * b * window_beats
+    m.reads[op.weight] += ceil_div(b, hw.groups) * o * window_beats
+    if op.bias is not None:
+        m.reads[op.bias] += ceil_div(b, hw.groups) * o * windows[0] * windows[1]
+    beats = timing.WINO_FILL + channel_tiles * window_beats
+    return per_group(hw, b, timing.WINO, beats, o * window_beats)

@@ -1,5 +1,7 @@
 """Every kernel type on random shapes, formats, modes and array geometries: sim == golden, cycles == formula."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import given, reject
@@ -390,3 +392,63 @@ def test_bad_labels_stop_the_episode_like_the_golden_executor(labels, message):
     for run in (lambda: execute(program, inputs), lambda: Simulator(program, HardwareConfig(lanes=4)).run(inputs)):
         with pytest.raises(UserError, match=message):
             run()
+
+
+@PROPERTY
+@given(
+    shape=st.tuples(st.integers(1, 3), st.integers(1, 4), st.integers(1, 10), st.integers(2, 7), st.integers(2, 7)),
+    padding=st.integers(0, 2),
+    xf=qformats(bits=(2, 10)),
+    wf=qformats(bits=(2, 10)),
+    of=qformats(),
+    bias_drop=st.one_of(st.none(), st.integers(0, 6)),
+    activation=st.sampled_from(["none", "relu", "leaky"]),
+    pool_mode=st.sampled_from(["max", "avg"]),
+    rounding=ROUNDINGS,
+    overflow=OVERFLOWS,
+    hw=hardware(),
+    seed=st.integers(0, 2**31),
+)
+def test_winograd_conv2d(shape, padding, xf, wf, of, bias_drop, activation, pool_mode, rounding, overflow, hw, seed):
+    """Winograd F(2x2, 3x3): the same integers as golden; 16 beats per window and channel, after the first patch."""
+    b, c, o, h, w = shape
+    if h + 2 * padding < 4 or w + 2 * padding < 4:
+        reject()
+    rng = np.random.default_rng(seed)
+    buffers = [Buffer("x", (b, c, h, w), xf, "input"), Buffer("w", (o, c, 3, 3), wf, "weight")]
+    weights = {"w": rand(rng, wf, (o, c, 3, 3))}
+    if bias_drop is not None:
+        bf = QFormat(int(rng.integers(2, 17)), xf.frac + wf.frac - bias_drop)
+        buffers.append(Buffer("b", (o,), bf, "weight"))
+        weights["b"] = rand(rng, bf, (o,))
+    rows, cols = (h + 2 * padding - 2) // 2, (w + 2 * padding - 2) // 2
+    buffers.append(Buffer("y", (b, o, rows, cols), of, "output"))
+    leaky = {"leaky_slope": 3, "leaky_frac": 3} if activation == "leaky" else {}
+    op = K.Conv2d(
+        name="conv",
+        input="x",
+        weight="w",
+        bias="b" if bias_drop is not None else None,
+        output="y",
+        padding=padding,
+        relu=activation == "relu",
+        pool=True,
+        pool_mode=pool_mode,
+        **leaky,
+    )
+    program = build(buffers, [op], weights, rounding, overflow)
+    winograd_hw = dataclasses.replace(hw, winograd=True)
+    run = check(program, {"x": rand(rng, xf, (b, c, h, w))}, winograd_hw)
+    assert run.lane_macs["conv"] == b * o * c * 16 * rows * cols
+
+
+def test_winograd_refuses_a_conv_it_cannot_run():
+    buffers = [
+        Buffer("x", (1, 1, 6, 6), QFormat(8, 0), "input"),
+        Buffer("w", (2, 1, 3, 3), QFormat(8, 0), "weight"),
+        Buffer("y", (1, 2, 6, 6), QFormat(8, 0), "output"),
+    ]
+    op = K.Conv2d(name="conv", input="x", weight="w", output="y", padding=1)
+    program = program_of(buffers, [op], {"w": np.ones((2, 1, 3, 3))}, "half_up", "saturate")
+    with pytest.raises(UserError, match="winograd=true cannot run Conv2d 'conv': it is 3x3, stride 1, with no pool"):
+        Simulator(program, HardwareConfig(winograd=True))

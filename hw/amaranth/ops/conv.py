@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from metahw.compiler.kernels import Conv2d
+from metahw.compiler.kernels.winograd import transform_weights
 from metahw.compiler.program import Buffer
 from metahw.hw.amaranth.isa import ConvLayer, RequantSpec, refuse
 from metahw.hw.amaranth.ops import CONV, lowers
@@ -38,8 +39,11 @@ def conv_layer(rp: RtlPlan, op: Conv2d, buffers: dict[str, Buffer], linear: bool
     key = (op.weight, op.bias)
     if key not in rp.weight_slots:
         rp.weight_slots[key] = (len(rp.weight_words), len(rp.bias_words))
-        weights = np.zeros((tiles * lanes, c * k * k), dtype=np.int64)
-        weights[:o] = rp.program.weights[op.weight].reshape(o, -1)
+        w = rp.program.weights[op.weight]
+        if rp.hw.winograd:  # beat (c, u, v) of a window multiplies U[o, c, u, v] (`winograd.transform_weights`)
+            w = transform_weights(w)
+        weights = np.zeros((tiles * lanes, w[0].size), dtype=np.int64)
+        weights[:o] = w.reshape(o, -1)
         for t in range(tiles):
             rp.weight_words += np.tile(weights[t * lanes : (t + 1) * lanes].T, (1, groups)).tolist()
         bias = np.zeros(tiles * lanes, dtype=np.int64)

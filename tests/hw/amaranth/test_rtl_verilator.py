@@ -97,6 +97,21 @@ def test_lane_groups_equal_the_simulator_bit_and_cycle(lanes, groups, tmp_path):
         assert run.total_cycles == sim.total_cycles
 
 
+@pytest.mark.parametrize(("lanes", "groups", "signed_act", "stall_seed"), [(4, 1, True, 0), (8, 2, False, 7)])
+def test_winograd_convs_equal_the_simulator_bit_and_cycle(lanes, groups, signed_act, stall_seed, tmp_path):
+    """Winograd F(2x2, 3x3) convs: patches across the padding and across AMEM words (8 channels on 4 lanes)."""
+    program = tiny_protonet(ways=3, shots=2, queries=3, width=8, signed_act=signed_act)
+    hw = HardwareConfig(lanes=lanes, groups=groups, stream_elements=2, acc_bits=40, winograd=True)
+    rp = rtl_plan(program, hw)
+    episodes = [tiny_inputs(program, seed) for seed in range(2)]
+    runs = run_rtl(compile_testbench(build_rtl(program, hw, tmp_path / "rtl")), rp, episodes, tmp_path, seed=stall_seed)
+    simulator = Simulator(program, hw)
+    for k, (run, inputs) in enumerate(zip(runs, episodes)):
+        sim = simulator.run(inputs)
+        compare_with_sim(rp, run, sim, k)
+        assert run.total_cycles == sim.total_cycles + run.stalls
+
+
 def test_cli_build_writes_verilog_and_manifest(cli, tmp_path):
     program = tiny_protonet()
     program.save(tmp_path / "build")
