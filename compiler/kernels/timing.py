@@ -26,9 +26,10 @@ T_ISSUE = 1
 #: REDUCE adds lg P adder-tree stages)
 D_MAC = 13
 #: Winograd conv (kernels/winograd.py): the beats that read the first input channel's 4x4 patch
-#: before the first product, and the cycles that hand each window's 4 outputs to the PPU one by one
+#: before the first product, and the cycles a window's last output reaches the PPU after a direct
+#: tile's would (its 4 sums are handed on one per cycle, from a cycle after the last beat's sum)
 WINO_FILL = 16
-WINO_DRAIN = 3
+WINO_DRAIN = 4
 #: vector pass after the read: operate, then the PPU's five stages, the last with the write (SCAN
 #: and ROWRED, which do not use the PPU, drain as long: ROWRED adds its lg P compare-tree stages)
 D_VEC = 7

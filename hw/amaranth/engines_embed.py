@@ -250,7 +250,7 @@ class ConvEngine(Engine):
     def _winograd(self, m: Module, lop: Signal, bank: Signal) -> tuple:
         """The Winograd conv's loop nests, patch transforms and operands (`wino_walk`), as `_direct` returns.
 
-        A window's 4 sums reach the PPU in 4 cycles from `ACCUMULATORS` (the first resets its
+        A window's 4 sums reach the PPU in the 4 cycles after `ACCUMULATORS` (the first resets its
         running max, the last emits), so its output is written `WINO_DRAIN` cycles after `MAC_WRITE`.
         """
         rp, beat = self.rp, self.conv.beat
@@ -267,8 +267,8 @@ class ConvEngine(Engine):
         valid = self._multiply(m, walk.product, walk, xs)
         self.drive(self.mac.wino, valid)
         self.drive(self.mac.signs, Mux(valid, at(m, beat_signs(m, walk.u, walk.v), OPERANDS, "wino_signs"), 0))
-        first = at(m, walk.product & walk.last, ACCUMULATORS, "wino_first_sum")
-        emit = delay(m, first, timing.WINO_DRAIN, "wino_emit")
+        first = at(m, walk.product & walk.last, ACCUMULATORS + 1, "wino_first_sum")
+        emit = delay(m, first, timing.WINO_DRAIN - 1, "wino_emit")
         return walk.t, first, emit, at(m, walk.oaddr, MAC_WRITE + timing.WINO_DRAIN, "wino_oaddr")
 
 

@@ -159,39 +159,60 @@ class MacArray(wiring.Component):
                     m.d.sync += self.lane_acc[k].eq(total)
 
     def _winograd_lanes(self, m: Module, ctl: Signal, prod: list[Signal]) -> None:
-        """The lane path with 4 accumulators per lane; a Winograd tile hands them on one per cycle.
+        """The lane path with 4 accumulators per lane; a Winograd window hands their sums on one per cycle.
 
         Outside a Winograd beat (`wino` low) accumulator 0 is the lane's one accumulator. In a
-        Winograd beat accumulator q starts at 4 x `preload` and adds, subtracts or skips the
-        product as `signs` say; at the tile's last beat the four sums, shifted right by 2 (two
-        zero bits: the transforms' scale, `compiler/kernels/winograd.py`), leave as `lane_acc`
-        in four consecutive cycles, each with `lane_valid`.
+        Winograd beat accumulator q = 2a + b (output (a, b)) adds, subtracts or skips the product
+        as `signs` say, from 0 in each window. In the 4 cycles after a window's last beat its
+        sums leave as `lane_acc` (with `lane_valid`), shifted right by 2 (two zero bits: the
+        transforms' scale, `compiler/kernels/winograd.py`) plus the bias `preload` held at that
+        beat: accumulator 1, then 0 (held at the last beat, as the next window's first beat adds
+        to it), 2 and 3. Accumulators 1 to 3 leave straight from their registers, cleared by
+        their flip-flops' reset as they leave: the next window's first product for accumulator
+        1 is at its beat 1 and for 2 and 3 at its beat 4 (`output_signs`), so none has a
+        multiplexer to restart it, and only accumulator 0 is held.
         """
+        table = winograd.output_signs().reshape(4, 16)
+        if table[1, 0] or table[2:, :4].any():
+            raise AssertionError("the hand-over needs accumulator 1 untouched at beat 0 and 2, 3 at beats 0-3")
         valid, first, last, reduce, wino = ctl[0], ctl[1], ctl[2], ctl[3], ctl[4]
         signs = ctl[5:13]
-        handing = Signal(3, name="wino_handing")  # accumulators 1..3 still to hand on, one bit each
-        m.d.sync += handing.eq(handing >> 1)
-        with m.If(valid & last & wino):
-            m.d.sync += handing.eq(0b111)
-        m.d.sync += self.lane_valid.eq((valid & last & ~reduce) | handing[0])
-        scale = winograd.SCALE_SHIFT
+        ends = valid & last & ~reduce
+        handing, step = Signal(name="wino_handing"), Signal(2, name="wino_step")
+        with m.If(ends & wino):
+            m.d.sync += [handing.eq(1), step.eq(0)]
+        with m.Elif(handing):
+            m.d.sync += [step.eq(step + 1), handing.eq(step != 3)]
+        m.d.sync += self.lane_valid.eq((ends & ~wino) | handing)
         for k in range(self.lanes):
+            negated = Signal.like(prod[k], name=f"neg{k}")
+            m.d.comb += negated.eq(-prod[k])
             accs = [Signal(signed(self.acc_bits), name=f"acc{k}" + (f"_{q}" if q else "")) for q in range(4)]
-            held = [Signal(signed(self.acc_bits), name=f"held{k}_{q}", reset_less=True) for q in (1, 2)]
-            start = Mux(wino, self.preload[k] << scale, self.preload[k])
             totals = []
             for q, acc in enumerate(accs):
-                skip, negate = (signs[2 * q], signs[2 * q + 1]) if q else (wino & signs[0], wino & signs[1])
-                term = Mux(skip, 0, Mux(negate, -prod[k], prod[k]))
-                totals.append(Mux(first, start, acc) + term)
+                skip, negate = signs[2 * q], signs[2 * q + 1]
+                if q == 0:  # also the direct lane: add every product, from the preload
+                    skip, negate = wino & skip, wino & negate
+                    base = Mux(first, Mux(wino, 0, self.preload[k]), acc)
+                else:
+                    base = acc
+                totals.append(base + Mux(skip, 0, Mux(negate, negated, prod[k])))
+            held = Signal(signed(self.acc_bits), name=f"held{k}", reset_less=True)
+            bias = Signal(signed(self.acc_bits), name=f"bias{k}", reset_less=True)
             with m.If(valid & ~reduce):
-                m.d.sync += [acc.eq(total) for acc, total in zip(accs, totals)]
-            with m.If(valid & last & ~reduce):
-                m.d.sync += self.lane_acc[k].eq(Mux(wino, totals[0] >> scale, totals[0]))
-                m.d.sync += [h.eq(t >> scale) for h, t in zip(held, totals[1:3])]
-                m.d.sync += accs[3].eq(totals[3] >> scale)
-            with m.Elif(handing[0]):  # the held sums step forward, accumulator 3 last
-                m.d.sync += [self.lane_acc[k].eq(held[0]), held[0].eq(held[1]), held[1].eq(accs[3])]
+                m.d.sync += accs[0].eq(totals[0])
+            with m.If(valid & ~reduce & wino):
+                m.d.sync += [acc.eq(total) for acc, total in zip(accs[1:], totals[1:])]
+            with m.If(ends & wino):
+                m.d.sync += [held.eq(totals[0]), bias.eq(self.preload[k])]
+            leaving = Mux(step[1], Mux(step[0], accs[3], accs[2]), Mux(step[0], held, accs[1]))
+            for acc, at_step in ((accs[1], 0), (accs[2], 2), (accs[3], 3)):  # cleared as it leaves
+                with m.If(handing & (step == at_step)):
+                    m.d.sync += acc.eq(0)
+            with m.If(handing):
+                m.d.sync += self.lane_acc[k].eq((leaving >> winograd.SCALE_SHIFT) + bias)
+            with m.Elif(ends & ~wino):
+                m.d.sync += self.lane_acc[k].eq(totals[0])
 
     def _tree(self, m: Module, ctl: Signal, prod: list[Signal]) -> None:
         level: list = list(prod)
