@@ -278,14 +278,22 @@ def check_fits(program: Program, hw: HardwareConfig) -> None:
             )
 
 
-def check_winograd(program: Program) -> None:
-    """Raise UserError naming the first Conv2d the Winograd conv engine cannot run (winograd=true needs all)."""
+def winograd_refusal(program: Program) -> str | None:
+    """Why the Winograd conv engine cannot run `program` (None: it can run every Conv2d), naming the first conv."""
     buffers = program.buffer_map
     for op in program.ops:
         if isinstance(op, Conv2d):
             reason = winograd_unsupported(op, buffers)
             if reason is not None:
-                raise UserError(f"hardware winograd=true cannot run Conv2d '{op.name}': {reason}")
+                return f"Conv2d '{op.name}': {reason}"
+    return None
+
+
+def check_winograd(program: Program) -> None:
+    """Raise UserError naming the first Conv2d the Winograd conv engine cannot run (winograd=true needs all)."""
+    refusal = winograd_refusal(program)
+    if refusal is not None:
+        raise UserError(f"hardware winograd=true cannot run {refusal}")
 
 
 def _field_of(memory: str) -> str:

@@ -77,11 +77,27 @@ def test_every_command_measures_the_design_build_builds(
     with pytest.raises(Captured):
         evaluate_design(Design(str(tiny_checkpoint), 4, 6, LANES), settings)
 
-    from metahw.app.demo import start_synthesis
+    from metahw.app.demo import demo_hardware, start_synthesis
 
     monkeypatch.setattr("metahw.app.demo.ensure_rtl", record("demo"))
+    program = Program.load(program_folder)
     with pytest.raises(Captured):
-        start_synthesis(Program.load(program_folder), LANES, tmp_path / "demo", "ecp5-25k", [])
+        start_synthesis(program, demo_hardware(program, LANES, False), tmp_path / "demo", "ecp5-25k", [])
 
     assert seen.keys() == {"simulate", "simulate --rtl", "explore", "demo"}
     assert all(hardware == built for hardware in seen.values()), {"build": built, **seen}
+
+
+def test_winograd_is_derived_alike_by_build_simulate_and_the_demo(program_folder: Path, tmp_path: Path, capsys):
+    """`--winograd` widens the operands and accumulators the same way everywhere; the demo picks it by itself."""
+    from metahw.app.demo import demo_hardware
+
+    folder, lanes = str(program_folder), str(LANES)
+    assert run(["build", folder, "--backend", "amaranth", "--lanes", lanes, "--winograd", "-o", str(tmp_path)]) == 0
+    built = json.loads((tmp_path / "manifest.json").read_text())["hardware"]
+    capsys.readouterr()
+    assert run(["simulate", folder, "--lanes", lanes, "--winograd", "--episodes", "1", "--json"]) == 0
+    simulated = json.loads(capsys.readouterr().out)["hardware"]
+    program = Program.load(program_folder)
+    assert built["winograd"] and built == simulated == demo_hardware(program, LANES, None).to_json()
+    assert demo_hardware(program, LANES, False) == derive_hardware(program, LANES)

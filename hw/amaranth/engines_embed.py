@@ -17,7 +17,15 @@ from metahw.compiler.kernels import timing
 from metahw.hw.amaranth.conv_walk import conv_walk
 from metahw.hw.amaranth.engine import PPU_CONTROLS, Bus, Engine
 from metahw.hw.amaranth.isa import FLATTEN
-from metahw.hw.amaranth.pipeline import ACCUMULATORS, DATA, FLAT_WRITE, MAC_WRITE, OPERANDS, PRELOAD_READ, at
+from metahw.hw.amaranth.pipeline import (
+    ACCUMULATORS,
+    DATA,
+    FLAT_WRITE,
+    LANE_PRELOAD_READ,
+    MAC_WRITE,
+    OPERANDS,
+    at,
+)
 from metahw.hw.amaranth.spec import RtlPlan
 from metahw.hw.amaranth.util import bits_for, case, delay, extend, or_all
 from metahw.hw.amaranth.wino_walk import beat_signs, patch_transform, wino_walk
@@ -142,10 +150,11 @@ class ConvEngine(Engine):
             t, first, emit, oaddr = self._winograd(m, lop, bank)
         else:
             t, first, emit, oaddr = self._direct(m, lop, bank)
-        # preload: the bias ROM read at PRELOAD_READ, its data with the products; the address is
-        # formed a cycle earlier into a register, so the layer's base and its adder are not in
-        # front of the ROM (a LUT ROM: its decode and the register are the whole read cycle)
-        t3 = at(m, t, PRELOAD_READ - 1, "conv_t")
+        # preload: the bias ROM read at LANE_PRELOAD_READ, its data registered in the MAC array, then
+        # with the products; the address is formed a cycle earlier into a register, so the layer's
+        # base and its adder are not in front of the ROM (a LUT ROM: its decode and the register
+        # are the whole read cycle)
+        t3 = at(m, t, LANE_PRELOAD_READ - 1, "conv_t")
         bias_base, relu, requant = (
             Signal(16, name="conv_bias_base"),
             Signal(name="conv_relu"),

@@ -17,7 +17,8 @@ products, same cycles. The soft multiplier's partial-product tree is cut in two 
 register (at P = 32 on the ECP5-25k its single stage was the critical path, 13.0 ns with 15
 levels: `mac.d30 -> mac.prod30`); a hardware multiplier's product passes the same register.
 
-`preload` is read at cycle c + 4 (with the products). The lane path (OUTER, WIDE) shows the
+`preload` is read at cycle c + 3 into a register (a conv's bias: the engines' OR and the bias ROM
+are then not in front of the accumulators), and joins the products. The lane path (OUTER, WIDE) shows the
 P accumulators from cycle c + 5; the reduce path shows one sum from cycle c + 5 + lg P, and
 its `sum_preload` (the aligned bias of a Dense output) is read at cycle c + 4 + lg P, with the
 tree's total of the output's first beat.
@@ -91,7 +92,8 @@ class MacArray(wiring.Component):
                 "signs": In(8),
                 "x": In(operands),
                 "y": In(operands),
-                # lane preload for the first beat of a tile (aligned bias or 0), presented with stage 3
+                # lane preload for the first beat of a tile (aligned bias or 0), presented a cycle before
+                # the products (stage 3), registered
                 "preload": In(accs),
                 # reduce preload for the first beat of an output, presented with the tree's total
                 "sum_preload": In(signed(acc_bits)),
@@ -129,10 +131,12 @@ class MacArray(wiring.Component):
             diff = Mux(subtract, x[k] - y[k], x[k])
             m.d.sync += [d[k].eq(diff), e[k].eq(Mux(square, diff, y[k]))]
             self._multiply(m, k, d[k], e[k], prod[k])
+        preload = [Signal(signed(self.acc_bits), name=f"preload{k}", reset_less=True) for k in range(p)]
+        m.d.sync += [reg.eq(value) for reg, value in zip(preload, self.preload)]
         if self.winograd:
-            self._winograd_lanes(m, ctl[3], prod)
+            self._winograd_lanes(m, ctl[3], prod, preload)
         else:
-            self._lanes(m, ctl[3], prod)
+            self._lanes(m, ctl[3], prod, preload)
         self._tree(m, ctl[3][:4], prod)
         return m
 
@@ -147,18 +151,18 @@ class MacArray(wiring.Component):
         m.d.sync += [mid.eq(value) for mid, value in zip(mids, sums)]
         m.d.sync += prod.eq(soft_multiply_last(mids))
 
-    def _lanes(self, m: Module, ctl: Signal, prod: list[Signal]) -> None:
+    def _lanes(self, m: Module, ctl: Signal, prod: list[Signal], preload: list[Signal]) -> None:
         valid, first, last, reduce = ctl[0], ctl[1], ctl[2], ctl[3]
         m.d.sync += self.lane_valid.eq(valid & last & ~reduce)
         for k in range(self.lanes):
             acc = Signal(signed(self.acc_bits), name=f"acc{k}")
-            total = Mux(first, self.preload[k], acc) + prod[k]
+            total = Mux(first, preload[k], acc) + prod[k]
             with m.If(valid & ~reduce):
                 m.d.sync += acc.eq(total)
                 with m.If(last):
                     m.d.sync += self.lane_acc[k].eq(total)
 
-    def _winograd_lanes(self, m: Module, ctl: Signal, prod: list[Signal]) -> None:
+    def _winograd_lanes(self, m: Module, ctl: Signal, prod: list[Signal], preload: list[Signal]) -> None:
         """The lane path with 4 accumulators per lane; a Winograd window hands their sums on one per cycle.
 
         Outside a Winograd beat (`wino` low) accumulator 0 is the lane's one accumulator. In a
@@ -185,18 +189,18 @@ class MacArray(wiring.Component):
             m.d.sync += [step.eq(step + 1), handing.eq(step != 3)]
         m.d.sync += self.lane_valid.eq((ends & ~wino) | handing)
         for k in range(self.lanes):
-            negated = Signal.like(prod[k], name=f"neg{k}")
-            m.d.comb += negated.eq(-prod[k])
             accs = [Signal(signed(self.acc_bits), name=f"acc{k}" + (f"_{q}" if q else "")) for q in range(4)]
             totals = []
             for q, acc in enumerate(accs):
                 skip, negate = signs[2 * q], signs[2 * q + 1]
                 if q == 0:  # also the direct lane: add every product, from the preload
                     skip, negate = wino & skip, wino & negate
-                    base = Mux(first, Mux(wino, 0, self.preload[k]), acc)
+                    base = Mux(first, Mux(wino, 0, preload[k]), acc)
                 else:
                     base = acc
-                totals.append(base + Mux(skip, 0, Mux(negate, negated, prod[k])))
+                # - prod = ~prod + 1: the inverted product, and the 1 as the adder's carry in
+                flipped = (prod[k] ^ negate.replicate(len(prod[k])))[: len(prod[k])].as_signed()
+                totals.append(base + Mux(skip, 0, flipped) + (negate & ~skip))
             held = Signal(signed(self.acc_bits), name=f"held{k}", reset_less=True)
             bias = Signal(signed(self.acc_bits), name=f"bias{k}", reset_less=True)
             with m.If(valid & ~reduce):
@@ -204,7 +208,7 @@ class MacArray(wiring.Component):
             with m.If(valid & ~reduce & wino):
                 m.d.sync += [acc.eq(total) for acc, total in zip(accs[1:], totals[1:])]
             with m.If(ends & wino):
-                m.d.sync += [held.eq(totals[0]), bias.eq(self.preload[k])]
+                m.d.sync += [held.eq(totals[0]), bias.eq(preload[k])]
             leaving = Mux(step[1], Mux(step[0], accs[3], accs[2]), Mux(step[0], held, accs[1]))
             for acc, at_step in ((accs[1], 0), (accs[2], 2), (accs[3], 3)):  # cleared as it leaves
                 with m.If(handing & (step == at_step)):

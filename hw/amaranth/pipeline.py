@@ -33,9 +33,11 @@ DATA = 1
 OPERANDS = DATA + 2
 #: the MAC array's stages after the operands: input register, pre-adder, multiplier (two), accumulator
 MAC_STAGES = 5
-#: a read whose data joins the products in the MAC array (the conv bias preload, the REDUCE
-#: tree's bias, plus the tree's depth) is addressed here; its data comes with the products
+#: a read whose data joins the products in the MAC array (the REDUCE tree's bias, plus the
+#: tree's depth) is addressed here; its data comes with the products
 PRELOAD_READ = OPERANDS + MAC_STAGES - 1 - DATA
+#: the conv's bias ROM read: the MAC array registers the lane `preload` a cycle before the products
+LANE_PRELOAD_READ = PRELOAD_READ - 1
 #: the lane accumulators reach the PPU, with the PPU's controls for that beat
 ACCUMULATORS = OPERANDS + MAC_STAGES
 #: a read whose data joins the accumulators in the PPU (a bias or weight addend) is addressed here

@@ -21,7 +21,7 @@ from pathlib import Path
 from metahw.app.report_page import render_report, sections_from_compare
 from metahw.compiler.program import Program
 from metahw.errors import UserError
-from metahw.hardware import derive_hardware
+from metahw.hardware import HardwareConfig, derive_hardware
 from metahw.hw.amaranth.check import check_rtl_episodes, ensure_rtl
 from metahw.hw.amaranth.verilator import RtlMismatch, lint
 from metahw.hw.synth.devices import get_device
@@ -32,6 +32,7 @@ from metahw.models.data import OmniglotSplit
 from metahw.models.episode_sources import omniglot_episodes
 from metahw.models.zoo import HARDWARE_ACCURACY, PREFIX, zoo_hardware_accuracy
 from metahw.sim.episodes import program_shape, simulate_episodes
+from metahw.sim.plan import winograd_refusal
 
 
 def warm_up_synthesis(target: str | None) -> list[subprocess.Popen]:
@@ -61,16 +62,24 @@ class BackgroundSynthesis:
         self.stop_event.set()
 
 
+def demo_hardware(program: Program, lanes: int, winograd: bool | None) -> HardwareConfig:
+    """The demo's accelerator (`derive_hardware`): P lanes, Winograd convs where asked, or (None) where every
+    conv of the program can run them (`winograd_refusal`), the faster design."""
+    if winograd is None:
+        winograd = winograd_refusal(program) is None
+    return derive_hardware(program, lanes, winograd=winograd)
+
+
 def start_synthesis(
-    program: Program, lanes: int, out: Path, target: str | None, warming: list[subprocess.Popen]
+    program: Program, hw: HardwareConfig, out: Path, target: str | None, warming: list[subprocess.Popen]
 ) -> BackgroundSynthesis | None:
-    """Build the RTL into `out/rtl` and synthesise it for `target` in a background thread (None: no target).
+    """Build the RTL of `hw` into `out/rtl` and synthesise it for `target` in a background thread (None: no target).
 
     The thread first waits for the `warming` tool processes (`warm_up_synthesis`).
     """
     if target is None:
         return None
-    rtl_dir = ensure_rtl(program, derive_hardware(program, lanes), out / "rtl")
+    rtl_dir = ensure_rtl(program, hw, out / "rtl")
     stop = threading.Event()
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="synthesis")
     future = pool.submit(_synthesis, rtl_dir, target, warming, stop)
@@ -84,14 +93,13 @@ def hardware_stage(
     comparison: dict,
     out: Path,
     *,
-    lanes: int,
+    hw: HardwareConfig,
     synthesis: BackgroundSynthesis | None,
     sim_episodes: int,
     rtl_episodes: int,
     progress: bool,
 ) -> tuple[dict, list[dict]]:
     """Simulate, check the RTL in Verilator, collect the synthesis; returns (report sections, verification rungs)."""
-    hw = derive_hardware(program, lanes)
     rungs: list[dict] = []
     shape = program_shape(program)
     runs = simulate_episodes(program, hw, omniglot_episodes(split, shape, sim_episodes, seed=1), progress)
@@ -101,6 +109,7 @@ def hardware_stage(
     performance = {
         "lanes": hw.lanes,
         "groups": hw.groups,
+        "conv": "Winograd F(2x2, 3x3)" if hw.winograd else "direct",
         "clock_mhz": hw.clock_mhz,
         "fmax_mhz": None,
         "total_cycles": first.total_cycles,

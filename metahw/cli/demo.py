@@ -42,6 +42,13 @@ def demo_command(
     episodes: Annotated[int, typer.Option(help="Meta-test episodes for float and fixed-point accuracy.")] = 1000,
     data: Annotated[Path | None, typer.Option(help="Omniglot data.")] = None,
     lanes: Annotated[int, typer.Option(help="MAC lanes P of the generated accelerator.")] = 8,
+    winograd: Annotated[
+        bool | None,
+        typer.Option(
+            "--winograd/--direct",
+            help="Winograd F(2x2, 3x3) convs, or direct ones (default: Winograd where every conv can run it).",
+        ),
+    ] = None,
     target: Annotated[str, typer.Option(help="FPGA for synthesis and place-and-route ('none': skip).")] = "ecp5-25k",
     sim_episodes: Annotated[
         int, typer.Option(min=1, help="Episodes through the cycle simulator (checked vs golden).")
@@ -54,7 +61,7 @@ def demo_command(
     """Run the pipeline on a shipped model: float vs fixed point, simulator, Verilator, synthesis, report page."""
     import onnx
 
-    from metahw.app.demo import hardware_stage, start_synthesis, warm_up_synthesis, write_report
+    from metahw.app.demo import demo_hardware, hardware_stage, start_synthesis, warm_up_synthesis, write_report
     from metahw.atomic import atomic_path, write_text_atomic
     from metahw.compiler.compare import compare
     from metahw.compiler.compare_plot import plot_accuracy_vs_bits
@@ -87,7 +94,8 @@ def demo_command(
     config = QuantConfig(bits=bits)
     build = save_build(compile_episode(onnx_model, config, val, queries=ways), out / "build")
     program = Program.load(build)
-    synthesis = start_synthesis(program, lanes, out, target_name, warming)
+    hw = demo_hardware(program, lanes, winograd)
+    synthesis = start_synthesis(program, hw, out, target_name, warming)
     try:
         comparison = compare(
             learner, spec, onnx_model, widths, test, val, episodes, progress=progress, base_config=config
@@ -104,7 +112,7 @@ def demo_command(
             test,
             comparison,
             out,
-            lanes=lanes,
+            hw=hw,
             synthesis=synthesis,
             sim_episodes=sim_episodes,
             rtl_episodes=rtl_episodes,
