@@ -20,7 +20,8 @@ or ill-typed one raises `metahw.errors.UserError` naming it)::
                             "by_bits": {"4": {"accuracy": float, "ci95": float}, ...}},  # one entry or more
      "numerics": SECTION | {"sqnr_db": {layer: float},             # inf: no quantisation noise
                             "saturation": {tensor: int}},
-     "performance": SECTION | {"lanes": int, "groups": int, "clock_mhz": float, "fmax_mhz": float | None,
+     "performance": SECTION | {"lanes": int, "groups": int, "conv": str,   # "direct" or "Winograd F(2x2, 3x3)"
+                               "clock_mhz": float, "fmax_mhz": float | None,
                                "total_cycles": int, "adaptation_cycles": int, "query_cycles": int,
                                "kernels": [{"label": str, "cycles": int,
                                             "utilisation": float | None}, ...]},  # None: no MAC work

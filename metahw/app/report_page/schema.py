@@ -59,6 +59,7 @@ SCHEMA = {
         {
             "lanes": int,
             "groups": int,
+            "conv": str,
             "clock_mhz": NUMBER,
             "fmax_mhz": (*NUMBER, type(None)),
             "total_cycles": int,

@@ -181,7 +181,7 @@ def performance_section(data: dict, plot: str | None) -> Section:
         return section
     total, queries = perf["total_cycles"], data["episode"]["queries"]
     section.facts = [
-        ("MAC array", f"{perf['lanes']} lanes in {perf['groups']} group(s)"),
+        ("MAC array", f"{perf['lanes']} lanes in {perf['groups']} group(s), {perf['conv']} convs"),
         ("cycles per episode", f.count(total)),
         ("adaptation phase", _phase(perf["adaptation_cycles"], total)),
         ("query phase", _phase(perf["query_cycles"], total)),

@@ -42,6 +42,7 @@ def report() -> dict:
         "performance": {
             "lanes": 16,
             "groups": 2,
+            "conv": "direct",
             "clock_mhz": 100.0,
             "fmax_mhz": 87.34,
             "total_cycles": 3_512_846,
