@@ -1,7 +1,7 @@
 """Property benchmark: random kernel configurations, golden == simulator == formula, and golden == Verilator.
 
     .venv/bin/python benchmarks/kernel_properties.py [--seed 0] [--cases 1000] [--verilator 50]
-        [--out out/kernel_properties/kernel_properties.json] [--only INDEX] [--quiet]
+        [--out out/kernel_properties/kernel_properties.json] [--only INDEX] [--quiet] [--winograd]
 
 Each configuration is one random episode Program (an embedding chain and one or two heads,
 random shapes, bit widths, per-op formats, rounding and overflow modes), a random hardware
@@ -18,6 +18,9 @@ a pure function of (seed, index). For every configuration:
    must equal the golden executor's, every instruction issue cycle and the total the
    simulator's on that config.
 
+`--winograd` runs the configurations whose convs can all run as Winograd F(2x2, 3x3) (3x3,
+stride 1, pooled) on Winograd hardware and records the others as refused.
+
 Prints a table per op family and writes the JSON atomically. Exit code 1 when anything
 differed; each failing configuration is printed with the command that reruns it alone.
 """
@@ -25,6 +28,7 @@ differed; each failing configuration is printed with the command that reruns it 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 import shutil
@@ -42,12 +46,15 @@ sys.path.insert(0, str(ROOT))
 
 from metahw.atomic import write_text_atomic  # noqa: E402
 from metahw.compiler.golden import execute  # noqa: E402
+from metahw.compiler.kernels import Conv2d  # noqa: E402
+from metahw.compiler.widths import widest  # noqa: E402
 from metahw.errors import UserError  # noqa: E402
 from metahw.hardware import derive_hardware  # noqa: E402
 from metahw.hw.amaranth.build import build_rtl  # noqa: E402
 from metahw.hw.amaranth.spec import RtlPlan, rtl_plan  # noqa: E402
 from metahw.hw.amaranth.verilator import RtlMismatch, compare_with_sim, compile_testbench, run_rtl  # noqa: E402
 from metahw.progress import StatusTracker  # noqa: E402
+from metahw.sim.plan import winograd_refusal  # noqa: E402
 from tests.sim.harness import sim_problems  # noqa: E402
 from tests.sim.random_programs import Config, draw_config, families  # noqa: E402
 
@@ -134,8 +141,27 @@ def _rtl_problems(config: Config, rp: RtlPlan, exe: Path, folder: Path, outcome:
     return problems
 
 
-def run_config(config: Config, verilator: bool, work: Path) -> Outcome:
-    """Every check of one configuration (Verilator only when `verilator` and the RTL accepts it)."""
+def winograd_config(config: Config) -> tuple[Config | None, str | None]:
+    """`config` on Winograd hardware (`--winograd`), or None and why its program cannot run Winograd convs."""
+    if not any(isinstance(op, Conv2d) for op in config.program.ops):
+        return None, "Winograd: the program has no Conv2d"
+    reason = winograd_refusal(config.program)
+    if reason is not None:
+        return None, f"Winograd: {reason}"
+    operands = max(2, widest(config.program, winograd=True)["operand"])  # exact, as the draw's own config
+    hw = dataclasses.replace(config.hw, winograd=True, operand_bits=operands)
+    return dataclasses.replace(config, hw=hw), None
+
+
+def run_config(config: Config, verilator: bool, work: Path, winograd: bool = False) -> Outcome:
+    """Every check of one configuration (Verilator only when `verilator` and the RTL accepts it).
+
+    `winograd`: on Winograd hardware; a program whose convs cannot all run it is only recorded, as refused.
+    """
+    if winograd:
+        index, (config, reason) = config.index, winograd_config(config)
+        if config is None:
+            return Outcome(index, [], [], {}, 0, 0, refusal=reason)
     outcome = Outcome(
         config.index,
         families(config.program),
@@ -151,12 +177,14 @@ def run_config(config: Config, verilator: bool, work: Path) -> Outcome:
     return outcome
 
 
-def run_all(seed: int, indices: list[int], verilator: int, work: Path, progress: bool) -> Iterator[Outcome]:
+def run_all(
+    seed: int, indices: list[int], verilator: int, work: Path, progress: bool, winograd: bool = False
+) -> Iterator[Outcome]:
     """Outcomes of the configurations `indices` of `seed`; the first `verilator` accepted ones run in Verilator."""
     runs = failures = 0
     with StatusTracker(len(indices), "kernel configurations", progress) as bar:
         for index in indices:
-            outcome = run_config(draw_config(seed, index), runs < verilator, work)
+            outcome = run_config(draw_config(seed, index), runs < verilator, work, winograd)
             runs += outcome.verilator
             failures += outcome.failed
             bar.advance(1, f"{runs}/{verilator} in Verilator, {failures} mismatching")
@@ -206,9 +234,10 @@ def table(rows: dict[str, dict[str, int]]) -> str:
     return "\n".join(lines)
 
 
-def reproduce(seed: int, index: int) -> str:
+def reproduce(seed: int, index: int, winograd: bool = False) -> str:
     """The command that reruns one configuration alone."""
-    return f".venv/bin/python benchmarks/kernel_properties.py --seed {seed} --only {index}"
+    command = f".venv/bin/python benchmarks/kernel_properties.py --seed {seed} --only {index}"
+    return command + " --winograd" if winograd else command
 
 
 def report(args: argparse.Namespace, outcomes: list[Outcome], seconds: float) -> dict:
@@ -225,7 +254,11 @@ def report(args: argparse.Namespace, outcomes: list[Outcome], seconds: float) ->
         "families": family_rows(outcomes),
         "refusals": refusals(outcomes),
         "mismatches": [
-            {"index": o.index, "problems": o.sim_problems + o.rtl_problems, "reproduce": reproduce(args.seed, o.index)}
+            {
+                "index": o.index,
+                "problems": o.sim_problems + o.rtl_problems,
+                "reproduce": reproduce(args.seed, o.index, args.winograd),
+            }
             for o in failed
         ],
         "configs": [asdict(o) for o in outcomes],
@@ -241,6 +274,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="the JSON file (RTL builds go beside it)")
     parser.add_argument("--only", type=int, default=None, metavar="INDEX", help="run configuration INDEX alone")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--winograd",
+        action="store_true",
+        help="configurations whose convs are all 3x3, stride 1, pooled, on Winograd hardware (the rest: refused)",
+    )
     return parser.parse_args(argv)
 
 
@@ -250,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     indices = [args.only] if args.only is not None else list(range(args.cases))
     started = time.perf_counter()
     work = args.out.parent / "rtl"
-    outcomes = list(run_all(args.seed, indices, args.verilator, work, not args.quiet))
+    outcomes = list(run_all(args.seed, indices, args.verilator, work, not args.quiet, args.winograd))
     doc = report(args, outcomes, time.perf_counter() - started)
     print(table(doc["families"]))
     print(

@@ -117,6 +117,8 @@ class ConvEngine(Engine):
 
     Group g's L lanes multiply the pixel of slot g by the weight word's L weights (the word
     holds them once per group), so a tile writes G x L outputs: slot g, channels t*L .. t*L + L - 1.
+    A `winograd` design multiplies slot g's transformed input V by the transformed weights
+    instead, 16 beats per pool window and input channel (`_winograd`, `wino_walk.py`).
     """
 
     def __init__(self, rp: RtlPlan) -> None:

@@ -10,6 +10,13 @@ stages that form V = B^T d B, rows first (`compiler/kernels/winograd.py`).
 
 The read address is a running sum, as in the direct walker: `base` (the patch's first
 element in its channel plane) plus `rs` (the element's row * W + column).
+
+Timing: an element is in its patch register 3 cycles after its read beat (the engine writes
+it at `DATA + 1`). The products read a patch from 16 beats after its first element's read,
+and their first 4 beats (u = 0) need patch rows 0 and 2, read by its beat 11: in place by
+cycle 14. The read side refills that bank with the patch after next, from 32 beats after
+the first read, so its first write lands after the products' last read of the bank (beat 31).
+A stalled beat only widens both margins.
 """
 
 from __future__ import annotations
@@ -48,8 +55,8 @@ class WinoWalk:
     t: Signal
 
 
-def _layer_constants(conv: ConvLayer, p: int) -> dict[str, int]:
-    """The constants of one layer's walk (`p`: L, the lanes of an image slot)."""
+def _layer_constants(conv: ConvLayer) -> dict[str, int]:
+    """The constants of one layer's walk."""
     wid, pad = conv.width, conv.padding
     return dict(
         width=wid,
@@ -87,7 +94,7 @@ def wino_walk(
     """
     p = lanes
     lg = bits_for(p) if p > 1 else 0
-    values = [_layer_constants(conv, p) for conv in convs]
+    values = [_layer_constants(conv) for conv in convs]
     consts = {
         name: Signal(
             range(min(min(v[name] for v in values), 0), max(max(v[name] for v in values), 1) + 1), name=f"wino_{name}"
@@ -129,7 +136,8 @@ def wino_walk(
         use=Signal(name="wino_use"),
         t=counter("t", max(conv.tiles for conv in convs)),
     )
-    # ---- the read side: element (r, s) of channel c's patch of window (py, px), tile t_read
+    # ---- the read side: element (r, s) of channel c's patch of window (py, px); it runs on through
+    # the instruction's last WINO_FILL beats into a patch bank the products no longer read
     yy, xx = ybase + r, xbase + s
     m.d.comb += [
         lin.eq(base + rs),
