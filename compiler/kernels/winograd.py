@@ -75,7 +75,7 @@ def transform_inputs(patches: np.ndarray) -> np.ndarray:
 
 
 def output_signs() -> np.ndarray:
-    """[4 outputs (a, b), 4, 4 beats (u, v)]: the sign AT[a, u] AT[v, b] with which beat (u, v) enters output (a, b)."""
+    """[4 outputs (a, b), 4, 4 beats (u, v)]: the sign AT[a, u] AT[b, v] with which beat (u, v) enters output (a, b)."""
     return np.einsum("au,bv->abuv", AT, AT).reshape(4, 4, 4)
 
 
@@ -114,7 +114,7 @@ def channel_peaks(u: np.ndarray, lo: int, hi: int) -> np.ndarray:
 
     Patch values lie in [lo, hi]. A prefix of the beats is a linear function of the 16 patch
     elements, so its extremes over that box take each element at the end its coefficient
-    favours: the bound is exact.
+    favours: the bound is exact over the box (a patch at the border, partly 0, stays inside it).
     """
     basis = np.einsum("ur,vs->uvrs", BT, BT).reshape(16, 16)  # [beat, element]: V's coefficients
     signs = output_signs().reshape(4, 16)
@@ -132,10 +132,10 @@ def channel_peaks(u: np.ndarray, lo: int, hi: int) -> np.ndarray:
 def width_needs(op: Conv2d, buffers: Mapping[str, Buffer], weights: Mapping[str, np.ndarray]) -> Needs:
     """The Winograd datapath's operands (V, and U of the op's weights) and its 4 accumulators' exact bound.
 
-    Output channel o's accumulators hold 4 x (its aligned bias + the direct sum over the
-    channels done) plus the partial sum of the channel under way (`channel_peaks`): at most
-    4 (|bias| + max|x| sum|w[o]|) + the largest peak of o's kernels. The value handed to the
-    PPU (shifted by 2) is the direct one, so the PPU's widths do not change.
+    Output channel o's accumulators start each window at 0 and hold 4 x the direct sum over
+    the channels done plus the partial sum of the channel under way (`channel_peaks`): at
+    most 4 max|x| sum|w[o]| + the largest peak of o's kernels. What leaves them (shifted by 2,
+    plus the aligned bias) is the direct accumulator, so the PPU's widths do not change.
     """
     x, w = buffers[op.input].qformat, weights[op.weight]
     v_lo, v_hi = input_range(x.min_int, x.max_int)
@@ -143,10 +143,6 @@ def width_needs(op: Conv2d, buffers: Mapping[str, Buffer], weights: Mapping[str,
     yield f"the transformed input of '{op.input}' ({x})", OPERAND, signed_bits(v_lo, v_hi)
     yield f"the transformed weight of '{op.weight}'", OPERAND, signed_bits(int(u.min()), int(u.max()))
     lo, hi = min(x.min_int, 0), max(x.max_int, 0)
-    bias = np.zeros(w.shape[0], dtype=np.int64)
-    if op.bias is not None:
-        acc_fracs = x.frac + buffers[op.weight].axis0_fracs()
-        bias = np.left_shift(weights[op.bias], acc_fracs - buffers[op.bias].axis0_fracs())
-    direct = np.abs(bias) + max(-lo, hi) * np.abs(w).reshape(w.shape[0], -1).sum(axis=1)
+    direct = max(-lo, hi) * np.abs(w).reshape(w.shape[0], -1).sum(axis=1)
     bound = int(((direct << SCALE_SHIFT) + channel_peaks(u, lo, hi).max(axis=1)).max())
     yield f"the Winograd accumulators of '{op.output}'", ACCUMULATOR, signed_bits(-bound, bound)

@@ -80,9 +80,9 @@ def conv2d(m: Machine, op: Conv2d) -> list[Instr]:
 def winograd_conv2d(m: Machine, op: Conv2d) -> list[Instr]:
     """WINO: per pool window and input channel, 16 beats of transformed input x transformed weight (§7).
 
-    The lanes' 4 accumulators start at 4 x the aligned bias and take each product with its
-    output sign (`winograd.window_sums`); each is handed to the PPU shifted right by 2, which
-    drops two zero bits, one after another, and the PPU's running max (or sum) pools them.
+    The lanes' 4 accumulators start each window at 0 and take each product with its output
+    sign (`winograd.window_sums`); each sum goes to the PPU shifted right by 2 (two zero bits)
+    plus the aligned bias, one after another, and the PPU's running max (or sum) pools them.
     """
     hw = m.hw
     x, w = m.read(op.input), m.read(op.weight)
@@ -100,10 +100,9 @@ def winograd_conv2d(m: Machine, op: Conv2d) -> list[Instr]:
     for start in range(0, b, chunk):
         patches = winograd.input_patches(x[start : start + chunk], op.padding, windows)
         sums = winograd.window_sums(winograd.transform_inputs(patches), u)  # [n, O, Hp, Wp, 4]
-        sums = sums + np.left_shift(preload, winograd.SCALE_SHIFT)[None, :, None, None, None]
         if np.any(sums & ((1 << winograd.SCALE_SHIFT) - 1)):
             raise AssertionError(f"Winograd sums of '{op.name}' are not 4 x the convolution")
-        acc = sums >> winograd.SCALE_SHIFT
+        acc = (sums >> winograd.SCALE_SHIFT) + preload[None, :, None, None, None]
         if op.relu:
             acc = np.maximum(acc, 0)
         elif op.leaky_slope is not None:
