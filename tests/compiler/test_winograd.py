@@ -100,13 +100,21 @@ def test_only_3x3_stride_1_pooled_convs_qualify():
     assert "stride 2" in winograd.unsupported(strided, buffers)
 
 
+CHECKERBOARD = [[127, -128, 127], [-128, 127, -128], [127, -128, 127]]
+CENTRE = [[0, 0, 0], [0, 1, 0], [0, 0, 0]]
+
+
+@pytest.mark.parametrize("kernel", [CHECKERBOARD, CENTRE], ids=["checkerboard", "centre"])
 @pytest.mark.parametrize("signed_input", [False, True])
-def test_the_accumulator_width_holds_the_worst_partial_sum_of_a_channel(signed_input):
+def test_the_accumulator_width_holds_the_worst_partial_sum_of_a_channel(signed_input, kernel):
     """The largest partial sum inside one channel's 16 beats, exactly: each patch element at the end of its
-    range that the prefix's coefficient favours (a 1-channel conv, where that term dominates the bound)."""
+    range that the prefix's coefficient favours (a 1-channel conv, where that term dominates the bound).
+
+    With the centre tap alone a prefix reaches 5 max|x| against the direct bound's 4 max|x| |w|: the
+    bound needs its channel term."""
     xf, wf = QFormat(8, 5, signed=signed_input), QFormat(8, 6)
     op, buffers = _conv((1, 1, 1, 4, 4), 1, xf, wf)
-    weights = np.array([[[[127, -128, 127], [-128, 127, -128], [127, -128, 127]]]])
+    weights = np.array([[kernel]])
     acc_bits = list(winograd.width_needs(op, buffers, {"w": weights}))[2][2]
     u = winograd.transform_weights(weights)[0, 0].reshape(16)
     # coefficient of patch element (r, s) in beat (u, v)'s product: U[u, v] BT[u, r] BT[v, s]
@@ -120,3 +128,5 @@ def test_the_accumulator_width_holds_the_worst_partial_sum_of_a_channel(signed_i
         worst = max(worst, int(-np.minimum(prefix * lo, prefix * hi).sum(axis=(1, 2)).min()))
     assert worst < 1 << (acc_bits - 1)
     assert worst == winograd.channel_peaks(winograd.transform_weights(weights), lo, hi)[0, 0]
+    if kernel is CENTRE:
+        assert worst > 4 * max(-lo, hi)
