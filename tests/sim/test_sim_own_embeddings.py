@@ -4,12 +4,14 @@ import dataclasses
 
 import pytest
 
+from metahw.app.demo import demo_hardware
 from metahw.compiler.golden import execute
 from metahw.compiler.kernels import Add, AvgPool2d, Conv2d, Dense, Flatten, GlobalAvgPool, MaxPool2d
-from metahw.hardware import HardwareConfig, default_groups
+from metahw.errors import UserError
+from metahw.hardware import HardwareConfig, default_groups, derive_hardware
 from metahw.sim.cost import episode_cycles
 from metahw.sim.episodes import differences
-from metahw.sim.plan import build_plan
+from metahw.sim.plan import build_plan, winograd_refusal
 from metahw.sim.simulator import Simulator
 from tests.compiler.own_programs import own_inputs, own_program
 
@@ -57,3 +59,12 @@ def test_residual_skip_tensor_gets_a_third_bank():
     plan = build_plan(program, HardwareConfig(lanes=8))
     memories = {p.memory for p in plan.placements}
     assert "AMEM2" in memories
+
+
+def test_winograd_refuses_a_1x1_conv_and_the_demo_keeps_direct_convs():
+    """A user network with a 1x1 conv: `--winograd` names it and why; the demo's default stays direct."""
+    program = own_program("pointwise").program
+    assert "it is 1x1, stride 1, with a fused 2x2 pool" in winograd_refusal(program)
+    assert not demo_hardware(program, 4, None).winograd
+    with pytest.raises(UserError, match=r"winograd=true cannot run Conv2d '[^']+': it is 1x1"):
+        Simulator(program, derive_hardware(program, 4, winograd=True))
