@@ -20,6 +20,7 @@ KINDS = (
     timing.OUTER,
     timing.WIDE,
     timing.REDUCE,
+    timing.WINO,
     timing.VECTOR,
     timing.SCAN,
     timing.ROWRED,

@@ -5,6 +5,7 @@ import pytest
 
 from metahw.compiler.compile import compile_episode
 from metahw.compiler.episode_io import program_inputs
+from metahw.compiler.kernels import timing
 from metahw.compiler.quant_config import QuantConfig
 from metahw.models.checkpoint import load_checkpoint
 from metahw.models.episode_sources import omniglot_episodes, omniglot_sampler
@@ -12,7 +13,7 @@ from metahw.models.export import episode_head, export_episode
 from metahw.models.zoo import zoo_names
 from metahw.sim import HardwareConfig, Simulator, default_groups
 from metahw.sim.episodes import program_shape, simulate_episodes
-from metahw.sim.trace import vcd_text
+from metahw.sim.trace import KINDS, vcd_text
 from tests.compiler.program_fixtures import episode_inputs, matchingnet_program, protomaml_program, protonet_program
 from tests.sim.harness import check
 
@@ -77,6 +78,15 @@ def test_vcd_trace_follows_the_instructions():
     stamps = [int(line[1:]) for line in text.splitlines() if line.startswith("#")]
     assert stamps == sorted(stamps) and stamps[-1] == run.total_cycles * 4000
     assert text.count("\n1#") == 1 and text.rstrip().endswith("0#")  # done pulses once, at the end
+
+
+def test_vcd_trace_has_a_code_for_every_instruction_kind():
+    """A Winograd design's conv instructions (kind WINO) are in the trace's kind legend too."""
+    program = protonet_program()
+    run = Simulator(program, HardwareConfig(lanes=4, winograd=True)).run(episode_inputs(3, 2, 4))
+    assert {e.kind for e in run.events} <= set(KINDS)
+    kind_codes = next(line for line in vcd_text(run, 250).splitlines() if line.startswith("$comment kind codes"))
+    assert f"={timing.WINO} " in kind_codes
 
 
 def test_traffic_counts_every_written_element():
