@@ -22,13 +22,12 @@ import numpy as np
 
 from metahw.compiler.embedding_ops import Layer, LayerContext, layer_from, quantise_bias, quantise_weight, refuse
 from metahw.compiler.ir import Node
-from metahw.compiler.kernels import timing
+from metahw.compiler.kernels import timing, winograd
 from metahw.compiler.kernels.activation import activate, leaky_fields
 from metahw.compiler.kernels.base import Env, Kernel, OutputSpec
 from metahw.compiler.kernels.datapath import ACCUMULATOR, Needs, format_bits
 from metahw.compiler.kernels.mac import channel_accumulators, mac_needs
 from metahw.compiler.kernels.pool import POOL_MODES, POOL_SHIFT, pool2x2, pooled_shape
-from metahw.compiler.kernels.winograd import window_beats
 from metahw.compiler.onnx_attributes import accepts, any_value, ints, not_set, pair, symmetric_pads
 from metahw.qformat import QFormat
 
@@ -185,7 +184,7 @@ class Conv2d(Kernel):
         b = buffers[self.input].shape[0]
         tiles = timing.ceil_div(buffers[self.weight].shape[0], timing.group_lanes(hw))
         if hw.winograd:
-            beats = timing.WINO_FILL + tiles * window_beats(self, buffers)
+            beats = winograd.instruction_beats(tiles, winograd.window_beats(self, buffers))
             return timing.segment_groups(b, hw) * timing.instruction(timing.WINO, beats, hw)
         beats = tiles * self.tile_beats(buffers)
         return timing.segment_groups(b, hw) * timing.instruction(timing.OUTER, beats, hw)

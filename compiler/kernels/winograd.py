@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from metahw.compiler.kernels import timing
 from metahw.compiler.kernels.datapath import ACCUMULATOR, OPERAND, Needs, signed_bits
 
 if TYPE_CHECKING:
@@ -94,6 +95,14 @@ def window_beats(op: Conv2d, buffers: Mapping[str, Buffer]) -> int:
     """Beats of one channel tile for one image: C x 16 per pool window."""
     rows, cols = op.computed_shape(buffers)
     return buffers[op.input].shape[1] * PATCH_BEATS * (rows // 2) * (cols // 2)
+
+
+def instruction_beats(tiles: int, tile_beats: int) -> int:
+    """Beats of a WINO instruction for one image group: the first patch's fill, then every channel tile.
+
+    The one count the cost model, the simulator and the RTL plan share.
+    """
+    return timing.WINO_FILL + tiles * tile_beats
 
 
 def _range_of(coefficients: np.ndarray, lo: int, hi: int) -> tuple[int, int]:

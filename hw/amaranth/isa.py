@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from metahw.compiler.kernels import timing
 from metahw.compiler.kernels.conv import conv_tile_beats, kernel_span
-from metahw.compiler.kernels.winograd import PATCH_BEATS
+from metahw.compiler.kernels.winograd import PATCH_BEATS, instruction_beats
 from metahw.errors import UserError
 from metahw.qformat import QFormat
 
@@ -133,7 +133,7 @@ class ConvLayer:
         """Beats of the layer's instruction: every channel tile's `tile_beats`, or with Winograd the
         first patch's fill and then 16 beats per channel tile, input channel and pool window."""
         if winograd:
-            return timing.WINO_FILL + self.tiles * self.channels * PATCH_BEATS * self.out_height * self.out_width
+            return instruction_beats(self.tiles, self.channels * PATCH_BEATS * self.out_height * self.out_width)
         return self.tiles * self.tile_beats
 
     @property

@@ -117,5 +117,5 @@ def winograd_conv2d(m: Machine, op: Conv2d) -> list[Instr]:
     m.reads[op.weight] += ceil_div(b, hw.groups) * o * window_beats
     if op.bias is not None:
         m.reads[op.bias] += ceil_div(b, hw.groups) * o * windows[0] * windows[1]
-    beats = timing.WINO_FILL + channel_tiles * window_beats
+    beats = winograd.instruction_beats(channel_tiles, window_beats)
     return per_group(hw, b, timing.WINO, beats, o * window_beats)

@@ -23,6 +23,19 @@ def build(buffers, ops, weights, rounding, overflow):
         reject()
 
 
+def conv_inputs(rng, x_shape, w_shape, xf, wf, bias_drop, fracs=None) -> tuple[list[Buffer], dict]:
+    """A conv's input 'x', random weights 'w' and, unless `bias_drop` is None, a bias 'b' that many bits
+    coarser than the accumulator: the buffers and the weights."""
+    o = w_shape[0]
+    buffers = [Buffer("x", x_shape, xf, "input"), Buffer("w", w_shape, wf, "weight", channel_fracs=fracs)]
+    weights = {"w": rand(rng, wf, w_shape)}
+    if bias_drop is not None:
+        bf = QFormat(int(rng.integers(2, 17)), xf.frac + wf.frac - bias_drop)
+        buffers.append(Buffer("b", (o,), bf, "weight"))
+        weights["b"] = rand(rng, bf, (o,))
+    return buffers, weights
+
+
 @PROPERTY
 @given(
     shape=st.tuples(st.integers(1, 3), st.integers(1, 4), st.integers(1, 10), st.integers(1, 6), st.integers(1, 6)),
@@ -47,12 +60,7 @@ def test_conv2d(shape, padding, xf, wf, of, per_channel, bias_drop, relu, pool, 
     fracs = tuple(int(wf.frac + rng.integers(0, 4)) for _ in range(o)) if per_channel else None
     if fracs is not None:
         fracs = tuple(f - min(fracs) + wf.frac for f in fracs)
-    buffers = [Buffer("x", (b, c, h, w), xf, "input"), Buffer("w", (o, c, k, k), wf, "weight", channel_fracs=fracs)]
-    weights = {"w": rand(rng, wf, (o, c, k, k))}
-    if bias_drop is not None:
-        bf = QFormat(int(rng.integers(2, 17)), xf.frac + wf.frac - bias_drop)
-        buffers.append(Buffer("b", (o,), bf, "weight"))
-        weights["b"] = rand(rng, bf, (o,))
+    buffers, weights = conv_inputs(rng, (b, c, h, w), (o, c, k, k), xf, wf, bias_drop, fracs)
     out = (b, o, h // 2, w // 2) if pool else (b, o, h, w)
     buffers.append(Buffer("y", out, of, "output"))
     op = K.Conv2d(
@@ -415,12 +423,7 @@ def test_winograd_conv2d(shape, padding, xf, wf, of, bias_drop, activation, pool
     if h + 2 * padding < 4 or w + 2 * padding < 4:
         reject()
     rng = np.random.default_rng(seed)
-    buffers = [Buffer("x", (b, c, h, w), xf, "input"), Buffer("w", (o, c, 3, 3), wf, "weight")]
-    weights = {"w": rand(rng, wf, (o, c, 3, 3))}
-    if bias_drop is not None:
-        bf = QFormat(int(rng.integers(2, 17)), xf.frac + wf.frac - bias_drop)
-        buffers.append(Buffer("b", (o,), bf, "weight"))
-        weights["b"] = rand(rng, bf, (o,))
+    buffers, weights = conv_inputs(rng, (b, c, h, w), (o, c, 3, 3), xf, wf, bias_drop)
     rows, cols = (h + 2 * padding - 2) // 2, (w + 2 * padding - 2) // 2
     buffers.append(Buffer("y", (b, o, rows, cols), of, "output"))
     leaky = {"leaky_slope": 3, "leaky_frac": 3} if activation == "leaky" else {}
